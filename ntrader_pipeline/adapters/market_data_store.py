@@ -1,0 +1,73 @@
+"""Bars in both stores at once: the Parquet catalog and the ``market_data`` table.
+
+A write either lands in both or in neither. The new catalog contents are staged first, the table
+rows are replaced inside a transaction, the staged folders are swapped in just before that
+transaction commits, and a failure anywhere puts the old catalog folders back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import delete
+
+from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
+from ntrader_pipeline.core.bars import BarSeries
+
+
+@dataclass(frozen=True)
+class StoredSeries:
+    """What a write left in the stores."""
+
+    symbol: str
+    bar_type: str
+    written: int  # bars in the incoming series
+    stored: int  # bars of this series now in the catalog (old ones outside the range kept)
+    first_ns: int
+    last_ns: int
+    catalog_files: int
+
+
+class MarketDataStore:
+    def __init__(self, catalog: BarCatalog, warehouse: Warehouse):
+        self.catalog = catalog
+        self.warehouse = warehouse
+
+    def replace(self, series: BarSeries) -> StoredSeries:
+        """Store ``series``, replacing stored bars inside its time range and keeping the rest."""
+        if len(series) == 0:
+            raise ValueError(f"no bars to store for {series.symbol}")
+        bar_type = str(series.bar_type(self.catalog.venue))
+        staged = self.catalog.stage(series)
+        try:
+            with self.warehouse.transaction() as connection:
+                connection.execute(
+                    delete(market_data).where(
+                        market_data.c.symbol == series.symbol,
+                        market_data.c.bar_type == bar_type,
+                        market_data.c.timestamp >= _utc(series.first_ns),
+                        market_data.c.timestamp <= _utc(series.last_ns),
+                    )
+                )
+                self.warehouse.upsert_bars(connection, series, bar_type)
+                staged.publish()
+        except BaseException:
+            staged.restore()
+            raise
+        staged.discard()
+        merged = staged.series
+        return StoredSeries(
+            symbol=series.symbol,
+            bar_type=bar_type,
+            written=len(series),
+            stored=len(merged),
+            first_ns=merged.first_ns,
+            last_ns=merged.last_ns,
+            catalog_files=len(self.catalog.bar_files(series.symbol, series.timeframe)),
+        )
+
+
+def _utc(ns: int):
+    return pd.Timestamp(ns, tz="UTC").to_pydatetime()

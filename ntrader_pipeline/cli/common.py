@@ -1,0 +1,34 @@
+"""Helpers the command groups share: the pipeline, the warehouse and a Rich console."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+
+import click
+from rich.console import Console
+
+from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.settings import get_settings
+
+# Tables stay readable when output is piped (Rich assumes 80 columns off a terminal).
+console = Console(width=None if sys.stdout.isatty() else 120)
+
+
+def open_pipeline():
+    from ntrader_pipeline.pipeline import Pipeline  # imports Dagster: only for commands that run jobs
+
+    return Pipeline.open()
+
+
+def open_warehouse() -> Warehouse:
+    return Warehouse.open(get_settings().resolved_warehouse_url)
+
+
+def parse_date(_ctx, param, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param=param) from None

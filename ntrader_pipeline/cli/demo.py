@@ -1,0 +1,55 @@
+"""``ntrader demo`` (the quick start) and ``ntrader ui`` (the Dagster web UI on the same instance)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from rich.table import Table
+
+from ntrader_pipeline.cli.common import console, open_pipeline
+from ntrader_pipeline.settings import SAMPLE_DATA_DIR, get_settings
+
+DEMO_SYMBOLS = ("ORCL", "NVDA")
+DEMO_STRATEGY = "sma_crossover"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+@click.command()
+def demo() -> None:
+    """Import the bundled ORCL and NVDA daily bars and backtest the SMA crossover on each."""
+    pipeline = open_pipeline()
+    table = Table("symbol", "strategy", "total return", "Sharpe", "max drawdown", "trades", "run id",
+                  title="SMA crossover on bundled daily bars")
+    reports = []
+    for symbol in DEMO_SYMBOLS:
+        (file,) = SAMPLE_DATA_DIR.glob(f"{symbol}_*.csv")
+        stored = pipeline.import_csv(file, symbol)
+        console.print(f"imported {stored['bars_written']} {symbol} bars from {file.name}")
+        metrics = pipeline.run_backtest(DEMO_STRATEGY, symbol)
+        table.add_row(symbol, DEMO_STRATEGY, _pct(metrics["total_return"]), _num(metrics["sharpe_ratio"]),
+                      _pct(metrics["max_drawdown"]), str(metrics["trade_count"]), metrics["run_id"])
+        reports.append(pipeline.settings.resolved_reports_dir / metrics["run_id"])
+    console.print(table)
+    for path in reports:
+        console.print(f"reports: {path}")
+    console.print(f"Dagster instance: {pipeline.settings.resolved_dagster_home} (see it with `ntrader ui`)")
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
+def ui(dagster_args: tuple[str, ...]) -> None:
+    """Start `dagster dev` on the instance the CLI writes to (extra arguments go to dagster)."""
+    from ntrader_pipeline.pipeline import prepare_dagster_home
+
+    prepare_dagster_home(get_settings())
+    args = ["dagster", "dev", "-w", "workspace.yaml", *dagster_args]
+    os.execvp(sys.executable, [sys.executable, "-m", *args])

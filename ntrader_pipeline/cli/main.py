@@ -1,0 +1,42 @@
+"""Entry point: the command groups, and one place that turns errors into one-line reasons."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ntrader_pipeline.cli.backtest import backtest
+from ntrader_pipeline.cli.data import data
+from ntrader_pipeline.cli.demo import demo, ui
+from ntrader_pipeline.cli.report import report
+
+
+class NtraderGroup(click.Group):
+    """Prints ``error: <reason>`` and exits 1 instead of a traceback (NTRADER_DEBUG=1 shows it)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure must exit non-zero with a reason
+            if os.environ.get("NTRADER_DEBUG"):
+                raise
+            reason = str(exc).strip() or type(exc).__name__
+            click.echo(f"error: {reason}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=NtraderGroup)
+def cli() -> None:
+    """Backtest US-equity strategies with NautilusTrader, orchestrated by Dagster."""
+
+
+for command in (demo, ui, data, backtest, report):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="ntrader")

@@ -1,0 +1,130 @@
+"""Bar series: the one in-memory shape bars take between a source and the stores.
+
+A ``BarSeries`` is a validated frame with one row per bar and the columns of ``BAR_COLUMNS``:
+``ts_event`` is the bar's *close* time in UTC nanoseconds (NautilusTrader requires ``ts_init`` to
+be the close), prices are floats that round exactly to ``price_precision`` decimals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import pandas as pd
+from nautilus_trader.model.data import Bar, BarType
+
+BAR_COLUMNS = ["ts_event", "open", "high", "low", "close", "volume"]
+PRICE_COLUMNS = ["open", "high", "low", "close"]
+SIZE_PRECISION = 0  # US equities trade in whole shares; fractional volumes are rejected upstream.
+
+
+class Timeframe(str, Enum):
+    """Bar intervals a user can name, with their NautilusTrader spelling and length."""
+
+    MIN1 = "1MIN"
+    MIN5 = "5MIN"
+    HOUR1 = "1HOUR"
+    DAILY = "DAILY"
+
+    @property
+    def nautilus_spec(self) -> str:
+        return {"1MIN": "1-MINUTE", "5MIN": "5-MINUTE", "1HOUR": "1-HOUR", "DAILY": "1-DAY"}[self.value]
+
+    @property
+    def nanos(self) -> int:
+        minutes = {"1MIN": 1, "5MIN": 5, "1HOUR": 60, "DAILY": 1440}[self.value]
+        return minutes * 60 * 1_000_000_000
+
+    @classmethod
+    def parse(cls, text: str) -> Timeframe:
+        key = text.strip().upper()
+        aliases = {"1D": "DAILY", "1DAY": "DAILY", "DAY": "DAILY", "1M": "1MIN", "5M": "5MIN", "1H": "1HOUR"}
+        key = aliases.get(key, key)
+        try:
+            return cls(key)
+        except ValueError:
+            names = ", ".join(t.value for t in cls)
+            raise ValueError(f"unknown timeframe {text!r}; use one of {names}") from None
+
+
+def bar_type_for(symbol: str, venue: str, timeframe: Timeframe) -> BarType:
+    return BarType.from_str(f"{symbol}.{venue}-{timeframe.nautilus_spec}-LAST-EXTERNAL")
+
+
+@dataclass(frozen=True)
+class BarSeries:
+    """Validated bars of one symbol and interval, ready for the catalog and the warehouse."""
+
+    symbol: str
+    timeframe: Timeframe
+    frame: pd.DataFrame  # BAR_COLUMNS, sorted by ts_event, unique timestamps
+    price_precision: int
+    source: str = "csv"
+    notes: dict = field(default_factory=dict)  # how the source was read (adjusted, skipped rows…)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def first_ns(self) -> int:
+        return int(self.frame["ts_event"].iloc[0])
+
+    @property
+    def last_ns(self) -> int:
+        return int(self.frame["ts_event"].iloc[-1])
+
+    def bar_type(self, venue: str) -> BarType:
+        return bar_type_for(self.symbol, venue, self.timeframe)
+
+    def content_hash(self) -> str:
+        """Hash of the bars as stored (rounded prices), so a backtest can name its exact input."""
+        return frame_hash(self.frame, self.price_precision)
+
+
+def frame_hash(frame: pd.DataFrame, price_precision: int) -> str:
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(frame["ts_event"].to_numpy(dtype=np.int64)).tobytes())
+    scale = 10**price_precision
+    for column in PRICE_COLUMNS:
+        ticks = np.rint(frame[column].to_numpy(dtype=np.float64) * scale).astype(np.int64)
+        digest.update(np.ascontiguousarray(ticks).tobytes())
+    digest.update(np.ascontiguousarray(frame["volume"].to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+def _writable(values) -> np.ndarray:
+    # pandas 3 hands out read-only buffers (copy-on-write); the Cython API needs writable ones.
+    return np.array(values, dtype=np.float64, copy=True, order="C")
+
+
+def to_nautilus_bars(series: BarSeries, venue: str) -> list[Bar]:
+    frame = series.frame
+    ts = np.array(frame["ts_event"].to_numpy(dtype=np.int64), dtype=np.uint64, copy=True, order="C")
+    return Bar.from_raw_arrays_to_list(
+        series.bar_type(venue),
+        series.price_precision,
+        SIZE_PRECISION,
+        _writable(frame["open"]),
+        _writable(frame["high"]),
+        _writable(frame["low"]),
+        _writable(frame["close"]),
+        _writable(frame["volume"]),
+        ts,
+        ts.copy(),
+    )
+
+
+def frame_from_nautilus_bars(bars: list[Bar]) -> pd.DataFrame:
+    """Inverse of ``to_nautilus_bars``: prices come back as the exact decimals the catalog holds."""
+    return pd.DataFrame(
+        {
+            "ts_event": np.fromiter((b.ts_event for b in bars), dtype=np.int64, count=len(bars)),
+            "open": np.fromiter((b.open.as_double() for b in bars), dtype=np.float64, count=len(bars)),
+            "high": np.fromiter((b.high.as_double() for b in bars), dtype=np.float64, count=len(bars)),
+            "low": np.fromiter((b.low.as_double() for b in bars), dtype=np.float64, count=len(bars)),
+            "close": np.fromiter((b.close.as_double() for b in bars), dtype=np.float64, count=len(bars)),
+            "volume": np.fromiter((b.volume.as_double() for b in bars), dtype=np.float64, count=len(bars)),
+        }
+    )

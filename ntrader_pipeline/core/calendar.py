@@ -1,0 +1,32 @@
+"""Exchange sessions from a maintained calendar (exchange-calendars), never a hand-made list."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+EXCHANGE = "XNYS"  # NYSE and Nasdaq share sessions and early closes.
+
+
+@lru_cache(maxsize=4)
+def exchange_calendar(name: str = EXCHANGE):
+    import exchange_calendars
+
+    return exchange_calendars.get_calendar(name, start="1990-01-01")
+
+
+def session_close_ns(dates: pd.Series, timezone: str = "America/New_York") -> np.ndarray:
+    """UTC nanoseconds of each date's session close (13:00 on early-close days).
+
+    Dates the calendar has no session for (weekends, holidays) fall back to 16:00 local so that
+    the caller's validation, not this lookup, decides whether such a bar is acceptable.
+    """
+    days = pd.to_datetime(dates).dt.normalize().dt.tz_localize(None)
+    schedule = exchange_calendar().schedule
+    closes = schedule["close"].reindex(pd.DatetimeIndex(days.to_numpy()))
+    fallback = (days + pd.Timedelta(hours=16)).dt.tz_localize(timezone).dt.tz_convert("UTC")
+    fallback_ns = fallback.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    closes_ns = closes.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return np.where(closes.isna().to_numpy(), fallback_ns, closes_ns)

@@ -1,0 +1,135 @@
+"""Backtests per strategy × symbol, and what is derived from each: ledger, metrics, reports."""
+
+
+import uuid
+from datetime import UTC, date, datetime
+
+import pandas as pd
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetsDefinition,
+    Config,
+    MetadataValue,
+    MultiPartitionsDefinition,
+    MultiToSingleDimensionPartitionMapping,
+    Output,
+    asset,
+)
+from pydantic import Field
+
+from ntrader_pipeline.core.backtest import BacktestResult, run_backtest
+from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.ledger import trade_ledger as build_ledger
+from ntrader_pipeline.core.metrics import compute_metrics, equity_curve
+from ntrader_pipeline.core.reports import write_reports
+from ntrader_pipeline.core.strategy_specs import load_spec
+from ntrader_pipeline.defs.resources import PipelineStores
+
+KEY_METRICS = ("total_return", "cagr", "sharpe_ratio", "sortino_ratio", "max_drawdown", "trade_count")
+
+
+class BacktestRunConfig(Config):
+    start: str | None = Field(None, description="First date (YYYY-MM-DD); default: the YAML's or all bars.")
+    end: str | None = Field(None, description="Last date (YYYY-MM-DD); default: the YAML's or all bars.")
+    timeframe: str | None = Field(None, description="Bar interval; default: the YAML's (DAILY).")
+
+
+def _date(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[AssetsDefinition]:
+    """The backtest graph over the given strategy × symbol partitions."""
+
+    @asset(
+        partitions_def=partitions_def,
+        group_name="backtests",
+        deps=[AssetDep("bar_catalog", partition_mapping=MultiToSingleDimensionPartitionMapping("symbol"))],
+        kinds={"nautilus"},
+    )
+    def backtest(context: AssetExecutionContext, config: BacktestRunConfig, stores: PipelineStores) -> Output[BacktestResult]:
+        """Run the strategy's YAML on the symbol's catalog bars in NautilusTrader's BacktestEngine."""
+        keys = context.partition_key.keys_by_dimension
+        spec = load_spec(stores.strategy_file(keys["strategy"]))
+        timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
+        series = stores.catalog().read(keys["symbol"], timeframe)
+        if series is None:
+            raise ValueError(f"the catalog has no {timeframe.value} bars for {keys['symbol']}; import them first")
+        result = run_backtest(series, spec, stores.venue, new_run_id(), _date(config.start), _date(config.end))
+        return Output(
+            result,
+            metadata={
+                "run_id": result.run_id,
+                "bars": result.bar_count,
+                "fills": len(result.fills),
+                "data_sha256": result.data_hash,
+                "final_equity": float(result.equity["equity"].iloc[-1]),
+            },
+        )
+
+    @asset(partitions_def=partitions_def, group_name="backtests")
+    def trade_ledger(backtest: BacktestResult) -> Output[pd.DataFrame]:
+        """One row per round trip, exact decimals."""
+        ledger = build_ledger(backtest.fills)
+        return Output(ledger, metadata={"run_id": backtest.run_id, "trades": len(ledger)})
+
+    @asset(partitions_def=partitions_def, group_name="backtests")
+    def backtest_metrics(
+        context: AssetExecutionContext, backtest: BacktestResult, trade_ledger: pd.DataFrame, stores: PipelineStores
+    ) -> Output[dict]:
+        """Metrics from mark-to-market equity; the run, its metrics and trades go to the warehouse."""
+        metrics = {**compute_metrics(backtest, trade_ledger), "run_id": backtest.run_id}
+        record = run_record(backtest, context.run_id, stores)
+        stores.warehouse().save_run(record, metrics, trade_ledger.to_dict("records"))
+        metadata = {name: MetadataValue.float(metrics[name]) if isinstance(metrics[name], float)
+                    else MetadataValue.int(metrics[name]) if isinstance(metrics[name], int)
+                    else MetadataValue.text("n/a")
+                    for name in KEY_METRICS}
+        return Output(metrics, metadata={"run_id": backtest.run_id, **metadata})
+
+    @asset(partitions_def=partitions_def, group_name="backtests")
+    def backtest_report(
+        context: AssetExecutionContext,
+        backtest: BacktestResult,
+        trade_ledger: pd.DataFrame,
+        backtest_metrics: dict,
+        stores: PipelineStores,
+    ) -> Output[str]:
+        """Text, CSV and JSON reports of the run, in ``<reports>/<run id>/``."""
+        directory = stores.reports_dir_for(backtest.run_id)
+        record = run_record(backtest, context.run_id, stores)
+        paths = write_reports(directory, record, backtest_metrics, trade_ledger, equity_curve(backtest))
+        return Output(
+            str(directory),
+            metadata={
+                "run_id": backtest.run_id,
+                "report_dir": MetadataValue.path(str(directory)),
+                "report": MetadataValue.md(f"```\n{paths['text'].read_text()}\n```"),
+            },
+        )
+
+    return [backtest, trade_ledger, backtest_metrics, backtest_report]
+
+
+def run_record(result: BacktestResult, dagster_run_id: str, stores: PipelineStores) -> dict:
+    """The ``backtest_runs`` row: everything needed to say what ran and to run it again."""
+    return {
+        "run_id": result.run_id,
+        "strategy": result.strategy,
+        "symbol": result.symbol,
+        "bar_type": result.bar_type,
+        "dagster_run_id": dagster_run_id,
+        "created_at": datetime.now(UTC),
+        "start": pd.Timestamp(result.start_ns, tz="UTC").to_pydatetime(),
+        "end": pd.Timestamp(result.end_ns, tz="UTC").to_pydatetime(),
+        "bar_count": result.bar_count,
+        "data_hash": result.data_hash,
+        "config": result.spec,
+        "versions": result.versions,
+        "report_dir": str(stores.reports_dir_for(result.run_id)),
+    }

@@ -1,0 +1,73 @@
+"""Market data: CSV files → validated bars → the Parquet catalog and the ``market_data`` table."""
+
+
+from pathlib import Path
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
+from pydantic import Field
+
+from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.csv_bars import read_bar_csv
+from ntrader_pipeline.defs.partitions import symbol_partitions
+from ntrader_pipeline.defs.resources import PipelineStores
+from ntrader_pipeline.settings import SAMPLE_DATA_DIR
+
+raw_bar_files = AssetSpec(
+    "raw_bar_files",
+    group_name="market_data",
+    partitions_def=symbol_partitions,
+    description="OHLCV CSV files per symbol, as dropped in the inbox or named on the command line.",
+)
+
+
+class CsvImportConfig(Config):
+    file: str | None = Field(None, description="CSV to import; default: the bundled sample file of the symbol.")
+    timeframe: str | None = Field(None, description="1MIN, 5MIN, 1HOUR or DAILY; inferred when empty.")
+    timezone: str = Field("America/New_York", description="Timezone of naive timestamps in the file.")
+
+
+def bundled_file(symbol: str) -> Path | None:
+    matches = sorted(SAMPLE_DATA_DIR.glob(f"{symbol.upper()}_*.csv"))
+    return matches[0] if matches else None
+
+
+@multi_asset(
+    specs=[
+        AssetSpec("bar_catalog", group_name="market_data", deps=[raw_bar_files],
+                  description="Bars and instruments in the NautilusTrader Parquet catalog."),
+        AssetSpec("market_data", group_name="market_data", deps=[raw_bar_files],
+                  description="The same bars in the warehouse table `market_data`."),
+    ],
+    partitions_def=symbol_partitions,
+)
+def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: PipelineStores):
+    """Import one symbol's CSV into both stores at once (all or nothing)."""
+    symbol = context.partition_key
+    path = Path(config.file) if config.file else bundled_file(symbol)
+    if path is None:
+        raise FileNotFoundError(
+            f"no CSV configured for {symbol}: pass `file` in the run config or drop it in the inbox"
+        )
+    timeframe = Timeframe.parse(config.timeframe) if config.timeframe else None
+    series = read_bar_csv(path, symbol, timeframe, config.timezone)
+    stored = stores.market_data().replace(series)
+    metadata = {
+        "file": str(path),
+        "bar_type": stored.bar_type,
+        "bars_written": stored.written,
+        "bars_stored": stored.stored,
+        "first": pd.Timestamp(stored.first_ns, tz="UTC").isoformat(),
+        "last": pd.Timestamp(stored.last_ns, tz="UTC").isoformat(),
+        "price_precision": series.price_precision,
+        "source": MetadataValue.text(series.source),
+    }
+    yield MaterializeResult(asset_key="bar_catalog", metadata={**metadata, "catalog_files": stored.catalog_files})
+    yield MaterializeResult(asset_key="market_data", metadata=metadata)

@@ -1,0 +1,65 @@
+"""Where ntrader keeps its state, read once from the environment (prefix ``NTRADER_``) or ``.env``.
+
+Everything lives under one state folder, ``NTRADER_HOME`` (default ``.ntrader`` in the working
+directory), unless a setting points a part elsewhere. With no settings at all the pipeline runs
+embedded: a SQLite warehouse, a Dagster home, a Parquet catalog and the reports, side by side.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NTRADER_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path(".ntrader"), description="State folder holding every default below.")
+    warehouse_url: str | None = Field(
+        None, description="SQLAlchemy URL of the warehouse; SQLite under home when unset."
+    )
+    catalog_path: Path | None = Field(None, description="NautilusTrader Parquet catalog folder.")
+    reports_dir: Path | None = Field(None, description="Where per-run reports are written.")
+    dagster_home: Path | None = Field(
+        None, description="Dagster instance folder shared by the CLI and `dagster dev`."
+    )
+    strategy_configs_dir: Path = Field(
+        Path("strategy_configs"), description="Folder of strategy YAML files, one per partition."
+    )
+    inbox_dir: Path | None = Field(None, description="Drop folder watched by the CSV sensor.")
+    venue: str = Field("XNAS", description="Venue every imported equity is placed on.")
+
+    @cached_property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_warehouse_url(self) -> str:
+        return self.warehouse_url or f"sqlite:///{self.home_dir / 'warehouse.sqlite'}"
+
+    @property
+    def resolved_catalog_path(self) -> Path:
+        return (self.catalog_path or self.home_dir / "catalog").expanduser().resolve()
+
+    @property
+    def resolved_reports_dir(self) -> Path:
+        return (self.reports_dir or self.home_dir / "reports").expanduser().resolve()
+
+    @property
+    def resolved_dagster_home(self) -> Path:
+        return (self.dagster_home or self.home_dir / "dagster").expanduser().resolve()
+
+    @property
+    def resolved_inbox_dir(self) -> Path:
+        return (self.inbox_dir or self.home_dir / "inbox").expanduser().resolve()
+
+
+def get_settings() -> Settings:
+    """Fresh settings from the current environment (tests change it between calls)."""
+    return Settings()

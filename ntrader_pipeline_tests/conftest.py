@@ -1,0 +1,84 @@
+"""Shared fixtures: a private ntrader home per test, and real SQLite and Postgres warehouses.
+
+Postgres tests use ``NTRADER_TEST_POSTGRES_URL`` (default: the local server on 127.0.0.1:5432).
+Each test gets its own freshly created database, dropped after it. When the server is
+unreachable the tests skip with the reason, unless ``NTRADER_REQUIRE_POSTGRES=1`` (set by
+``.ci/run``), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.settings import SAMPLE_DATA_DIR, Settings, get_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STRATEGY_CONFIGS = REPO_ROOT / "strategy_configs"
+ORCL_DAILY = SAMPLE_DATA_DIR / "ORCL_1995-2014_daily_yahoo.csv"
+NVDA_DAILY = SAMPLE_DATA_DIR / "NVDA_1999-2014_daily_yahoo.csv"
+AAPL_MINUTE = SAMPLE_DATA_DIR / "AAPL_2024-01-02_1min.csv"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def ntrader_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings whose every store lives under a fresh temporary home (SQLite warehouse)."""
+    for key in list(os.environ):
+        if key.startswith("NTRADER_") and key not in {"NTRADER_REQUIRE_POSTGRES", "NTRADER_TEST_POSTGRES_URL"}:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("NTRADER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NTRADER_STRATEGY_CONFIGS_DIR", str(STRATEGY_CONFIGS))
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    """An AUTOCOMMIT engine on the server's admin database, or a skip (a failure in CI)."""
+    admin_url = make_url(os.environ.get("NTRADER_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server here"
+        admin.dispose()
+        reason = f"Postgres unreachable at {admin_url.render_as_string(hide_password=True)}: {exc}"
+        if os.environ.get("NTRADER_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    yield admin
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: Engine) -> Iterator[str]:
+    """URL of a fresh, empty Postgres database, dropped after the test."""
+    name = f"ntrader_test_{uuid.uuid4().hex[:10]}"
+    with postgres_admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        Warehouse.open.cache_clear()  # drop pooled connections before the database goes
+        with postgres_admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs once on SQLite and once on Postgres."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")

@@ -7,6 +7,7 @@ embedded: a SQLite warehouse, a Dagster home, a Parquet catalog and the reports,
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -27,7 +28,8 @@ class Settings(BaseSettings):
     catalog_path: Path | None = Field(None, description="NautilusTrader Parquet catalog folder.")
     reports_dir: Path | None = Field(None, description="Where per-run reports are written.")
     dagster_home: Path | None = Field(
-        None, description="Dagster instance folder shared by the CLI and `dagster dev`."
+        None, description="Dagster instance folder shared by the CLI and `dagster dev`; "
+        "default: $DAGSTER_HOME if set, else <home>/dagster."
     )
     strategy_configs_dir: Path = Field(
         Path("strategy_configs"), description="Folder of strategy YAML files, one per partition."
@@ -53,7 +55,9 @@ class Settings(BaseSettings):
 
     @property
     def resolved_dagster_home(self) -> Path:
-        return (self.dagster_home or self.home_dir / "dagster").expanduser().resolve()
+        """NTRADER_DAGSTER_HOME, else an already exported DAGSTER_HOME, else ``<home>/dagster``."""
+        chosen = self.dagster_home or os.environ.get("DAGSTER_HOME") or self.home_dir / "dagster"
+        return Path(chosen).expanduser().resolve()
 
     @property
     def resolved_inbox_dir(self) -> Path:

@@ -34,6 +34,7 @@ def ntrader_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     for key in list(os.environ):
         if key.startswith("NTRADER_") and key not in {"NTRADER_REQUIRE_POSTGRES", "NTRADER_TEST_POSTGRES_URL"}:
             monkeypatch.delenv(key)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
     monkeypatch.setenv("NTRADER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NTRADER_STRATEGY_CONFIGS_DIR", str(STRATEGY_CONFIGS))
     return get_settings()

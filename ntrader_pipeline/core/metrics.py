@@ -213,3 +213,9 @@ def typed_metrics(stored: dict[str, Any]) -> dict[str, Any]:
         if ordered.get(name) is not None:
             ordered[name] = int(ordered[name])
     return ordered
+
+
+def metric_differences(stored: dict[str, Any], fresh: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(name, stored, fresh) for every metric that is not identical; the run id is not a metric."""
+    names = [n for n in dict.fromkeys([*stored, *fresh]) if n != "run_id"]
+    return [(n, stored.get(n), fresh.get(n)) for n in names if stored.get(n) != fresh.get(n)]

@@ -8,6 +8,7 @@ leaves no half-written report behind.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -151,7 +152,8 @@ def write_text(path: Path, text: str) -> Path:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the folder may not exist at all
+            temporary.unlink(missing_ok=True)
         raise ReportWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
 

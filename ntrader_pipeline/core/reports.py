@@ -41,8 +41,10 @@ class ReportWriteError(OSError):
 
 
 def decimal_text(value: Decimal) -> str:
-    """The exact decimal in plain notation (``Decimal('1E+2')`` → ``"100"``)."""
-    return format(value, "f")
+    """The exact value in plain notation without trailing zeros (``Decimal('1E+2')`` → ``"100"``,
+    ``Decimal('2.50')`` → ``"2.5"``): the same text whether the Decimal was just computed or read back
+    from the warehouse, which normalizes."""
+    return format(value.normalize(), "f")
 
 
 def to_jsonable(value: Any) -> Any:

@@ -224,7 +224,7 @@ class Warehouse:
             rows = connection.execute(query).all()
         return pd.DataFrame(
             {
-                "timestamp": pd.to_datetime([r.timestamp for r in rows], utc=True),
+                "timestamp": pd.to_datetime([r.timestamp for r in rows], utc=True).as_unit("ns"),
                 "equity": np.array([r.equity for r in rows], dtype=np.float64),
                 "drawdown": np.array([r.drawdown for r in rows], dtype=np.float64),
             }

@@ -32,7 +32,7 @@ def load_run(warehouse: Warehouse, run_id: str) -> StoredRun:
         raise UnknownRunError(run_id)
     ledger = pd.DataFrame(warehouse.get_trades(run_id), columns=["run_id", *LEDGER_COLUMNS])[LEDGER_COLUMNS]
     for column in ("entry_time", "exit_time"):
-        ledger[column] = pd.to_datetime(ledger[column], utc=True)  # SQLite hands back naive UTC
+        ledger[column] = pd.to_datetime(ledger[column], utc=True).dt.as_unit("ns")  # SQLite: naive UTC
     if len(ledger):
         ledger["holding_seconds"] = ledger["holding_seconds"].astype("int64")
     ledger = ledger.sort_values(["entry_time", "position_id"], kind="stable").reset_index(drop=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from dagster import instance_for_test
+from dagster import AssetKey, DagsterInstance, FloatMetadataValue, IntMetadataValue, instance_for_test
 from sqlalchemy import update
 
 from ntrader_pipeline.adapters.warehouse import Warehouse, backtest_metrics, backtest_runs
@@ -31,7 +31,7 @@ def point_settings_at(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def stored_run(tmp_path_factory) -> Iterator[tuple[Path, str]]:
+def stored_run(tmp_path_factory) -> Iterator[tuple[Path, str, DagsterInstance]]:
     """A home with ORCL imported and one SMA backtest (1995–1997) run through the Dagster job."""
     home = tmp_path_factory.mktemp("cli_home")
     with pytest.MonkeyPatch.context() as monkeypatch, instance_for_test() as instance:
@@ -39,18 +39,29 @@ def stored_run(tmp_path_factory) -> Iterator[tuple[Path, str]]:
         pipeline = Pipeline.open(get_settings(), instance)
         pipeline.import_csv(ORCL_DAILY, "ORCL")
         metrics = pipeline.run_backtest("sma_crossover", "ORCL", end=date(1997, 12, 31))
-        yield home, metrics["run_id"]
+        yield home, metrics["run_id"], instance
     Warehouse.open.cache_clear()
 
 
 @pytest.fixture
 def home(stored_run, monkeypatch) -> tuple[Path, str]:
     point_settings_at(monkeypatch, stored_run[0])
-    return stored_run
+    return stored_run[:2]
 
 
 def ntrader(*args: str):
     return CliRunner().invoke(cli, list(args))
+
+
+def test_materializations_carry_numeric_metrics_and_the_chart(stored_run):
+    home, run_id, instance = stored_run
+    stored = json.loads((home / "reports" / run_id / "metrics.json").read_text())
+    metrics = instance.get_latest_materialization_event(AssetKey("backtest_metrics")).asset_materialization.metadata
+    assert isinstance(metrics["sharpe_ratio"], FloatMetadataValue) and metrics["sharpe_ratio"].value == stored["sharpe_ratio"]
+    assert isinstance(metrics["trade_count"], IntMetadataValue) and metrics["trade_count"].value == stored["trade_count"]
+    report = instance.get_latest_materialization_event(AssetKey("backtest_report")).asset_materialization.metadata
+    assert report["equity_and_drawdown"].value.startswith("![equity and drawdown](data:image/png;base64,iVBORw0KGgo")
+    assert Path(report["tearsheet"].value).read_text().startswith("<!DOCTYPE html>")
 
 
 def test_export_all_writes_exactly_the_five_reports(home, tmp_path):

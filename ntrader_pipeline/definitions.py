@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, define_asset_job
 
 from ntrader_pipeline.core.strategy_specs import load_specs
+from ntrader_pipeline.defs.analytics.assets import leaderboard
 from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
 from ntrader_pipeline.defs.market_data.assets import csv_bars, raw_bar_files
 from ntrader_pipeline.defs.partitions import backtest_partitions, symbol_partitions
@@ -22,7 +23,7 @@ def build_definitions(settings: Settings) -> Definitions:
     partitions = backtest_partitions(list(specs))
     backtest_assets = build_backtest_assets(partitions)
     return Definitions(
-        assets=[raw_bar_files, csv_bars, *backtest_assets],
+        assets=[raw_bar_files, csv_bars, *backtest_assets, leaderboard],
         jobs=[
             define_asset_job(INGEST_JOB, selection=[csv_bars], partitions_def=symbol_partitions),
             define_asset_job(BACKTEST_JOB, selection=backtest_assets, partitions_def=partitions),

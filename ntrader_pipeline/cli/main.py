@@ -11,6 +11,7 @@ from ntrader_pipeline.cli.backtest import backtest
 from ntrader_pipeline.cli.data import data
 from ntrader_pipeline.cli.demo import demo, ui
 from ntrader_pipeline.cli.report import report
+from ntrader_pipeline.cli.results import compare, list_results, reproduce
 
 
 class NtraderGroup(click.Group):
@@ -36,6 +37,8 @@ def cli() -> None:
 
 for command in (demo, ui, data, backtest, report):
     cli.add_command(command)
+for command in (list_results, compare, reproduce):
+    backtest.add_command(command)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""``ntrader report``: read stored backtest results."""
+"""``ntrader report``: show and export the reports of stored runs, rebuilt from the warehouse."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
+from ntrader_pipeline.adapters.warehouse.results import load_run
 from ntrader_pipeline.cli.common import open_warehouse
+from ntrader_pipeline.core.reports import render, write_reports, write_text
+
+# --format name → report kind (csv is the trade ledger; equity.csv comes with export-all)
+FORMATS = {"text": "text", "csv": "trades", "json": "json", "html": "html"}
 
 
 @click.group()
@@ -17,11 +22,33 @@ def report() -> None:
 @report.command("summary")
 @click.argument("run_id")
 def summary(run_id: str) -> None:
-    """Print the text report of a run."""
-    run = open_warehouse().get_run(run_id)
-    if run is None:
-        raise click.ClickException(f"no backtest run with id {run_id!r}")
-    text = Path(run["report_dir"]) / "report.txt"
-    if not text.exists():
-        raise click.ClickException(f"run {run_id} has no text report at {text}")
-    click.echo(text.read_text(), nl=False)
+    """Print the text report of a run: every metric and the last trades."""
+    stored = load_run(open_warehouse(), run_id)
+    click.echo(render("text", stored.record, stored.metrics, stored.ledger, stored.curve), nl=False)
+
+
+@report.command("generate")
+@click.option("--backtest-id", "run_id", required=True, help="Run id (see `ntrader backtest list-results`).")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True,
+              help="text report, csv trade ledger, json metrics, or html tearsheet.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (default: standard output).")
+def generate(run_id: str, fmt: str, output: Path | None) -> None:
+    """Write one report of a run to a file or standard output."""
+    stored = load_run(open_warehouse(), run_id)
+    text = render(FORMATS[fmt], stored.record, stored.metrics, stored.ledger, stored.curve)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {write_text(output, text)}")
+
+
+@report.command("export-all")
+@click.argument("run_id")
+@click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write into (created if missing).")
+def export_all(run_id: str, output_dir: Path) -> None:
+    """Write metrics.json, trades.csv, equity.csv, report.txt and tearsheet.html of a run."""
+    stored = load_run(open_warehouse(), run_id)
+    for path in write_reports(output_dir, stored.record, stored.metrics, stored.ledger, stored.curve).values():
+        click.echo(f"wrote {path}")

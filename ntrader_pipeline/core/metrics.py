@@ -1,11 +1,18 @@
 """Performance metrics from mark-to-market equity and the trade ledger.
 
 Definitions (also in the README):
+- equity: mark-to-market account equity at every bar (cash + position × bar close, net of
+  commissions);
 - daily returns: percent change of the last equity of each exchange trading day;
 - Sharpe = mean / std(ddof=1) × √252; Sortino = mean / √mean(min(r, 0)²) × √252;
-  volatility = std(ddof=1) × √252; no risk-free rate;
+  volatility = std(ddof=1) × √252; no risk-free rate. These three are computed by
+  NautilusTrader's ``SharpeRatio``, ``SortinoRatio`` and ``ReturnsVolatility`` fed with our
+  daily returns, so they cannot drift from the engine's own statistics;
 - total return = last equity / first equity − 1; CAGR = (1 + total)^(252 / n daily returns) − 1;
-- max drawdown = min(equity / running max − 1) over bar-level equity; Calmar = CAGR / |max DD|.
+- max drawdown = min(equity / running max − 1) over *bar-level* equity; Calmar = CAGR / |max DD|.
+  NautilusTrader's ``MaxDrawdown`` compounds daily returns instead; on daily bars the two agree,
+  on intraday bars ours also sees troughs inside a day. Its figure is kept as
+  ``max_drawdown_daily``.
 A ratio that is undefined (no variance, no losses, no trades…) is None, never 0 or infinity.
 """
 
@@ -17,15 +24,37 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from nautilus_trader.analysis import MaxDrawdown, ReturnsVolatility, SharpeRatio, SortinoRatio
 
 from ntrader_pipeline.core.backtest import BacktestResult
 
 TRADING_DAYS = 252
 EXCHANGE_TZ = "America/New_York"
 
+# The headline figures every surface shows (UI metadata, leaderboard, list-results, compare).
+KEY_METRICS = (
+    "total_return",
+    "cagr",
+    "volatility",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "calmar_ratio",
+    "max_drawdown",
+    "win_rate",
+    "profit_factor",
+    "trade_count",
+    "exposure",
+    "benchmark_return",
+)
+
 
 def iso(ns: int | None) -> str | None:
     return None if ns is None else pd.Timestamp(int(ns), tz="UTC").isoformat()
+
+
+def drawdown(equity: np.ndarray) -> np.ndarray:
+    """Equity / running maximum − 1 at every point: 0 at a new high, negative below it."""
+    return equity / np.maximum.accumulate(equity) - 1.0
 
 
 def equity_curve(result: BacktestResult) -> pd.DataFrame:
@@ -35,7 +64,7 @@ def equity_curve(result: BacktestResult) -> pd.DataFrame:
         {
             "timestamp": pd.to_datetime(result.equity["ts_event"], utc=True),
             "equity": equity,
-            "drawdown": equity / np.maximum.accumulate(equity) - 1.0,
+            "drawdown": drawdown(equity),
         }
     )
 
@@ -44,32 +73,36 @@ def daily_returns(curve: pd.DataFrame) -> pd.Series:
     """Percent change of each trading day's last equity, indexed by that day's last bar time."""
     day = curve["timestamp"].dt.tz_convert(EXCHANGE_TZ).dt.date
     last = curve.groupby(day, sort=True).tail(1)
-    return pd.Series(last["equity"].to_numpy(), index=last["timestamp"].to_numpy()).pct_change().dropna()
+    index = pd.DatetimeIndex(last["timestamp"])
+    return pd.Series(last["equity"].to_numpy(), index=index).pct_change().iloc[1:]
 
 
-def _finite(value: float) -> float | None:
+def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+def nautilus_returns(returns: pd.Series) -> dict[int, float]:
+    """The ``{ts_ns: r}`` mapping NautilusTrader's statistics take."""
+    return {int(ts.value): float(r) for ts, r in returns.items()}
+
+
 def return_ratios(returns: pd.Series) -> dict[str, float | None]:
-    r = returns.to_numpy(dtype=np.float64)
-    n = len(r)
-    std = r.std(ddof=1) if n > 1 else float("nan")
-    downside = math.sqrt(np.mean(np.minimum(r, 0.0) ** 2)) if n else float("nan")
-    scale = math.sqrt(TRADING_DAYS)
+    """Volatility, Sharpe and Sortino by NautilusTrader; NaN (undefined) becomes None."""
+    by_ns = nautilus_returns(returns)
     return {
-        "volatility": _finite(std * scale),
-        "sharpe_ratio": _finite(r.mean() / std * scale) if n > 1 and std > 0 else None,
-        "sortino_ratio": _finite(r.mean() / downside * scale) if n and downside > 0 else None,
+        "volatility": _finite(ReturnsVolatility().calculate_from_returns(by_ns)) if len(by_ns) > 1 else None,
+        "sharpe_ratio": _finite(SharpeRatio().calculate_from_returns(by_ns)),
+        "sortino_ratio": _finite(SortinoRatio().calculate_from_returns(by_ns)),
     }
 
 
 def drawdown_stats(curve: pd.DataFrame) -> dict[str, Any]:
+    """The deepest bar-level drawdown: depth, peak, trough, recovery (None if never) and duration."""
     equity = curve["equity"].to_numpy(dtype=np.float64)
     times = curve["timestamp"]
-    drawdown = curve["drawdown"].to_numpy()
-    trough = int(np.argmin(drawdown))
-    if drawdown[trough] >= 0:
+    depth = curve["drawdown"].to_numpy()
+    trough = int(np.argmin(depth))
+    if depth[trough] >= 0:
         return {
             "max_drawdown": 0.0,
             "max_drawdown_peak": None,
@@ -82,15 +115,17 @@ def drawdown_stats(curve: pd.DataFrame) -> dict[str, Any]:
     recovery = trough + int(recovered[0]) if len(recovered) else None
     until = times.iloc[recovery] if recovery is not None else times.iloc[-1]
     return {
-        "max_drawdown": float(drawdown[trough]),
+        "max_drawdown": float(depth[trough]),
         "max_drawdown_peak": times.iloc[peak].isoformat(),
         "max_drawdown_trough": times.iloc[trough].isoformat(),
         "max_drawdown_recovery": times.iloc[recovery].isoformat() if recovery is not None else None,
+        # peak to recovery, or peak to the last bar while still under water
         "max_drawdown_duration_days": (until - times.iloc[peak]).total_seconds() / 86400,
     }
 
 
 def trade_stats(ledger: pd.DataFrame) -> dict[str, Any]:
+    """Round-trip statistics on realized PnL net of commissions."""
     pnl = ledger["realized_pnl"].astype(float).to_numpy() if len(ledger) else np.array([])
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]
     n = len(pnl)
@@ -107,32 +142,80 @@ def trade_stats(ledger: pd.DataFrame) -> dict[str, Any]:
 
 
 def compute_metrics(result: BacktestResult, ledger: pd.DataFrame) -> dict[str, Any]:
-    """Every headline figure of one backtest, JSON-ready (floats, ISO strings, None)."""
+    """Every headline figure of one backtest, JSON-ready (floats, ints, ISO strings, None)."""
     curve = equity_curve(result)
     equity = curve["equity"].to_numpy()
     total = equity[-1] / equity[0] - 1.0
     returns = daily_returns(curve)
-    cagr = (1.0 + total) ** (TRADING_DAYS / len(returns)) - 1.0 if len(returns) else None
+    cagr = _finite((1.0 + total) ** (TRADING_DAYS / len(returns)) - 1.0) if len(returns) else None
     drawdowns = drawdown_stats(curve)
     mdd = drawdowns["max_drawdown"]
     closes = result.equity["close"].to_numpy()
     commissions = sum(result.fills["commission"], Decimal(0))
     return {
-        "run_id": None,  # filled in when the run is stored
+        "run_id": result.run_id,
         "strategy": result.strategy,
         "symbol": result.symbol,
         "start": iso(result.start_ns),
         "end": iso(result.end_ns),
         "bars": result.bar_count,
+        "daily_returns": len(returns),
         "starting_equity": float(equity[0]),
         "final_equity": float(equity[-1]),
         "total_return": float(total),
-        "cagr": _finite(cagr) if cagr is not None else None,
+        "cagr": cagr,
         **return_ratios(returns),
         "calmar_ratio": _finite(cagr / abs(mdd)) if cagr is not None and mdd < 0 else None,
         **drawdowns,
+        "max_drawdown_daily": _finite(MaxDrawdown().calculate_from_returns(nautilus_returns(returns)) + 0.0)
+        if len(returns)
+        else None,
         **trade_stats(ledger),
         "commissions": float(commissions),
         "exposure": float(np.mean(result.equity["position"].to_numpy() != 0)),
         "benchmark_return": float(closes[-1] / closes[0] - 1.0),
     }
+
+
+# --- presentation and storage round trip ---------------------------------------------------
+
+PERCENT = {
+    "total_return", "cagr", "volatility", "max_drawdown", "max_drawdown_daily", "win_rate", "exposure",
+    "benchmark_return",
+}
+INTEGER_METRICS = {"bars", "daily_returns", "trade_count"}
+# compute_metrics' key order: reports list metrics in this order.
+METRIC_NAMES = (
+    "run_id", "strategy", "symbol", "start", "end", "bars", "daily_returns", "starting_equity", "final_equity",
+    "total_return", "cagr", "volatility", "sharpe_ratio", "sortino_ratio", "calmar_ratio", "max_drawdown",
+    "max_drawdown_peak", "max_drawdown_trough", "max_drawdown_recovery", "max_drawdown_duration_days",
+    "max_drawdown_daily", "trade_count", "win_rate", "profit_factor", "expectancy", "average_win",
+    "average_loss", "largest_win", "largest_loss", "commissions", "exposure", "benchmark_return",
+)
+
+
+def format_metric(name: str, value: Any) -> str:
+    """How a metric reads on screen: percentages for fractions, "n/a" where undefined."""
+    if value is None:
+        return "n/a"
+    if name in PERCENT and isinstance(value, float):
+        return f"{value:.2%}"
+    if isinstance(value, float):
+        return f"{value:,.4f}"
+    return str(value)
+
+
+def typed_metrics(stored: dict[str, Any]) -> dict[str, Any]:
+    """Metrics read back from storage (numbers as floats) in compute_metrics' order and types."""
+    ordered = {name: stored[name] for name in METRIC_NAMES if name in stored}
+    ordered.update({name: value for name, value in stored.items() if name not in ordered})
+    for name in INTEGER_METRICS:
+        if ordered.get(name) is not None:
+            ordered[name] = int(ordered[name])
+    return ordered
+
+
+def metric_differences(stored: dict[str, Any], fresh: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(name, stored, fresh) for every metric that is not identical; the run id is not a metric."""
+    names = [n for n in dict.fromkeys([*stored, *fresh]) if n != "run_id"]
+    return [(n, stored.get(n), fresh.get(n)) for n in names if stored.get(n) != fresh.get(n)]

@@ -1,30 +1,65 @@
-"""Reports of one backtest run: text (Rich-rendered), trades CSV, equity CSV and metrics JSON.
+"""Reports of one backtest run: text (Rich-rendered), trades CSV, equity CSV, metrics JSON, HTML.
 
-Prices keep their exact decimals in CSV and JSON (Decimals are written as their exact text),
-timestamps are ISO-8601 UTC, and undefined metrics are written as null / "n/a", never as 0.
+Prices keep their exact decimals in CSV and JSON (Decimals are written as their exact text, never
+in exponent form), timestamps are ISO-8601 UTC, and undefined metrics are written as null / "n/a",
+never as 0. Every file is written next to its final name and renamed into place, so a failed write
+leaves no half-written report behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
+import os
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-PERCENT = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "benchmark_return"}
+from ntrader_pipeline.core.metrics import KEY_METRICS, format_metric
+from ntrader_pipeline.core.tearsheet import tearsheet_html
+
+REPORT_FILES = {
+    "text": "report.txt",
+    "trades": "trades.csv",
+    "equity": "equity.csv",
+    "json": "metrics.json",
+    "html": "tearsheet.html",
+}
+HEADER_METRICS = {"run_id", "strategy", "symbol", "start", "end"}
+
+
+class ReportWriteError(OSError):
+    """A report file could not be written; the message names the file and the reason."""
+
+
+def decimal_text(value: Decimal) -> str:
+    """The exact value in plain notation without trailing zeros (``Decimal('1E+2')`` → ``"100"``,
+    ``Decimal('2.50')`` → ``"2.5"``): the same text whether the Decimal was just computed or read back
+    from the warehouse, which normalizes."""
+    return format(value.normalize(), "f")
 
 
 def to_jsonable(value: Any) -> Any:
+    """Decimals as exact strings, timestamps as ISO-8601 UTC, NaN as null."""
+    if value is None or value is pd.NA:
+        return None
     if isinstance(value, Decimal):
-        return str(value)
+        return decimal_text(value)
     if isinstance(value, pd.Timestamp | datetime):
-        return pd.Timestamp(value).tz_convert("UTC").isoformat() if pd.Timestamp(value).tzinfo else value.isoformat()
+        stamp = pd.Timestamp(value)
+        return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")).isoformat()
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -32,18 +67,8 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def format_metric(name: str, value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if name in PERCENT and isinstance(value, float):
-        return f"{value:.2%}"
-    if isinstance(value, float):
-        return f"{value:,.4f}"
-    return str(value)
-
-
 def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame) -> str:
-    """The human report, as Rich renders it on an 100-column terminal."""
+    """The human report, as Rich renders it on a 100-column terminal."""
     console = Console(record=True, width=100, file=io.StringIO(), color_system=None)
     console.print(f"Backtest {record['run_id']}: {record['strategy']} on {record['symbol']}")
     console.print(f"Bars {record['bar_type']}  {metrics['start']} → {metrics['end']}  ({metrics['bars']} bars)")
@@ -51,19 +76,88 @@ def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.Data
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
-        if name not in {"run_id", "strategy", "symbol", "start", "end"}:
+        if name not in HEADER_METRICS:
             table.add_row(name, format_metric(name, value))
     console.print(table)
     trades = Table(title=f"Trades ({len(ledger)})", show_header=True)
     for column in ("side", "entry_time", "exit_time", "entry_price", "exit_price", "quantity", "realized_pnl"):
         trades.add_column(column, justify="right")
     for row in ledger.tail(20).itertuples(index=False):
-        trades.add_row(row.side, row.entry_time.isoformat(), row.exit_time.isoformat(), str(row.entry_price),
-                       str(row.exit_price), str(row.quantity), f"{row.realized_pnl:.2f}")
+        trades.add_row(row.side, row.entry_time.isoformat(), row.exit_time.isoformat(), decimal_text(row.entry_price),
+                       decimal_text(row.exit_price), decimal_text(row.quantity), f"{row.realized_pnl:.2f}")
     console.print(trades)
     if len(ledger) > 20:
         console.print(f"(last 20 of {len(ledger)} trades; all are in trades.csv)")
+    if not len(ledger):
+        console.print("No round trips: trade statistics are n/a.")
     return console.export_text()
+
+
+def trades_csv(ledger: pd.DataFrame) -> str:
+    """The ledger with exact decimals and ISO-8601 UTC times (header only when there are no trades)."""
+    out = ledger.copy()
+    for column in out.columns:
+        out[column] = out[column].map(lambda v: to_jsonable(v) if not isinstance(v, float) else v)
+    return out.to_csv(index=False)
+
+
+def equity_csv(curve: pd.DataFrame) -> str:
+    """``timestamp,equity,drawdown``: one row per bar, ISO-8601 UTC, floats in round-trip form."""
+    out = pd.DataFrame(
+        {
+            "timestamp": curve["timestamp"].dt.tz_convert("UTC").map(lambda t: t.isoformat()),
+            "equity": curve["equity"],
+            "drawdown": curve["drawdown"],
+        }
+    )
+    return out.to_csv(index=False)
+
+
+def metrics_document(record: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json: every metric at the top level, then what ran on what data with which versions."""
+    return to_jsonable(
+        {
+            **metrics,
+            "config": record["config"],
+            "data": {
+                "bar_type": record["bar_type"],
+                "bars": record["bar_count"],
+                "first": metrics["start"],
+                "last": metrics["end"],
+                "sha256": record["data_hash"],
+            },
+            "versions": record["versions"],
+        }
+    )
+
+
+def render(kind: str, record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame, curve: pd.DataFrame) -> str:
+    """One report as text: ``text``, ``trades``, ``equity``, ``json`` or ``html``."""
+    if kind == "text":
+        return render_text(record, metrics, ledger)
+    if kind == "trades":
+        return trades_csv(ledger)
+    if kind == "equity":
+        return equity_csv(curve)
+    if kind == "json":
+        return json.dumps(metrics_document(record, metrics), indent=2) + "\n"
+    if kind == "html":
+        return tearsheet_html(record, metrics, ledger, curve)
+    raise ValueError(f"unknown report kind {kind!r}; use one of {', '.join(REPORT_FILES)}")
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary sibling and a rename; raises ReportWriteError."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # the folder may not exist at all
+            temporary.unlink(missing_ok=True)
+        raise ReportWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
 
 
 def write_reports(
@@ -73,32 +167,38 @@ def write_reports(
     ledger: pd.DataFrame,
     curve: pd.DataFrame,
 ) -> dict[str, Path]:
-    """Write every report of one run into ``directory``; returns the paths by kind."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "text": directory / "report.txt",
-        "trades": directory / "trades.csv",
-        "equity": directory / "equity.csv",
-        "json": directory / "metrics.json",
-    }
-    paths["text"].write_text(render_text(record, metrics, ledger))
-    ledger_out = ledger.copy()
-    for column in ("entry_time", "exit_time"):
-        ledger_out[column] = ledger_out[column].map(lambda t: t.isoformat())
-    ledger_out.to_csv(paths["trades"], index=False)
-    equity_out = curve.assign(timestamp=curve["timestamp"].map(lambda t: t.isoformat()))
-    equity_out.to_csv(paths["equity"], index=False)
-    document = {
-        **metrics,
-        "config": record["config"],
-        "data": {
-            "bar_type": record["bar_type"],
-            "bars": record["bar_count"],
-            "first": metrics["start"],
-            "last": metrics["end"],
-            "sha256": record["data_hash"],
-        },
-        "versions": record["versions"],
-    }
-    paths["json"].write_text(json.dumps(to_jsonable(document), indent=2) + "\n")
-    return paths
+    """Write every report of one run into ``directory``; returns the paths by kind.
+
+    All five are rendered before the first is written, so a rendering error writes nothing.
+    """
+    texts = {kind: render(kind, record, metrics, ledger, curve) for kind in REPORT_FILES}
+    return {kind: write_text(Path(directory) / REPORT_FILES[kind], text) for kind, text in texts.items()}
+
+
+# --- across runs ---------------------------------------------------------------------------
+
+SORT_KEYS = {"sharpe": "sharpe_ratio", "return": "total_return", "drawdown": "max_drawdown"}
+
+
+def results_table(results: list[dict[str, Any]], sort: str = "sharpe") -> pd.DataFrame:
+    """One row per stored run (as ``Warehouse.list_results`` gives them) with the key metrics.
+
+    Sorted best first: highest Sharpe or return, shallowest drawdown; undefined values last.
+    """
+    rows = [
+        {
+            "strategy": r["strategy"],
+            "symbol": r["symbol"],
+            "run_id": r["run_id"],
+            "created_at": to_jsonable(r["created_at"]),
+            "start": to_jsonable(r["start"]),
+            "end": to_jsonable(r["end"]),
+            **{name: r["metrics"].get(name) for name in KEY_METRICS},
+        }
+        for r in results
+    ]
+    table = pd.DataFrame(rows, columns=["strategy", "symbol", "run_id", "created_at", "start", "end", *KEY_METRICS])
+    if sort not in SORT_KEYS:
+        raise ValueError(f"unknown sort {sort!r}; use one of {', '.join(SORT_KEYS)}")
+    table["trade_count"] = table["trade_count"].astype("Int64")
+    return table.sort_values(SORT_KEYS[sort], ascending=False, na_position="last", kind="stable").reset_index(drop=True)

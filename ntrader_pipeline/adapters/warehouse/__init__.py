@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, func, i
 from ntrader_pipeline.adapters.warehouse.tables import (
     backtest_metrics,
     backtest_runs,
+    equity_curve,
     market_data,
     metadata,
     trades,
@@ -31,7 +32,7 @@ from ntrader_pipeline.core.bars import PRICE_COLUMNS, BarSeries
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-__all__ = ["Warehouse", "metadata", "market_data", "backtest_runs", "backtest_metrics", "trades"]
+__all__ = ["Warehouse", "metadata", "market_data", "backtest_runs", "backtest_metrics", "trades", "equity_curve"]
 
 
 def _utc(ns: np.ndarray) -> list[datetime]:
@@ -147,8 +148,12 @@ class Warehouse:
         run: Mapping[str, Any],
         metrics: Mapping[str, Any],
         trade_rows: Sequence[Mapping[str, Any]],
+        curve: pd.DataFrame,
     ) -> None:
-        """Store one backtest's run record, metrics and trades in a single transaction."""
+        """Store one backtest's run record, metrics, trades and equity curve in one transaction.
+
+        ``curve`` has one row per bar: timestamp (UTC), equity and drawdown.
+        """
         metric_rows = [
             {
                 "run_id": run["run_id"],
@@ -159,6 +164,15 @@ class Warehouse:
             for name, value in metrics.items()
             if not isinstance(value, bool)
         ]
+        curve_rows = [
+            {"run_id": run["run_id"], "timestamp": ts, "equity": equity, "drawdown": dd}
+            for ts, equity, dd in zip(
+                curve["timestamp"].dt.to_pydatetime(),
+                curve["equity"].to_numpy(dtype=np.float64).tolist(),
+                curve["drawdown"].to_numpy(dtype=np.float64).tolist(),
+                strict=True,
+            )
+        ]
         with self.transaction() as connection:
             connection.execute(delete(backtest_runs).where(backtest_runs.c.run_id == run["run_id"]))
             connection.execute(insert(backtest_runs), [dict(run)])
@@ -166,6 +180,8 @@ class Warehouse:
                 connection.execute(insert(backtest_metrics), metric_rows)
             if trade_rows:
                 connection.execute(insert(trades), [{"run_id": run["run_id"], **t} for t in trade_rows])
+            if curve_rows:
+                connection.execute(insert(equity_curve), curve_rows)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as connection:
@@ -196,6 +212,43 @@ class Warehouse:
             query = query.where(backtest_runs.c.symbol == symbol.upper())
         with self.engine.connect() as connection:
             return [dict(r._mapping) for r in connection.execute(query)]
+
+    def get_equity_curve(self, run_id: str) -> pd.DataFrame:
+        """timestamp (UTC), equity and drawdown of a stored run, one row per bar in time order."""
+        query = (
+            select(equity_curve.c.timestamp, equity_curve.c.equity, equity_curve.c.drawdown)
+            .where(equity_curve.c.run_id == run_id)
+            .order_by(equity_curve.c.timestamp)
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return pd.DataFrame(
+            {
+                "timestamp": pd.to_datetime([r.timestamp for r in rows], utc=True).as_unit("ns"),
+                "equity": np.array([r.equity for r in rows], dtype=np.float64),
+                "drawdown": np.array([r.drawdown for r in rows], dtype=np.float64),
+            }
+        )
+
+    def list_results(self, strategy: str | None = None, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Stored runs (newest first), each with its metrics under ``"metrics"``."""
+        runs = self.list_runs(strategy, symbol)
+        by_run: dict[str, dict[str, Any]] = {run["run_id"]: {} for run in runs}
+        if by_run:
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    select(backtest_metrics).where(backtest_metrics.c.run_id.in_(list(by_run)))
+                ).all()
+            for r in rows:
+                by_run[r.run_id][r.name] = r.text if r.text is not None else r.value
+        return [{**run, "metrics": by_run[run["run_id"]]} for run in runs]
+
+    def latest_results(self) -> list[dict[str, Any]]:
+        """The newest stored run of every strategy × symbol, with its metrics."""
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for run in self.list_results():  # newest first
+            latest.setdefault((run["strategy"], run["symbol"]), run)
+        return [latest[key] for key in sorted(latest)]
 
     def _insert(self, table):
         if self.dialect == "postgresql":

@@ -101,3 +101,12 @@ trades = Table(
     Column("return_pct", Float),
     Column("holding_seconds", BigInteger),
 )
+
+equity_curve = Table(
+    "equity_curve",
+    metadata,
+    Column("run_id", String(32), ForeignKey("backtest_runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("timestamp", DateTime(timezone=True), primary_key=True),
+    Column("equity", Float, nullable=False),  # mark-to-market at the bar close
+    Column("drawdown", Float, nullable=False),  # equity / running max − 1
+)

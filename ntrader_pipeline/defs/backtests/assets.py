@@ -21,12 +21,11 @@ from pydantic import Field
 from ntrader_pipeline.core.backtest import BacktestResult, run_backtest
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.ledger import trade_ledger as build_ledger
-from ntrader_pipeline.core.metrics import compute_metrics, equity_curve
+from ntrader_pipeline.core.metrics import KEY_METRICS, compute_metrics, equity_curve
 from ntrader_pipeline.core.reports import write_reports
+from ntrader_pipeline.core.tearsheet import equity_drawdown_png, png_markdown
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.defs.resources import PipelineStores
-
-KEY_METRICS = ("total_return", "cagr", "sharpe_ratio", "sortino_ratio", "max_drawdown", "trade_count")
 
 
 class BacktestRunConfig(Config):
@@ -82,15 +81,11 @@ def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
     def backtest_metrics(
         context: AssetExecutionContext, backtest: BacktestResult, trade_ledger: pd.DataFrame, stores: PipelineStores
     ) -> Output[dict]:
-        """Metrics from mark-to-market equity; the run, its metrics and trades go to the warehouse."""
-        metrics = {**compute_metrics(backtest, trade_ledger), "run_id": backtest.run_id}
+        """Metrics from mark-to-market equity; the run, its metrics, trades and equity curve go to the warehouse."""
+        metrics = compute_metrics(backtest, trade_ledger)
         record = run_record(backtest, context.run_id, stores)
-        stores.warehouse().save_run(record, metrics, trade_ledger.to_dict("records"))
-        metadata = {name: MetadataValue.float(metrics[name]) if isinstance(metrics[name], float)
-                    else MetadataValue.int(metrics[name]) if isinstance(metrics[name], int)
-                    else MetadataValue.text("n/a")
-                    for name in KEY_METRICS}
-        return Output(metrics, metadata={"run_id": backtest.run_id, **metadata})
+        stores.warehouse().save_run(record, metrics, trade_ledger.to_dict("records"), equity_curve(backtest))
+        return Output(metrics, metadata={"run_id": backtest.run_id, **metric_metadata(metrics)})
 
     @asset(partitions_def=partitions_def, group_name="backtests")
     def backtest_report(
@@ -100,20 +95,34 @@ def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         backtest_metrics: dict,
         stores: PipelineStores,
     ) -> Output[str]:
-        """Text, CSV and JSON reports of the run, in ``<reports>/<run id>/``."""
+        """Text, CSV, JSON and HTML reports of the run in ``<reports>/<run id>/``, and its chart in the UI."""
         directory = stores.reports_dir_for(backtest.run_id)
         record = run_record(backtest, context.run_id, stores)
-        paths = write_reports(directory, record, backtest_metrics, trade_ledger, equity_curve(backtest))
+        curve = equity_curve(backtest)
+        paths = write_reports(directory, record, backtest_metrics, trade_ledger, curve)
+        chart = equity_drawdown_png(curve, f"{backtest.strategy} on {backtest.symbol} ({backtest.run_id})")
         return Output(
             str(directory),
             metadata={
                 "run_id": backtest.run_id,
                 "report_dir": MetadataValue.path(str(directory)),
+                "tearsheet": MetadataValue.path(str(paths["html"])),
+                "equity_and_drawdown": MetadataValue.md(png_markdown(chart, "equity and drawdown")),
                 "report": MetadataValue.md(f"```\n{paths['text'].read_text()}\n```"),
             },
         )
 
     return [backtest, trade_ledger, backtest_metrics, backtest_report]
+
+
+def metric_metadata(metrics: dict) -> dict[str, MetadataValue]:
+    """Key metrics as numeric metadata (the UI plots them across materializations); undefined is null."""
+    return {
+        name: MetadataValue.null() if metrics[name] is None
+        else MetadataValue.int(metrics[name]) if isinstance(metrics[name], int)
+        else MetadataValue.float(float(metrics[name]))
+        for name in KEY_METRICS
+    }
 
 
 def run_record(result: BacktestResult, dagster_run_id: str, stores: PipelineStores) -> dict:

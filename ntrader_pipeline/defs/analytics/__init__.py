@@ -1,0 +1,1 @@
+"""Analytics across backtests: the leaderboard."""

@@ -1,0 +1,45 @@
+"""The leaderboard: the newest run of every strategy × symbol, side by side.
+
+It reads the warehouse rather than loading every ``backtest_metrics`` partition through the IO
+manager: the warehouse is where every run is recorded (UI and CLI alike), a partition that was
+never materialized is simply absent instead of failing the load, and it costs one query instead of
+one unpickling per partition. The ``AllPartitionMapping`` dependency still draws the lineage.
+"""
+
+from pathlib import Path
+
+from dagster import AllPartitionMapping, AssetDep, MetadataValue, Output, TableColumn, TableRecord, TableSchema, asset
+
+from ntrader_pipeline.core.reports import results_table, to_jsonable, write_text
+from ntrader_pipeline.defs.resources import PipelineStores
+
+LEADERBOARD_FILE = "leaderboard.csv"
+
+
+@asset(
+    group_name="analytics",
+    deps=[AssetDep("backtest_metrics", partition_mapping=AllPartitionMapping())],
+    kinds={"pandas"},
+)
+def leaderboard(stores: PipelineStores) -> Output[str]:
+    """One row per strategy × symbol (its newest run) with the key metrics, best Sharpe first."""
+    table = results_table(stores.warehouse().latest_results(), sort="sharpe")
+    path = write_text(Path(stores.reports_dir) / LEADERBOARD_FILE, table.to_csv(index=False))
+    records = [
+        TableRecord({k: v for k, v in to_jsonable(row).items() if v is not None})
+        for row in table.astype(object).to_dict("records")
+    ]
+    schema = TableSchema(
+        columns=[
+            TableColumn(name, "float" if table[name].dtype.kind == "f" else "int" if name == "trade_count" else "string")
+            for name in table.columns
+        ]
+    )
+    return Output(
+        str(path),
+        metadata={
+            "rows": len(table),
+            "path": MetadataValue.path(str(path)),
+            "leaderboard": MetadataValue.table(records, schema=schema),
+        },
+    )

@@ -75,12 +75,25 @@ class Pipeline:
             self.instance.add_dynamic_partitions(symbol_partitions.name, new)
 
     def import_csv(
-        self, file: str | Path, symbol: str, timeframe: str | None = None, timezone: str = "America/New_York"
+        self,
+        file: str | Path,
+        symbol: str,
+        timeframe: str | None = None,
+        timezone: str = "America/New_York",
+        *,
+        on_invalid: str = "reject",
+        adjusted: bool = False,
     ) -> dict[str, Any]:
         """Import a CSV for ``symbol`` (a new symbol becomes a partition); returns what was stored."""
         symbol = symbol.upper()
         self.add_symbols([symbol])
-        config = {"file": str(Path(file).resolve()), "timeframe": timeframe, "timezone": timezone}
+        config = {
+            "file": str(Path(file).resolve()),
+            "timeframe": timeframe,
+            "timezone": timezone,
+            "on_invalid": on_invalid,
+            "adjusted": adjusted,
+        }
         result = self._execute(INGEST_JOB, symbol, {"ops": {"csv_bars": {"config": config}}})
         materialization = result.asset_materializations_for_node("csv_bars")[0]
         return {key: value.value for key, value in materialization.metadata.items()}

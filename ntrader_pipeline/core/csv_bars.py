@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -100,9 +100,11 @@ def read_bar_csv(
     ]
     table = _read_table(lines, delimiter, names, columns)
     rows = data_rows[shape_ok]
-    if table.num_rows != len(rows):
-        raise BarFileError(path, [BarProblem(header_line + 1, None, None,
-            "quoted fields containing the delimiter are not supported; remove the quotes or the delimiter")])
+    if table.num_rows != len(rows):  # pyarrow read a quoted delimiter as part of a field
+        quoted = [p for p in problems if '"' in (p.value or "")]
+        raise BarFileError(path, [BarProblem(p.line, None, p.value,
+            "quoted field containing the delimiter (not supported: remove the quotes or the delimiter)")
+            for p in quoted] or problems)
     file_lines = rows + 1
 
     raw = {role: _trimmed(table.column(f"c{index}")) for role, index in columns.index.items()}
@@ -117,7 +119,7 @@ def read_bar_csv(
     if not parsed.any():
         _fail_or_empty(path, problems)
 
-    time_name = columns.name("timestamp") if "timestamp" in columns.index else columns.name("date")
+    time_name = _time_name(columns)
     interval_given = timeframe is not None
     timeframe = timeframe or _infer_timeframe(path, wall[parsed], file_lines[parsed], time_name, raw)
     grid_bad, grid_problems = _off_grid(wall, parsed, timeframe, file_lines, time_name, _time_text(raw))
@@ -129,12 +131,16 @@ def read_bar_csv(
     shown = {c: np.asarray(raw[c].to_numpy(zero_copy_only=False)) for c in PRICE_COLUMNS + ["volume"]}
     shown["ts_event"] = _time_text(raw)
     keep_idx = np.flatnonzero(parsed)
-    problems += validate_bars(
-        frame.iloc[keep_idx].reset_index(drop=True),
-        file_lines[keep_idx],
-        {k: v[keep_idx] for k, v in shown.items()},
-        time_name,
-    )
+    source_names = {c: columns.name(c) for c in PRICE_COLUMNS + ["volume"]}
+    problems += [
+        replace(p, column=source_names.get(p.column, p.column))
+        for p in validate_bars(
+            frame.iloc[keep_idx].reset_index(drop=True),
+            file_lines[keep_idx],
+            {k: v[keep_idx] for k, v in shown.items()},
+            time_name,
+        )
+    ]
     problems.sort(key=lambda p: p.line)
     if problems and on_invalid == "reject":
         raise BarFileError(path, problems)
@@ -220,8 +226,9 @@ class _LineIndex:
         return rows[rows > self.header]
 
     def field_counts(self, delimiter: str) -> np.ndarray:
-        hits = np.concatenate([[0], np.cumsum(self.bytes == ord(delimiter))])
-        return hits[self.ends] - hits[self.starts] + 1
+        """Fields per line, counting delimiters (quotes are not interpreted here)."""
+        hits = np.flatnonzero(self.bytes == ord(delimiter))
+        return np.searchsorted(hits, self.ends) - np.searchsorted(hits, self.starts) + 1
 
     def body(self) -> pa.Buffer:
         """The bytes after the header line, without copying."""
@@ -341,6 +348,12 @@ def _decimal_places(text: pa.Array) -> np.ndarray:
 _OFFSET = r"(Z|z|[+-]\d\d:?\d\d)$"
 
 
+def _time_name(columns: _Columns) -> str:
+    if "timestamp" in columns.index:
+        return columns.name("timestamp")
+    return f"{columns.name('date')}+{columns.name('time')}"
+
+
 def _time_text(raw) -> np.ndarray:
     if "timestamp" in raw:
         return np.asarray(raw["timestamp"].to_numpy(zero_copy_only=False))
@@ -354,13 +367,15 @@ def _parse_times(raw, columns: _Columns, lines: np.ndarray, timezone: str):
         text, name = raw["timestamp"], columns.name("timestamp")
     else:
         text = pc.binary_join_element_wise(raw["date"], raw["time"], " ")
-        name = columns.name("date")
+        name = _time_name(columns)
     n = len(text)
     problems: list[BarProblem] = []
     cells = None
 
     def flag(mask: np.ndarray, rule: str) -> None:
         nonlocal cells
+        if not mask.any():
+            return
         cells = cells if cells is not None else np.asarray(text.to_numpy(zero_copy_only=False))
         for i in np.flatnonzero(mask):
             problems.append(BarProblem(int(lines[i]), name, cells[i], "missing value" if cells[i] == "" else rule))
@@ -445,21 +460,25 @@ def _infer_timeframe(path, wall: np.ndarray, lines: np.ndarray, name: str, raw) 
     """The most common step between consecutive bars; date-only stamps are daily bars."""
     if len(wall) and (wall % DAY_NS == 0).all():
         return Timeframe.DAILY
-    steps = np.diff(wall)
-    steps = steps[steps > 0]
+    order = np.argsort(wall, kind="stable")  # out-of-order rows are reported later, not here
+    all_steps = np.diff(wall[order])
+    steps = all_steps[all_steps > 0]
     if len(steps) == 0:
         raise BarFileError(path, [BarProblem(int(lines[0]), name, None,
             "cannot infer the interval from a single intraday bar; pass --timeframe")])
     values, counts = np.unique(steps, return_counts=True)
     step = int(values[np.argmax(counts)])
+    supported = {tf.nanos: tf for tf in (Timeframe.MIN1, Timeframe.MIN5, Timeframe.HOUR1)}
     if step >= DAY_NS:
         return Timeframe.DAILY
-    for timeframe in (Timeframe.MIN1, Timeframe.MIN5, Timeframe.HOUR1):
-        if step == timeframe.nanos:
-            return timeframe
-    where = int(lines[1 + int(np.flatnonzero(np.diff(wall) == step)[0])])
+    if step in supported:
+        return supported[step]
+    known = np.isin(values, list(supported))
+    if known.any():  # mostly regular with a few odd steps: those rows are reported as off-grid
+        return supported[int(values[known][np.argmax(counts[known])])]
+    where = int(lines[order[1 + int(np.flatnonzero(all_steps == step)[0])]])
     raise BarFileError(path, [BarProblem(where, name, None,
-        f"cannot infer the interval: the most common step is {pd.Timedelta(step)}; "
+        f"cannot infer the interval: the most common step is {step / 60e9:g} minutes; "
         "supported are 1MIN, 5MIN, 1HOUR and DAILY (pass --timeframe)")])
 
 

@@ -19,7 +19,8 @@ from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definit
 from ntrader_pipeline.defs.partitions import backtest_key, symbol_partitions
 from ntrader_pipeline.settings import Settings, get_settings
 
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The CLI reports a failed run as one line (PipelineError); Dagster's ERROR log would add a traceback.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 INSTANCE_YAML = """\
 # Dagster instance of the embedded ntrader setup (written by ntrader; edit freely).

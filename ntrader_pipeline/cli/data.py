@@ -47,10 +47,10 @@ def import_csv(file: str, symbol: str, timeframe: str | None, timezone: str, on_
         stored = open_pipeline().import_csv(
             file, symbol, timeframe, timezone, on_invalid=on_invalid, adjusted=adjusted
         )
-    except PipelineError as exc:
-        if not isinstance(exc.__cause__, BarFileError):
+    except (BarFileError, PipelineError) as exc:
+        problem = exc if isinstance(exc, BarFileError) else exc.__cause__
+        if not isinstance(problem, BarFileError):
             raise
-        problem = exc.__cause__
         for line in describe_problems(problem.file, problem.problems):
             click.echo(line, err=True)
         click.echo(f"error: {problem.summary}", err=True)
@@ -94,5 +94,6 @@ def list_data(symbol: str | None, fmt: str) -> None:
         return
     table = Table("symbol", "bar type", "source", "bars", "first (UTC)", "last (UTC)")
     for row in rows:
-        table.add_row(row["symbol"], row["bar_type"], row["source"], f"{row['bars']:,}", row["first"], row["last"])
+        first, last = (row[k].removesuffix("+00:00").replace("T", " ") for k in ("first", "last"))
+        table.add_row(row["symbol"], row["bar_type"], row["source"], f"{row['bars']:,}", first, last)
     console.print(table)

@@ -121,7 +121,7 @@ def read_bar_csv(
 
     time_name = _time_name(columns)
     interval_given = timeframe is not None
-    timeframe = timeframe or _infer_timeframe(path, wall[parsed], file_lines[parsed], time_name, raw)
+    timeframe = timeframe or _infer_timeframe(path, wall[parsed], file_lines[parsed], time_name)
     grid_bad, grid_problems = _off_grid(wall, parsed, timeframe, file_lines, time_name, _time_text(raw))
     problems += grid_problems
     parsed &= ~grid_bad
@@ -456,7 +456,7 @@ def _parse_text(text: pa.Array, with_offsets: bool):
 DAY_NS = 86_400 * 10**9
 
 
-def _infer_timeframe(path, wall: np.ndarray, lines: np.ndarray, name: str, raw) -> Timeframe:
+def _infer_timeframe(path, wall: np.ndarray, lines: np.ndarray, name: str) -> Timeframe:
     """The most common step between consecutive bars; date-only stamps are daily bars."""
     if len(wall) and (wall % DAY_NS == 0).all():
         return Timeframe.DAILY

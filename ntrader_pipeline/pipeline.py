@@ -19,7 +19,8 @@ from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definit
 from ntrader_pipeline.defs.partitions import backtest_key, symbol_partitions
 from ntrader_pipeline.settings import Settings, get_settings
 
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The CLI reports a failed run as one line (PipelineError); Dagster's ERROR log would add a traceback.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 INSTANCE_YAML = """\
 # Dagster instance of the embedded ntrader setup (written by ntrader; edit freely).
@@ -82,12 +83,25 @@ class Pipeline:
             self.instance.add_dynamic_partitions(symbol_partitions.name, new)
 
     def import_csv(
-        self, file: str | Path, symbol: str, timeframe: str | None = None, timezone: str = "America/New_York"
+        self,
+        file: str | Path,
+        symbol: str,
+        timeframe: str | None = None,
+        timezone: str = "America/New_York",
+        *,
+        on_invalid: str = "reject",
+        adjusted: bool = False,
     ) -> dict[str, Any]:
         """Import a CSV for ``symbol`` (a new symbol becomes a partition); returns what was stored."""
         symbol = symbol.upper()
         self.add_symbols([symbol])
-        config = {"file": str(Path(file).resolve()), "timeframe": timeframe, "timezone": timezone}
+        config = {
+            "file": str(Path(file).resolve()),
+            "timeframe": timeframe,
+            "timezone": timezone,
+            "on_invalid": on_invalid,
+            "adjusted": adjusted,
+        }
         result = self._execute(INGEST_JOB, symbol, {"ops": {"csv_bars": {"config": config}}})
         materialization = result.asset_materializations_for_node("csv_bars")[0]
         return {key: value.value for key, value in materialization.metadata.items()}

@@ -5,11 +5,14 @@ A problem names the file line, the column, the value and the rule, so a user can
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+SHOWN_PROBLEMS = 20  # problems spelled out in an error message; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -27,19 +30,37 @@ class BarProblem:
         return f"{where}:{value} {self.rule}"
 
 
+def describe_problems(file: str, problems: list[BarProblem], limit: int = SHOWN_PROBLEMS) -> list[str]:
+    """One line per problem, the first ``limit`` of them, then how many were left out."""
+    lines = [p.describe(file) for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"... and {len(problems) - limit} more problems")
+    return lines
+
+
 class BarFileError(ValueError):
     """A source file that cannot become bars; carries every problem found."""
 
-    def __init__(self, file: str | Path, problems: list[BarProblem]):
+    def __init__(self, file: str | Path, problems: list[BarProblem], summary: str | None = None):
         self.file = str(file)
         self.problems = problems
-        shown = "; ".join(p.describe(self.file) for p in problems[:5])
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        super().__init__(shown + more)
+        count = len(problems)
+        self.summary = summary or f"{self.file}: {count} problem{'s' if count != 1 else ''}; nothing was imported"
+        super().__init__("\n".join([self.summary, *describe_problems(self.file, problems)]))
 
 
-def validate_bars(frame: pd.DataFrame, lines: np.ndarray) -> list[BarProblem]:
-    """Every OHLCV rule a bar must obey, checked column-wise (no per-row Python)."""
+def validate_bars(
+    frame: pd.DataFrame,
+    lines: np.ndarray,
+    raw: Mapping[str, np.ndarray] | None = None,
+    time_column: str = "timestamp",
+) -> list[BarProblem]:
+    """Every OHLCV rule a bar must obey, checked column-wise (no per-row Python).
+
+    ``frame`` holds ``ts_event`` and the OHLCV floats in source order; ``lines[i]`` is row i's line
+    in the source. ``raw`` (optional) maps a column to the source text of its cells, so messages
+    quote the file's own text; ``time_column`` is the source's name for the timestamp column.
+    """
     o, h, low, c, v = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
     checks = [
         ("open", o <= 0, "price must be positive"),
@@ -50,23 +71,49 @@ def validate_bars(frame: pd.DataFrame, lines: np.ndarray) -> list[BarProblem]:
         ("low", low > np.minimum(o, c), "low is above open or close"),
         ("volume", v < 0, "volume must not be negative"),
     ]
-    ts = frame["ts_event"].to_numpy()
-    order = np.zeros(len(ts), dtype=bool)
-    order[1:] = ts[1:] <= ts[:-1]
-    checks.append(("timestamp", order, "timestamp is not after the previous bar's"))
     problems = [
-        BarProblem(int(lines[i]), column, repr_value(frame, column, i), rule)
+        BarProblem(int(lines[i]), column, _cell(frame, raw, column, i), rule)
         for column, mask, rule in checks
         for i in np.flatnonzero(mask)
     ]
+    problems += _order_problems(frame["ts_event"].to_numpy(dtype=np.int64), lines, frame, raw, time_column)
     return sorted(problems, key=lambda p: p.line)
 
 
+def _order_problems(ts, lines, frame, raw, time_column) -> list[BarProblem]:
+    """A bar must come after every bar above it: equal is a duplicate, earlier is out of order.
+
+    Comparing with the running maximum (not just the previous row) means the rows left after
+    dropping the flagged ones are strictly increasing.
+    """
+    if len(ts) < 2:
+        return []
+    running_max = np.maximum.accumulate(ts)
+    index = np.arange(len(ts))
+    holder = np.maximum.accumulate(np.where(ts == running_max, index, 0))  # row holding the max
+    before_max, before_holder = running_max[:-1], holder[:-1]
+    bad = np.flatnonzero(ts[1:] <= before_max) + 1
+    problems = []
+    for i in bad:
+        other = int(lines[before_holder[i - 1]])
+        rule = (
+            f"duplicate timestamp (same as line {other})"
+            if ts[i] == before_max[i - 1]
+            else f"timestamp out of order (earlier than line {other})"
+        )
+        problems.append(BarProblem(int(lines[i]), time_column, _cell(frame, raw, "ts_event", i), rule))
+    return problems
+
+
+def _cell(frame: pd.DataFrame, raw: Mapping[str, np.ndarray] | None, column: str, i: int) -> str:
+    if raw is not None and column in raw:
+        return str(raw[column][i])
+    return repr_value(frame, column, i)
+
+
 def repr_value(frame: pd.DataFrame, column: str, i: int) -> str:
-    key = "ts_event" if column == "timestamp" else column
+    key = "ts_event" if column in ("timestamp", "ts_event") else column
     value = frame[key].iat[i]
     if key == "ts_event":
         return pd.Timestamp(int(value), tz="UTC").isoformat()
-    return f"{value:g}"
-
-
+    return np.format_float_positional(float(value), trim="-")

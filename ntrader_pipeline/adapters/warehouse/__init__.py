@@ -6,6 +6,7 @@ to the catalog swap, and a failed write raises instead of being logged and forgo
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,6 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
@@ -41,7 +45,95 @@ def _utc(ns: np.ndarray) -> list[datetime]:
 
 def decimals(values: np.ndarray, precision: int) -> list[Decimal]:
     """Floats that carry ``precision`` decimals, as the exact Decimals they stand for."""
-    return [Decimal(text) for text in np.char.mod(f"%.{precision}f", values)]
+    return [Decimal(text) for text in decimal_text(values, precision).to_pylist()]
+
+
+def decimal_text(values: np.ndarray, precision: int) -> pa.Array:
+    """Floats that carry ``precision`` decimals as exact decimal text ("185.250"), vectorised.
+
+    Goes through integer ticks, so no float formatting (slow, and prone to exponents) is involved.
+    """
+    ticks = np.rint(np.asarray(values, dtype=np.float64) * 10**precision).astype(np.int64)
+    magnitude = np.abs(ticks)
+    if precision == 0:
+        text = pc.cast(pa.array(magnitude), pa.string())
+    else:
+        scale = 10**precision
+        whole = pc.cast(pa.array(magnitude // scale), pa.string())
+        fraction = pc.utf8_lpad(pc.cast(pa.array(magnitude % scale), pa.string()), precision, "0")
+        text = pc.binary_join_element_wise(whole, fraction, ".")
+    if (ticks < 0).any():
+        text = pc.if_else(pa.array(ticks < 0), pc.binary_join_element_wise("-", text, ""), text)
+    return text
+
+
+def bar_text_columns(series: BarSeries) -> dict[str, pa.Array]:
+    """The OHLCV columns of ``series`` as exact decimal text (prices at the series' precision)."""
+    frame = series.frame
+    text = {c: decimal_text(frame[c].to_numpy(), series.price_precision) for c in PRICE_COLUMNS}
+    text["volume"] = decimal_text(frame["volume"].to_numpy(), 0)
+    return text
+
+
+BAR_KEY = ["symbol", "bar_type", "timestamp"]
+BAR_COLUMNS_SQL = [c.name for c in market_data.columns]
+
+
+def _constant(value: str, n: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value]))
+
+
+def bar_copy_payload(series: BarSeries, bar_type: str, ingested_at: datetime) -> bytes:
+    """``market_data`` rows of ``series`` as CSV for COPY (timestamps in UTC, no header)."""
+    n = len(series)
+    micros = series.frame["ts_event"].to_numpy(dtype=np.int64) // 1000
+    table = pa.table(
+        {
+            "symbol": _constant(series.symbol, n),
+            "bar_type": _constant(bar_type, n),
+            "timestamp": pc.cast(pa.array(micros, pa.timestamp("us")), pa.string()),
+            **bar_text_columns(series),
+            "data_source": _constant(series.source, n),
+            "ingested_at": _constant(ingested_at.astimezone(UTC).isoformat(), n),
+        }
+    )
+    sink = io.BytesIO()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
+    return sink.getvalue()
+
+
+def _copy_bars(connection: Connection, series: BarSeries, bar_type: str) -> int:
+    """COPY the rows in: directly when the range holds none of them, else via a temp table."""
+    payload = bar_copy_payload(series, bar_type, datetime.now(UTC))
+    columns = ", ".join(f'"{c}"' for c in BAR_COLUMNS_SQL)
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+        taken = cursor.execute(
+            'SELECT 1 FROM market_data WHERE symbol = %s AND bar_type = %s AND "timestamp" BETWEEN %s AND %s LIMIT 1',
+            (series.symbol, bar_type, _utc(np.array([series.first_ns]))[0], _utc(np.array([series.last_ns]))[0]),
+        ).fetchone()
+        target = "market_data"
+        if taken:
+            target = "incoming_bars"
+            cursor.execute("CREATE TEMP TABLE incoming_bars (LIKE market_data) ON COMMIT DROP")
+        with cursor.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            view = memoryview(payload)
+            for start in range(0, len(payload), COPY_CHUNK):
+                copy.write(view[start : start + COPY_CHUNK])
+        if taken:
+            updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in BAR_COLUMNS_SQL if c not in BAR_KEY)
+            cursor.execute(
+                f"INSERT INTO market_data ({columns}) SELECT {columns} FROM incoming_bars "
+                f"ON CONFLICT (symbol, bar_type, \"timestamp\") DO UPDATE SET {updates}"
+            )
+            cursor.execute("DROP TABLE incoming_bars")
+    finally:
+        cursor.close()
+    return len(series)
+
+
+COPY_CHUNK = 1 << 20
 
 
 class Warehouse:
@@ -84,33 +176,34 @@ class Warehouse:
     # --- market data -------------------------------------------------------------------------
 
     def upsert_bars(self, connection: Connection, series: BarSeries, bar_type: str) -> int:
-        """Insert or replace ``series``' bars (key: symbol, bar type, timestamp)."""
-        frame = series.frame
+        """Insert or replace ``series``' bars (key: symbol, bar type, timestamp).
+
+        Postgres gets the rows by COPY (straight into the table when none of them exists yet,
+        else through a temporary table and ``INSERT ... ON CONFLICT``); SQLite by executemany.
+        """
+        if len(series) == 0:
+            return 0
+        if self.dialect == "postgresql":
+            return _copy_bars(connection, series, bar_type)
+        text = bar_text_columns(series)
         now = datetime.now(UTC)
-        columns = {c: decimals(frame[c].to_numpy(), series.price_precision) for c in PRICE_COLUMNS}
-        volumes = decimals(frame["volume"].to_numpy(), 0)
+        stamps = _utc(series.frame["ts_event"].to_numpy())
+        values = {c: text[c].to_pylist() for c in PRICE_COLUMNS + ["volume"]}
         rows = [
             {
                 "symbol": series.symbol,
                 "bar_type": bar_type,
                 "timestamp": ts,
-                "open": columns["open"][i],
-                "high": columns["high"][i],
-                "low": columns["low"][i],
-                "close": columns["close"][i],
-                "volume": volumes[i],
+                **{c: values[c][i] for c in values},
                 "data_source": series.source,
                 "ingested_at": now,
             }
-            for i, ts in enumerate(_utc(frame["ts_event"].to_numpy()))
+            for i, ts in enumerate(stamps)
         ]
-        if not rows:
-            return 0
         statement = self._insert(market_data)
-        key = ["symbol", "bar_type", "timestamp"]
         statement = statement.on_conflict_do_update(
-            index_elements=key,
-            set_={c: statement.excluded[c] for c in rows[0] if c not in key},
+            index_elements=BAR_KEY,
+            set_={c: statement.excluded[c] for c in rows[0] if c not in BAR_KEY},
         )
         connection.execute(statement, rows)
         return len(rows)
@@ -132,7 +225,11 @@ class Warehouse:
         if symbol:
             query = query.where(market_data.c.symbol == symbol.upper())
         with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
+            rows = [dict(row._mapping) for row in connection.execute(query)]
+        for row in rows:
+            row["bars"] = int(row["bars"])
+            row["first"], row["last"] = _as_utc(row["first"]), _as_utc(row["last"])
+        return rows
 
     def count_bars(self, symbol: str, bar_type: str) -> int:
         query = select(func.count()).where(
@@ -256,6 +353,13 @@ class Warehouse:
         else:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
         return dialect_insert(table)
+
+
+def _as_utc(value: Any) -> datetime:
+    """SQLite hands timestamps back naive (they were stored as UTC); Postgres as aware."""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

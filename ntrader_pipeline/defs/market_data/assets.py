@@ -2,6 +2,7 @@
 
 
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from dagster import (
@@ -16,6 +17,7 @@ from pydantic import Field
 
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
+from ntrader_pipeline.core.validation import describe_problems
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 from ntrader_pipeline.settings import SAMPLE_DATA_DIR
@@ -32,6 +34,13 @@ class CsvImportConfig(Config):
     file: str | None = Field(None, description="CSV to import; default: the bundled sample file of the symbol.")
     timeframe: str | None = Field(None, description="1MIN, 5MIN, 1HOUR or DAILY; inferred when empty.")
     timezone: str = Field("America/New_York", description="Timezone of naive timestamps in the file.")
+    on_invalid: Literal["reject", "skip"] = Field(
+        "reject", description="reject: import nothing when any row is bad; skip: drop bad rows and list them."
+    )
+    adjusted: bool = Field(False, description="Scale OHLC by Adj Close / Close (Yahoo exports).")
+
+
+SKIP_REPORT_LIMIT = 1000  # problems listed in the skip report's metadata; the rest are counted
 
 
 def bundled_file(symbol: str) -> Path | None:
@@ -57,7 +66,10 @@ def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: Pi
             f"no CSV configured for {symbol}: pass `file` in the run config or drop it in the inbox"
         )
     timeframe = Timeframe.parse(config.timeframe) if config.timeframe else None
-    series = read_bar_csv(path, symbol, timeframe, config.timezone)
+    series = read_bar_csv(
+        path, symbol, timeframe, config.timezone, on_invalid=config.on_invalid, adjusted=config.adjusted
+    )
+    skipped = series.notes["skipped"]
     stored = stores.market_data().replace(series)
     metadata = {
         "file": str(path),
@@ -68,6 +80,12 @@ def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: Pi
         "last": pd.Timestamp(stored.last_ns, tz="UTC").isoformat(),
         "price_precision": series.price_precision,
         "source": MetadataValue.text(series.source),
+        "source_rows": series.notes["source_rows"],
+        "bars_skipped": len(series.notes["skipped_lines"]),
+        "skipped_report": MetadataValue.text("\n".join(describe_problems(str(path), skipped, SKIP_REPORT_LIMIT))),
+        "adjusted": series.notes["adjusted"],
     }
+    if skipped:
+        context.log.warning(f"{path}: skipped {len(series.notes['skipped_lines'])} bad rows")
     yield MaterializeResult(asset_key="bar_catalog", metadata={**metadata, "catalog_files": stored.catalog_files})
     yield MaterializeResult(asset_key="market_data", metadata=metadata)

@@ -99,7 +99,7 @@ def test_import_backtest_and_summary_commands(cli_home):
         (["backtest", "run", "--strategy", "nope", "--symbol", "ORCL"], "unknown strategy 'nope'"),
         (["backtest", "run", "--strategy", "sma_crossover", "--symbol", "ZZZZ"], "no bars imported for ZZZZ"),
         (["backtest", "run", "--strategy", "sma_crossover", "--symbol", "ORCL", "--start", "2001-13-01"], "is not a date"),
-        (["data", "import-csv", "--file", str(AAPL_MINUTE), "--symbol", "AAPL"], "AAPL_2024-01-02_1min.csv:33"),
+        (["data", "import-csv", "--file", str(AAPL_MINUTE), "--symbol", "AAPL"], "AAPL_2024-01-02_1min.csv: 1 problem; nothing was imported"),
     ],
 )
 def test_user_mistakes_exit_non_zero_with_one_line_reason(cli_home, args, reason):

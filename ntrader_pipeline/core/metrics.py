@@ -135,4 +135,5 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame) -> dict[str, A
         "commissions": float(commissions),
         "exposure": float(np.mean(result.equity["position"].to_numpy() != 0)),
         "benchmark_return": float(closes[-1] / closes[0] - 1.0),
+        "risk_controls_triggered": len(result.risk_events),
     }

@@ -54,6 +54,8 @@ def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.Data
         if name not in {"run_id", "strategy", "symbol", "start", "end"}:
             table.add_row(name, format_metric(name, value))
     console.print(table)
+    for event in record.get("risk_events", []):
+        console.print(f"Risk control {event['control']} at {pd.Timestamp(event['ts_event'], tz='UTC').isoformat()}: {event['action']}; {event['detail']}")
     trades = Table(title=f"Trades ({len(ledger)})", show_header=True)
     for column in ("side", "entry_time", "exit_time", "entry_price", "exit_price", "quantity", "realized_pnl"):
         trades.add_column(column, justify="right")
@@ -99,6 +101,7 @@ def write_reports(
             "sha256": record["data_hash"],
         },
         "versions": record["versions"],
+        "risk_events": [{**e, "ts_event": pd.Timestamp(e["ts_event"], tz="UTC").isoformat()} for e in record.get("risk_events", [])],
     }
     paths["json"].write_text(json.dumps(to_jsonable(document), indent=2) + "\n")
     return paths

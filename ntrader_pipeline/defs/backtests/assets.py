@@ -24,6 +24,7 @@ from ntrader_pipeline.core.ledger import trade_ledger as build_ledger
 from ntrader_pipeline.core.metrics import compute_metrics, equity_curve
 from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec
+from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY
 from ntrader_pipeline.defs.resources import PipelineStores
 
 KEY_METRICS = ("total_return", "cagr", "sharpe_ratio", "sortino_ratio", "max_drawdown", "trade_count")
@@ -33,6 +34,7 @@ class BacktestRunConfig(Config):
     start: str | None = Field(None, description="First date (YYYY-MM-DD); default: the YAML's or all bars.")
     end: str | None = Field(None, description="Last date (YYYY-MM-DD); default: the YAML's or all bars.")
     timeframe: str | None = Field(None, description="Bar interval; default: the YAML's (DAILY).")
+    spec_path: str | None = Field(None, description=f"Strategy YAML to run; only on strategy partition {FILE_STRATEGY_KEY}.")
 
 
 def _date(text: str | None) -> date | None:
@@ -55,12 +57,15 @@ def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
     def backtest(context: AssetExecutionContext, config: BacktestRunConfig, stores: PipelineStores) -> Output[BacktestResult]:
         """Run the strategy's YAML on the symbol's catalog bars in NautilusTrader's BacktestEngine."""
         keys = context.partition_key.keys_by_dimension
-        spec = load_spec(stores.strategy_file(keys["strategy"]))
+        if (keys["strategy"] == FILE_STRATEGY_KEY) != bool(config.spec_path):
+            raise ValueError(f"spec_path is required on strategy partition {FILE_STRATEGY_KEY} and only there")
+        spec = load_spec(config.spec_path or stores.strategy_file(keys["strategy"]))
         timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
         series = stores.catalog().read(keys["symbol"], timeframe)
         if series is None:
             raise ValueError(f"the catalog has no {timeframe.value} bars for {keys['symbol']}; import them first")
-        result = run_backtest(series, spec, stores.venue, new_run_id(), _date(config.start), _date(config.end))
+        result = run_backtest(series, spec, stores.venue, new_run_id(), _date(config.start), _date(config.end),
+                              stores.strategy_module_allowlist)
         return Output(
             result,
             metadata={
@@ -102,7 +107,7 @@ def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
     ) -> Output[str]:
         """Text, CSV and JSON reports of the run, in ``<reports>/<run id>/``."""
         directory = stores.reports_dir_for(backtest.run_id)
-        record = run_record(backtest, context.run_id, stores)
+        record = {**run_record(backtest, context.run_id, stores), "risk_events": backtest.risk_events}
         paths = write_reports(directory, record, backtest_metrics, trade_ledger, equity_curve(backtest))
         return Output(
             str(directory),

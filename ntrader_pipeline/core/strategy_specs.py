@@ -148,6 +148,19 @@ class StrategySpec(BaseModel):
             build_strategy_config(reg.config_cls, self.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=None)
         return self
 
+    @model_validator(mode="after")
+    def _fees_fit_cash(self) -> StrategySpec:
+        """A long-only run uses a cash account: the entry and its commission must fit the cash."""
+        percent = self.config.get("equity_percent", 95.0)
+        if not self.config.get("allow_short", False) and isinstance(percent, int | float):
+            room = 100 - float(self.backtest.fees.schedule().max_percent)
+            if percent > room:
+                raise ValueError(
+                    f"config.equity_percent: {percent} leaves no room for fees of up to "
+                    f"{self.backtest.fees.max_percent}% on a long-only (cash) account; use at most {room:g}"
+                )
+        return self
+
     def canonical(self) -> dict[str, Any]:
         """The spec as plain JSON data, stored with every run so it can be reproduced."""
         return self.model_dump(mode="json")

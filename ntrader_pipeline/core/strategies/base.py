@@ -192,6 +192,13 @@ class SignalStrategy(Strategy):
                     f"above the limit of {notional_limit:,.2f} USD",
                 )
                 return
+            if wanted is Target.LONG and not self.config.allow_short and quantity * price > equity:
+                self.record_risk_event(
+                    bar, "cash", "order denied",
+                    f"LONG entry of {quantity} shares at {bar.close} costs {quantity * price:,.2f} USD; "
+                    f"the cash account holds {equity:,.2f} USD",
+                )
+                return
             if quantity > 0:
                 self.submit_market(OrderSide.BUY if wanted is Target.LONG else OrderSide.SELL, quantity)
 

@@ -19,6 +19,11 @@ class MomentumConfig(SignalStrategyConfig, frozen=True):
             raise ValueError("rsi_period must be at least 2 bars")
         if not 0 < self.oversold < self.overbought < 100:
             raise ValueError("thresholds must satisfy 0 < oversold < overbought < 100 (RSI on the 0–100 scale)")
+        if self.overbought <= 1:
+            raise ValueError(
+                f"overbought {self.overbought} looks like the 0–1 scale; thresholds are RSI on the 0–100 "
+                f"scale: did you mean {self.oversold * 100:g} and {self.overbought * 100:g}?"
+            )
 
 
 class Momentum(SignalStrategy):

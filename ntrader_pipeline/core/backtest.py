@@ -233,7 +233,7 @@ def _fills_frame(engine: BacktestEngine) -> pd.DataFrame:
                     "sequence": sequence,
                     "side": 1 if event.order_side == OrderSide.BUY else -1,
                     "quantity": event.last_qty.as_decimal(),
-                    "price": event.last_px.as_decimal(),
+                    "price": Decimal(str(event.last_px)),  # as_decimal() drops trailing zeros
                     "commission": event.commission.as_decimal(),
                     "position_id": str(event.position_id),
                 }

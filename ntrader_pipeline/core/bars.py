@@ -117,14 +117,22 @@ def to_nautilus_bars(series: BarSeries, venue: str) -> list[Bar]:
 
 
 def frame_from_nautilus_bars(bars: list[Bar]) -> pd.DataFrame:
-    """Inverse of ``to_nautilus_bars``: prices come back as the exact decimals the catalog holds."""
+    """Inverse of ``to_nautilus_bars``; values are rounded back to their decimals, because the
+    engine's fixed-point to double conversion leaves noise in the last bits."""
+    n = len(bars)
+    prices = bars[0].open.precision if n else 0
+    sizes = bars[0].volume.precision if n else 0
+
+    def column(get, places: int) -> np.ndarray:
+        return np.round(np.fromiter((get(b).as_double() for b in bars), dtype=np.float64, count=n), places)
+
     return pd.DataFrame(
         {
-            "ts_event": np.fromiter((b.ts_event for b in bars), dtype=np.int64, count=len(bars)),
-            "open": np.fromiter((b.open.as_double() for b in bars), dtype=np.float64, count=len(bars)),
-            "high": np.fromiter((b.high.as_double() for b in bars), dtype=np.float64, count=len(bars)),
-            "low": np.fromiter((b.low.as_double() for b in bars), dtype=np.float64, count=len(bars)),
-            "close": np.fromiter((b.close.as_double() for b in bars), dtype=np.float64, count=len(bars)),
-            "volume": np.fromiter((b.volume.as_double() for b in bars), dtype=np.float64, count=len(bars)),
+            "ts_event": np.fromiter((b.ts_event for b in bars), dtype=np.int64, count=n),
+            "open": column(lambda b: b.open, prices),
+            "high": column(lambda b: b.high, prices),
+            "low": column(lambda b: b.low, prices),
+            "close": column(lambda b: b.close, prices),
+            "volume": column(lambda b: b.volume, sizes),
         }
     )

@@ -24,7 +24,7 @@ LEDGER_COLUMNS = [
     "return_pct",
     "holding_seconds",
 ]
-PRICE_PLACES = Decimal("1e-10")  # average prices of several fills keep ten places
+AVERAGE_PLACES = Decimal("1e-10")  # an average of several fills that is not on the tick keeps ten places
 
 
 def _ts(ns: int) -> pd.Timestamp:
@@ -41,7 +41,8 @@ def trade_ledger(fills: pd.DataFrame) -> pd.DataFrame:
             if position == 0:
                 trip = {"side": fill.side, "entry_ts": fill.ts_event, "position_id": fill.position_id,
                         "in_qty": Decimal(0), "in_value": Decimal(0), "out_qty": Decimal(0),
-                        "out_value": Decimal(0), "commission": Decimal(0)}
+                        "out_value": Decimal(0), "commission": Decimal(0),
+                        "tick": Decimal(1).scaleb(fill.price.as_tuple().exponent)}
             opening = fill.side == trip["side"]
             qty = remaining if opening else min(remaining, abs(position))
             share = qty / fill.quantity
@@ -60,6 +61,13 @@ def trade_ledger(fills: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(trips, columns=LEDGER_COLUMNS)
 
 
+def _average(value: Decimal, quantity: Decimal, tick: Decimal) -> Decimal:
+    """Volume-weighted price, written to the instrument's decimals when it lies on the tick."""
+    average = value / quantity
+    on_tick = average.quantize(tick)
+    return on_tick if on_tick == average else average.quantize(AVERAGE_PLACES)
+
+
 def _close(trip: dict, exit_ts: int, number: int) -> dict:
     side = trip["side"]
     gross = (trip["out_value"] - trip["in_value"]) * side
@@ -69,8 +77,8 @@ def _close(trip: dict, exit_ts: int, number: int) -> dict:
         "side": "LONG" if side > 0 else "SHORT",
         "entry_time": _ts(trip["entry_ts"]),
         "exit_time": _ts(exit_ts),
-        "entry_price": (trip["in_value"] / trip["in_qty"]).quantize(PRICE_PLACES).normalize(),
-        "exit_price": (trip["out_value"] / trip["out_qty"]).quantize(PRICE_PLACES).normalize(),
+        "entry_price": _average(trip["in_value"], trip["in_qty"], trip["tick"]),
+        "exit_price": _average(trip["out_value"], trip["out_qty"], trip["tick"]),
         "quantity": trip["in_qty"],
         "commission": trip["commission"],
         "realized_pnl": pnl,

@@ -1,0 +1,109 @@
+"""The command line, run as a user runs it: a subprocess in a fresh copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from click.testing import CliRunner
+
+from ntrader_pipeline.cli.main import cli
+from ntrader_pipeline_tests.conftest import AAPL_MINUTE, ORCL_DAILY, REPO_ROOT
+
+SHIPPED = ["pyproject.toml", "workspace.yaml", "dagster.yaml", "ntrader_pipeline", "strategy_configs"]
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory) -> Path:
+    """The files a clone has, in a temporary folder, with no state from earlier runs."""
+    root = tmp_path_factory.mktemp("clone")
+    for name in SHIPPED:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, root / name)
+    return root
+
+
+def ntrader(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NTRADER_", "DAGSTER_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "ntrader_pipeline.cli", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_demo_from_a_fresh_copy(repo_copy):
+    done = ntrader(repo_copy, "demo")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for symbol in ("ORCL", "NVDA"):
+        row = next(line for line in lines if f" {symbol} " in line and "sma_crossover" in line)
+        assert "%" in row
+    assert "Traceback" not in done.stderr
+
+    state = repo_copy / ".ntrader"
+    reports = sorted((state / "reports").iterdir())
+    assert len(reports) == 2
+    for report in reports:
+        assert {p.name for p in report.iterdir()} >= {"report.txt", "trades.csv", "equity.csv", "metrics.json"}
+        assert str(report.relative_to(repo_copy)) in done.stdout.replace("\n", "")
+
+    instance = DagsterInstance.from_config(str(state / "dagster"))
+    runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
+    assert len(runs) == 4  # two imports and two backtests, visible to `dagster dev` on this home
+    assert set(instance.get_dynamic_partitions("symbol")) == {"ORCL", "NVDA"}
+    instance.dispose()
+
+
+@pytest.fixture
+def cli_home(ntrader_home, monkeypatch):
+    """In-process CLI runs on a private home; DAGSTER_HOME is restored afterwards."""
+    monkeypatch.setenv("DAGSTER_HOME", str(ntrader_home.resolved_dagster_home))
+    return ntrader_home
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_import_backtest_and_summary_commands(cli_home):
+    imported = invoke("data", "import-csv", "--file", str(ORCL_DAILY), "--symbol", "orcl")
+    assert imported.exit_code == 0, imported.output
+    assert "Imported 5036 bars of ORCL.XNAS-1-DAY-LAST-EXTERNAL" in imported.stdout
+
+    ran = invoke("backtest", "run", "--strategy", "sma_crossover", "--symbol", "ORCL",
+                 "--start", "2000-01-01", "--end", "2004-12-31")
+    assert ran.exit_code == 0, ran.output
+    run_id = ran.stdout.strip().splitlines()[-1]
+    metrics = (cli_home.resolved_reports_dir / run_id / "metrics.json").read_text()
+    assert '"start": "2000-01-03T21:00:00+00:00"' in metrics
+    assert '"end": "2004-12-31T21:00:00+00:00"' in metrics
+
+    summary = invoke("report", "summary", run_id)
+    assert summary.exit_code == 0
+    assert f"Backtest {run_id}: sma_crossover on ORCL" in summary.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["report", "summary", "nosuchrun"], "no backtest run with id 'nosuchrun'"),
+        (["backtest", "run", "--strategy", "nope", "--symbol", "ORCL"], "unknown strategy 'nope'"),
+        (["backtest", "run", "--strategy", "sma_crossover", "--symbol", "ZZZZ"], "no bars imported for ZZZZ"),
+        (["backtest", "run", "--strategy", "sma_crossover", "--symbol", "ORCL", "--start", "2001-13-01"], "is not a date"),
+        (["data", "import-csv", "--file", str(AAPL_MINUTE), "--symbol", "AAPL"], "AAPL_2024-01-02_1min.csv:33"),
+    ],
+)
+def test_user_mistakes_exit_non_zero_with_one_line_reason(cli_home, args, reason):
+    done = invoke(*args)
+    assert done.exit_code != 0
+    assert reason in done.stderr.strip().splitlines()[-1]  # the reason is one line, the last
+    assert "Traceback" not in done.stderr

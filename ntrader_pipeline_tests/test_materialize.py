@@ -1,0 +1,69 @@
+"""One full materialization of the graph for one partition, on a real (temporary) Dagster instance."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
+
+from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
+from ntrader_pipeline.defs.market_data.assets import csv_bars
+from ntrader_pipeline.defs.partitions import backtest_partitions
+from ntrader_pipeline.defs.resources import PipelineStores
+from ntrader_pipeline_tests.conftest import ORCL_DAILY
+
+BACKTEST = ["backtest", "trade_ledger", "backtest_metrics", "backtest_report"]
+BACKTEST_ASSETS = build_backtest_assets(backtest_partitions(["sma_crossover"]))
+
+
+def test_ingest_then_backtest_one_partition(ntrader_home):
+    resources = {"stores": PipelineStores.from_settings(ntrader_home)}
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("symbol", ["ORCL"])
+        ingest = materialize(
+            [csv_bars], partition_key="ORCL", instance=instance, resources=resources,
+            run_config={"ops": {"csv_bars": {"config": {"file": str(ORCL_DAILY)}}}},
+        )
+        assert ingest.success
+        run = materialize(BACKTEST_ASSETS, partition_key="sma_crossover|ORCL",
+                          instance=instance, resources=resources)
+        assert run.success
+        _assert_materialized(instance, ["bar_catalog", "market_data"], "ORCL")
+        _assert_materialized(instance, BACKTEST, "sma_crossover|ORCL")
+
+        metrics = run.output_for_node("backtest_metrics")
+        event = instance.get_latest_materialization_event(AssetKey("backtest_metrics"))
+        assert event.asset_materialization.metadata["trade_count"].value == 97
+        assert event.asset_materialization.metadata["total_return"].value == pytest.approx(metrics["total_return"])
+
+    warehouse = Warehouse.open(ntrader_home.resolved_warehouse_url)
+    stored = warehouse.get_run(metrics["run_id"])
+    assert stored["strategy"] == "sma_crossover" and stored["symbol"] == "ORCL" and stored["bar_count"] == 5036
+    assert len(warehouse.get_trades(metrics["run_id"])) == 97
+    assert warehouse.get_metrics(metrics["run_id"])["total_return"] == pytest.approx(metrics["total_return"])
+    report_dir = ntrader_home.resolved_reports_dir / metrics["run_id"]
+    saved = json.loads((report_dir / "metrics.json").read_text())
+    assert saved["total_return"] == pytest.approx(metrics["total_return"])
+    assert saved["config"]["config"]["fast_period"] == 10
+    assert saved["versions"]["nautilus_trader"] == "1.231.0"
+    assert "sma_crossover on ORCL" in (report_dir / "report.txt").read_text()
+
+
+def test_backtest_without_imported_bars_fails_loudly(ntrader_home):
+    resources = {"stores": PipelineStores.from_settings(ntrader_home)}
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("symbol", ["MSFT"])
+        result = materialize(BACKTEST_ASSETS, partition_key="sma_crossover|MSFT",
+                             instance=instance, resources=resources, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert "no DAILY bars for MSFT" in failure.step_failure_data.error.cause.message
+
+
+def _assert_materialized(instance: DagsterInstance, keys: list[str], partition: str) -> None:
+    for key in keys:
+        event = instance.get_latest_materialization_event(AssetKey(key))
+        assert event is not None, key
+        assert event.asset_materialization.partition == partition

@@ -16,7 +16,7 @@ from typing import Any
 from dagster import DagsterInstance, DagsterUserCodeExecutionError, Definitions
 
 from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
-from ntrader_pipeline.defs.partitions import backtest_key, symbol_partitions
+from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, backtest_key, symbol_partitions
 from ntrader_pipeline.settings import Settings, get_settings
 
 # The CLI reports a failed run as one line (PipelineError); Dagster's ERROR log would add a traceback.
@@ -113,12 +113,18 @@ class Pipeline:
         start: date | None = None,
         end: date | None = None,
         timeframe: str | None = None,
+        spec_path: str | Path | None = None,
     ) -> dict[str, Any]:
-        """Materialize one backtest partition and what derives from it; returns its metrics."""
+        """Materialize one backtest partition and what derives from it; returns its metrics.
+
+        With ``spec_path`` the YAML file runs on the ``_file`` strategy partition instead.
+        """
         symbol = symbol.upper()
         known = self.defs.resolve_job_def(BACKTEST_JOB).partitions_def
         strategies = known.get_partitions_def_for_dimension("strategy").get_partition_keys()
-        if strategy not in strategies:
+        if spec_path is not None:
+            strategy = FILE_STRATEGY_KEY
+        elif strategy not in strategies or strategy == FILE_STRATEGY_KEY:
             raise PipelineError(f"unknown strategy {strategy!r}; strategy files: {', '.join(strategies)}")
         if symbol not in self.instance.get_dynamic_partitions(symbol_partitions.name):
             raise PipelineError(f"no bars imported for {symbol}; run `ntrader data import-csv` first")
@@ -126,6 +132,7 @@ class Pipeline:
             "start": start.isoformat() if start else None,
             "end": end.isoformat() if end else None,
             "timeframe": timeframe,
+            "spec_path": str(Path(spec_path).resolve()) if spec_path is not None else None,
         }
         result = self._execute(BACKTEST_JOB, backtest_key(strategy, symbol), {"ops": {"backtest": {"config": config}}})
         return result.output_for_node("backtest_metrics")

@@ -11,8 +11,10 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
@@ -36,6 +38,17 @@ class Settings(BaseSettings):
     )
     inbox_dir: Path | None = Field(None, description="Drop folder watched by the CSV sensor.")
     venue: str = Field("XNAS", description="Venue every imported equity is placed on.")
+    strategy_module_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Module prefixes (comma-separated) a YAML's strategy_path/config_path may import from.",
+    )
+
+    @field_validator("strategy_module_allowlist", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @cached_property
     def home_dir(self) -> Path:

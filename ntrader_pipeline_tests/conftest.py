@@ -14,11 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.settings import SAMPLE_DATA_DIR, Settings, get_settings
+
+# Property tests explore the same examples on every run (a red CI must be reproducible), and
+# no example has a time limit: the machines are small and shared.
+hypothesis_settings.register_profile("ntrader", derandomize=True, deadline=None)
+hypothesis_settings.load_profile("ntrader")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STRATEGY_CONFIGS = REPO_ROOT / "strategy_configs"

@@ -20,7 +20,7 @@ def test_definitions_validate(ntrader_home):
     assert graph.get(AssetKey("backtest")).parent_keys == {AssetKey("bar_catalog")}
     assert graph.get(AssetKey("backtest_report")).parent_keys >= {AssetKey("backtest_metrics"), AssetKey("trade_ledger")}
     partitions = defs.resolve_job_def(BACKTEST_JOB).partitions_def
-    assert partitions.get_partitions_def_for_dimension("strategy").get_partition_keys() == ["sma_crossover"]
+    assert partitions.get_partitions_def_for_dimension("strategy").get_partition_keys() == ["_file", "mean_reversion", "momentum", "sma_crossover"]
 
 
 def test_dagster_cli_validates_the_workspace(ntrader_home):

@@ -22,7 +22,7 @@ from ntrader_pipeline_tests.conftest import ORCL_DAILY
 SPEC = {
     "strategy": "sma_crossover",
     "config": {"fast_period": 10, "slow_period": 30, "sizing": "percent_equity", "equity_percent": 95},
-    "backtest": {"starting_balance": 100000},
+    "backtest": {"starting_balance": 100000, "fees": {"model": "zero"}},  # the calculation below has no fees
 }
 
 

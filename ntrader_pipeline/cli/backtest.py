@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from pathlib import Path
+
 from ntrader_pipeline.cli.common import console, open_pipeline, parse_date
+from ntrader_pipeline.settings import get_settings
 
 
 @click.group()
@@ -23,6 +26,33 @@ def run(strategy: str, symbol: str, start, end, timeframe: str | None) -> None:
     metrics = open_pipeline().run_backtest(strategy, symbol, start, end, timeframe)
     console.print(
         f"run {metrics['run_id']}: total return {metrics['total_return']:.2%}, "
+        f"{metrics['trade_count']} trades"
+    )
+    click.echo(metrics["run_id"])
+
+
+@backtest.command("run-config")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--symbol", required=True, help="Symbol whose imported bars to trade.")
+@click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD (default: the file's).")
+@click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD (default: the file's).")
+def run_config(file: str, symbol: str, start, end) -> None:
+    """Run one backtest from a strategy YAML file; prints the run id.
+
+    A file in strategy_configs/ runs on its own partition (as `backtest run` does); any other file
+    runs on the `_file` strategy partition. Either way the run is stored like every other.
+    """
+    from ntrader_pipeline.core.strategy_specs import check_spec, load_spec
+
+    settings = get_settings()
+    spec = load_spec(file)
+    check_spec(spec, settings.strategy_module_allowlist)  # refuse a bad file before starting a run
+    path = Path(file).resolve()
+    own_partition = path == (Path(settings.strategy_configs_dir) / f"{path.stem}.yaml").resolve()
+    pipeline = open_pipeline()
+    metrics = pipeline.run_backtest(spec.name, symbol, start, end, spec_path=None if own_partition else path)
+    console.print(
+        f"run {metrics['run_id']}: {spec.name} on {symbol.upper()}, total return {metrics['total_return']:.2%}, "
         f"{metrics['trade_count']} trades"
     )
     click.echo(metrics["run_id"])

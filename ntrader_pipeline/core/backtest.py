@@ -8,9 +8,10 @@ engine's fills) valued at the bar's close. NautilusTrader's account report alone
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from importlib.metadata import version
 
 import numpy as np
@@ -19,17 +20,21 @@ from nautilus_trader.backtest.config import BacktestEngineConfig
 from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.config import LoggingConfig
 from nautilus_trader.model.currencies import USD
-from nautilus_trader.model.enums import AccountType, OmsType, OrderSide
+from nautilus_trader.model.enums import AccountType, OmsType, OrderSide, OrderStatus
 from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.model.objects import Money
 
 from ntrader_pipeline.core.bars import BarSeries, to_nautilus_bars
 from ntrader_pipeline.core.calendar import EXCHANGE
 from ntrader_pipeline.core.instruments import make_equity
-from ntrader_pipeline.core.strategy_specs import StrategySpec
+from ntrader_pipeline.core.fees import CENT, PerShareFeeModel
+from ntrader_pipeline.core.strategy_specs import StrategySpec, build_strategy_config, resolve_strategy
 
 FILL_CONVENTION = "market orders sent on a bar fill at that bar's close"
 FILL_COLUMNS = ["ts_event", "side", "quantity", "price", "commission", "position_id"]
+# USD per fill: a MARGIN account books realized PnL rounded to cents per fill, the cash ledger
+# rounds each fill's notional; the two may differ by cent roundings, never by more.
+RECONCILE_CENTS_PER_FILL = 0.01
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ class BacktestResult:
     equity: pd.DataFrame  # ts_event, close, position, cash, equity (one row per bar)
     fills: pd.DataFrame  # FILL_COLUMNS; quantity, price and commission are exact Decimals
     versions: dict = field(default_factory=dict)
+    # Every risk control that triggered or order the engine refused, in time order:
+    # ts_event, control, action, detail.
+    risk_events: list[dict] = field(default_factory=list)
+    # The engine's own final account: type, balance and unrealized PnL (what equity reconciles to).
+    engine_account: dict = field(default_factory=dict)
 
 
 def window(series: BarSeries, start: date | None, end: date | None) -> BarSeries:
@@ -80,41 +90,48 @@ def run_backtest(
     run_id: str,
     start: date | None = None,
     end: date | None = None,
+    strategy_modules: Sequence[str] = (),
 ) -> BacktestResult:
-    """Run ``spec`` over ``series`` (optionally cut to [start, end]) and collect the result."""
+    """Run ``spec`` over ``series`` (optionally cut to [start, end]) and collect the result.
+
+    ``strategy_modules`` is the operator's allowlist for a spec naming its own classes.
+    """
     start = start or spec.backtest.start
     end = end or spec.backtest.end
     series = window(series, start, end)
     if len(series) == 0:
         raise ValueError(f"no {series.symbol} bars between {start or 'the start'} and {end or 'the end'}")
 
+    strategy_cls, config_cls = resolve_strategy(spec, strategy_modules)
     instrument = make_equity(series.symbol, venue, series.price_precision)
     bar_type = series.bar_type(venue)
-    balance = spec.backtest.starting_balance
-    engine = BacktestEngine(
-        BacktestEngineConfig(logging=LoggingConfig(bypass_logging=True), run_analysis=False)
+    config = build_strategy_config(
+        config_cls, spec.config, str(instrument.id), str(bar_type), spec.backtest.risk, spec.source
     )
+    balance = spec.backtest.starting_balance
+    engine = BacktestEngine(engine_config())
     try:
         engine.add_venue(
             venue=Venue(venue),
             oms_type=OmsType.NETTING,
-            account_type=AccountType.CASH,
             base_currency=USD,
             starting_balances=[Money(balance, USD)],
+            fee_model=PerShareFeeModel(spec.backtest.fees.schedule()),
+            **account_settings(config.allow_short),
         )
         engine.add_instrument(instrument)
         engine.add_data(to_nautilus_bars(series, venue))
-        registered = spec.registered
-        config = registered.config_cls(
-            instrument_id=instrument.id, bar_type=bar_type, **spec.config
-        )
-        engine.add_strategy(registered.strategy_cls(config))
+        strategy = strategy_cls(config)
+        engine.add_strategy(strategy)
         engine.run()
         fills = _fills_frame(engine)
-        cash = _cash_frame(engine, venue)
+        risk_events = sorted([*strategy.risk_events, *_refused_orders(engine)], key=lambda e: e["ts_event"])
+        engine_account = _engine_account(engine, venue, instrument.id)
     finally:
         engine.dispose()
 
+    equity = mark_to_market(series.frame, fills, cash_from_fills(fills, balance))
+    reconcile(equity, engine_account, len(fills))
     return BacktestResult(
         strategy=spec.name,
         run_id=run_id,
@@ -127,10 +144,79 @@ def run_backtest(
         start_ns=series.first_ns,
         end_ns=series.last_ns,
         price_precision=series.price_precision,
-        equity=mark_to_market(series.frame, fills, cash),
+        equity=equity,
         fills=fills,
-        versions={**versions(), "calendar": EXCHANGE, "fills": FILL_CONVENTION},
+        versions={**versions(), "calendar": EXCHANGE, "fills": FILL_CONVENTION,
+                  "account": engine_account["type"]},
+        risk_events=risk_events,
+        engine_account=engine_account,
     )
+
+
+def engine_config() -> BacktestEngineConfig:
+    """Quiet, analysis-free engine.
+
+    The per-order notional limit is not given to NautilusTrader's RiskEngine: with bars only (no
+    quotes or trade ticks) it skips every MARKET order's risk checks ("no prices"), so the limit
+    would never trigger. ``SignalStrategy`` enforces it before submitting and records the denial.
+    """
+    return BacktestEngineConfig(logging=LoggingConfig(bypass_logging=True), run_analysis=False)
+
+
+def account_settings(allow_short: bool) -> dict:
+    """Long-only runs use a CASH account (no borrowing; the engine checks the cash); short selling
+    needs a MARGIN account, at leverage 1."""
+    if allow_short:
+        return {"account_type": AccountType.MARGIN, "default_leverage": Decimal(1)}
+    return {"account_type": AccountType.CASH}
+
+
+def _refused_orders(engine: BacktestEngine) -> list[dict]:
+    """Orders the RiskEngine denied or the venue rejected: recorded, never silently dropped."""
+    events = []
+    for order in engine.cache.orders():
+        if order.status not in (OrderStatus.DENIED, OrderStatus.REJECTED):
+            continue
+        last = order.events[-1]
+        reason = str(getattr(last, "reason", ""))
+        if order.status == OrderStatus.DENIED:
+            control, action = "risk_engine", "order denied"
+        else:
+            control, action = "venue", "order rejected"
+        events.append({
+            "ts_event": last.ts_event,
+            "control": control,
+            "action": action,
+            "detail": f"{order.side_string()} {order.quantity}: {reason}",
+        })
+    return events
+
+
+def _engine_account(engine: BacktestEngine, venue: str, instrument_id) -> dict:
+    account = engine.portfolio.account(Venue(venue))
+    unrealized = engine.portfolio.unrealized_pnl(instrument_id)
+    return {
+        "type": account.type.name,
+        "balance": account.balance_total(USD).as_decimal(),
+        "unrealized_pnl": unrealized.as_decimal() if unrealized is not None else Decimal(0),
+        "net_position": Decimal(str(engine.portfolio.net_position(instrument_id))),
+    }
+
+
+def reconcile(equity: pd.DataFrame, engine_account: dict, fill_count: int) -> None:
+    """Final mark-to-market equity must equal the engine's: for CASH its balance plus the position
+    at the last close, for MARGIN its balance plus unrealized PnL. A mismatch is a bug; stop."""
+    last = equity.iloc[-1]
+    if engine_account["type"] == "CASH":
+        expected = float(engine_account["balance"]) + float(engine_account["net_position"]) * last["close"]
+    else:
+        expected = float(engine_account["balance"] + engine_account["unrealized_pnl"])
+    tolerance = RECONCILE_CENTS_PER_FILL * (fill_count + 1)
+    if abs(last["equity"] - expected) > tolerance or last["position"] != float(engine_account["net_position"]):
+        raise RuntimeError(
+            f"equity does not reconcile with the engine's {engine_account['type']} account: "
+            f"{last['equity']:.2f} computed, {expected:.2f} by the engine"
+        )
 
 
 def _fills_frame(engine: BacktestEngine) -> pd.DataFrame:
@@ -157,19 +243,23 @@ def _fills_frame(engine: BacktestEngine) -> pd.DataFrame:
     return frame[FILL_COLUMNS].reset_index(drop=True)
 
 
-def _cash_frame(engine: BacktestEngine, venue: str) -> pd.DataFrame:
-    """The account's cash balance after each of its state changes (start, every fill)."""
-    account = engine.portfolio.account(Venue(venue))
-    return pd.DataFrame(
-        {
-            "ts_event": [event.ts_event for event in account.events],
-            "cash": [event.balances[0].total.as_decimal() for event in account.events],
-        }
-    )
+def cash_from_fills(fills: pd.DataFrame, starting_balance: Decimal) -> pd.DataFrame:
+    """Cash after each fill, exactly: starting balance − Σ signed notional − Σ commissions.
+
+    Each fill's notional settles in whole cents (half up), as the engine's account does.
+    The first row (ts 0) is the starting balance; the shape ``mark_to_market`` reads.
+    """
+    cash = [Decimal(starting_balance)]
+    for side, quantity, price, commission in zip(
+        fills["side"], fills["quantity"], fills["price"], fills["commission"], strict=True
+    ):
+        notional = (quantity * price).quantize(CENT, rounding=ROUND_HALF_UP)
+        cash.append(cash[-1] - side * notional - commission)
+    return pd.DataFrame({"ts_event": [0, *fills["ts_event"].tolist()], "cash": cash})
 
 
 def mark_to_market(bars: pd.DataFrame, fills: pd.DataFrame, cash: pd.DataFrame) -> pd.DataFrame:
-    """Equity at every bar close: the account's cash then, plus the position valued at the close.
+    """Equity at every bar close: the cash then, plus the position valued at the close.
 
     A fill stamped at a bar's time (bar execution fills at the close) counts in that bar.
     """

@@ -121,7 +121,14 @@ def read_bar_csv(
 
     time_name = _time_name(columns)
     interval_given = timeframe is not None
-    timeframe = timeframe or _infer_timeframe(path, wall[parsed], file_lines[parsed], time_name)
+    if timeframe is None:
+        try:
+            timeframe = _infer_timeframe(path, wall[parsed], file_lines[parsed], time_name)
+        except BarFileError:
+            # Bad cells come first: without the rows they spoil the interval may show again.
+            if problems:
+                raise BarFileError(path, sorted(problems, key=lambda p: p.line)) from None
+            raise
     grid_bad, grid_problems = _off_grid(wall, parsed, timeframe, file_lines, time_name, _time_text(raw))
     problems += grid_problems
     parsed &= ~grid_bad
@@ -474,7 +481,7 @@ def _infer_timeframe(path, wall: np.ndarray, lines: np.ndarray, name: str) -> Ti
     if step in supported:
         return supported[step]
     known = np.isin(values, list(supported))
-    if known.any():  # mostly regular with a few odd steps: those rows are reported as off-grid
+    if known.any():  # mostly irregular with some regular steps: the odd rows are reported off-grid
         return supported[int(values[known][np.argmax(counts[known])])]
     where = int(lines[order[1 + int(np.flatnonzero(all_steps == step)[0])]])
     raise BarFileError(path, [BarProblem(where, name, None,

@@ -174,6 +174,7 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame) -> dict[str, A
         "commissions": float(commissions),
         "exposure": float(np.mean(result.equity["position"].to_numpy() != 0)),
         "benchmark_return": float(closes[-1] / closes[0] - 1.0),
+        "risk_controls_triggered": len(result.risk_events),
     }
 
 
@@ -183,7 +184,7 @@ PERCENT = {
     "total_return", "cagr", "volatility", "max_drawdown", "max_drawdown_daily", "win_rate", "exposure",
     "benchmark_return",
 }
-INTEGER_METRICS = {"bars", "daily_returns", "trade_count"}
+INTEGER_METRICS = {"bars", "daily_returns", "trade_count", "risk_controls_triggered"}
 # compute_metrics' key order: reports list metrics in this order.
 METRIC_NAMES = (
     "run_id", "strategy", "symbol", "start", "end", "bars", "daily_returns", "starting_equity", "final_equity",
@@ -191,6 +192,7 @@ METRIC_NAMES = (
     "max_drawdown_peak", "max_drawdown_trough", "max_drawdown_recovery", "max_drawdown_duration_days",
     "max_drawdown_daily", "trade_count", "win_rate", "profit_factor", "expectancy", "average_win",
     "average_loss", "largest_win", "largest_loss", "commissions", "exposure", "benchmark_return",
+    "risk_controls_triggered",
 )
 
 

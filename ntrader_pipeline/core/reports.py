@@ -79,6 +79,8 @@ def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.Data
         if name not in HEADER_METRICS:
             table.add_row(name, format_metric(name, value))
     console.print(table)
+    for event in record.get("risk_events") or []:
+        console.print(f"Risk control {event['control']} at {event['time']}: {event['action']}; {event['detail']}")
     trades = Table(title=f"Trades ({len(ledger)})", show_header=True)
     for column in ("side", "entry_time", "exit_time", "entry_price", "exit_price", "quantity", "realized_pnl"):
         trades.add_column(column, justify="right")
@@ -127,6 +129,7 @@ def metrics_document(record: dict[str, Any], metrics: dict[str, Any]) -> dict[st
                 "sha256": record["data_hash"],
             },
             "versions": record["versions"],
+            "risk_events": record.get("risk_events") or [],
         }
     )
 

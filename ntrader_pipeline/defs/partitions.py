@@ -7,12 +7,17 @@ import warnings
 from dagster import BetaWarning, DynamicPartitionsDefinition, MultiPartitionsDefinition, StaticPartitionsDefinition
 
 symbol_partitions = DynamicPartitionsDefinition(name="symbol")
+# The strategy key of backtests run from a YAML file outside strategy_configs (`backtest run-config`).
+FILE_STRATEGY_KEY = "_file"
 
 
 def backtest_partitions(strategy_names: list[str]) -> MultiPartitionsDefinition:
-    """strategy (one key per YAML file) × symbol. Keys render as ``"<strategy>|<symbol>"``."""
+    """strategy (one key per YAML file, plus ``_file``) × symbol. Keys render as ``"<strategy>|<symbol>"``."""
+    if FILE_STRATEGY_KEY in strategy_names:
+        raise ValueError(f"the strategy name {FILE_STRATEGY_KEY!r} is reserved; rename {FILE_STRATEGY_KEY}.yaml")
     return MultiPartitionsDefinition(
-        {"strategy": StaticPartitionsDefinition(sorted(strategy_names)), "symbol": symbol_partitions}
+        {"strategy": StaticPartitionsDefinition(sorted([*strategy_names, FILE_STRATEGY_KEY])),
+         "symbol": symbol_partitions}
     )
 
 

@@ -18,6 +18,7 @@ class PipelineStores(ConfigurableResource):
     reports_dir: str
     strategy_configs_dir: str
     venue: str
+    strategy_module_allowlist: list[str] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineStores":
@@ -27,6 +28,7 @@ class PipelineStores(ConfigurableResource):
             reports_dir=str(settings.resolved_reports_dir),
             strategy_configs_dir=str(Path(settings.strategy_configs_dir).resolve()),
             venue=settings.venue,
+            strategy_module_allowlist=settings.strategy_module_allowlist,
         )
 
     def catalog(self) -> BarCatalog:

@@ -74,6 +74,7 @@ backtest_runs = Table(
     Column("config", JSON, nullable=False),
     Column("versions", JSON, nullable=False),
     Column("report_dir", String(1024)),
+    Column("risk_events", JSON),  # risk controls that fired and orders refused, in time order
 )
 
 backtest_metrics = Table(

@@ -12,6 +12,11 @@ class SMACrossoverConfig(SignalStrategyConfig, frozen=True):
     fast_period: int = 10
     slow_period: int = 30
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.fast_period < self.slow_period:
+            raise ValueError("fast_period must be positive and below slow_period")
+
 
 class SMACrossover(SignalStrategy):
     """Goes long on a golden cross, exits (or goes short) on a death cross.
@@ -21,8 +26,6 @@ class SMACrossover(SignalStrategy):
     """
 
     def __init__(self, config: SMACrossoverConfig):
-        if not 0 < config.fast_period < config.slow_period:
-            raise ValueError("fast_period must be positive and below slow_period")
         super().__init__(config)
         self.fast = SimpleMovingAverage(config.fast_period)
         self.slow = SimpleMovingAverage(config.slow_period)

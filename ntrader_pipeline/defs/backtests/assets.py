@@ -25,6 +25,7 @@ from ntrader_pipeline.core.metrics import KEY_METRICS, compute_metrics, equity_c
 from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.tearsheet import equity_drawdown_png, png_markdown
 from ntrader_pipeline.core.strategy_specs import load_spec
+from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY
 from ntrader_pipeline.defs.resources import PipelineStores
 
 
@@ -32,6 +33,7 @@ class BacktestRunConfig(Config):
     start: str | None = Field(None, description="First date (YYYY-MM-DD); default: the YAML's or all bars.")
     end: str | None = Field(None, description="Last date (YYYY-MM-DD); default: the YAML's or all bars.")
     timeframe: str | None = Field(None, description="Bar interval; default: the YAML's (DAILY).")
+    spec_path: str | None = Field(None, description=f"Strategy YAML to run; only on strategy partition {FILE_STRATEGY_KEY}.")
 
 
 def _date(text: str | None) -> date | None:
@@ -54,12 +56,15 @@ def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
     def backtest(context: AssetExecutionContext, config: BacktestRunConfig, stores: PipelineStores) -> Output[BacktestResult]:
         """Run the strategy's YAML on the symbol's catalog bars in NautilusTrader's BacktestEngine."""
         keys = context.partition_key.keys_by_dimension
-        spec = load_spec(stores.strategy_file(keys["strategy"]))
+        if (keys["strategy"] == FILE_STRATEGY_KEY) != bool(config.spec_path):
+            raise ValueError(f"spec_path is required on strategy partition {FILE_STRATEGY_KEY} and only there")
+        spec = load_spec(config.spec_path or stores.strategy_file(keys["strategy"]))
         timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
         series = stores.catalog().read(keys["symbol"], timeframe)
         if series is None:
             raise ValueError(f"the catalog has no {timeframe.value} bars for {keys['symbol']}; import them first")
-        result = run_backtest(series, spec, stores.venue, new_run_id(), _date(config.start), _date(config.end))
+        result = run_backtest(series, spec, stores.venue, new_run_id(), _date(config.start), _date(config.end),
+                              stores.strategy_module_allowlist)
         return Output(
             result,
             metadata={
@@ -141,4 +146,8 @@ def run_record(result: BacktestResult, dagster_run_id: str, stores: PipelineStor
         "config": result.spec,
         "versions": result.versions,
         "report_dir": str(stores.reports_dir_for(result.run_id)),
+        "risk_events": [
+            {"time": pd.Timestamp(e["ts_event"], tz="UTC").isoformat(), **{k: v for k, v in e.items() if k != "ts_event"}}
+            for e in result.risk_events
+        ],
     }

@@ -8,7 +8,7 @@ from ntrader_pipeline.core.strategy_specs import load_specs
 from ntrader_pipeline.defs.analytics.assets import leaderboard
 from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
 from ntrader_pipeline.defs.market_data.assets import csv_bars, raw_bar_files
-from ntrader_pipeline.defs.partitions import backtest_partitions, symbol_partitions
+from ntrader_pipeline.defs.partitions import backtest_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 from ntrader_pipeline.settings import Settings, get_settings
 
@@ -25,8 +25,8 @@ def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=[raw_bar_files, csv_bars, *backtest_assets, leaderboard],
         jobs=[
-            define_asset_job(INGEST_JOB, selection=[csv_bars], partitions_def=symbol_partitions),
-            define_asset_job(BACKTEST_JOB, selection=backtest_assets, partitions_def=partitions),
+            define_asset_job(INGEST_JOB, selection=[csv_bars]),
+            define_asset_job(BACKTEST_JOB, selection=backtest_assets),
         ],
         resources={"stores": PipelineStores.from_settings(settings)},
     )

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
-
 from click.testing import CliRunner
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline_tests.conftest import AAPL_MINUTE, ORCL_DAILY, REPO_ROOT

@@ -9,7 +9,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from sqlalchemy import select
 
 from ntrader_pipeline.adapters.catalog import BarCatalog

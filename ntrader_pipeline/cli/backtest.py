@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import click
-
 from pathlib import Path
+
+import click
 
 from ntrader_pipeline.cli.common import console, open_pipeline, parse_date
 from ntrader_pipeline.settings import get_settings

@@ -26,8 +26,8 @@ from nautilus_trader.model.objects import Money
 
 from ntrader_pipeline.core.bars import BarSeries, to_nautilus_bars
 from ntrader_pipeline.core.calendar import EXCHANGE
-from ntrader_pipeline.core.instruments import make_equity
 from ntrader_pipeline.core.fees import CENT, PerShareFeeModel
+from ntrader_pipeline.core.instruments import make_equity
 from ntrader_pipeline.core.strategy_specs import StrategySpec, build_strategy_config, resolve_strategy
 
 FILL_CONVENTION = "market orders sent on a bar fill at that bar's close"

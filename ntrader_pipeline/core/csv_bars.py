@@ -15,7 +15,6 @@ fails does a slower (still vectorised) pass locate the bad cells.
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path

@@ -23,8 +23,8 @@ from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.ledger import trade_ledger as build_ledger
 from ntrader_pipeline.core.metrics import KEY_METRICS, compute_metrics, equity_curve
 from ntrader_pipeline.core.reports import write_reports
-from ntrader_pipeline.core.tearsheet import equity_drawdown_png, png_markdown
 from ntrader_pipeline.core.strategy_specs import load_spec
+from ntrader_pipeline.core.tearsheet import equity_drawdown_png, png_markdown
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -88,7 +88,7 @@ def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
     ) -> Output[dict]:
         """Metrics from mark-to-market equity; the run, its metrics, trades and equity curve go to the warehouse."""
         metrics = compute_metrics(backtest, trade_ledger)
-        record = run_record(backtest, context.run_id, stores)
+        record = run_record(backtest, context.run.run_id, stores)
         stores.warehouse().save_run(record, metrics, trade_ledger.to_dict("records"), equity_curve(backtest))
         return Output(metrics, metadata={"run_id": backtest.run_id, **metric_metadata(metrics)})
 
@@ -102,7 +102,7 @@ def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
     ) -> Output[str]:
         """Text, CSV, JSON and HTML reports of the run in ``<reports>/<run id>/``, and its chart in the UI."""
         directory = stores.reports_dir_for(backtest.run_id)
-        record = run_record(backtest, context.run_id, stores)
+        record = run_record(backtest, context.run.run_id, stores)
         curve = equity_curve(backtest)
         paths = write_reports(directory, record, backtest_metrics, trade_ledger, curve)
         chart = equity_drawdown_png(curve, f"{backtest.strategy} on {backtest.symbol} ({backtest.run_id})")

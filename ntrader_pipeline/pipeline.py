@@ -26,6 +26,13 @@ INSTANCE_YAML = """\
 # Dagster instance of the embedded ntrader setup (written by ntrader; edit freely).
 # Events go to one SQLite file instead of Dagster's default of one new database per run, which
 # cost about half a second per backtest partition here (see bench/backtest_overhead.py).
+# Runs launched from the UI each start a fresh Python process (~5 s of imports): two at a time is
+# what two cores take; `ntrader backtest backfill` runs many partitions in one process instead.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 2
 event_log_storage:
   module: dagster.core.storage.event_log
   class: ConsolidatedSqliteEventLogStorage
@@ -76,6 +83,15 @@ class Pipeline:
             cause = exc.__cause__ or exc
             raise PipelineError(str(cause) or type(cause).__name__) from cause
 
+    def strategy_names(self) -> list[str]:
+        """The strategy partition keys that name a file in strategy_configs (not ``_file``)."""
+        partitions = self.defs.resolve_job_def(BACKTEST_JOB).partitions_def
+        keys = partitions.get_partitions_def_for_dimension("strategy").get_partition_keys()
+        return [key for key in keys if key != FILE_STRATEGY_KEY]
+
+    def symbols(self) -> list[str]:
+        return sorted(self.instance.get_dynamic_partitions(symbol_partitions.name))
+
     def add_symbols(self, symbols: list[str]) -> None:
         existing = set(self.instance.get_dynamic_partitions(symbol_partitions.name))
         new = [s for s in symbols if s not in existing]
@@ -120,11 +136,10 @@ class Pipeline:
         With ``spec_path`` the YAML file runs on the ``_file`` strategy partition instead.
         """
         symbol = symbol.upper()
-        known = self.defs.resolve_job_def(BACKTEST_JOB).partitions_def
-        strategies = known.get_partitions_def_for_dimension("strategy").get_partition_keys()
+        strategies = self.strategy_names()
         if spec_path is not None:
             strategy = FILE_STRATEGY_KEY
-        elif strategy not in strategies or strategy == FILE_STRATEGY_KEY:
+        elif strategy not in strategies:
             raise PipelineError(f"unknown strategy {strategy!r}; strategy files: {', '.join(strategies)}")
         if symbol not in self.instance.get_dynamic_partitions(symbol_partitions.name):
             raise PipelineError(f"no bars imported for {symbol}; run `ntrader data import-csv` first")

@@ -90,6 +90,15 @@ def test_import_backtest_and_summary_commands(cli_home):
     assert summary.exit_code == 0
     assert f"Backtest {run_id}: sma_crossover on ORCL" in summary.stdout
 
+    # A backfill runs every named partition in this process; a bad one fails alone and loudly.
+    filled = invoke("backtest", "backfill", "--strategy", "sma_crossover", "--strategy", "momentum",
+                    "--symbol", "ORCL", "--symbol", "NOPE", "--start", "2010-01-01")
+    assert filled.exit_code == 1
+    assert "2 of 4 partitions failed" in filled.stderr
+    rows = [line for line in filled.stdout.splitlines() if " ORCL " in line]
+    assert len(rows) == 2 and all("%" in row for row in rows)
+    assert filled.stdout.count("no bars imported for NOPE") == 2
+
 
 @pytest.mark.parametrize(
     ("args", "reason"),

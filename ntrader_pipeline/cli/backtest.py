@@ -31,6 +31,41 @@ def run(strategy: str, symbol: str, start, end, timeframe: str | None) -> None:
     click.echo(metrics["run_id"])
 
 
+@backtest.command("backfill")
+@click.option("--strategy", "strategies", multiple=True, help="Strategy to run (repeatable; default: all).")
+@click.option("--symbol", "symbols", multiple=True, help="Symbol to run (repeatable; default: all imported).")
+@click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD.")
+@click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD.")
+def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end) -> None:
+    """Run many strategy × symbol partitions in this one process, one Dagster run each.
+
+    The same runs a backfill from the UI makes, without a fresh interpreter (about 5 s of imports)
+    per partition. A failed partition is reported and the others still run; exit 1 if any failed.
+    """
+    from rich.table import Table
+
+    pipeline = open_pipeline()
+    strategies = strategies or tuple(pipeline.strategy_names())
+    symbols = tuple(s.upper() for s in symbols) or tuple(pipeline.symbols())
+    if not symbols:
+        raise click.ClickException("no symbols imported yet; run `ntrader data import-csv` first")
+    table = Table("strategy", "symbol", "run id", "total return", "Sharpe", "trades", "error")
+    failed = 0
+    for strategy in strategies:
+        for symbol in symbols:
+            try:
+                m = pipeline.run_backtest(strategy, symbol, start, end)
+            except Exception as exc:  # noqa: BLE001 - one bad partition must not stop the others
+                failed += 1
+                table.add_row(strategy, symbol, "", "", "", "", str(exc).splitlines()[0][:80])
+                continue
+            sharpe = "n/a" if m["sharpe_ratio"] is None else f"{m['sharpe_ratio']:.2f}"
+            table.add_row(strategy, symbol, m["run_id"], f"{m['total_return']:.2%}", sharpe, str(m["trade_count"]), "")
+    console.print(table)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(strategies) * len(symbols)} partitions failed")
+
+
 @backtest.command("run-config")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--symbol", required=True, help="Symbol whose imported bars to trade.")

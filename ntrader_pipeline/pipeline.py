@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, DagsterUserCodeExecutionError, Definitions
+from dagster import DagsterInstance, Definitions
 
 from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, backtest_key, symbol_partitions
@@ -44,7 +44,7 @@ telemetry:
 
 
 class PipelineError(RuntimeError):
-    """A run failed; the message is the user-facing reason (the underlying error's text)."""
+    """A request the pipeline refuses before any run starts (unknown strategy or symbol)."""
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
@@ -72,16 +72,12 @@ class Pipeline:
         return cls(settings, instance, build_definitions(settings))
 
     def _execute(self, job_name: str, partition_key: str, run_config: dict) -> Any:
-        job = self.defs.resolve_job_def(job_name)
-        try:
-            return job.execute_in_process(
-                instance=self.instance,
-                partition_key=partition_key,
-                run_config={**run_config, **QUIET_LOGS},
-            )
-        except DagsterUserCodeExecutionError as exc:
-            cause = exc.__cause__ or exc
-            raise PipelineError(str(cause) or type(cause).__name__) from cause
+        """One in-process Dagster run; an asset's own exception propagates as it was raised."""
+        return self.defs.resolve_job_def(job_name).execute_in_process(
+            instance=self.instance,
+            partition_key=partition_key,
+            run_config={**run_config, **QUIET_LOGS},
+        )
 
     def strategy_names(self) -> list[str]:
         """The strategy partition keys that name a file in strategy_configs (not ``_file``)."""

@@ -8,6 +8,7 @@ from ntrader_pipeline.core.strategy_specs import load_specs
 from ntrader_pipeline.defs.analytics.assets import leaderboard
 from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
 from ntrader_pipeline.defs.market_data.assets import csv_bars, raw_bar_files
+from ntrader_pipeline.defs.market_data.checks import stored_bar_checks
 from ntrader_pipeline.defs.partitions import backtest_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 from ntrader_pipeline.settings import Settings, get_settings
@@ -24,6 +25,7 @@ def build_definitions(settings: Settings) -> Definitions:
     backtest_assets = build_backtest_assets(partitions)
     return Definitions(
         assets=[raw_bar_files, csv_bars, *backtest_assets, leaderboard],
+        asset_checks=[stored_bar_checks],
         jobs=[
             define_asset_job(INGEST_JOB, selection=[csv_bars]),
             define_asset_job(BACKTEST_JOB, selection=backtest_assets),

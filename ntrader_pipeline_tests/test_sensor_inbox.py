@@ -14,6 +14,7 @@ from dagster import (
     DagsterInstance,
     DagsterRun,
     DagsterRunStatus,
+    Definitions,
     SensorResult,
     build_run_status_sensor_context,
     build_sensor_context,
@@ -117,6 +118,7 @@ def test_a_configured_pattern_names_the_symbol() -> None:
 
 def test_each_new_or_changed_file_is_requested_once_and_the_cursor_stays_small(settings, instance) -> None:
     defs = build_definitions(settings)
+    Definitions.validate_loadable(defs)
     msft = drop(settings, AAPL_MINUTE, "MSFT_2024-01-02.csv", age_seconds=120, text=fixed_aapl())
     aapl = drop(settings, AAPL_MINUTE, "AAPL_2024-01-02_1min.csv", age_seconds=60)
     drop(settings, AAPL_MINUTE, "readme.txt", text="not a csv")
@@ -155,6 +157,16 @@ def test_files_still_being_written_and_second_files_of_a_symbol_wait(settings, i
 
     first = tick(defs, instance)
     assert [r.run_key for r in first.run_requests] == [file_key(older)]  # one AAPL import at a time
+
+    importing = DagsterRun(  # the first file's run is in progress
+        job_name=INGEST_JOB,
+        status=DagsterRunStatus.STARTED,
+        tags={INBOX_FILE_TAG: str(older), INBOX_KEY_TAG: file_key(older), "dagster/partition": "AAPL"},
+    )
+    instance.add_run(importing)
+    assert not tick(defs, instance, first.cursor).run_requests
+
+    instance.report_run_failed(importing)
     second = tick(defs, instance, first.cursor)
     assert [r.run_key for r in second.run_requests] == [file_key(newer)]
     assert "1 still being written" in tick(defs, instance, second.cursor).skip_reason.skip_message

@@ -167,6 +167,8 @@ def test_failed_error_check_blocks_backtests_of_that_symbol_only(tmp_path: Path)
     assert good.success
     assert all(e.passed for key, e in evaluations(good).items() if key[1] != "fresh")
     assert evaluations(good)[("bar_catalog", "fresh")].severity == AssetCheckSeverity.WARN
+    counts = evaluations(good)[("bar_catalog", "row_count_matches_source")].metadata
+    assert [counts[k].value for k in ("source_rows", "bars_written", "catalog_bars", "table_rows")] == [120] * 4
     assert not bad.success  # the bars were written, then the blocking check failed the run
     assert bad.asset_materializations_for_node("csv_bars")
     gaps = evaluations(bad)[("bar_catalog", "calendar_gaps")]

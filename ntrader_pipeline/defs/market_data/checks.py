@@ -80,6 +80,9 @@ def stored_bar_checks(context: AssetCheckExecutionContext, stores: PipelineStore
         catalog_total=len(ts),
         table_total=table.rows,
     )
+    for key in ("source_rows", "bars_skipped"):  # how the written bars relate to the file's rows
+        if key in last_import:
+            counts.details[key] = int(last_import[key])
     if series is None:
         yield _result(BAR_CATALOG, "ohlc_consistent", quality.Finding(False, f"no {bar_type} bars in the catalog"))
         yield _result(BAR_CATALOG, "no_duplicate_bars", quality.Finding(False, f"no {bar_type} bars in the catalog"))

@@ -58,7 +58,8 @@ def duplicate_bars(ts_event: np.ndarray) -> Finding:
     """No two stored bars share a timestamp."""
     ts = np.sort(np.asarray(ts_event, dtype=np.int64))
     repeated = ts[1:][ts[1:] == ts[:-1]]
-    stamps = np.unique(repeated)
+    stamps = np.sort(repeated)
+    stamps = stamps[np.r_[True, stamps[1:] != stamps[:-1]]] if len(stamps) else stamps
     if len(stamps) == 0:
         return Finding(True, f"no duplicate timestamps in {len(ts)} bars", {"bars": len(ts)})
     return Finding(
@@ -119,11 +120,20 @@ def session_slots(first_ns: int, last_ns: int, step_ns: int) -> np.ndarray:
     return slots[(slots >= first_ns) & (slots <= last_ns)]
 
 
+def _isin_sorted(values: np.ndarray, sorted_pool: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a sorted pool, by binary search (no sort of a million values twice)."""
+    if len(sorted_pool) == 0:
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_pool, values), len(sorted_pool) - 1)
+    return sorted_pool[at] == values
+
+
 def _intraday_gaps(ts: np.ndarray, timeframe: Timeframe) -> Finding:
-    bar_opens = np.unique(ts - timeframe.nanos)
+    bar_opens = np.sort(ts - timeframe.nanos)  # not np.unique: its hashing is 10x slower here
+    bar_opens = bar_opens[np.r_[True, bar_opens[1:] != bar_opens[:-1]]]
     slots = session_slots(int(bar_opens[0]), int(bar_opens[-1]), timeframe.nanos)
-    missing = np.setdiff1d(slots, bar_opens, assume_unique=True)
-    outside = np.setdiff1d(bar_opens, slots, assume_unique=True)
+    missing = slots[~_isin_sorted(slots, bar_opens)]
+    outside = bar_opens[~_isin_sorted(bar_opens, slots)]
     details = {
         "slots_expected": len(slots),
         "missing_bars": len(missing),

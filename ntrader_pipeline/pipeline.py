@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import DagsterInstance, DagsterUserCodeExecutionError, Definitions
+from dagster._core.errors import DagsterAssetCheckFailedError
 
 from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, backtest_key, symbol_partitions
@@ -82,6 +83,12 @@ class Pipeline:
         except DagsterUserCodeExecutionError as exc:
             cause = exc.__cause__ or exc
             raise PipelineError(str(cause) or type(cause).__name__) from cause
+        except DagsterAssetCheckFailedError as exc:  # the write happened; a blocking check then failed
+            failed = " ".join(str(exc).split(":", 1)[-1].split())
+            raise PipelineError(
+                f"{partition_key}: stored, but blocking data checks failed ({failed}); "
+                "its backtests will not run until this is fixed (details: the checks in the UI)"
+            ) from exc
 
     def strategy_names(self) -> list[str]:
         """The strategy partition keys that name a file in strategy_configs (not ``_file``)."""

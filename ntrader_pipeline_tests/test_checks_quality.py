@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from dagster import (
     AssetCheckSeverity,
     AssetKey,
@@ -17,6 +18,7 @@ from dagster import (
 from sqlalchemy import text
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.definitions import INGEST_JOB, build_definitions
@@ -205,3 +207,18 @@ def test_checks_catch_stores_that_drift_apart(tmp_path: Path, warehouse_url: str
     assert not found[("market_data", "ohlc_consistent")].passed
     assert found[("market_data", "ohlc_consistent")].metadata["bad_rows"].value == 1
     assert found[("bar_catalog", "ohlc_consistent")].passed  # the catalog still holds the good bars
+
+
+def test_import_csv_says_in_one_line_that_bars_were_stored_but_checks_block_them(tmp_path, ntrader_home, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", str(ntrader_home.resolved_dagster_home))  # restored after the test
+    gappy = tmp_path / "ORCL.csv"
+    gappy.write_text(head(ORCL_DAILY, 120, drop_row=50))
+
+    result = CliRunner().invoke(cli, ["data", "import-csv", "--file", str(gappy), "--symbol", "ORCL"])
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: ORCL: stored, but blocking data checks failed (bar_catalog: calendar_gaps); "
+        "its backtests will not run until this is fixed (details: the checks in the UI)"
+    ]
+    assert [row["bars"] for row in Warehouse.open(ntrader_home.resolved_warehouse_url).bar_inventory("ORCL")] == [119]

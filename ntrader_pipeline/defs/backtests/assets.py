@@ -9,7 +9,6 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetsDefinition,
-    AutomationCondition,
     Config,
     MetadataValue,
     MultiPartitionsDefinition,
@@ -26,12 +25,9 @@ from ntrader_pipeline.core.metrics import KEY_METRICS, compute_metrics, equity_c
 from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.tearsheet import equity_drawdown_png, png_markdown
+from ntrader_pipeline.defs.backtests.automation import ON_NEW_BARS
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY
 from ntrader_pipeline.defs.resources import PipelineStores
-
-# Re-run a symbol's backtests when its bars are re-imported, never over bars that failed a
-# blocking (ERROR) data-quality check.
-ON_NEW_BARS = AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
 
 
 class BacktestRunConfig(Config):

@@ -20,9 +20,11 @@ backtests. It starts running, as the inbox sensor does; both can be stopped in t
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 from dagster import (
+    BetaWarning,
     AssetsDefinition,
     AutomationConditionSensorDefinition,
     DagsterEventType,
@@ -47,6 +49,10 @@ from ntrader_pipeline.core.inbox import archive, file_key, quarantine, scan_inbo
 from ntrader_pipeline.core.validation import BarFileError
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.settings import Settings
+
+# Evaluating ON_NEW_BARS in our code server (it has a condition of our own) is a Dagster beta
+# parameter; it is the documented way to run custom conditions, so don't warn on every load.
+warnings.filterwarnings("ignore", category=BetaWarning, message=".*use_user_code_server.*")
 
 INBOX_FILE_TAG = "ntrader/inbox_file"
 INBOX_KEY_TAG = "ntrader/inbox_key"
@@ -106,6 +112,7 @@ def backtests_refresh_sensor(backtest_assets: list[AssetsDefinition]) -> Automat
         target=backtest_assets,
         default_status=DefaultSensorStatus.RUNNING,
         description="Re-runs a symbol's backtests after its bars were re-imported and passed their checks.",
+        use_user_code_server=True,  # ON_NEW_BARS has a condition of our own, evaluated in our code
     )
 
 

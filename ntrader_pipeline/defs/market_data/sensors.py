@@ -24,9 +24,9 @@ import warnings
 from pathlib import Path
 
 from dagster import (
-    BetaWarning,
     AssetsDefinition,
     AutomationConditionSensorDefinition,
+    BetaWarning,
     DagsterEventType,
     DagsterInstance,
     DagsterRun,

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, DagsterUserCodeExecutionError, Definitions
+from dagster import DagsterInstance, Definitions
 from dagster._core.errors import DagsterAssetCheckFailedError
 
 from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
@@ -45,7 +45,7 @@ telemetry:
 
 
 class PipelineError(RuntimeError):
-    """A run failed; the message is the user-facing reason (the underlying error's text)."""
+    """A request the pipeline refuses before any run starts (unknown strategy or symbol)."""
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
@@ -73,16 +73,13 @@ class Pipeline:
         return cls(settings, instance, build_definitions(settings))
 
     def _execute(self, job_name: str, partition_key: str, run_config: dict) -> Any:
-        job = self.defs.resolve_job_def(job_name)
+        """One in-process Dagster run; an asset's own exception propagates as it was raised."""
         try:
-            return job.execute_in_process(
+            return self.defs.resolve_job_def(job_name).execute_in_process(
                 instance=self.instance,
                 partition_key=partition_key,
                 run_config={**run_config, **QUIET_LOGS},
             )
-        except DagsterUserCodeExecutionError as exc:
-            cause = exc.__cause__ or exc
-            raise PipelineError(str(cause) or type(cause).__name__) from cause
         except DagsterAssetCheckFailedError as exc:  # the write happened; a blocking check then failed
             failed = " ".join(str(exc).split(":", 1)[-1].split())
             raise PipelineError(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dagster import Definitions, define_asset_job
+from dagster import Definitions, define_asset_job, in_process_executor
 
 from ntrader_pipeline.core.strategy_specs import load_specs
 from ntrader_pipeline.defs.analytics.assets import leaderboard
 from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
 from ntrader_pipeline.defs.market_data.assets import csv_bars, raw_bar_files
+from ntrader_pipeline.defs.market_data.checks import stored_bar_checks
+from ntrader_pipeline.defs.market_data.sensors import backtests_refresh_sensor, build_inbox_sensors
 from ntrader_pipeline.defs.partitions import backtest_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 from ntrader_pipeline.settings import Settings, get_settings
@@ -24,11 +26,17 @@ def build_definitions(settings: Settings) -> Definitions:
     backtest_assets = build_backtest_assets(partitions)
     return Definitions(
         assets=[raw_bar_files, csv_bars, *backtest_assets, leaderboard],
+        asset_checks=[stored_bar_checks],
+        sensors=[*build_inbox_sensors(settings, INGEST_JOB), backtests_refresh_sensor(backtest_assets)],
         jobs=[
             define_asset_job(INGEST_JOB, selection=[csv_bars]),
             define_asset_job(BACKTEST_JOB, selection=backtest_assets),
         ],
         resources={"stores": PipelineStores.from_settings(settings)},
+        # A run launched by the UI, a sensor or a backfill runs all its steps in its one process:
+        # the default multiprocess executor would pay the ~5 s import of Dagster and
+        # NautilusTrader again for every step of a sub-second backtest.
+        executor=in_process_executor,
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import DagsterInstance, Definitions
+from dagster._core.errors import DagsterAssetCheckFailedError
 
 from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, backtest_key, symbol_partitions
@@ -73,11 +74,18 @@ class Pipeline:
 
     def _execute(self, job_name: str, partition_key: str, run_config: dict) -> Any:
         """One in-process Dagster run; an asset's own exception propagates as it was raised."""
-        return self.defs.resolve_job_def(job_name).execute_in_process(
-            instance=self.instance,
-            partition_key=partition_key,
-            run_config={**run_config, **QUIET_LOGS},
-        )
+        try:
+            return self.defs.resolve_job_def(job_name).execute_in_process(
+                instance=self.instance,
+                partition_key=partition_key,
+                run_config={**run_config, **QUIET_LOGS},
+            )
+        except DagsterAssetCheckFailedError as exc:  # the write happened; a blocking check then failed
+            failed = " ".join(str(exc).split(":", 1)[-1].split())
+            raise PipelineError(
+                f"{partition_key}: stored, but blocking data checks failed ({failed}); "
+                "its backtests will not run until this is fixed (details: the checks in the UI)"
+            ) from exc
 
     def strategy_names(self) -> list[str]:
         """The strategy partition keys that name a file in strategy_configs (not ``_file``)."""

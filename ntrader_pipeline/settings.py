@@ -15,6 +15,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ntrader_pipeline.core.inbox import DEFAULT_SYMBOL_PATTERN
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
 
@@ -36,6 +38,9 @@ class Settings(BaseSettings):
         Path("strategy_configs"), description="Folder of strategy YAML files, one per partition."
     )
     inbox_dir: Path | None = Field(None, description="Drop folder watched by the CSV sensor.")
+    inbox_symbol_pattern: str = Field(
+        DEFAULT_SYMBOL_PATTERN, description="Regex with a `symbol` group, matched against inbox file names."
+    )
     venue: str = Field("XNAS", description="Venue every imported equity is placed on.")
     strategy_module_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +97,7 @@ class StagedSeries:
     series: BarSeries
     staging_root: Path
     _backup: Path | None = None
-    _published: bool = False
+    _swapping: list[Path] = field(default_factory=list)  # folders publish has started to swap
 
     def _folders(self) -> list[Path]:
         """The catalog folders (relative to its root) that this series owns."""
@@ -106,29 +106,28 @@ class StagedSeries:
         return [Path("data") / "bar" / bar_type, Path("data") / "equity" / instrument_id]
 
     def publish(self) -> None:
-        """Swap the staged folders in; the old ones are kept until ``discard_backup``."""
+        """Swap the staged folders in; the old ones are kept until ``discard``."""
         self._backup = self.staging_root / "backup"
         for relative in self._folders():
             live = self.catalog.path / relative
             staged = self.staging_root / "new" / relative
+            self._swapping.append(relative)  # before moving anything: restore undoes a half-done swap
             if live.exists():
                 (self._backup / relative).parent.mkdir(parents=True, exist_ok=True)
                 live.rename(self._backup / relative)
             live.parent.mkdir(parents=True, exist_ok=True)
             staged.rename(live)
-        self._published = True
 
     def restore(self) -> None:
-        """Put the catalog back exactly as it was before ``publish``."""
-        if self._published:
-            for relative in self._folders():
-                live = self.catalog.path / relative
-                if live.exists():
-                    shutil.rmtree(live)
-                backup = self._backup / relative
-                if backup.exists():
-                    backup.rename(live)
-            self._published = False
+        """Put the catalog back exactly as it was before ``publish``, even if it stopped half-way."""
+        for relative in reversed(self._swapping):
+            live = self.catalog.path / relative
+            if not (self.staging_root / "new" / relative).exists() and live.exists():
+                shutil.rmtree(live)  # the staged folder made it in: take it out again
+            backup = self._backup / relative
+            if backup.exists():
+                backup.rename(live)
+        self._swapping.clear()
         self.discard()
 
     def discard(self) -> None:

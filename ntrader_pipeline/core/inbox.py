@@ -1,0 +1,108 @@
+"""The drop folder: which CSV files in it are ready to import, and where they go afterwards.
+
+A file is identified by name, size and modification time, so a changed file counts as new. It
+is ready once it has not been modified for ``SETTLE_SECONDS`` (a copy still in progress would
+otherwise be imported half-written). After its import a file moves to ``<inbox>/archive``; a
+rejected file moves to ``<inbox>/quarantine`` with ``<name>.errors.txt`` beside it. A name that is
+already taken there gets a ``-1``, ``-2``... suffix, so nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SYMBOL_PATTERN = r"^(?P<symbol>[A-Za-z][A-Za-z0-9.\-]*?)(?:_.*)?\.csv$"
+SETTLE_SECONDS = 5.0
+ARCHIVE = "archive"
+QUARANTINE = "quarantine"
+
+
+def symbol_from_name(name: str, pattern: str = DEFAULT_SYMBOL_PATTERN) -> str | None:
+    """``AAPL.csv`` and ``AAPL_2024-01-02_1min.csv`` → ``AAPL``; None when the name doesn't fit."""
+    match = re.match(pattern, name, flags=re.IGNORECASE)
+    if match is None:
+        return None
+    symbol = match.group("symbol")
+    return symbol.upper() if symbol else None
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    path: Path
+    symbol: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def key(self) -> str:
+        """Name, size and mtime: the same key means the same file content was already seen."""
+        return _key(self.path.name, self.size, self.mtime_ns)
+
+
+@dataclass(frozen=True)
+class InboxScan:
+    ready: list[InboxFile]  # oldest first
+    settling: list[str]  # names modified too recently to be complete
+    unmatched: list[str]  # CSV names the symbol pattern does not recognise
+
+
+def scan_inbox(inbox: Path, now: float, pattern: str = DEFAULT_SYMBOL_PATTERN) -> InboxScan:
+    """The CSV files directly inside ``inbox`` (archive and quarantine are not looked into)."""
+    ready, settling, unmatched = [], [], []
+    for path in sorted(p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() == ".csv"):
+        stat = path.stat()
+        symbol = symbol_from_name(path.name, pattern)
+        if symbol is None:
+            unmatched.append(path.name)
+        elif now - stat.st_mtime < SETTLE_SECONDS:
+            settling.append(path.name)
+        else:
+            ready.append(InboxFile(path, symbol, stat.st_size, stat.st_mtime_ns))
+    ready.sort(key=lambda f: (f.mtime_ns, f.path.name))
+    return InboxScan(ready, settling, unmatched)
+
+
+def file_key(path: Path) -> str | None:
+    """The key of the file now at ``path`` (None when it is gone)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return _key(path.name, stat.st_size, stat.st_mtime_ns)
+
+
+def _key(name: str, size: int, mtime_ns: int) -> str:
+    return f"{name}:{size}:{mtime_ns}"
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    target = folder / name
+    stem, suffix = Path(name).stem, Path(name).suffix
+    n = 0
+    while target.exists() or target.with_name(target.name + ".errors.txt").exists():
+        n += 1
+        target = folder / f"{stem}-{n}{suffix}"
+    return target
+
+
+def archive(path: Path) -> Path:
+    """Move an imported file to ``<inbox>/archive``; returns where it went."""
+    folder = path.parent / ARCHIVE
+    folder.mkdir(exist_ok=True)
+    target = _free_name(folder, path.name)
+    path.rename(target)
+    return target
+
+
+def quarantine(path: Path, errors: Iterable[str]) -> Path:
+    """Move a rejected file to ``<inbox>/quarantine``, its errors in ``<name>.errors.txt`` beside it."""
+    folder = path.parent / QUARANTINE
+    folder.mkdir(exist_ok=True)
+    target = _free_name(folder, path.name)
+    notes = target.with_name(target.name + ".errors.txt")
+    notes.write_text("".join(f"{line}\n" for line in errors), encoding="utf-8")
+    path.rename(target)
+    return target

@@ -1,0 +1,195 @@
+"""The drop folder: CSV files dropped in the inbox are imported, then archived or quarantined.
+
+``inbox_csv_sensor`` requests one import run per new or changed file (run key: name, size and
+mtime) and adds the file's symbol as a partition. Its cursor holds only the keys of files still
+in the inbox, so it never grows with history. It requests one file per symbol at a time, oldest
+first, because two concurrent imports of one symbol would race on the catalog.
+
+Filing happens once a run has ended, in two run-status sensors: the run's outcome decides
+where the file goes, and an import that failed for a reason that is not the file's (database
+down, disk full) leaves the file in the inbox to be re-executed instead of misfiling it.
+- run succeeded, or bars were written and only a check failed → ``archive/``;
+- the file cannot be read as bars → ``quarantine/`` with ``<name>.errors.txt`` (every problem,
+  one per line, found by reading the file again exactly as the run did);
+- anything else → left in place, with the reason in the sensor log.
+
+``backtests_refresh_sensor`` evaluates the backtests' automation condition (``ON_NEW_BARS``:
+eager, gated on the bars' blocking checks), so new bars of a symbol re-run that symbol's
+backtests. It starts running, as the inbox sensor does; both can be stopped in the UI.
+"""
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+from dagster import (
+    AssetsDefinition,
+    AutomationConditionSensorDefinition,
+    BetaWarning,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    RunRequest,
+    RunsFilter,
+    RunStatusSensorContext,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    run_failure_sensor,
+    run_status_sensor,
+    sensor,
+)
+
+from ntrader_pipeline.core.csv_bars import read_bar_csv
+from ntrader_pipeline.core.inbox import archive, file_key, quarantine, scan_inbox
+from ntrader_pipeline.core.validation import BarFileError
+from ntrader_pipeline.defs.partitions import symbol_partitions
+from ntrader_pipeline.settings import Settings
+
+# Evaluating ON_NEW_BARS in our code server (it has a condition of our own) is a Dagster beta
+# parameter; it is the documented way to run custom conditions, so don't warn on every load.
+warnings.filterwarnings("ignore", category=BetaWarning, message=".*use_user_code_server.*")
+
+INBOX_FILE_TAG = "ntrader/inbox_file"
+INBOX_KEY_TAG = "ntrader/inbox_key"
+PARTITION_TAG = "dagster/partition"
+UNFINISHED = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+
+def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefinition]:
+    """The inbox sensor and the two sensors that file its runs' files, for ``settings``' inbox."""
+    inbox = settings.resolved_inbox_dir
+    pattern = settings.inbox_symbol_pattern
+
+    @sensor(
+        name="inbox_csv_sensor",
+        job_name=ingest_job,
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Imports CSV files dropped in {inbox}.",
+    )
+    def inbox_csv_sensor(context: SensorEvaluationContext) -> SensorResult:
+        return inbox_run_requests(context, inbox, pattern, ingest_job, time.time())
+
+    @run_status_sensor(
+        name="inbox_archive_sensor",
+        run_status=DagsterRunStatus.SUCCESS,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Moves a successfully imported inbox file to the archive folder.",
+    )
+    def inbox_archive_sensor(context: RunStatusSensorContext) -> None:
+        outcome = file_inbox_run(context.instance, context.dagster_run)
+        if outcome:
+            context.log.info(outcome)
+
+    @run_failure_sensor(
+        name="inbox_quarantine_sensor",
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Moves an inbox file whose import failed to quarantine (or leaves it when the fault is elsewhere).",
+    )
+    def inbox_quarantine_sensor(context: RunFailureSensorContext) -> None:
+        outcome = file_inbox_run(context.instance, context.dagster_run)
+        if outcome:
+            context.log.info(outcome)
+
+    return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
+
+
+def backtests_refresh_sensor(backtest_assets: list[AssetsDefinition]) -> AutomationConditionSensorDefinition:
+    """Requests the backtests whose automation condition says their bars changed."""
+    return AutomationConditionSensorDefinition(
+        "backtests_refresh_sensor",
+        target=backtest_assets,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Re-runs a symbol's backtests after its bars were re-imported and passed their checks.",
+        use_user_code_server=True,  # ON_NEW_BARS has a condition of our own, evaluated in our code
+    )
+
+
+def inbox_run_requests(
+    context: SensorEvaluationContext, inbox: Path, pattern: str, ingest_job: str, now: float
+) -> SensorResult:
+    """One import run per new or changed file; the cursor keeps the keys of requested files still present."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    scan = scan_inbox(inbox, now, pattern)
+    requested_before = set(json.loads(context.cursor)) if context.cursor else set()
+    present = {f.key for f in scan.ready}
+    busy = _symbols_importing(context.instance, ingest_job)
+    known = set(context.instance.get_dynamic_partitions(symbol_partitions.name))
+    requests, new_symbols = [], []
+    for file in scan.ready:
+        if file.key in requested_before or file.symbol in busy:
+            continue
+        busy.add(file.symbol)
+        if file.symbol not in known:
+            known.add(file.symbol)
+            new_symbols.append(file.symbol)
+        requests.append(
+            RunRequest(
+                run_key=file.key,
+                partition_key=file.symbol,
+                run_config={"ops": {"csv_bars": {"config": {"file": str(file.path)}}}},
+                tags={INBOX_FILE_TAG: str(file.path), INBOX_KEY_TAG: file.key},
+            )
+        )
+    cursor = json.dumps(sorted((requested_before & present) | {r.run_key for r in requests}))
+    partition_requests = [symbol_partitions.build_add_request(new_symbols)] if new_symbols else []
+    if requests:
+        return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=cursor)
+    waiting = [f"{len(scan.settling)} still being written"] if scan.settling else []
+    waiting += [f"names not matching the symbol pattern: {', '.join(scan.unmatched)}"] if scan.unmatched else []
+    return SensorResult(skip_reason="no new CSV files" + (f" ({'; '.join(waiting)})" if waiting else ""), cursor=cursor)
+
+
+def _symbols_importing(instance: DagsterInstance, ingest_job: str) -> set[str]:
+    """Symbols with an inbox import queued or running."""
+    records = instance.get_run_records(RunsFilter(job_name=ingest_job, statuses=UNFINISHED))
+    return {
+        r.dagster_run.tags[PARTITION_TAG]
+        for r in records
+        if INBOX_FILE_TAG in r.dagster_run.tags and PARTITION_TAG in r.dagster_run.tags
+    }
+
+
+def file_inbox_run(instance: DagsterInstance, run: DagsterRun) -> str | None:
+    """Archive, quarantine or leave the inbox file of a finished run; returns what was done."""
+    if INBOX_FILE_TAG not in run.tags:
+        return None
+    path = Path(run.tags[INBOX_FILE_TAG])
+    if file_key(path) != run.tags.get(INBOX_KEY_TAG):
+        return f"{path.name} changed or left the inbox since run {run.run_id} read it; not moved"
+    if run.status == DagsterRunStatus.SUCCESS or _wrote_bars(instance, run):
+        return f"{path.name} imported; archived as {archive(path)}"
+    problems = rejection(path, run.tags[PARTITION_TAG])
+    if problems:
+        target = quarantine(path, problems)
+        return f"{path.name} rejected ({len(problems)} problems); quarantined as {target}"
+    return f"{path.name} is readable, so run {run.run_id} failed elsewhere; left in the inbox to re-execute"
+
+
+def _wrote_bars(instance: DagsterInstance, run: DagsterRun) -> bool:
+    records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=1)
+    return bool(records.records)
+
+
+def rejection(path: Path, symbol: str) -> list[str]:
+    """Every reason the file cannot become bars, read as the inbox run read it; [] when it can."""
+    try:
+        read_bar_csv(path, symbol)
+    except BarFileError as error:
+        return [problem.describe(path.name) for problem in error.problems]
+    except OSError:
+        return []  # unreadable right now (permissions, disk): no evidence against the content
+    except Exception as error:  # noqa: BLE001 - any other parse failure is still the file's fault
+        return [f"{path.name}: {error}"]
+    return []

@@ -121,6 +121,10 @@ class FakeGateway:
 
     def __exit__(self, *exc) -> None:
         self._closing = True
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
+        except OSError:
+            pass
         self._server.close()
         with self._lock:
             for client in self._clients:

@@ -134,10 +134,28 @@ class _FailFastClient(InteractiveBrokersClient):
         except ConnectionError:
             raise IbkrDisconnected("the gateway closed the connection during a request") from None
 
+    async def _run_tws_incoming_msg_reader(self) -> None:
+        await super()._run_tws_incoming_msg_reader()
+        # The reader ends when the socket drops, but the parent fails pending requests only when
+        # its watchdog resets the client about 6 s later; fail them now (on the loop's thread).
+        if not self._is_shutting_down:
+            for future in self._requests.get_futures():
+                if not future.done():
+                    future.set_exception(IbkrDisconnected("the gateway closed the connection during a request"))
+
     async def shutdown(self) -> None:
-        if self._start_task is not None and not self._start_task.done():
-            self._start_task.cancel()
-            await asyncio.gather(self._start_task, return_exceptions=True)
+        task = self._start_task
+        # The connect step catches CancelledError and the retry loop goes on, so one cancel
+        # is not always enough: cancel until the task has really ended.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.2)
+        connection = self._eclient.conn
+        if connection is not None and connection.socket is not None:
+            try:  # wakes the reader thread now rather than at its 1 s socket timeout
+                connection.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         await self._stop_async()
 
 

@@ -6,6 +6,7 @@ from dagster import Definitions, define_asset_job
 
 from ntrader_pipeline.core.strategy_specs import load_specs
 from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
+from ntrader_pipeline.defs.ibkr.assets import build_ibkr_definitions
 from ntrader_pipeline.defs.market_data.assets import csv_bars, raw_bar_files
 from ntrader_pipeline.defs.partitions import backtest_partitions, symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
@@ -21,7 +22,7 @@ def build_definitions(settings: Settings) -> Definitions:
         raise ValueError(f"no strategy YAML files in {settings.strategy_configs_dir}")
     partitions = backtest_partitions(list(specs))
     backtest_assets = build_backtest_assets(partitions)
-    return Definitions(
+    base = Definitions(
         assets=[raw_bar_files, csv_bars, *backtest_assets],
         jobs=[
             define_asset_job(INGEST_JOB, selection=[csv_bars], partitions_def=symbol_partitions),
@@ -29,6 +30,7 @@ def build_definitions(settings: Settings) -> Definitions:
         ],
         resources={"stores": PipelineStores.from_settings(settings)},
     )
+    return Definitions.merge(base, build_ibkr_definitions())
 
 
 defs = build_definitions(get_settings())

@@ -48,6 +48,7 @@ class SymbolResult:
     bars_stored: int = 0
     written: list[StoredSeries] = field(default_factory=list)
     error: str | None = None
+    retryable: bool = False  # the error may go away (pacing, timeouts, drops), unlike error 200
 
     @property
     def up_to_date(self) -> bool:
@@ -120,6 +121,7 @@ class IbkrFetcher:
                     raise  # the gateway is gone: no other symbol can succeed
                 except (IbkrError, BarFileError) as exc:
                     result.error = str(exc)
+                    result.retryable = bool(getattr(exc, "transient", False))
                     done = start_done + result.planned_requests  # its remaining chunks are skipped
                     self.progress(done, total, f"{symbol} failed: {exc}")
         return list(results.values())

@@ -36,12 +36,12 @@ def gateway_env(ntrader_home, monkeypatch):
 
 
 def test_connect_prints_version_time_and_accounts(gateway_env, start_gateway, gateway_bars, monkeypatch):
-    monkeypatch.setenv("TWS_USERID", "login-name-42")
-    monkeypatch.setenv("TWS_PASSWORD", "s3cret-pass-42")
+    monkeypatch.setenv("TWS_USERID", "login-name-zqx")
+    monkeypatch.setenv("TWS_PASSWORD", "s3cret-pass-zqx")
     gateway = start_gateway(gateway_bars)
     result = CliRunner().invoke(cli, ["data", "connect", "--port", str(gateway.port), "--client-id", "3"])
     assert result.exit_code == 0, result.output
-    assert "42" not in result.output  # the gateway login never reaches ntrader's output
+    assert "zqx" not in result.output  # the gateway login never reaches ntrader's output
     assert f"server version:   {SERVER_VERSION}" in result.output
     assert f"managed accounts: {ACCOUNT}" in result.output
     assert "client id 3 (paper, read-only)" in result.output

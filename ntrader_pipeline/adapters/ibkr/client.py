@@ -143,6 +143,11 @@ class _FailFastClient(InteractiveBrokersClient):
                 if not future.done():
                     future.set_exception(IbkrDisconnected("the gateway closed the connection during a request"))
 
+    def _on_task_completed(self, actions, success, task: asyncio.Task) -> None:
+        # The parent calls task.exception(), which raises on a task we cancelled at shutdown.
+        if not task.cancelled():
+            super()._on_task_completed(actions, success, task)
+
     async def shutdown(self) -> None:
         task = self._start_task
         # The connect step catches CancelledError and the retry loop goes on, so one cancel

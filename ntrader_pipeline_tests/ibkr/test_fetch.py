@@ -20,7 +20,7 @@ from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 
 from .conftest import AAPL_MINUTE, FAST_PACING, ORCL_DAILY, fast_settings
-from .fake_gateway import DISCONNECT, SERVE
+from .fake_gateway import DISCONNECT, SERVE, FakeBar
 
 NEVER_CLOSED = 10**19  # "now" far in the future: every session of the sample data has closed
 
@@ -190,3 +190,25 @@ def test_unreachable_gateway_fails_the_fetch_without_writing(tmp_path, sqlite_ur
     with pytest.raises(IbkrConnectionError, match="handshake"):
         fetcher.fetch(["ORCL"], date(2013, 1, 1), date(2013, 1, 31), Timeframe.DAILY)
     assert store.catalog.read("ORCL", Timeframe.DAILY) is None
+
+
+def test_minute_chunks_across_the_dst_change_deliver_each_bar_once(tmp_path, sqlite_url, start_gateway):
+    # Chunks Tue Feb 28..Mon Mar 6 and Tue Mar 7..Mon Mar 13. DST starts on Mar 12, so the second
+    # request ends at 20:00 UTC and its "7 D" window reaches back into Mar 6's last hour (EST).
+    sessions = pd.bdate_range("2023-02-28", "2023-03-13")
+    bars = []
+    for day in sessions:
+        opens = pd.date_range(f"{day.date()} 09:30", periods=390, freq="min", tz="America/New_York")
+        for i, t in enumerate(opens):
+            seconds = int(t.timestamp())
+            price = 100 + i / 100
+            bars.append(FakeBar((seconds + 60) * 10**9, str(seconds), price, price + 0.02, price - 0.02, price, 100))
+    gateway = start_gateway({"SYN": bars})
+    store = make_store(tmp_path, sqlite_url)
+    fetcher = IbkrFetcher(fast_settings(gateway.port), store, now_ns=NEVER_CLOSED)
+
+    [result] = fetcher.fetch(["SYN"], date(2023, 2, 28), date(2023, 3, 13), Timeframe.MIN1)
+
+    assert (result.error, result.requests, result.bars_stored) == (None, 2, 10 * 390)
+    stored = store.catalog.read("SYN", Timeframe.MIN1).frame["ts_event"]
+    assert stored.is_unique and len(stored) == 3900

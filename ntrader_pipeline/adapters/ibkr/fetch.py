@@ -104,16 +104,14 @@ class IbkrFetcher:
                 try:
                     instrument, _ = await session.instrument(symbol)  # before pacing: not a data request
                     for run in runs:
-                        accepted: list[Bar] = []
-                        rejected: list[RejectedBar] = []
+                        frames = []
                         for chunk in run:
                             bars, bad = await self._request(session, symbol, timeframe, chunk, result)
-                            accepted += bars
-                            rejected += bad
+                            frames.append(chunk_frame(bars, bad, timeframe, chunk.sessions))
                             done += 1
                             self.progress(done, total, f"{symbol} {chunk.sessions[0]}..{chunk.sessions[-1]}")
-                        sessions = [day for chunk in run for day in chunk.sessions]
-                        series = bars_to_series(symbol, timeframe, accepted, rejected, instrument.price_precision, sessions)
+                        label = f"IBKR {symbol} {timeframe.value} bars {run[0].sessions[0]}..{run[-1].sessions[-1]}"
+                        series = validated_series(symbol, timeframe, frames, instrument.price_precision, label)
                         if len(series):
                             result.written.append(self.store.replace(series))
                             result.bars_stored += len(series)
@@ -155,21 +153,16 @@ class IbkrFetcher:
         raise AssertionError("unreachable")
 
 
-def bars_to_series(
-    symbol: str,
-    timeframe: Timeframe,
-    bars: list[Bar],
-    rejected: list[RejectedBar],
-    price_precision: int,
-    sessions: list[date],
-) -> BarSeries:
-    """The answers for one run of sessions as a validated series stamped at each bar's close.
+def chunk_frame(
+    bars: list[Bar], rejected: list[RejectedBar], timeframe: Timeframe, sessions: tuple[date, ...]
+) -> pd.DataFrame:
+    """One answer as ``BAR_COLUMNS`` stamped at each bar's close, cut to the chunk's sessions.
 
-    Bars NautilusTrader dropped as invalid are put back, so the CSV rules report them by bar
-    number, column, value and rule, and nothing of the run is stored.
+    Bars NautilusTrader dropped as invalid are put back so the bar rules report them. The cut
+    matters: IB's "N D" window need not match the chunk's sessions exactly (DST shifts it by an
+    hour), and neighbouring chunks must not both deliver the same bar.
     """
-    daily = timeframe is Timeframe.DAILY
-    if daily:  # IB stamps a daily bar with its date; NautilusTrader makes that midnight UTC
+    if timeframe is Timeframe.DAILY:  # IB stamps a daily bar with its date; NautilusTrader makes that midnight UTC
         days = pd.Series(pd.to_datetime([b.ts_event for b in bars], utc=True).tz_localize(None).normalize())
         ts = session_close_ns(days) if len(bars) else np.array([], dtype=np.int64)
     else:  # ts_init is the bar's close
@@ -188,13 +181,19 @@ def bars_to_series(
     if rejected:
         frame = pd.concat([frame, _rejected_frame(rejected, timeframe)], ignore_index=True)
     frame = frame.astype({"ts_event": np.int64})
-    frame = frame[np.isin(session_dates(frame["ts_event"].to_numpy()), np.array(sessions, dtype=object))]
-    frame = frame.sort_values("ts_event", kind="stable").reset_index(drop=True)
+    keep = np.isin(session_dates(frame["ts_event"].to_numpy()), np.array(sessions, dtype=object))
+    return frame[keep]
+
+
+def validated_series(
+    symbol: str, timeframe: Timeframe, frames: list[pd.DataFrame], price_precision: int, label: str
+) -> BarSeries:
+    """The chunks of one run as one series, checked with the CSV rules (bar number = line)."""
+    frame = pd.concat(frames, ignore_index=True).sort_values("ts_event", kind="stable").reset_index(drop=True)
     problems = validate_bars(frame, np.arange(1, len(frame) + 1))
     if problems:
-        first, last = sessions[0], sessions[-1]
-        raise BarFileError(f"IBKR {symbol} {timeframe.value} bars {first}..{last} (bar number)", problems)
-    return BarSeries(symbol, timeframe, frame, price_precision, source=SOURCE, notes={"sessions": len(sessions)})
+        raise BarFileError(f"{label} (bar number)", problems)
+    return BarSeries(symbol, timeframe, frame, price_precision, source=SOURCE)
 
 
 def _rejected_frame(rejected: list[RejectedBar], timeframe: Timeframe) -> pd.DataFrame:

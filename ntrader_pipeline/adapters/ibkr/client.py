@@ -99,18 +99,22 @@ class RejectedBar:
 
 
 class _FailFastClient(InteractiveBrokersClient):
-    """NautilusTrader's IB client, but a request ends with an exception as soon as it fails."""
+    """NautilusTrader's IB client, but a request ends with an exception as soon as it fails.
 
-    _start_task: asyncio.Task | None = None
-    rejected_bars: list[RejectedBar]
+    The overrides are hooks of NautilusTrader 1.231 (pinned in pyproject.toml); the fake-gateway
+    tests exercise each of them, so an upgrade that changes one fails there, not in production.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._start_task: asyncio.Task | None = None
+        self.rejected_bars: list[RejectedBar] = []
 
     def _validate_bar_prices(self, bar_type, open_price, high_price, low_price, close_price, bar_identifier):
         # NautilusTrader drops a bar that breaks OHLC rules with only a log line, leaving a silent
         # hole; remember it so the fetch reports it through the pipeline's own bar validation.
         valid = super()._validate_bar_prices(bar_type, open_price, high_price, low_price, close_price, bar_identifier)
         if not valid:
-            if not hasattr(self, "rejected_bars"):
-                self.rejected_bars = []
             date = str(bar_identifier).removeprefix("bar.date=")
             self.rejected_bars.append(RejectedBar(str(bar_type), date, open_price, high_price, low_price, close_price))
         return valid

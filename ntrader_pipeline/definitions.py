@@ -7,6 +7,7 @@ from dagster import Definitions, define_asset_job, in_process_executor
 from ntrader_pipeline.core.strategy_specs import load_specs
 from ntrader_pipeline.defs.analytics.assets import leaderboard
 from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
+from ntrader_pipeline.defs.ibkr.assets import build_ibkr_definitions
 from ntrader_pipeline.defs.market_data.assets import csv_bars, raw_bar_files
 from ntrader_pipeline.defs.market_data.checks import stored_bar_checks
 from ntrader_pipeline.defs.market_data.sensors import backtests_refresh_sensor, build_inbox_sensors
@@ -24,7 +25,7 @@ def build_definitions(settings: Settings) -> Definitions:
         raise ValueError(f"no strategy YAML files in {settings.strategy_configs_dir}")
     partitions = backtest_partitions(list(specs))
     backtest_assets = build_backtest_assets(partitions)
-    return Definitions(
+    base = Definitions(
         assets=[raw_bar_files, csv_bars, *backtest_assets, leaderboard],
         asset_checks=[stored_bar_checks],
         sensors=[*build_inbox_sensors(settings, INGEST_JOB), backtests_refresh_sensor(backtest_assets)],
@@ -38,6 +39,7 @@ def build_definitions(settings: Settings) -> Definitions:
         # NautilusTrader again for every step of a sub-second backtest.
         executor=in_process_executor,
     )
+    return Definitions.merge(base, build_ibkr_definitions())
 
 
 defs = build_definitions(get_settings())

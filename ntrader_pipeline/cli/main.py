@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ntrader_pipeline.cli import ibkr as _ibkr  # noqa: F401 - adds `data connect` and `data fetch`
 from ntrader_pipeline.cli.backtest import backtest
 from ntrader_pipeline.cli.data import data
 from ntrader_pipeline.cli.demo import demo, ui

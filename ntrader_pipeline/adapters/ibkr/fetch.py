@@ -1,0 +1,213 @@
+"""Fetch the bars the catalog lacks from IB and store them like CSV bars (same rules, both stores).
+
+Per symbol: find the runs of sessions not stored, request each run in chunks IB allows (paced,
+retried with backoff when the error is transient), turn the answers into one ``BarSeries`` per
+run with ``source="ibkr"``, validate it with the CSV rules and store it with
+``MarketDataStore.replace`` (all or nothing per run). A symbol that fails is reported and the
+others go on; a gateway that cannot be reached fails the whole fetch at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from nautilus_trader.model.data import Bar
+
+from ntrader_pipeline.adapters.ibkr.chunking import Chunk, missing_runs, plan_chunks, session_dates
+from ntrader_pipeline.adapters.ibkr.client import (
+    IbkrConnectionError,
+    IbkrDisconnected,
+    IbkrError,
+    IbkrRequestError,
+    IbkrSession,
+    RejectedBar,
+)
+from ntrader_pipeline.adapters.ibkr.pacing import PacingLimits, RequestPacer
+from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore, StoredSeries
+from ntrader_pipeline.core.bars import BAR_COLUMNS, BarSeries, Timeframe
+from ntrader_pipeline.core.calendar import session_close_ns
+from ntrader_pipeline.core.validation import BarFileError, validate_bars
+
+SOURCE = "ibkr"
+
+
+@dataclass
+class SymbolResult:
+    """What a fetch did for one symbol."""
+
+    symbol: str
+    planned_requests: int = 0
+    requests: int = 0  # sent to the gateway, retries included
+    bars_stored: int = 0
+    written: list[StoredSeries] = field(default_factory=list)
+    error: str | None = None
+    retryable: bool = False  # the error may go away (pacing, timeouts, drops), unlike error 200
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.planned_requests == 0 and self.error is None
+
+
+# progress(done, total, what): called once before the first request and after each chunk.
+Progress = Callable[[int, int, str], None]
+
+
+class IbkrFetcher:
+    def __init__(
+        self,
+        settings: IbkrSettings,
+        store: MarketDataStore,
+        progress: Progress | None = None,
+        now_ns: int | None = None,
+    ):
+        self.settings = settings
+        self.store = store
+        self.progress = progress or (lambda done, total, what: None)
+        self.now_ns = now_ns
+        self.pacer = RequestPacer(PacingLimits.from_settings(settings))
+
+    def plan(self, symbols: list[str], start: date, end: date, timeframe: Timeframe) -> dict[str, list[list[Chunk]]]:
+        """Per symbol, the runs of missing sessions, each split into requests."""
+        now = self.now_ns if self.now_ns is not None else time.time_ns()
+        plans = {}
+        for symbol in symbols:
+            stored = self.store.catalog.read(symbol, timeframe)
+            ts = stored.frame["ts_event"].to_numpy(dtype=np.int64) if stored else np.array([], dtype=np.int64)
+            plans[symbol] = [plan_chunks(run, timeframe) for run in missing_runs(ts, start, end, now)]
+        return plans
+
+    def fetch(self, symbols: list[str], start: date, end: date, timeframe: Timeframe) -> list[SymbolResult]:
+        if start > end:
+            raise ValueError(f"start {start} is after end {end}")
+        symbols = [s.strip().upper() for s in symbols if s.strip()]
+        plans = self.plan(symbols, start, end, timeframe)
+        return asyncio.run(self._fetch(plans, timeframe))
+
+    async def _fetch(self, plans: dict[str, list[list[Chunk]]], timeframe: Timeframe) -> list[SymbolResult]:
+        results = {s: SymbolResult(s, planned_requests=sum(len(run) for run in runs)) for s, runs in plans.items()}
+        total = sum(r.planned_requests for r in results.values())
+        self.progress(0, total, "planning done")
+        if total == 0:
+            return list(results.values())
+        done = 0
+        async with IbkrSession(self.settings) as session:
+            for symbol, runs in plans.items():
+                result = results[symbol]
+                start_done = done
+                try:
+                    instrument, _ = await session.instrument(symbol)  # before pacing: not a data request
+                    for run in runs:
+                        frames = []
+                        for chunk in run:
+                            bars, bad = await self._request(session, symbol, timeframe, chunk, result)
+                            frames.append(chunk_frame(bars, bad, timeframe, chunk.sessions))
+                            done += 1
+                            self.progress(done, total, f"{symbol} {chunk.sessions[0]}..{chunk.sessions[-1]}")
+                        label = f"IBKR {symbol} {timeframe.value} bars {run[0].sessions[0]}..{run[-1].sessions[-1]}"
+                        series = validated_series(symbol, timeframe, frames, instrument.price_precision, label)
+                        if len(series):
+                            result.written.append(self.store.replace(series))
+                            result.bars_stored += len(series)
+                except IbkrConnectionError:
+                    raise  # the gateway is gone: no other symbol can succeed
+                except (IbkrError, BarFileError) as exc:
+                    result.error = str(exc)
+                    result.retryable = bool(getattr(exc, "transient", False))
+                    done = start_done + result.planned_requests  # its remaining chunks are skipped
+                    self.progress(done, total, f"{symbol} failed: {exc}")
+        return list(results.values())
+
+    async def _request(
+        self, session: IbkrSession, symbol: str, timeframe: Timeframe, chunk: Chunk, result: SymbolResult
+    ) -> tuple[list[Bar], list[RejectedBar]]:
+        """One chunk: paced, retried with exponential backoff while the error is transient."""
+        settings = self.settings
+        key = (symbol, timeframe.value, chunk.end_ns, chunk.duration)
+        for attempt in range(settings.retries + 1):
+            await self.pacer.acquire(symbol, key)
+            result.requests += 1
+            try:
+                return await session.bars(symbol, timeframe.nautilus_spec, chunk.end, chunk.duration)
+            except IbkrRequestError as exc:
+                if exc.no_data:
+                    return [], []
+                if not exc.transient or attempt == settings.retries:
+                    raise
+            except IbkrDisconnected:
+                if attempt == settings.retries:
+                    raise
+                await asyncio.sleep(settings.retry_backoff * 2**attempt)
+                await session.reconnect()
+                continue
+            except IbkrError as exc:
+                if not exc.transient or attempt == settings.retries:
+                    raise
+            await asyncio.sleep(settings.retry_backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+def chunk_frame(
+    bars: list[Bar], rejected: list[RejectedBar], timeframe: Timeframe, sessions: tuple[date, ...]
+) -> pd.DataFrame:
+    """One answer as ``BAR_COLUMNS`` stamped at each bar's close, cut to the chunk's sessions.
+
+    Bars NautilusTrader dropped as invalid are put back so the bar rules report them. The cut
+    matters: IB's "N D" window need not match the chunk's sessions exactly (DST shifts it by an
+    hour), and neighbouring chunks must not both deliver the same bar.
+    """
+    if timeframe is Timeframe.DAILY:  # IB stamps a daily bar with its date; NautilusTrader makes that midnight UTC
+        days = pd.Series(pd.to_datetime([b.ts_event for b in bars], utc=True).tz_localize(None).normalize())
+        ts = session_close_ns(days) if len(bars) else np.array([], dtype=np.int64)
+    else:  # ts_init is the bar's close
+        ts = np.fromiter((b.ts_init for b in bars), dtype=np.int64, count=len(bars))
+    frame = pd.DataFrame(
+        {
+            "ts_event": ts,
+            "open": [b.open.as_double() for b in bars],
+            "high": [b.high.as_double() for b in bars],
+            "low": [b.low.as_double() for b in bars],
+            "close": [b.close.as_double() for b in bars],
+            "volume": [b.volume.as_double() for b in bars],
+        },
+        columns=BAR_COLUMNS,
+    )
+    if rejected:
+        frame = pd.concat([frame, _rejected_frame(rejected, timeframe)], ignore_index=True)
+    frame = frame.astype({"ts_event": np.int64})
+    keep = np.isin(session_dates(frame["ts_event"].to_numpy()), np.array(sessions, dtype=object))
+    return frame[keep]
+
+
+def validated_series(
+    symbol: str, timeframe: Timeframe, frames: list[pd.DataFrame], price_precision: int, label: str
+) -> BarSeries:
+    """The chunks of one run as one series, checked with the CSV rules (bar number = line)."""
+    frame = pd.concat(frames, ignore_index=True).sort_values("ts_event", kind="stable").reset_index(drop=True)
+    problems = validate_bars(frame, np.arange(1, len(frame) + 1))
+    if problems:
+        raise BarFileError(f"{label} (bar number)", problems)
+    return BarSeries(symbol, timeframe, frame, price_precision, source=SOURCE)
+
+
+def _rejected_frame(rejected: list[RejectedBar], timeframe: Timeframe) -> pd.DataFrame:
+    if timeframe is Timeframe.DAILY:
+        ts = session_close_ns(pd.Series(pd.to_datetime([r.date for r in rejected], format="%Y%m%d")))
+    else:
+        ts = np.array([int(r.date) * 1_000_000_000 + timeframe.nanos for r in rejected], dtype=np.int64)
+    return pd.DataFrame(
+        {
+            "ts_event": ts,
+            "open": [r.open for r in rejected],
+            "high": [r.high for r in rejected],
+            "low": [r.low for r in rejected],
+            "close": [r.close for r in rejected],
+            "volume": 0.0,
+        }
+    )

@@ -1,0 +1,202 @@
+"""IBKR ingestion in Dagster: keep a symbol universe's bars up to date from IB Gateway.
+
+One run fetches the whole universe over one gateway connection, so one pacer sees every request.
+The ``ibkr`` pool (limit 1, see the README) keeps a second run from talking to the gateway at the
+same time; the retry policy retries a run that lost the gateway, with exponential backoff, while
+errors that no retry can fix (unknown symbol, invalid bars) fail at once.
+"""
+
+from datetime import date, timedelta
+
+import pandas as pd
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetExecutionContext,
+    Backoff,
+    Config,
+    ConfigurableResource,
+    DefaultScheduleStatus,
+    Definitions,
+    Failure,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    ScheduleDefinition,
+    asset,
+    asset_check,
+    define_asset_job,
+)
+from pydantic import Field
+
+from ntrader_pipeline.adapters.ibkr.client import IbkrError
+from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher
+from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings, get_ibkr_settings
+from ntrader_pipeline.core.bars import Timeframe, bar_type_for
+from ntrader_pipeline.core.validation import validate_bars
+from ntrader_pipeline.defs.partitions import symbol_partitions
+from ntrader_pipeline.defs.resources import PipelineStores
+
+IBKR_JOB = "ibkr_ingest_job"
+IBKR_POOL = "ibkr"
+IBKR_RETRY_POLICY = RetryPolicy(max_retries=3, delay=60, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+_GATEWAY_FIELDS = (
+    "host", "client_id", "connect_timeout", "request_timeout", "retries", "retry_backoff", "use_rth",
+    "market_data_type", "max_requests", "pacing_window", "identical_interval", "per_contract_requests",
+    "per_contract_window",
+)
+
+
+class IbkrGateway(ConfigurableResource):
+    """How to reach IB Gateway and how fast to ask it (from ``NTRADER_IB_*``; no credentials)."""
+
+    host: str
+    port: int
+    client_id: int
+    connect_timeout: float
+    request_timeout: float
+    retries: int
+    retry_backoff: float
+    use_rth: bool
+    market_data_type: str
+    max_requests: int
+    pacing_window: float
+    identical_interval: float
+    per_contract_requests: int
+    per_contract_window: float
+    universe: str = ""
+    timeframe: str = "DAILY"
+    lookback_days: int = 30
+
+    @classmethod
+    def from_settings(cls, settings: IbkrSettings) -> "IbkrGateway":
+        values = {name: getattr(settings, name) for name in _GATEWAY_FIELDS}
+        return cls(
+            port=settings.resolved_port,
+            universe=settings.universe,
+            timeframe=settings.timeframe,
+            lookback_days=settings.lookback_days,
+            **values,
+        )
+
+    def settings(self) -> IbkrSettings:
+        return IbkrSettings(port=self.port, **{name: getattr(self, name) for name in _GATEWAY_FIELDS})
+
+
+class IbkrFetchConfig(Config):
+    symbols: list[str] = Field(default_factory=list, description="Symbols to fetch; default: the configured universe.")
+    timeframe: str | None = Field(None, description="1MIN, 5MIN, 1HOUR or DAILY; default: NTRADER_IB_TIMEFRAME.")
+    start: str | None = Field(None, description="First session (YYYY-MM-DD); default: lookback_days before end.")
+    end: str | None = Field(None, description="Last session (YYYY-MM-DD); default: today.")
+
+
+@asset(
+    group_name="market_data",
+    pool=IBKR_POOL,
+    retry_policy=IBKR_RETRY_POLICY,
+    description="Bars of the IBKR universe fetched from IB Gateway into the catalog and `market_data` "
+    "(source ibkr); only sessions the catalog lacks are requested.",
+)
+def ibkr_bars(
+    context: AssetExecutionContext, config: IbkrFetchConfig, stores: PipelineStores, ibkr: IbkrGateway
+) -> MaterializeResult:
+    symbols = [s.upper() for s in config.symbols] or [s.strip().upper() for s in ibkr.universe.split(",") if s.strip()]
+    if not symbols:
+        raise Failure("no symbols: set NTRADER_IB_UNIVERSE or pass `symbols` in the run config", allow_retries=False)
+    timeframe = Timeframe.parse(config.timeframe or ibkr.timeframe)
+    end = date.fromisoformat(config.end) if config.end else date.today()
+    start = date.fromisoformat(config.start) if config.start else end - timedelta(days=ibkr.lookback_days)
+
+    def log_progress(done: int, total: int, what: str) -> None:
+        context.log.info(f"[{done}/{total}] {what}")
+
+    fetcher = IbkrFetcher(ibkr.settings(), stores.market_data(), progress=log_progress)
+    try:
+        results = fetcher.fetch(symbols, start, end, timeframe)
+    except IbkrError as exc:  # no gateway: worth retrying later (retry policy)
+        raise Exception(str(exc)) from None
+    stored = [r.symbol for r in results if r.bars_stored]
+    known = set(context.instance.get_dynamic_partitions(symbol_partitions.name))
+    if new := [s for s in stored if s not in known]:
+        context.instance.add_dynamic_partitions(symbol_partitions.name, new)
+    summary = [
+        {"symbol": r.symbol, "requests": r.requests, "bars_stored": r.bars_stored, "error": r.error or ""}
+        for r in results
+    ]
+    failed = [r for r in results if r.error]
+    if failed:
+        reasons = "; ".join(f"{r.symbol}: {r.error}" for r in failed)
+        raise Failure(
+            f"{len(failed)} of {len(results)} symbols failed: {reasons}",
+            metadata={"symbols": MetadataValue.json(summary)},
+            allow_retries=any(r.retryable for r in failed),  # an unknown symbol stays unknown
+        )
+    return MaterializeResult(
+        metadata={
+            "symbols": MetadataValue.json(summary),
+            "timeframe": timeframe.value,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "requests": sum(r.requests for r in results),
+            "bars_written": sum(r.bars_stored for r in results),
+            "source": "ibkr",
+        }
+    )
+
+
+@asset_check(asset=ibkr_bars, blocking=True, description="Stored bars of the universe obey the bar rules "
+             "and the catalog and `market_data` hold the same number of them.")
+def ibkr_bars_valid(context: AssetCheckExecutionContext, stores: PipelineStores, ibkr: IbkrGateway) -> AssetCheckResult:
+    materialization = context.instance.get_latest_materialization_event(ibkr_bars.key)
+    metadata = materialization.asset_materialization.metadata if materialization else {}
+    timeframe = Timeframe.parse(str(metadata["timeframe"].value)) if "timeframe" in metadata else Timeframe.parse(ibkr.timeframe)
+    symbols = [row["symbol"] for row in metadata["symbols"].value] if "symbols" in metadata else []
+    inventory = {}
+    for row in stores.warehouse().bar_inventory():
+        key = (row["symbol"], row["bar_type"])
+        inventory[key] = inventory.get(key, 0) + int(row["bars"])
+    problems, counts = [], {}
+    for symbol in symbols:
+        series = stores.catalog().read(symbol, timeframe)
+        bar_type = str(bar_type_for(symbol, stores.venue, timeframe))
+        catalog_bars = len(series) if series is not None else 0
+        counts[symbol] = {"catalog": catalog_bars, "market_data": inventory.get((symbol, bar_type), 0)}
+        if counts[symbol]["catalog"] != counts[symbol]["market_data"]:
+            problems.append(f"{symbol}: {catalog_bars} bars in the catalog, {counts[symbol]['market_data']} in market_data")
+        if series is not None:
+            frame = series.frame
+            found = validate_bars(frame, pd.RangeIndex(1, len(frame) + 1).to_numpy())
+            problems += [p.describe(f"{bar_type} bar") for p in found[:5]]
+    return AssetCheckResult(
+        passed=not problems,
+        metadata={"counts": MetadataValue.json(counts), "problems": MetadataValue.json(problems[:20])},
+    )
+
+
+ibkr_job = define_asset_job(IBKR_JOB, selection=[ibkr_bars])
+
+
+def ibkr_daily_schedule(ibkr_settings: IbkrSettings) -> ScheduleDefinition:
+    """Weekdays at 17:30 New York, after the close; switched on only when a universe is configured."""
+    return ScheduleDefinition(
+        name="ibkr_daily_schedule",
+        job=ibkr_job,
+        cron_schedule="30 17 * * 1-5",
+        execution_timezone="America/New_York",
+        default_status=DefaultScheduleStatus.RUNNING if ibkr_settings.symbols else DefaultScheduleStatus.STOPPED,
+        description="Fetch the IBKR universe's missing bars after the US close.",
+    )
+
+
+def build_ibkr_definitions(ibkr_settings: IbkrSettings | None = None) -> Definitions:
+    """IBKR asset, check, job and schedule; ``definitions.py`` merges them into the code location."""
+    ibkr_settings = ibkr_settings or get_ibkr_settings()
+    return Definitions(
+        assets=[ibkr_bars],
+        asset_checks=[ibkr_bars_valid],
+        jobs=[ibkr_job],
+        schedules=[ibkr_daily_schedule(ibkr_settings)],
+        resources={"ibkr": IbkrGateway.from_settings(ibkr_settings)},
+    )

@@ -1,0 +1,80 @@
+"""Fixtures for the IBKR tests: a fake gateway serving real sample bars, and fast settings."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
+from ntrader_pipeline.core.csv_bars import read_bar_csv
+from ntrader_pipeline.settings import SAMPLE_DATA_DIR
+
+from .fake_gateway import FakeBar, FakeGateway, Pacing, daily_bars, minute_bars
+
+ORCL_DAILY = SAMPLE_DATA_DIR / "ORCL_1995-2014_daily_yahoo.csv"
+NVDA_DAILY = SAMPLE_DATA_DIR / "NVDA_1999-2014_daily_yahoo.csv"
+AAPL_MINUTE = SAMPLE_DATA_DIR / "AAPL_2024-01-02_1min.csv"
+
+# Pacing small enough for a test to hit every rule within seconds, same shape as IB's.
+FAST_PACING = Pacing(max_requests=6, window=1.0, identical_interval=0.6, per_contract=3, per_contract_window=0.4)
+
+
+def fast_settings(port: int, **overrides) -> IbkrSettings:
+    values = dict(
+        host="127.0.0.1",
+        port=port,
+        connect_timeout=3.0,
+        request_timeout=3.0,
+        retries=2,
+        retry_backoff=0.05,
+        max_requests=FAST_PACING.max_requests,
+        pacing_window=FAST_PACING.window,
+        identical_interval=FAST_PACING.identical_interval,
+        per_contract_requests=FAST_PACING.per_contract,
+        per_contract_window=FAST_PACING.per_contract_window,
+    )
+    values.update(overrides)
+    return IbkrSettings(**values)
+
+
+@pytest.fixture(scope="session")
+def gateway_bars() -> dict[str, list[FakeBar]]:
+    """Real sample bars as the gateway serves them; AAPL minutes include the file's bad bar."""
+    return {
+        "ORCL": daily_bars(read_bar_csv(ORCL_DAILY, "ORCL").frame),
+        "NVDA": daily_bars(read_bar_csv(NVDA_DAILY, "NVDA").frame),
+        "AAPL": minute_bars(AAPL_MINUTE),
+    }
+
+
+@pytest.fixture
+def clean_bars(gateway_bars) -> dict[str, list[FakeBar]]:
+    """The same bars without AAPL's bar whose open is above its high."""
+    return {**gateway_bars, "AAPL": [b for b in gateway_bars["AAPL"] if b.high >= max(b.open, b.close)]}
+
+
+@pytest.fixture
+def start_gateway() -> Iterator[Callable[..., FakeGateway]]:
+    """Start fake gateways (``start_gateway(bars, **options)``); all are closed after the test."""
+    started: list[FakeGateway] = []
+
+    def start(bars=None, **options) -> FakeGateway:
+        options.setdefault("pacing", FAST_PACING)
+        gateway = FakeGateway(bars or {}, **options).__enter__()
+        started.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in started:
+        gateway.__exit__(None, None, None)
+
+
+@pytest.fixture
+def no_leaked_threads() -> Iterator[None]:
+    """Fail when a test leaves a non-daemon thread running (it would keep pytest alive)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    assert not leaked, f"threads left running: {leaked}"

@@ -1,0 +1,108 @@
+"""The IBKR asset, its check, pool, retry policy and schedule, materialized for real."""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetSelection,
+    Backoff,
+    DagsterEventType,
+    DagsterInstance,
+    build_schedule_context,
+    instance_for_test,
+    materialize,
+)
+
+from sqlalchemy import delete
+
+from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
+from ntrader_pipeline.adapters.warehouse import market_data
+from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.definitions import build_definitions
+from ntrader_pipeline.defs.ibkr.assets import (
+    IBKR_JOB,
+    IbkrGateway,
+    ibkr_daily_schedule,
+    ibkr_bars,
+    ibkr_bars_valid,
+)
+from ntrader_pipeline.defs.partitions import symbol_partitions
+from ntrader_pipeline.defs.resources import PipelineStores
+
+from .conftest import fast_settings
+
+RUN_CONFIG = {"ops": {"ibkr_bars": {"config": {"start": "2013-01-01", "end": "2013-06-30"}}}}
+
+
+def resources(settings, port, universe="ORCL,NVDA"):
+    gateway = IbkrGateway.from_settings(fast_settings(port, universe=universe))
+    return {"stores": PipelineStores.from_settings(settings), "ibkr": gateway}
+
+
+def test_ingestion_fetches_the_universe_and_passes_its_check(ntrader_home, start_gateway, clean_bars):
+    gateway = start_gateway(clean_bars)
+    with instance_for_test() as instance:
+        result = materialize(
+            [ibkr_bars, ibkr_bars_valid], resources=resources(ntrader_home, gateway.port),
+            run_config=RUN_CONFIG, instance=instance,
+        )
+        assert result.success
+        metadata = result.asset_materializations_for_node("ibkr_bars")[0].metadata
+        assert metadata["bars_written"].value == 2 * 124  # H1 2013 sessions, both symbols
+        [check] = result.get_asset_check_evaluations()
+        assert check.passed and check.metadata["counts"].value["NVDA"] == {"catalog": 124, "market_data": 124}
+        # Fetched symbols become symbol partitions, ready for backtests.
+        assert set(instance.get_dynamic_partitions(symbol_partitions.name)) == {"ORCL", "NVDA"}
+
+        # The check fails once the two stores disagree.
+        stores = PipelineStores.from_settings(ntrader_home)
+        with stores.warehouse().transaction() as connection:
+            connection.execute(delete(market_data).where(market_data.c.symbol == "NVDA"))
+        rerun = materialize(
+            [ibkr_bars, ibkr_bars_valid], resources=resources(ntrader_home, gateway.port),
+            instance=instance, selection=AssetSelection.checks(ibkr_bars_valid), raise_on_error=False,
+        )
+        [check] = rerun.get_asset_check_evaluations()
+        assert not check.passed
+        assert check.metadata["problems"].value == ["NVDA: 124 bars in the catalog, 0 in market_data"]
+    catalog = PipelineStores.from_settings(ntrader_home).catalog()
+    assert len(catalog.read("ORCL", Timeframe.DAILY)) == 124
+
+
+def test_unknown_symbol_fails_the_run_without_retries(ntrader_home, start_gateway, clean_bars):
+    gateway = start_gateway(clean_bars)
+    with instance_for_test() as instance:
+        result = materialize(
+            [ibkr_bars], resources=resources(ntrader_home, gateway.port, universe="ORCL,NOSUCH"),
+            run_config=RUN_CONFIG, instance=instance, raise_on_error=False,
+        )
+        assert not result.success
+        events = [e.event_type for e in result.all_events]
+        assert DagsterEventType.STEP_UP_FOR_RETRY not in events
+        failure = next(e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
+        assert "NOSUCH: IB error 200" in failure.event_specific_data.error.message
+    # The good symbol of the run was stored all the same.
+    assert len(PipelineStores.from_settings(ntrader_home).catalog().read("ORCL", Timeframe.DAILY)) == 124
+
+
+def test_asset_uses_the_ibkr_pool_and_a_backoff_retry_policy():
+    assert ibkr_bars.op.pool == "ibkr"
+    policy = ibkr_bars.op.retry_policy
+    assert policy.max_retries == 3 and policy.delay and policy.backoff == Backoff.EXPONENTIAL
+
+
+def test_daily_schedule_runs_after_the_us_close_and_is_on_only_with_a_universe(ntrader_home):
+    off = ibkr_daily_schedule(IbkrSettings(universe=""))
+    on = ibkr_daily_schedule(IbkrSettings(universe="AAPL"))
+    assert (on.cron_schedule, on.execution_timezone) == ("30 17 * * 1-5", "America/New_York")
+    assert off.default_status.value == "STOPPED" and on.default_status.value == "RUNNING"
+    with DagsterInstance.ephemeral() as instance:
+        data = on.evaluate_tick(build_schedule_context(instance=instance))
+    [request] = data.run_requests
+    assert request.job_name in (None, IBKR_JOB)
+
+
+def test_code_location_includes_ibkr_next_to_csv(ntrader_home):
+    defs = build_definitions(ntrader_home)
+    repository = defs.get_repository_def()
+    assert repository.has_job(IBKR_JOB) and repository.has_job("import_csv_job")
+    assert {"ibkr", "stores"} <= set(repository.get_top_level_resources())

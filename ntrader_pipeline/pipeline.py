@@ -29,13 +29,10 @@ INSTANCE_YAML = """\
 # cost about half a second per backtest partition here (see bench/backtest_overhead.py).
 # Runs launched from the UI each start a fresh Python process (~5 s of imports): two at a time is
 # what two cores take; `ntrader backtest backfill` runs many partitions in one process instead.
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 2
 # Only one run at a time may talk to the IB Gateway (pool `ibkr`, the one pool the assets use).
 concurrency:
+  runs:
+    max_concurrent_runs: 2
   pools:
     default_limit: 1
 run_monitoring:

@@ -11,7 +11,6 @@ from dagster import (
     instance_for_test,
     materialize,
 )
-
 from sqlalchemy import delete
 
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
@@ -21,9 +20,9 @@ from ntrader_pipeline.definitions import build_definitions
 from ntrader_pipeline.defs.ibkr.assets import (
     IBKR_JOB,
     IbkrGateway,
-    ibkr_daily_schedule,
     ibkr_bars,
     ibkr_bars_valid,
+    ibkr_daily_schedule,
 )
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores

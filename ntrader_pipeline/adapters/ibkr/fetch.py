@@ -33,7 +33,7 @@ from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.adapters.market_data_store import MarketDataStore, StoredSeries
 from ntrader_pipeline.core.bars import BAR_COLUMNS, BarSeries, Timeframe
 from ntrader_pipeline.core.calendar import session_close_ns
-from ntrader_pipeline.core.validation import BarFileError, validate_bars
+from ntrader_pipeline.core.validation import BarFileError, describe_problems, validate_bars
 
 SOURCE = "ibkr"
 
@@ -118,7 +118,9 @@ class IbkrFetcher:
                 except IbkrConnectionError:
                     raise  # the gateway is gone: no other symbol can succeed
                 except (IbkrError, BarFileError) as exc:
-                    result.error = str(exc)
+                    result.error = (
+                        "; ".join(describe_problems(exc.file, exc.problems)) if isinstance(exc, BarFileError) else str(exc)
+                    )
                     result.retryable = bool(getattr(exc, "transient", False))
                     done = start_done + result.planned_requests  # its remaining chunks are skipped
                     self.progress(done, total, f"{symbol} failed: {exc}")

@@ -2,8 +2,10 @@
 
 The result is plain data (frames and decimals) that knows nothing of the engine, so metrics,
 ledgers and reports can be computed, stored and reproduced without it. Equity is marked to
-market at every bar: the account's cash balance as the engine kept it, plus the position (from the
-engine's fills) valued at the bar's close. NautilusTrader's account report alone is cash only.
+market at every bar: cash rebuilt from the engine's fills (settled in cents as its account does),
+plus the position valued at the bar's close, the same for CASH and MARGIN accounts; every run
+reconciles its final equity with the engine's own account. NautilusTrader's account report alone
+is cash only.
 """
 
 from __future__ import annotations

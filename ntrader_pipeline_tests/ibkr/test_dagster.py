@@ -21,7 +21,7 @@ from ntrader_pipeline.defs.ibkr.assets import (
     IBKR_JOB,
     IbkrGateway,
     ibkr_bars,
-    ibkr_bars_valid,
+    ibkr_bars_checks,
     ibkr_daily_schedule,
 )
 from ntrader_pipeline.defs.partitions import symbol_partitions
@@ -41,14 +41,18 @@ def test_ingestion_fetches_the_universe_and_passes_its_check(ntrader_home, start
     gateway = start_gateway(clean_bars)
     with instance_for_test() as instance:
         result = materialize(
-            [ibkr_bars, ibkr_bars_valid], resources=resources(ntrader_home, gateway.port),
+            [ibkr_bars, ibkr_bars_checks], resources=resources(ntrader_home, gateway.port),
             run_config=RUN_CONFIG, instance=instance,
         )
         assert result.success
         metadata = result.asset_materializations_for_node("ibkr_bars")[0].metadata
         assert metadata["bars_written"].value == 2 * 124  # H1 2013 sessions, both symbols
-        [check] = result.get_asset_check_evaluations()
-        assert check.passed and check.metadata["counts"].value["NVDA"] == {"catalog": 124, "market_data": 124}
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        assert set(checks) == {"ohlc_consistent", "no_duplicate_bars", "row_count_matches_source", "calendar_gaps", "fresh"}
+        assert all(checks[name].passed for name in checks if name != "fresh")  # 2013 bars are stale today
+        assert not checks["fresh"].passed and checks["fresh"].severity.value == "WARN"
+        counts = checks["row_count_matches_source"].metadata["symbols"].value
+        assert counts["NVDA"] == "124 bars in the catalog, 124 in market_data"
         # Fetched symbols become symbol partitions, ready for backtests.
         assert set(instance.get_dynamic_partitions(symbol_partitions.name)) == {"ORCL", "NVDA"}
 
@@ -57,10 +61,10 @@ def test_ingestion_fetches_the_universe_and_passes_its_check(ntrader_home, start
         with stores.warehouse().transaction() as connection:
             connection.execute(delete(market_data).where(market_data.c.symbol == "NVDA"))
         rerun = materialize(
-            [ibkr_bars, ibkr_bars_valid], resources=resources(ntrader_home, gateway.port),
-            instance=instance, selection=AssetSelection.checks(ibkr_bars_valid), raise_on_error=False,
+            [ibkr_bars, ibkr_bars_checks], resources=resources(ntrader_home, gateway.port),
+            instance=instance, selection=AssetSelection.checks(ibkr_bars_checks), raise_on_error=False,
         )
-        [check] = rerun.get_asset_check_evaluations()
+        check = next(c for c in rerun.get_asset_check_evaluations() if c.check_name == "row_count_matches_source")
         assert not check.passed
         assert check.metadata["problems"].value == ["NVDA: 124 bars in the catalog, 0 in market_data"]
     catalog = PipelineStores.from_settings(ntrader_home).catalog()

@@ -6,12 +6,15 @@ same time; the retry policy retries a run that lost the gateway, with exponentia
 errors that no retry can fix (unknown symbol, invalid bars) fail at once.
 """
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     Backoff,
     Config,
@@ -25,16 +28,16 @@ from dagster import (
     RetryPolicy,
     ScheduleDefinition,
     asset,
-    asset_check,
     define_asset_job,
+    multi_asset_check,
 )
 from pydantic import Field
 
 from ntrader_pipeline.adapters.ibkr.client import IbkrError
 from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings, get_ibkr_settings
+from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import Timeframe, bar_type_for
-from ntrader_pipeline.core.validation import validate_bars
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -146,33 +149,62 @@ def ibkr_bars(
     )
 
 
-@asset_check(asset=ibkr_bars, blocking=True, description="Stored bars of the universe obey the bar rules "
-             "and the catalog and `market_data` hold the same number of them.")
-def ibkr_bars_valid(context: AssetCheckExecutionContext, stores: PipelineStores, ibkr: IbkrGateway) -> AssetCheckResult:
+IBKR_CHECKS = [
+    AssetCheckSpec("ohlc_consistent", asset=ibkr_bars, blocking=True,
+                   description="Every stored bar of the universe: positive prices, low <= open/close <= high, volume >= 0."),
+    AssetCheckSpec("no_duplicate_bars", asset=ibkr_bars, blocking=True, description="No two bars share a timestamp."),
+    AssetCheckSpec("row_count_matches_source", asset=ibkr_bars, blocking=True,
+                   description="The catalog and `market_data` hold the same number of bars per symbol."),
+    AssetCheckSpec("calendar_gaps", asset=ibkr_bars, blocking=True,
+                   description="Against the XNYS calendar: daily series miss no session (ERROR); intraday "
+                   "series miss no slot inside sessions (WARN)."),
+    AssetCheckSpec("fresh", asset=ibkr_bars, description="The last bar reaches the latest completed session (WARN)."),
+]
+
+
+@multi_asset_check(specs=IBKR_CHECKS, name="ibkr_bars_checks")
+def ibkr_bars_checks(
+    context: AssetCheckExecutionContext, stores: PipelineStores, ibkr: IbkrGateway
+) -> Iterator[AssetCheckResult]:
+    """The rules CSV bars are checked by (``core.quality``), over every symbol of the last fetch."""
     materialization = context.instance.get_latest_materialization_event(ibkr_bars.key)
     metadata = materialization.asset_materialization.metadata if materialization else {}
     timeframe = Timeframe.parse(str(metadata["timeframe"].value)) if "timeframe" in metadata else Timeframe.parse(ibkr.timeframe)
     symbols = [row["symbol"] for row in metadata["symbols"].value] if "symbols" in metadata else []
-    inventory = {}
+    table_rows = {}
     for row in stores.warehouse().bar_inventory():
         key = (row["symbol"], row["bar_type"])
-        inventory[key] = inventory.get(key, 0) + int(row["bars"])
-    problems, counts = [], {}
+        table_rows[key] = table_rows.get(key, 0) + int(row["bars"])
+    findings: dict[str, dict[str, quality.Finding]] = {spec.name: {} for spec in IBKR_CHECKS}
+    now = pd.Timestamp.now(tz="UTC")
     for symbol in symbols:
         series = stores.catalog().read(symbol, timeframe)
-        bar_type = str(bar_type_for(symbol, stores.venue, timeframe))
-        catalog_bars = len(series) if series is not None else 0
-        counts[symbol] = {"catalog": catalog_bars, "market_data": inventory.get((symbol, bar_type), 0)}
-        if counts[symbol]["catalog"] != counts[symbol]["market_data"]:
-            problems.append(f"{symbol}: {catalog_bars} bars in the catalog, {counts[symbol]['market_data']} in market_data")
-        if series is not None:
-            frame = series.frame
-            found = validate_bars(frame, pd.RangeIndex(1, len(frame) + 1).to_numpy())
-            problems += [p.describe(f"{bar_type} bar") for p in found[:5]]
-    return AssetCheckResult(
-        passed=not problems,
-        metadata={"counts": MetadataValue.json(counts), "problems": MetadataValue.json(problems[:20])},
-    )
+        frame = series.frame if series is not None else pd.DataFrame({"ts_event": []}, dtype="int64")
+        ts = frame["ts_event"].to_numpy(dtype="int64")
+        in_table = table_rows.get((symbol, str(bar_type_for(symbol, stores.venue, timeframe))), 0)
+        findings["row_count_matches_source"][symbol] = quality.Finding(
+            len(ts) == in_table, f"{len(ts)} bars in the catalog, {in_table} in market_data"
+        )
+        if series is None:
+            continue
+        findings["ohlc_consistent"][symbol] = quality.ohlc_consistency(frame)
+        findings["no_duplicate_bars"][symbol] = quality.duplicate_bars(ts)
+        findings["calendar_gaps"][symbol] = quality.calendar_gaps(ts, timeframe)
+        findings["fresh"][symbol] = quality.staleness(int(ts.max()), now)
+    gaps_severity = AssetCheckSeverity.ERROR if timeframe is Timeframe.DAILY else AssetCheckSeverity.WARN
+    severities = {"calendar_gaps": gaps_severity, "fresh": AssetCheckSeverity.WARN}
+    for spec in IBKR_CHECKS:
+        by_symbol = findings[spec.name]
+        failed = {symbol: f.summary for symbol, f in by_symbol.items() if not f.passed}
+        yield AssetCheckResult(
+            check_name=spec.name,
+            passed=not failed,
+            severity=severities.get(spec.name, AssetCheckSeverity.ERROR),
+            metadata={
+                "symbols": MetadataValue.json({symbol: f.summary for symbol, f in by_symbol.items()}),
+                "problems": MetadataValue.json([f"{symbol}: {summary}" for symbol, summary in failed.items()]),
+            },
+        )
 
 
 ibkr_job = define_asset_job(IBKR_JOB, selection=[ibkr_bars])
@@ -195,7 +227,7 @@ def build_ibkr_definitions(ibkr_settings: IbkrSettings | None = None) -> Definit
     ibkr_settings = ibkr_settings or get_ibkr_settings()
     return Definitions(
         assets=[ibkr_bars],
-        asset_checks=[ibkr_bars_valid],
+        asset_checks=[ibkr_bars_checks],
         jobs=[ibkr_job],
         schedules=[ibkr_daily_schedule(ibkr_settings)],
         resources={"ibkr": IbkrGateway.from_settings(ibkr_settings)},

@@ -5,6 +5,8 @@ Runs on SQLite and on a real Postgres (the COPY path), with a real Parquet catal
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from sqlalchemy import select
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.market_data_store import MarketDataStore
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
-from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.bars import BarSeries, Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline_tests.conftest import ORCL_DAILY
 
@@ -99,3 +101,21 @@ def test_postgres_upsert_replaces_existing_rows_through_the_temp_table(tmp_path,
     rows = _table_rows(store, "ORCL")
     assert len(rows) == 10
     assert [r[4] for r in rows] == [Decimal(f"{v:.6f}") for v in doubled["close"]]
+
+
+def test_concurrent_writers_of_one_series_keep_each_others_bars(tmp_path, sqlite_url):
+    """Two imports of one symbol at once (say the CLI and the inbox sensor), different ranges."""
+    full = read_bar_csv(ORCL_DAILY, "ORCL")
+    halves = [full.frame.iloc[:2500], full.frame.iloc[2500:]]
+    warehouse = Warehouse.open(sqlite_url)
+    start = threading.Barrier(2)
+
+    def write(frame):
+        store = MarketDataStore(BarCatalog(tmp_path / "catalog", "XNAS"), warehouse)
+        start.wait()
+        return store.replace(BarSeries("ORCL", full.timeframe, frame.reset_index(drop=True), full.price_precision))
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(write, halves))
+    stored = BarCatalog(tmp_path / "catalog", "XNAS").read("ORCL", full.timeframe)
+    assert len(stored) == len(full) == warehouse.count_bars("ORCL", "ORCL.XNAS-1-DAY-LAST-EXTERNAL")

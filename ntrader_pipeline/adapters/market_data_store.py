@@ -3,11 +3,19 @@
 A write either lands in both or in neither. The new catalog contents are staged first, the table
 rows are replaced inside a transaction, the staged folders are swapped in just before that
 transaction commits, and a failure anywhere puts the old catalog folders back.
+
+Writers of one series take turns (an exclusive file lock beside the catalog): the staged contents
+are a merge with what is stored, so two concurrent imports (the CLI and the inbox sensor, say)
+would otherwise each publish a merge that lacks the other's bars.
 """
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import delete
@@ -40,6 +48,10 @@ class MarketDataStore:
         if len(series) == 0:
             raise ValueError(f"no bars to store for {series.symbol}")
         bar_type = str(series.bar_type(self.catalog.venue))
+        with series_lock(self.catalog, bar_type):
+            return self._replace_locked(series, bar_type)
+
+    def _replace_locked(self, series: BarSeries, bar_type: str) -> StoredSeries:
         staged = self.catalog.stage(series)
         try:
             with self.warehouse.transaction() as connection:
@@ -67,6 +79,19 @@ class MarketDataStore:
             last_ns=merged.last_ns,
             catalog_files=len(self.catalog.bar_files(series.symbol, series.timeframe)),
         )
+
+
+@contextmanager
+def series_lock(catalog: BarCatalog, bar_type: str) -> Iterator[None]:
+    """Hold an exclusive lock on one series for as long as the block runs (released on exit or crash)."""
+    folder = Path(catalog.path) / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{bar_type}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _utc(ns: int):

@@ -224,3 +224,20 @@ def test_import_csv_says_in_one_line_that_bars_were_stored_but_checks_block_them
         "its backtests will not run until this is fixed (details: the checks in the UI)"
     ]
     assert [row["bars"] for row in Warehouse.open(ntrader_home.resolved_warehouse_url).bar_inventory("ORCL")] == [119]
+
+
+def test_leaderboard_is_requested_after_backtests_finish(tmp_path: Path) -> None:
+    defs = build_definitions(settings_for(tmp_path))
+    instance = DagsterInstance.ephemeral()
+    source = tmp_path / "NVDA.csv"
+    source.write_text(head(NVDA_DAILY, 120))
+    first = evaluate_automation_conditions(defs=defs, instance=instance)
+    assert import_file(defs, instance, source, "NVDA").success
+
+    while_backtests_pending = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert not while_backtests_pending.get_requested_partitions(AssetKey("leaderboard"))
+    for key in while_backtests_pending.get_requested_partitions(AssetKey("backtest")):
+        result = defs.resolve_job_def("backtest_job").execute_in_process(instance=instance, partition_key=key)
+        assert result.success
+    done = evaluate_automation_conditions(defs=defs, instance=instance, cursor=while_backtests_pending.cursor)
+    assert done.get_num_requested(AssetKey("leaderboard")) == 1

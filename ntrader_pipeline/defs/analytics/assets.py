@@ -11,6 +11,7 @@ from pathlib import Path
 from dagster import AllPartitionMapping, AssetDep, MetadataValue, Output, TableColumn, TableRecord, TableSchema, asset
 
 from ntrader_pipeline.core.reports import results_table, to_jsonable, write_text
+from ntrader_pipeline.defs.backtests.automation import AFTER_BACKTESTS
 from ntrader_pipeline.defs.resources import PipelineStores
 
 LEADERBOARD_FILE = "leaderboard.csv"
@@ -20,6 +21,7 @@ LEADERBOARD_FILE = "leaderboard.csv"
     group_name="analytics",
     deps=[AssetDep("backtest_metrics", partition_mapping=AllPartitionMapping())],
     kinds={"pandas"},
+    automation_condition=AFTER_BACKTESTS,
 )
 def leaderboard(stores: PipelineStores) -> Output[str]:
     """One row per strategy × symbol (its newest run) with the key metrics, best Sharpe first."""

@@ -32,3 +32,10 @@ ON_NEW_BARS = (
     & AutomationCondition.all_deps_blocking_checks_passed()
     & FolderStrategyPartitions()
 )
+
+
+AFTER_BACKTESTS = AutomationCondition.any_deps_updated().since_last_handled() & ~AutomationCondition.any_deps_in_progress()
+"""For the leaderboard: some backtest finished since it was last built, and none is running now.
+
+Not ``eager()``: over all backtest partitions some are always missing (the ``_file`` ones, or
+strategies never run on a symbol), and eager waits for none to be missing."""

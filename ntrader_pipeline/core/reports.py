@@ -71,7 +71,7 @@ def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.Data
     """The human report, as Rich renders it on a 100-column terminal."""
     console = Console(record=True, width=100, file=io.StringIO(), color_system=None)
     console.print(f"Backtest {record['run_id']}: {record['strategy']} on {record['symbol']}")
-    console.print(f"Bars {record['bar_type']}  {metrics['start']} → {metrics['end']}  ({metrics['bars']} bars)")
+    console.print(f"Bars {record['bar_type']}  {metrics['start']} → {metrics['end']}  ({metrics['bars']} bars)", soft_wrap=True)
     table = Table(title="Metrics", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")

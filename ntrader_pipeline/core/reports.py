@@ -134,7 +134,10 @@ def metrics_document(record: dict[str, Any], metrics: dict[str, Any]) -> dict[st
     )
 
 
-def render(kind: str, record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame, curve: pd.DataFrame) -> str:
+def render(
+    kind: str, record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame, curve: pd.DataFrame,
+    chart: bytes | None = None,
+) -> str:
     """One report as text: ``text``, ``trades``, ``equity``, ``json`` or ``html``."""
     if kind == "text":
         return render_text(record, metrics, ledger)
@@ -145,7 +148,7 @@ def render(kind: str, record: dict[str, Any], metrics: dict[str, Any], ledger: p
     if kind == "json":
         return json.dumps(metrics_document(record, metrics), indent=2) + "\n"
     if kind == "html":
-        return tearsheet_html(record, metrics, ledger, curve)
+        return tearsheet_html(record, metrics, ledger, curve, chart)
     raise ValueError(f"unknown report kind {kind!r}; use one of {', '.join(REPORT_FILES)}")
 
 
@@ -169,12 +172,14 @@ def write_reports(
     metrics: dict[str, Any],
     ledger: pd.DataFrame,
     curve: pd.DataFrame,
+    chart: bytes | None = None,
 ) -> dict[str, Path]:
     """Write every report of one run into ``directory``; returns the paths by kind.
 
     All five are rendered before the first is written, so a rendering error writes nothing.
+    ``chart``: the equity-and-drawdown PNG, if the caller drew it already.
     """
-    texts = {kind: render(kind, record, metrics, ledger, curve) for kind in REPORT_FILES}
+    texts = {kind: render(kind, record, metrics, ledger, curve, chart) for kind in REPORT_FILES}
     return {kind: write_text(Path(directory) / REPORT_FILES[kind], text) for kind, text in texts.items()}
 
 

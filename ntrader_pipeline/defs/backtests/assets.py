@@ -24,7 +24,7 @@ from ntrader_pipeline.core.ledger import trade_ledger as build_ledger
 from ntrader_pipeline.core.metrics import KEY_METRICS, compute_metrics, equity_curve
 from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec
-from ntrader_pipeline.core.tearsheet import equity_drawdown_png, png_markdown
+from ntrader_pipeline.core.tearsheet import chart_title, equity_drawdown_png, png_markdown
 from ntrader_pipeline.defs.backtests.automation import ON_NEW_BARS
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY
 from ntrader_pipeline.defs.resources import PipelineStores
@@ -106,8 +106,8 @@ def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         directory = stores.reports_dir_for(backtest.run_id)
         record = run_record(backtest, context.run.run_id, stores)
         curve = equity_curve(backtest)
-        paths = write_reports(directory, record, backtest_metrics, trade_ledger, curve)
-        chart = equity_drawdown_png(curve, f"{backtest.strategy} on {backtest.symbol} ({backtest.run_id})")
+        chart = equity_drawdown_png(curve, chart_title(record))  # once, for the tearsheet and the UI
+        paths = write_reports(directory, record, backtest_metrics, trade_ledger, curve, chart)
         return Output(
             str(directory),
             metadata={

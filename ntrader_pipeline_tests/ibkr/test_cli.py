@@ -52,7 +52,7 @@ def test_connect_to_a_silent_server_fails_within_the_timeout(gateway_env, start_
     started = time.monotonic()
     result = CliRunner().invoke(cli, ["data", "connect", "--port", str(gateway.port), "--timeout", "1"])
     assert result.exit_code == 1
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5  # the 1 s handshake timeout plus clean-up, never a hang
     assert "handshake did not finish within 1 s" in result.output and "client id" in result.output
 
 

@@ -7,6 +7,7 @@ from dagster import Definitions, define_asset_job, in_process_executor
 from ntrader_pipeline.core.strategy_specs import load_specs
 from ntrader_pipeline.defs.analytics.assets import leaderboard
 from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
+from ntrader_pipeline.defs.backtests.automation import on_new_bars
 from ntrader_pipeline.defs.ibkr.assets import build_ibkr_definitions
 from ntrader_pipeline.defs.market_data.assets import csv_bars, raw_bar_files
 from ntrader_pipeline.defs.market_data.checks import stored_bar_checks
@@ -24,7 +25,11 @@ def build_definitions(settings: Settings) -> Definitions:
     if not specs:
         raise ValueError(f"no strategy YAML files in {settings.strategy_configs_dir}")
     partitions = backtest_partitions(list(specs))
-    backtest_assets = build_backtest_assets(partitions)
+    stores = PipelineStores.from_settings(settings)
+    timeframes = {name: spec.backtest.timeframe for name, spec in specs.items()}
+    backtest_assets = build_backtest_assets(
+        partitions, on_new_bars(stores.catalog_path, stores.venue, timeframes)
+    )
     base = Definitions(
         assets=[raw_bar_files, csv_bars, *backtest_assets, leaderboard],
         asset_checks=[stored_bar_checks],
@@ -33,7 +38,7 @@ def build_definitions(settings: Settings) -> Definitions:
             define_asset_job(INGEST_JOB, selection=[csv_bars]),
             define_asset_job(BACKTEST_JOB, selection=backtest_assets),
         ],
-        resources={"stores": PipelineStores.from_settings(settings)},
+        resources={"stores": stores},
         # A run launched by the UI, a sensor or a backfill runs all its steps in its one process:
         # the default multiprocess executor would pay the ~5 s import of Dagster and
         # NautilusTrader again for every step of a sub-second backtest.

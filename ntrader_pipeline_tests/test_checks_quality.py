@@ -23,7 +23,7 @@ from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.definitions import INGEST_JOB, build_definitions
 from ntrader_pipeline.settings import Settings
-from ntrader_pipeline_tests.conftest import NVDA_DAILY, ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.conftest import AAPL_MINUTE, NVDA_DAILY, ORCL_DAILY, STRATEGY_CONFIGS
 
 NY = "America/New_York"
 
@@ -241,3 +241,21 @@ def test_leaderboard_is_requested_after_backtests_finish(tmp_path: Path) -> None
         assert result.success
     done = evaluate_automation_conditions(defs=defs, instance=instance, cursor=while_backtests_pending.cursor)
     assert done.get_num_requested(AssetKey("leaderboard")) == 1
+
+
+def test_new_minute_bars_do_not_request_daily_backtests(tmp_path: Path) -> None:
+    """Every shipped strategy trades daily bars: one-minute bars of a new symbol give them nothing to run on."""
+    defs = build_definitions(settings_for(tmp_path))
+    instance = DagsterInstance.ephemeral()
+    minutes = tmp_path / "AAPL.csv"
+    minutes.write_text(head(AAPL_MINUTE, 30))  # the first half hour, before the file's bad bar
+    first = evaluate_automation_conditions(defs=defs, instance=instance)
+    assert import_file(defs, instance, minutes, "AAPL").success
+    after = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert not after.get_requested_partitions(AssetKey("backtest"))
+
+    daily = tmp_path / "NVDA.csv"
+    daily.write_text(head(NVDA_DAILY, 60))
+    assert import_file(defs, instance, daily, "NVDA").success
+    later = evaluate_automation_conditions(defs=defs, instance=instance, cursor=after.cursor)
+    assert {key.split("|")[1] for key in later.get_requested_partitions(AssetKey("backtest"))} == {"NVDA"}

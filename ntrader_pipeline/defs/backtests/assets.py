@@ -9,6 +9,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetsDefinition,
+    AutomationCondition,
     Config,
     MetadataValue,
     MultiPartitionsDefinition,
@@ -25,7 +26,6 @@ from ntrader_pipeline.core.metrics import KEY_METRICS, compute_metrics, equity_c
 from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.tearsheet import chart_title, equity_drawdown_png, png_markdown
-from ntrader_pipeline.defs.backtests.automation import ON_NEW_BARS
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -45,15 +45,18 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[AssetsDefinition]:
-    """The backtest graph over the given strategy × symbol partitions."""
+def build_backtest_assets(
+    partitions_def: MultiPartitionsDefinition, automation_condition: AutomationCondition | None = None
+) -> list[AssetsDefinition]:
+    """The backtest graph over the given strategy × symbol partitions (see ``automation.on_new_bars``
+    for when Dagster runs it by itself)."""
 
     @asset(
         partitions_def=partitions_def,
         group_name="backtests",
         deps=[AssetDep("bar_catalog", partition_mapping=MultiToSingleDimensionPartitionMapping("symbol"))],
         kinds={"nautilus"},
-        automation_condition=ON_NEW_BARS,
+        automation_condition=automation_condition,
     )
     def backtest(context: AssetExecutionContext, config: BacktestRunConfig, stores: PipelineStores) -> Output[BacktestResult]:
         """Run the strategy's YAML on the symbol's catalog bars in NautilusTrader's BacktestEngine."""
@@ -78,13 +81,13 @@ def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
             },
         )
 
-    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=ON_NEW_BARS)
+    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=automation_condition)
     def trade_ledger(backtest: BacktestResult) -> Output[pd.DataFrame]:
         """One row per round trip, exact decimals."""
         ledger = build_ledger(backtest.fills)
         return Output(ledger, metadata={"run_id": backtest.run_id, "trades": len(ledger)})
 
-    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=ON_NEW_BARS)
+    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=automation_condition)
     def backtest_metrics(
         context: AssetExecutionContext, backtest: BacktestResult, trade_ledger: pd.DataFrame, stores: PipelineStores
     ) -> Output[dict]:
@@ -94,7 +97,7 @@ def build_backtest_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         stores.warehouse().save_run(record, metrics, trade_ledger.to_dict("records"), equity_curve(backtest))
         return Output(metrics, metadata={"run_id": backtest.run_id, **metric_metadata(metrics)})
 
-    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=ON_NEW_BARS)
+    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=automation_condition)
     def backtest_report(
         context: AssetExecutionContext,
         backtest: BacktestResult,

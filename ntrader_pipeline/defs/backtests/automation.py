@@ -1,37 +1,52 @@
 """When Dagster re-runs backtests by itself: after new bars of their symbol passed their checks.
 
-``ON_NEW_BARS`` is ``eager()`` (a dependency updated, or the partition is newly missing, and
+``on_new_bars`` is ``eager()`` (a dependency updated, or the partition is newly missing, and
 nothing upstream is missing or running), gated on every blocking data-quality check of the bars,
-and limited to strategies from the strategy folder: the ``_file`` partition only runs a YAML file
-named in its run config, so Dagster has nothing to run there on its own.
+and limited to partitions whose symbol has bars at the strategy's interval.
 """
+
+from collections.abc import Mapping
+from pathlib import Path
 
 from dagster import AutomationCondition, AutomationContext, AutomationResult
 
-from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY
+from ntrader_pipeline.core.bars import Timeframe, bar_type_for
 
 
-class FolderStrategyPartitions(AutomationCondition):
-    """True for backtest partitions whose strategy is a file in the strategy folder."""
+class BarsForStrategy(AutomationCondition):
+    """True for backtest partitions whose symbol has catalog bars at the strategy's interval.
+
+    A symbol with only one-minute bars gets no automatic daily backtests that could only fail, and
+    the ``_file`` partition (a YAML file named in run config) has no interval, so it never runs on
+    its own.
+    """
+
+    def __init__(self, catalog_path: str, venue: str, timeframes: Mapping[str, Timeframe]):
+        self._bars = Path(catalog_path) / "data" / "bar"
+        self._venue = venue
+        self._timeframes = dict(timeframes)
 
     @property
     def name(self) -> str:
-        return "folder_strategy_partitions"
+        return "bars_for_strategy"
 
     def evaluate(self, context: AutomationContext) -> AutomationResult:
-        keys = {
-            key
-            for key in context.candidate_subset.expensively_compute_partition_keys()
-            if not key.startswith(f"{FILE_STRATEGY_KEY}|")
-        }
+        keys = set()
+        for key in context.candidate_subset.expensively_compute_partition_keys():
+            strategy, symbol = key.split("|", 1)
+            timeframe = self._timeframes.get(strategy)
+            if timeframe and (self._bars / str(bar_type_for(symbol, self._venue, timeframe))).is_dir():
+                keys.add(key)
         return AutomationResult(context, context.candidate_subset.compute_intersection_with_partition_keys(keys))
 
 
-ON_NEW_BARS = (
-    AutomationCondition.eager()
-    & AutomationCondition.all_deps_blocking_checks_passed()
-    & FolderStrategyPartitions()
-)
+def on_new_bars(catalog_path: str, venue: str, timeframes: Mapping[str, Timeframe]) -> AutomationCondition:
+    """``eager()`` gated on the bars' blocking checks, for partitions that have bars to trade."""
+    return (
+        AutomationCondition.eager()
+        & AutomationCondition.all_deps_blocking_checks_passed()
+        & BarsForStrategy(catalog_path, venue, timeframes)
+    )
 
 
 AFTER_BACKTESTS = AutomationCondition.any_deps_updated().since_last_handled() & ~AutomationCondition.any_deps_in_progress()

@@ -13,7 +13,7 @@ down, disk full) leaves the file in the inbox to be re-executed instead of misfi
   one per line, found by reading the file again exactly as the run did);
 - anything else → left in place, with the reason in the sensor log.
 
-``backtests_refresh_sensor`` evaluates the backtests' automation condition (``ON_NEW_BARS``:
+``backtests_refresh_sensor`` evaluates the backtests' automation condition (``on_new_bars``:
 eager, gated on the bars' blocking checks), so new bars of a symbol re-run that symbol's
 backtests. It starts running, as the inbox sensor does; both can be stopped in the UI.
 """
@@ -50,7 +50,7 @@ from ntrader_pipeline.core.validation import BarFileError
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.settings import Settings
 
-# Evaluating ON_NEW_BARS in our code server (it has a condition of our own) is a Dagster beta
+# Evaluating on_new_bars in our code server (it has a condition of our own) is a Dagster beta
 # parameter; it is the documented way to run custom conditions, so don't warn on every load.
 warnings.filterwarnings("ignore", category=BetaWarning, message=".*use_user_code_server.*")
 
@@ -112,7 +112,7 @@ def backtests_refresh_sensor(backtest_assets: list[AssetsDefinition]) -> Automat
         target=backtest_assets,
         default_status=DefaultSensorStatus.RUNNING,
         description="Re-runs a symbol's backtests after its bars were re-imported and passed their checks.",
-        use_user_code_server=True,  # ON_NEW_BARS has a condition of our own, evaluated in our code
+        use_user_code_server=True,  # on_new_bars has a condition of our own, evaluated in our code
     )
 
 

@@ -88,9 +88,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves a successfully imported inbox file to the archive folder.",
     )
     def inbox_archive_sensor(context: RunStatusSensorContext) -> None:
-        outcome = file_inbox_run(context.instance, context.dagster_run)
-        if outcome:
-            context.log.info(outcome)
+        _file_and_log(context)
 
     @run_failure_sensor(
         name="inbox_quarantine_sensor",
@@ -98,9 +96,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves an inbox file whose import failed to quarantine (or leaves it when the fault is elsewhere).",
     )
     def inbox_quarantine_sensor(context: RunFailureSensorContext) -> None:
-        outcome = file_inbox_run(context.instance, context.dagster_run)
-        if outcome:
-            context.log.info(outcome)
+        _file_and_log(context)
 
     return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
 
@@ -114,6 +110,13 @@ def backtests_refresh_sensor(backtest_assets: list[AssetsDefinition]) -> Automat
         description="Re-runs a symbol's backtests after its bars were re-imported and passed their checks.",
         use_user_code_server=True,  # on_new_bars has a condition of our own, evaluated in our code
     )
+
+
+def _file_and_log(context: RunStatusSensorContext) -> None:
+    """File the inbox CSV of the run that just ended (archive or quarantine) and log where it went."""
+    outcome = file_inbox_run(context.instance, context.dagster_run)
+    if outcome:
+        context.log.info(outcome)
 
 
 def inbox_run_requests(

@@ -49,7 +49,8 @@ telemetry:
 
 
 class PipelineError(RuntimeError):
-    """A request the pipeline refuses before any run starts (unknown strategy or symbol)."""
+    """A user-facing reason a request failed: refused before any run (unknown strategy or symbol),
+    or bars stored but a blocking data check then failed."""
 
 
 def prepare_dagster_home(settings: Settings) -> Path:

@@ -36,7 +36,6 @@ def import_csv(file: str, symbol: str, timeframe: str | None, timezone: str, on_
     """Import a CSV into the catalog and the market_data table (replacing overlapping bars)."""
     from ntrader_pipeline.core.bars import Timeframe
     from ntrader_pipeline.core.validation import BarFileError, describe_problems
-    from ntrader_pipeline.pipeline import PipelineError
 
     if timeframe:
         try:
@@ -47,10 +46,7 @@ def import_csv(file: str, symbol: str, timeframe: str | None, timezone: str, on_
         stored = open_pipeline().import_csv(
             file, symbol, timeframe, timezone, on_invalid=on_invalid, adjusted=adjusted
         )
-    except (BarFileError, PipelineError) as exc:
-        problem = exc if isinstance(exc, BarFileError) else exc.__cause__
-        if not isinstance(problem, BarFileError):
-            raise
+    except BarFileError as problem:  # the asset's own error: execute_in_process re-raises it as is
         for line in describe_problems(problem.file, problem.problems):
             click.echo(line, err=True)
         click.echo(f"error: {problem.summary}", err=True)

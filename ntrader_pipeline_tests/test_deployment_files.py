@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import yaml
-from dagster import DagsterInstance
+from dagster import DagsterInstance, asset, materialize
 
 from ntrader_pipeline_tests.conftest import REPO_ROOT
 
@@ -22,7 +22,7 @@ def test_compose_publishes_ports_on_loopback_only_and_gateway_under_a_profile():
         assert f"{variable}=" in example
 
 
-def test_deployment_dagster_yaml_opens_a_postgres_instance(postgres_url, tmp_path, monkeypatch):
+def test_deployment_dagster_yaml_runs_a_real_run_on_postgres(postgres_url, tmp_path, monkeypatch):
     """The repo-root dagster.yaml, with the variables docker-compose sets, on a real Postgres."""
     from sqlalchemy.engine import make_url
 
@@ -39,5 +39,14 @@ def test_deployment_dagster_yaml_opens_a_postgres_instance(postgres_url, tmp_pat
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
         assert instance.get_runs() == []
+        # Opening is not enough: the event log's NOTIFY fails on the first event under psycopg 3.
+        result = materialize([_probe], instance=instance)
+        assert result.success
+        assert instance.get_latest_materialization_event(_probe.key) is not None
     finally:
         instance.dispose()
+
+
+@asset
+def _probe() -> int:
+    return 1

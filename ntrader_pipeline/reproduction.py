@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.adapters.warehouse.results import load_run
 from ntrader_pipeline.core.backtest import FILL_CONVENTION, run_backtest, versions, window
@@ -77,7 +78,8 @@ def reproduce_run(warehouse: Warehouse, run_id: str, catalog: BarCatalog | None 
     stored = load_run(warehouse, run_id)
     record = stored.record
     symbol, venue = record["bar_type"].split("-", 1)[0].rsplit(".", 1)
-    catalog = catalog or BarCatalog(get_settings().resolved_catalog_path, venue)
+    if catalog is None:  # opened through the store, so a publish a killed import left is settled first
+        catalog = MarketDataStore(BarCatalog(get_settings().resolved_catalog_path, venue), warehouse).catalog
     timeframe = _timeframe(record["bar_type"])
     outcome = Reproduction(run_id, record["data_hash"], None)
     series = catalog.read(symbol, timeframe)

@@ -120,8 +120,10 @@ def test_a_refused_table_write_leaves_both_stores_as_they_were(tmp_path, stores,
 
     with pytest.raises(Exception, match="marked bar" if refusal == "while inserting" else "(?i)foreign key") as error:
         stores.replace(update)
-    if refusal == "at commit":
-        assert error.value.statement is None  # raised by COMMIT, after the catalog swap, not by a statement
+    if refusal == "at commit":  # raised by COMMIT, after the catalog swap, not by a statement
+        assert error.value.__cause__.statement is None
+    assert str(error.value).startswith("storing NVDA.XNAS-1-DAY-LAST-EXTERNAL bars failed on ")
+    assert "[SQL" not in str(error.value) and "INSERT" not in str(error.value)  # the operation, not the SQL
 
     assert state(stores.catalog, stores.warehouse) == before
     assert not any((stores.catalog.path / ".staging").glob("*"))  # nothing staged is left behind

@@ -259,3 +259,32 @@ def test_new_minute_bars_do_not_request_daily_backtests(tmp_path: Path) -> None:
     assert import_file(defs, instance, daily, "NVDA").success
     later = evaluate_automation_conditions(defs=defs, instance=instance, cursor=after.cursor)
     assert {key.split("|")[1] for key in later.get_requested_partitions(AssetKey("backtest"))} == {"NVDA"}
+
+
+def test_content_check_fails_when_counts_agree_but_prices_differ(tmp_path: Path, warehouse_url: str) -> None:
+    """The F1 shape: both stores hold 60 bars, but the table has one close a cent off."""
+    settings = settings_for(tmp_path, warehouse_url)
+    defs = build_definitions(settings)
+    instance = DagsterInstance.ephemeral()
+    source = tmp_path / "NVDA.csv"
+    source.write_text(head(NVDA_DAILY, 60))
+    assert import_file(defs, instance, source, "NVDA").success
+    assert all(e.passed for k, e in evaluations(import_file(defs, instance, source, "NVDA")).items()
+               if k[1] == "content_matches")
+
+    warehouse = Warehouse.open(settings.resolved_warehouse_url)
+    with warehouse.transaction() as connection:
+        last = connection.execute(text("SELECT MAX(timestamp), MAX(close) FROM market_data")).one()
+        connection.execute(text("UPDATE market_data SET close = close + 0.01 WHERE timestamp = :t"), {"t": last[0]})
+    ingest = defs.resolve_job_def(INGEST_JOB)
+    checks_only = ingest.get_subset(asset_selection=set(), asset_check_selection=set(ingest.asset_layer.asset_graph.asset_check_keys))
+    found = evaluations(checks_only.execute_in_process(instance=instance, partition_key="NVDA", raise_on_error=False))
+
+    assert found[("market_data", "row_count_matches_source")].passed  # counts cannot see it
+    for asset in ("bar_catalog", "market_data"):
+        content = found[(asset, "content_matches")]
+        assert not content.passed and content.severity == AssetCheckSeverity.ERROR
+        assert content.metadata["bars_differing"].value == 1
+        assert content.metadata["catalog_sha256"].value != content.metadata["table_sha256"].value
+        [example] = content.metadata["examples"].value
+        assert " close: catalog " in example and example.startswith("1999-04-19T20:00:00+00:00")

@@ -2,15 +2,13 @@
 
 The catalog itself silently skips a write whose range already exists and raises on a partial
 overlap, so we never append: a write builds the series' complete new contents in a staging
-catalog and swaps its folders in. ``StagedSeries.publish`` and ``restore`` let a caller make the
-swap part of a larger transaction (the warehouse write), so both stores change or neither does.
+catalog and swaps its folders in. The staged ``Publish`` (see ``catalog_publish``) lets a caller
+make the swap part of a larger transaction (the warehouse write), recoverable after a crash.
 """
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from nautilus_trader.persistence.catalog import ParquetDataCatalog
 from nautilus_trader.persistence.catalog.parquet import _timestamps_to_filename
 from nautilus_trader.serialization.arrow.serializer import ArrowSerializer
 
+from ntrader_pipeline.adapters.catalog_publish import Publish
 from ntrader_pipeline.core.bars import (
     PRICE_COLUMNS,
     SIZE_PRECISION,
@@ -89,49 +88,17 @@ def bars_table(series: BarSeries, venue: str) -> pa.Table:
     return pa.Table.from_arrays([*columns, ts, ts], schema=reference.schema)
 
 
-@dataclass
+@dataclass(frozen=True)
 class StagedSeries:
-    """A series written to a staging catalog, waiting to be swapped into the live one."""
+    """A merged series written to staging, waiting to be swapped into the live catalog."""
 
-    catalog: BarCatalog
     series: BarSeries
-    staging_root: Path
-    _backup: Path | None = None
-    _swapping: list[Path] = field(default_factory=list)  # folders publish has started to swap
+    publish: Publish
 
-    def _folders(self) -> list[Path]:
-        """The catalog folders (relative to its root) that this series owns."""
-        bar_type = str(self.series.bar_type(self.catalog.venue))
-        instrument_id = f"{self.series.symbol}.{self.catalog.venue}"
-        return [Path("data") / "bar" / bar_type, Path("data") / "equity" / instrument_id]
 
-    def publish(self) -> None:
-        """Swap the staged folders in; the old ones are kept until ``discard``."""
-        self._backup = self.staging_root / "backup"
-        for relative in self._folders():
-            live = self.catalog.path / relative
-            staged = self.staging_root / "new" / relative
-            self._swapping.append(relative)  # before moving anything: restore undoes a half-done swap
-            if live.exists():
-                (self._backup / relative).parent.mkdir(parents=True, exist_ok=True)
-                live.rename(self._backup / relative)
-            live.parent.mkdir(parents=True, exist_ok=True)
-            staged.rename(live)
-
-    def restore(self) -> None:
-        """Put the catalog back exactly as it was before ``publish``, even if it stopped half-way."""
-        for relative in reversed(self._swapping):
-            live = self.catalog.path / relative
-            if not (self.staging_root / "new" / relative).exists() and live.exists():
-                shutil.rmtree(live)  # the staged folder made it in: take it out again
-            backup = self._backup / relative
-            if backup.exists():
-                backup.rename(live)
-        self._swapping.clear()
-        self.discard()
-
-    def discard(self) -> None:
-        shutil.rmtree(self.staging_root, ignore_errors=True)
+def series_folders(symbol: str, venue: str, bar_type: str) -> list[Path]:
+    """The catalog folders (relative to its root) one series owns: its bars, then its instrument."""
+    return [Path("data") / "bar" / bar_type, Path("data") / "equity" / f"{symbol}.{venue}"]
 
 
 class BarCatalog:
@@ -170,21 +137,23 @@ class BarCatalog:
     def stage(self, series: BarSeries) -> StagedSeries:
         """Write ``series`` (merged with what is stored) to a staging catalog beside the live one."""
         merged = merge_series(self.read(series.symbol, series.timeframe), series)
-        root = self.path / ".staging" / uuid.uuid4().hex
-        staging = ParquetDataCatalog(str(root / "new"))
+        bar_type = str(merged.bar_type(self.venue))
+        publish = Publish.create(self.path, bar_type, series_folders(merged.symbol, self.venue, bar_type))
+        staging = ParquetDataCatalog(str(publish.new))
         staging.write_data([make_equity(merged.symbol, self.venue, merged.price_precision)])
-        folder = root / "new" / "data" / "bar" / str(merged.bar_type(self.venue))
+        folder = publish.new / "data" / "bar" / bar_type
         folder.mkdir(parents=True)
         pq.write_table(
             bars_table(merged, self.venue),
             folder / _timestamps_to_filename(merged.first_ns, merged.last_ns),
             row_group_size=staging.max_rows_per_group,
         )
-        return StagedSeries(self, merged, root)
+        publish.seal()
+        return StagedSeries(merged, publish)
 
     def write(self, series: BarSeries) -> BarSeries:
-        """Replace the stored bars in ``series``' range; returns the full stored series."""
+        """Replace the stored bars in ``series``' range, catalog only; returns the full stored series."""
         staged = self.stage(series)
-        staged.publish()
-        staged.discard()
+        staged.publish.swap_in()
+        staged.publish.remove()
         return staged.series

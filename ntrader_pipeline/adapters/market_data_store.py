@@ -1,17 +1,27 @@
 """Bars in both stores at once: the Parquet catalog and the ``market_data`` table.
 
-A write either lands in both or in neither. The new catalog contents are staged first, the table
-rows are replaced inside a transaction, the staged folders are swapped in just before that
-transaction commits, and a failure anywhere puts the old catalog folders back.
+A write lands in both or in neither, even when the process is killed at any instant:
+
+1. the merged series is staged and sealed with a journal (``catalog_publish``);
+2. one transaction replaces the table rows and marks the publish id in ``store_publishes``;
+3. the staged folders are swapped in just before that transaction commits;
+4. after the commit the journal and the staging are removed.
+
+Whoever opens the stores next finds any journal a killed writer left and asks the warehouse
+whether its transaction committed (the marker row): if so the catalog is rolled forward to the
+staged folders, else back to the old ones. So the two stores always end up holding the same
+bars, old or new. Transient database failures are retried whole (``warehouse.retry``).
 
 Writers of one series take turns (an exclusive file lock beside the catalog): the staged contents
 are a merge with what is stored, so two concurrent imports (the CLI and the inbox sensor, say)
-would otherwise each publish a merge that lacks the other's bars.
+would otherwise each publish a merge that lacks the other's bars. Recovery takes the same lock,
+so it never touches a publish another live process is making.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,9 +30,14 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import delete
 
-from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.adapters.catalog import BarCatalog, StagedSeries
+from ntrader_pipeline.adapters.catalog_publish import Publish, pending, remove_garbage, staged_series
+from ntrader_pipeline.adapters.faults import kill_point
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
+from ntrader_pipeline.adapters.warehouse.retry import with_retries
 from ntrader_pipeline.core.bars import BarSeries
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,6 +57,33 @@ class MarketDataStore:
     def __init__(self, catalog: BarCatalog, warehouse: Warehouse):
         self.catalog = catalog
         self.warehouse = warehouse
+        self.recover()
+
+    def recover(self) -> list[str]:
+        """Settle what killed writers left half-published; returns the bar types settled.
+
+        A series another live process is writing (its lock is held) is left to that process.
+        """
+        settled = []
+        for bar_type in staged_series(self.catalog.path):
+            with series_lock(self.catalog, bar_type, wait=False) as held:
+                if held and self._recover_locked(bar_type):
+                    settled.append(bar_type)
+        return settled
+
+    def _recover_locked(self, bar_type: str) -> bool:
+        publishes, garbage = pending(self.catalog.path, bar_type)
+        remove_garbage(garbage)
+        for publish in publishes:
+            committed = self.warehouse.publish_committed(publish.publish_id, bar_type)
+            if committed:
+                publish.roll_forward()
+            else:
+                publish.roll_back()
+            publish.remove()
+            log.warning("settled an interrupted publish of %s: catalog %s", bar_type,
+                        "rolled forward to the committed bars" if committed else "rolled back to the stored bars")
+        return bool(publishes or garbage)
 
     def replace(self, series: BarSeries) -> StoredSeries:
         """Store ``series``, replacing stored bars inside its time range and keeping the rest."""
@@ -49,26 +91,19 @@ class MarketDataStore:
             raise ValueError(f"no bars to store for {series.symbol}")
         bar_type = str(series.bar_type(self.catalog.venue))
         with series_lock(self.catalog, bar_type):
+            self._recover_locked(bar_type)  # a writer killed since this store was opened
             return self._replace_locked(series, bar_type)
 
     def _replace_locked(self, series: BarSeries, bar_type: str) -> StoredSeries:
         staged = self.catalog.stage(series)
+        kill_point("staged")
+        attempt = _PublishAttempt(self.warehouse, staged, series, bar_type)
         try:
-            with self.warehouse.transaction() as connection:
-                connection.execute(
-                    delete(market_data).where(
-                        market_data.c.symbol == series.symbol,
-                        market_data.c.bar_type == bar_type,
-                        market_data.c.timestamp >= _utc(series.first_ns),
-                        market_data.c.timestamp <= _utc(series.last_ns),
-                    )
-                )
-                self.warehouse.upsert_bars(connection, series, bar_type)
-                staged.publish()
+            with_retries(self.warehouse.url, f"storing {bar_type} bars", attempt)
         except BaseException:
-            staged.restore()
+            attempt.settle()
             raise
-        staged.discard()
+        staged.publish.remove()
         merged = staged.series
         return StoredSeries(
             symbol=series.symbol,
@@ -81,15 +116,89 @@ class MarketDataStore:
         )
 
 
+class _PublishAttempt:
+    """One try at the table write plus the catalog swap; called again by the retry loop."""
+
+    def __init__(self, warehouse: Warehouse, staged: StagedSeries, series: BarSeries, bar_type: str):
+        self.warehouse, self.staged, self.series, self.bar_type = warehouse, staged, series, bar_type
+        self.commit_unknown = False  # a COMMIT failed: the database alone knows whether it landed
+
+    @property
+    def publish(self) -> Publish:
+        return self.staged.publish
+
+    def __call__(self) -> None:
+        if self.commit_unknown:
+            if self._committed():
+                return
+            self.commit_unknown = False
+        series, bar_type = self.series, self.bar_type
+        with self.warehouse.engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                connection.execute(
+                    delete(market_data).where(
+                        market_data.c.symbol == series.symbol,
+                        market_data.c.bar_type == bar_type,
+                        market_data.c.timestamp >= _utc(series.first_ns),
+                        market_data.c.timestamp <= _utc(series.last_ns),
+                    )
+                )
+                self.warehouse.upsert_bars(connection, series, bar_type)
+                self.warehouse.mark_publish(connection, self.publish.publish_id, bar_type)
+                kill_point("table-written")
+                self.publish.swap_in()
+                kill_point("before-commit")
+            except BaseException:
+                connection.invalidate()  # closing it rolls back, whatever state a failure left it in
+                self.publish.roll_back()  # keeps the staged folders for the next attempt
+                raise
+            self.commit_unknown = True
+            try:
+                transaction.commit()
+            except BaseException:
+                connection.invalidate()  # SQLite keeps the transaction open after a failed COMMIT
+                raise
+            self.commit_unknown = False
+        kill_point("committed")
+
+    def _committed(self) -> bool:
+        """After a failed COMMIT: finish the swap if it landed, else undo it; True if it landed."""
+        if self.warehouse.publish_committed(self.publish.publish_id, self.bar_type):
+            self.publish.roll_forward()
+            return True
+        self.publish.roll_back()
+        return False
+
+    def settle(self) -> None:
+        """After the last failed attempt: leave both stores on one side, old or new."""
+        if self.commit_unknown:
+            try:
+                self._committed()
+            except Exception:  # the database is still unreachable: the journal stays for the next open
+                log.warning("left the publish of %s for the next open to settle", self.bar_type)
+                return
+        else:
+            self.publish.roll_back()
+        self.publish.remove()
+
+
 @contextmanager
-def series_lock(catalog: BarCatalog, bar_type: str) -> Iterator[None]:
-    """Hold an exclusive lock on one series for as long as the block runs (released on exit or crash)."""
+def series_lock(catalog: BarCatalog, bar_type: str, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on one series while the block runs (released on exit or crash).
+
+    With ``wait=False`` the block gets False instead of waiting when another process holds it.
+    """
     folder = Path(catalog.path) / ".locks"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{bar_type}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

@@ -9,17 +9,19 @@ the session open, so a 1MIN series expects bars opening 09:30, 09:31, ... 15:59 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ntrader_pipeline.core.bars import PRICE_COLUMNS, Timeframe
+from ntrader_pipeline.core.bars import BAR_COLUMNS, PRICE_COLUMNS, SIZE_PRECISION, Timeframe
 from ntrader_pipeline.core.calendar import exchange_calendar
 from ntrader_pipeline.core.validation import validate_bars
 
 EXCHANGE_TZ = "America/New_York"
 EXAMPLES = 10  # examples listed per finding; the counts are always complete
+CONTENT_COLUMNS = BAR_COLUMNS  # the columns of ``bar_ticks``
 
 
 @dataclass(frozen=True)
@@ -178,5 +180,59 @@ def row_counts(written: int, catalog_in_range: int, table_in_range: int, catalog
         False,
         f"stores disagree: {written} written, import range holds {catalog_in_range} catalog bars and "
         f"{table_in_range} table rows; totals {catalog_total} vs {table_total}",
+        details,
+    )
+
+
+def bar_ticks(frame: pd.DataFrame, price_precision: int) -> np.ndarray:
+    """Bars as exact integers in time order, one row each: ts (ns), OHLC in ticks, volume.
+
+    Ticks are units of the instrument's precision (185.25 at precision 2 is 18525), so both
+    stores' copies of a bar compare exactly, whatever decimal type each keeps them in.
+    """
+    ticks = np.empty((len(frame), 6), dtype=np.int64)
+    ticks[:, 0] = frame["ts_event"].to_numpy(dtype=np.int64)
+    for i, column in enumerate(PRICE_COLUMNS, start=1):
+        ticks[:, i] = np.rint(frame[column].to_numpy(dtype=np.float64) * 10**price_precision)
+    ticks[:, 5] = np.rint(frame["volume"].to_numpy(dtype=np.float64) * 10**SIZE_PRECISION)
+    return ticks[np.argsort(ticks[:, 0], kind="stable")]
+
+
+def content_hash(ticks: np.ndarray) -> str:
+    """sha256 of ``bar_ticks`` rows: equal exactly when every bar's time and OHLCV are equal."""
+    return hashlib.sha256(np.ascontiguousarray(ticks, dtype="<i8").tobytes()).hexdigest()
+
+
+def same_content(catalog: np.ndarray, table: np.ndarray, price_precision: int) -> Finding:
+    """The catalog and the table hold the same bars: same times and the same OHLCV, bar by bar.
+
+    Counts alone miss a table left on old prices under a catalog with new ones; this does not.
+    """
+    hashes = {"catalog_sha256": content_hash(catalog), "table_sha256": content_hash(table)}
+    if hashes["catalog_sha256"] == hashes["table_sha256"]:
+        return Finding(True, f"catalog and table hold the same {len(catalog)} bars", {"bars": len(catalog), **hashes})
+    common, at_catalog, at_table = np.intersect1d(catalog[:, 0], table[:, 0], return_indices=True)
+    differ = (catalog[at_catalog] != table[at_table]).any(axis=1)
+    examples = []
+    for i, j in zip(at_catalog[differ][:EXAMPLES], at_table[differ][:EXAMPLES], strict=True):
+        column = 1 + int(np.argmax(catalog[i, 1:] != table[j, 1:]))
+        scale = 10 ** (price_precision if column <= 4 else SIZE_PRECISION)
+        examples.append(
+            f"{_iso([catalog[i, 0]])[0]} {CONTENT_COLUMNS[column]}: "
+            f"catalog {catalog[i, column] / scale} vs table {table[j, column] / scale}"
+        )
+    details = {
+        **hashes,
+        "catalog_bars": len(catalog),
+        "table_rows": len(table),
+        "bars_differing": int(differ.sum()),
+        "only_in_catalog": len(catalog) - len(common),
+        "only_in_table": len(table) - len(common),
+        "examples": examples,
+    }
+    return Finding(
+        False,
+        f"stores hold different bars: {details['bars_differing']} differ, {details['only_in_catalog']} only in "
+        f"the catalog, {details['only_in_table']} only in the table",
         details,
     )

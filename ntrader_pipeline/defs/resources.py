@@ -32,13 +32,14 @@ class PipelineStores(ConfigurableResource):
         )
 
     def catalog(self) -> BarCatalog:
-        return BarCatalog(self.catalog_path, self.venue)
+        """The catalog, once any publish a killed writer left is settled (see ``market_data_store``)."""
+        return self.market_data().catalog
 
     def warehouse(self) -> Warehouse:
         return Warehouse.open(self.warehouse_url)
 
     def market_data(self) -> MarketDataStore:
-        return MarketDataStore(self.catalog(), self.warehouse())
+        return MarketDataStore(BarCatalog(self.catalog_path, self.venue), self.warehouse())
 
     def reports_dir_for(self, run_id: str) -> Path:
         return Path(self.reports_dir) / run_id

@@ -7,13 +7,13 @@ to the catalog swap, and a failed write raises instead of being logged and forgo
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,19 +22,31 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
 
+from ntrader_pipeline.adapters.warehouse.retry import (
+    WarehouseError,
+    database_name,
+    is_database_error,
+    reason,
+    with_retries,
+)
 from ntrader_pipeline.adapters.warehouse.tables import (
     backtest_metrics,
     backtest_runs,
     equity_curve,
     market_data,
     metadata,
+    store_publishes,
     trades,
 )
 from ntrader_pipeline.core.bars import PRICE_COLUMNS, BarSeries
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-__all__ = ["Warehouse", "metadata", "market_data", "backtest_runs", "backtest_metrics", "trades", "equity_curve"]
+__all__ = [
+    "Warehouse", "WarehouseError", "metadata", "market_data", "backtest_runs", "backtest_metrics", "trades",
+    "equity_curve", "store_publishes",
+]
+T = TypeVar("T")
 
 
 def _utc(ns: np.ndarray) -> list[datetime]:
@@ -147,7 +159,9 @@ class Warehouse:
         self.url = url
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url)
+        # pre-ping: a pooled connection a server restart or pg_terminate_backend killed is replaced
+        # on checkout instead of failing the next query.
+        self.engine: Engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
 
@@ -162,14 +176,46 @@ class Warehouse:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
+
+        def upgrade(connection: Connection) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+        self.run("migrating the warehouse schema", upgrade)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         with self.engine.begin() as connection:
             yield connection
+
+    def run(self, operation: str, work: Callable[[Connection], T]) -> T:
+        """``work`` in one transaction, run again whole after a transient failure (see ``retry``)."""
+
+        def attempt() -> T:
+            with self.engine.connect() as connection:
+                transaction = connection.begin()
+                try:
+                    result = work(connection)
+                    transaction.commit()
+                except BaseException:
+                    # Closing rolls back whatever state the failure left: SQLite even keeps a
+                    # transaction open after a failed COMMIT, which pooling would hand on.
+                    connection.invalidate()
+                    raise
+                return result
+
+        return with_retries(self.url, operation, attempt)
+
+    @contextmanager
+    def reading(self, operation: str) -> Iterator[Connection]:
+        """A connection for reads; a database failure surfaces as one clean ``WarehouseError``."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            raise WarehouseError(f"{operation} failed on {database_name(self.url)}: {reason(exc)}") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -209,6 +255,32 @@ class Warehouse:
         connection.execute(statement, rows)
         return len(rows)
 
+    def mark_publish(self, connection: Connection, publish_id: str, bar_type: str) -> None:
+        """Record, inside the bars' transaction, which catalog publish this commit belongs to."""
+        connection.execute(delete(store_publishes).where(store_publishes.c.bar_type == bar_type))
+        connection.execute(
+            insert(store_publishes), [{"publish_id": publish_id, "bar_type": bar_type, "published_at": datetime.now(UTC)}]
+        )
+
+    def publish_committed(self, publish_id: str, bar_type: str) -> bool:
+        """Whether the transaction that marked ``publish_id`` committed.
+
+        Asked by inserting the same key: on Postgres that waits for a transaction still holding
+        it (its client was killed but the server has not noticed yet), so the answer is final.
+        The probe is rolled back either way.
+        """
+        row = {"publish_id": publish_id, "bar_type": bar_type, "published_at": datetime.now(UTC)}
+
+        def probe() -> bool:
+            with self.engine.connect() as connection, connection.begin() as transaction:
+                if self.dialect == "postgresql":
+                    connection.exec_driver_sql("SET LOCAL lock_timeout = '120s'")
+                inserted = connection.execute(self._insert(store_publishes).values(row).on_conflict_do_nothing())
+                transaction.rollback()
+                return inserted.rowcount == 0
+
+        return with_retries(self.url, f"checking the unfinished publish of {bar_type}", probe)
+
     def bar_inventory(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """One row per stored series: symbol, bar type, source, bar count, first and last time."""
         query = (
@@ -225,7 +297,7 @@ class Warehouse:
         )
         if symbol:
             query = query.where(market_data.c.symbol == symbol.upper())
-        with self.engine.connect() as connection:
+        with self.reading("listing stored bars") as connection:
             rows = [dict(row._mapping) for row in connection.execute(query)]
         for row in rows:
             row["bars"] = int(row["bars"])
@@ -236,7 +308,7 @@ class Warehouse:
         query = select(func.count()).where(
             market_data.c.symbol == symbol, market_data.c.bar_type == bar_type
         )
-        with self.engine.connect() as connection:
+        with self.reading(f"counting {bar_type} bars") as connection:
             return int(connection.execute(query).scalar_one())
 
     # --- backtest results --------------------------------------------------------------------
@@ -271,7 +343,8 @@ class Warehouse:
                 strict=True,
             )
         ]
-        with self.transaction() as connection:
+
+        def write(connection: Connection) -> None:  # delete then insert: a retry writes nothing twice
             connection.execute(delete(backtest_runs).where(backtest_runs.c.run_id == run["run_id"]))
             connection.execute(insert(backtest_runs), [dict(run)])
             if metric_rows:
@@ -281,22 +354,24 @@ class Warehouse:
             if curve_rows:
                 connection.execute(insert(equity_curve), curve_rows)
 
+        self.run(f"saving backtest run {run['run_id']}", write)
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as connection:
+        with self.reading(f"reading run {run_id}") as connection:
             row = connection.execute(
                 select(backtest_runs).where(backtest_runs.c.run_id == run_id)
             ).first()
         return dict(row._mapping) if row else None
 
     def get_metrics(self, run_id: str) -> dict[str, Any]:
-        with self.engine.connect() as connection:
+        with self.reading(f"reading the metrics of run {run_id}") as connection:
             rows = connection.execute(
                 select(backtest_metrics).where(backtest_metrics.c.run_id == run_id)
             ).all()
         return {r.name: (r.text if r.text is not None else r.value) for r in rows}
 
     def get_trades(self, run_id: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as connection:
+        with self.reading(f"reading the trades of run {run_id}") as connection:
             rows = connection.execute(
                 select(trades).where(trades.c.run_id == run_id).order_by(trades.c.entry_time)
             ).all()
@@ -308,7 +383,7 @@ class Warehouse:
             query = query.where(backtest_runs.c.strategy == strategy)
         if symbol:
             query = query.where(backtest_runs.c.symbol == symbol.upper())
-        with self.engine.connect() as connection:
+        with self.reading("listing backtest runs") as connection:
             return [dict(r._mapping) for r in connection.execute(query)]
 
     def get_equity_curve(self, run_id: str) -> pd.DataFrame:
@@ -318,7 +393,7 @@ class Warehouse:
             .where(equity_curve.c.run_id == run_id)
             .order_by(equity_curve.c.timestamp)
         )
-        with self.engine.connect() as connection:
+        with self.reading(f"reading the equity curve of run {run_id}") as connection:
             rows = connection.execute(query).all()
         return pd.DataFrame(
             {
@@ -333,7 +408,7 @@ class Warehouse:
         runs = self.list_runs(strategy, symbol)
         by_run: dict[str, dict[str, Any]] = {run["run_id"]: {} for run in runs}
         if by_run:
-            with self.engine.connect() as connection:
+            with self.reading("reading backtest metrics") as connection:
                 rows = connection.execute(
                     select(backtest_metrics).where(backtest_metrics.c.run_id.in_(list(by_run)))
                 ).all()

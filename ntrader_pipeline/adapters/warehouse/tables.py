@@ -111,3 +111,11 @@ equity_curve = Table(
     Column("equity", Float, nullable=False),  # mark-to-market at the bar close
     Column("drawdown", Float, nullable=False),  # equity / running max − 1
 )
+
+store_publishes = Table(  # the last catalog publish of each series whose bars committed to market_data
+    "store_publishes",
+    metadata,
+    Column("publish_id", String(32), primary_key=True),
+    Column("bar_type", String(128), nullable=False, index=True),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+)

@@ -23,7 +23,7 @@ from dagster import (
 )
 from nautilus_trader.model.data import BarType
 
-from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_stats
+from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_stats, table_bar_ticks
 from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.defs.partitions import symbol_partitions
@@ -55,6 +55,9 @@ BAR_CHECKS = [
     _spec(MARKET_DATA, "ohlc_consistent", "Every row: positive prices, low <= open/close <= high, volume >= 0.", True),
     _spec(MARKET_DATA, "row_count_matches_source",
           "market_data rows == catalog bars, and the imported range holds exactly the bars written.", True),
+    *(_spec(asset, "content_matches",
+            "Catalog and market_data hold the same bars: a hash over every bar's time and OHLCV ticks.", True)
+      for asset in (BAR_CATALOG, MARKET_DATA)),
 ]
 
 
@@ -104,6 +107,17 @@ def stored_bar_checks(context: AssetCheckExecutionContext, stores: PipelineStore
     )
     yield _result(MARKET_DATA, "ohlc_consistent", table_ohlc)
     yield _result(MARKET_DATA, "row_count_matches_source", counts)
+    content = content_check(stores, series, symbol, bar_type)
+    yield _result(BAR_CATALOG, "content_matches", content)
+    yield _result(MARKET_DATA, "content_matches", content)
+
+
+def content_check(stores: PipelineStores, series, symbol: str, bar_type: str) -> quality.Finding:
+    """Both stores' bars compared by content (equal counts with different prices fail)."""
+    if series is None:
+        return quality.Finding(False, f"no {bar_type} bars in the catalog")
+    table = table_bar_ticks(stores.warehouse(), symbol, bar_type, series.price_precision)
+    return quality.same_content(quality.bar_ticks(series.frame, series.price_precision), table, series.price_precision)
 
 
 def latest_import(context: AssetCheckExecutionContext, symbol: str) -> dict:

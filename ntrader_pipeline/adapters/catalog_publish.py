@@ -1,0 +1,178 @@
+"""A catalog publish that a kill at any instant leaves recoverable: staged folders, a journal, renames.
+
+One publish lives in ``<catalog>/.staging/<bar type>/<publish id>/``:
+
+- ``new/`` the series' complete new folders, written and fsynced first;
+- ``journal.json`` written (atomically, fsynced) once ``new/`` is complete: from then on the
+  publish can be finished or undone whatever state a crash left;
+- ``backup/`` the live folders the swap moved aside.
+
+Every step of the swap is a rename, so ``roll_forward`` (to ``new``) and ``roll_back`` (to the
+old folders, putting the staged ones back into ``new/`` for a retry) are idempotent and work from
+any point, including a half-done swap or a recovery that was itself killed. Which way to go is
+not this module's call: the warehouse records whether its transaction committed (see
+``market_data_store``). A staging folder without a journal was killed while being written and is
+only garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ntrader_pipeline.adapters.faults import kill_point
+
+STAGING = ".staging"
+JOURNAL = "journal.json"
+
+
+@dataclass(frozen=True)
+class Publish:
+    """The staged new folders of one series and the journal that makes their swap recoverable."""
+
+    catalog_root: Path
+    bar_type: str
+    publish_id: str
+    folders: tuple[Path, ...]  # relative to the catalog root, in swap order
+
+    @classmethod
+    def create(cls, catalog_root: Path, bar_type: str, folders: list[Path]) -> Publish:
+        publish = cls(Path(catalog_root), bar_type, uuid.uuid4().hex, tuple(folders))
+        publish.new.mkdir(parents=True)
+        return publish
+
+    @property
+    def root(self) -> Path:
+        return self.catalog_root / STAGING / self.bar_type / self.publish_id
+
+    @property
+    def new(self) -> Path:
+        return self.root / "new"
+
+    @property
+    def backup(self) -> Path:
+        return self.root / "backup"
+
+    def seal(self) -> None:
+        """Make the staged folders and then the journal durable: the publish is now recoverable."""
+        for path in sorted(self.new.rglob("*"), reverse=True):  # files before the folders holding them
+            _fsync(path)
+        _fsync(self.new)
+        record = {
+            "publish_id": self.publish_id,
+            "bar_type": self.bar_type,
+            "folders": [str(f) for f in self.folders],
+            "started": datetime.now(UTC).isoformat(),
+        }
+        partial = self.root / f"{JOURNAL}.partial"
+        partial.write_text(json.dumps(record))
+        _fsync(partial)
+        partial.rename(self.root / JOURNAL)
+        _fsync(self.root)
+
+    def swap_in(self) -> None:
+        """Move the live folders to ``backup/`` and the staged ones in their place."""
+        for index, relative in enumerate(self.folders):
+            live, staged, backup = self._paths(relative)
+            if live.exists():
+                backup.parent.mkdir(parents=True, exist_ok=True)
+                live.rename(backup)
+            live.parent.mkdir(parents=True, exist_ok=True)
+            staged.rename(live)
+            _fsync(live.parent)
+            if index == 0:
+                kill_point("half-swapped")
+
+    def roll_forward(self) -> None:
+        """Finish a swap: every staged folder still waiting in ``new/`` goes live."""
+        for relative in self.folders:
+            live, staged, backup = self._paths(relative)
+            if not staged.exists():
+                continue  # already swapped in
+            if live.exists():  # the old folder, not yet moved aside
+                if backup.exists():
+                    shutil.rmtree(live)
+                else:
+                    backup.parent.mkdir(parents=True, exist_ok=True)
+                    live.rename(backup)
+            live.parent.mkdir(parents=True, exist_ok=True)
+            staged.rename(live)
+            _fsync(live.parent)
+
+    def roll_back(self) -> None:
+        """Undo a swap, whole or partial: staged folders back into ``new/``, the old ones back live."""
+        for relative in reversed(self.folders):
+            live, staged, backup = self._paths(relative)
+            if not staged.exists() and live.exists():  # the staged folder made it in
+                staged.parent.mkdir(parents=True, exist_ok=True)
+                live.rename(staged)
+            if backup.exists():
+                backup.rename(live)
+                _fsync(live.parent)
+
+    def remove(self) -> None:
+        """Drop the journal first (the publish is settled), then whatever staging is left."""
+        (self.root / JOURNAL).unlink(missing_ok=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+        _remove_if_empty(self.root.parent)
+
+    def _paths(self, relative: Path) -> tuple[Path, Path, Path]:
+        return self.catalog_root / relative, self.new / relative, self.backup / relative
+
+
+def staged_series(catalog_root: Path) -> list[str]:
+    """Bar types with anything under staging: unsettled publishes, or garbage from a killed writer.
+
+    Folders of the earlier layout (``.staging/<hex id>/``, no journal) are not listed: without a
+    journal nobody can tell which of their copies the table matches, so they are left for a person.
+    """
+    staging = Path(catalog_root) / STAGING
+    if not staging.is_dir():
+        return []
+    return sorted(p.name for p in staging.iterdir() if p.is_dir() and "-" in p.name)
+
+
+def pending(catalog_root: Path, bar_type: str) -> tuple[list[Publish], list[Path]]:
+    """The journaled publishes of a series, and its staging folders that never got a journal.
+
+    Only meaningful while holding the series' lock: a live writer's folders look the same.
+    """
+    folder = Path(catalog_root) / STAGING / bar_type
+    publishes, garbage = [], []
+    for root in sorted(folder.iterdir()) if folder.is_dir() else []:
+        journal = root / JOURNAL
+        if not journal.is_file():
+            garbage.append(root)
+            continue
+        record = json.loads(journal.read_text())
+        publishes.append(
+            Publish(Path(catalog_root), bar_type, record["publish_id"], tuple(Path(f) for f in record["folders"]))
+        )
+    return publishes, garbage
+
+
+def remove_garbage(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+        _remove_if_empty(path.parent)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (another publish of the series) or already gone
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk (a rename is durable only once its folder is)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,92 @@
+"""Database failures: transient ones retried with backoff, every one reported in one clean line.
+
+Transient means the same work can succeed if run again: the connection was dropped or terminated,
+the server is (re)starting, a serialization failure or deadlock. Callers retry whole transactions
+(each one replaces what it writes), so a retry never writes anything twice. The message names
+the database and the operation, never the password and never the SQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+T = TypeVar("T")
+log = logging.getLogger("ntrader_pipeline.warehouse")
+
+# SQLSTATEs: serialization failure, deadlock, admin/crash shutdown, server starting up; class 08
+# is every connection exception.
+TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03"}
+
+
+class WarehouseError(RuntimeError):
+    """A database operation failed: which database, which operation, and the server's reason."""
+
+
+def retry_settings() -> tuple[int, float]:
+    """Attempts and first backoff (seconds, doubled each retry): NTRADER_DB_RETRIES and _RETRY_BACKOFF."""
+    return 1 + int(os.environ.get("NTRADER_DB_RETRIES", "5")), float(os.environ.get("NTRADER_DB_RETRY_BACKOFF", "0.5"))
+
+
+def is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) or type(exc).__module__.split(".")[0] in {"psycopg", "sqlite3"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether running the same transaction again may succeed (SQLAlchemy- or driver-raised)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = getattr(original, "sqlstate", None)
+    if code:
+        return code in TRANSIENT_SQLSTATES or code.startswith("08")
+    if type(original).__module__ == "sqlite3":
+        return "locked" in str(original)  # another writer held the file past the busy timeout
+    driver_operational = type(original).__name__ == "OperationalError"  # psycopg: no session yet
+    return isinstance(exc, OperationalError) or driver_operational
+
+
+def database_name(url: str) -> str:
+    """``postgresql database ntrader on db.example:5432`` or ``sqlite database /path/w.sqlite``: no password."""
+    parsed = make_url(url)
+    where = f" on {parsed.host}:{parsed.port or 5432}" if parsed.host else ""
+    return f"{parsed.get_backend_name()} database {parsed.database}{where}"
+
+
+def reason(exc: BaseException) -> str:
+    """The driver's first line (``terminating connection due to administrator command``), no SQL."""
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    return lines[0] if lines else type(original).__name__
+
+
+def with_retries(url: str, operation: str, work: Callable[[], T]) -> T:
+    """Run ``work`` (one whole transaction), again after a transient failure, with backoff.
+
+    Any database error that is not retried, or still fails after the last attempt, becomes a
+    ``WarehouseError`` naming the database and the operation; other exceptions pass unchanged.
+    """
+    attempts, backoff = retry_settings()
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            if not is_transient(exc):
+                raise WarehouseError(f"{operation} failed on {database_name(url)}: {reason(exc)}") from exc
+            if attempt == attempts:
+                raise WarehouseError(
+                    f"{operation} failed on {database_name(url)} after {attempts} attempts: {reason(exc)}"
+                ) from exc
+            delay = backoff * 2 ** (attempt - 1)
+            log.warning("%s on %s: %s; retrying in %.1f s (attempt %d of %d)",
+                        operation, database_name(url), reason(exc), delay, attempt + 1, attempts)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

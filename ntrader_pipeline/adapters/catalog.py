@@ -23,6 +23,7 @@ from nautilus_trader.persistence.catalog.parquet import _timestamps_to_filename
 from nautilus_trader.serialization.arrow.serializer import ArrowSerializer
 
 from ntrader_pipeline.adapters.catalog_publish import Publish
+from ntrader_pipeline.adapters.faults import kill_point
 from ntrader_pipeline.core.bars import (
     PRICE_COLUMNS,
     SIZE_PRECISION,
@@ -148,6 +149,7 @@ class BarCatalog:
             folder / _timestamps_to_filename(merged.first_ns, merged.last_ns),
             row_group_size=staging.max_rows_per_group,
         )
+        kill_point("staging")  # staged files written, no journal yet: garbage to whoever opens next
         publish.seal()
         return StagedSeries(merged, publish)
 

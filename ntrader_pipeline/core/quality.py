@@ -9,13 +9,12 @@ the session open, so a 1MIN series expects bars opening 09:30, 09:31, ... 15:59 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ntrader_pipeline.core.bars import BAR_COLUMNS, PRICE_COLUMNS, SIZE_PRECISION, Timeframe
+from ntrader_pipeline.core.bars import BAR_COLUMNS, PRICE_COLUMNS, SIZE_PRECISION, Timeframe, frame_hash
 from ntrader_pipeline.core.calendar import exchange_calendar
 from ntrader_pipeline.core.validation import validate_bars
 
@@ -198,9 +197,13 @@ def bar_ticks(frame: pd.DataFrame, price_precision: int) -> np.ndarray:
     return ticks[np.argsort(ticks[:, 0], kind="stable")]
 
 
-def content_hash(ticks: np.ndarray) -> str:
-    """sha256 of ``bar_ticks`` rows: equal exactly when every bar's time and OHLCV are equal."""
-    return hashlib.sha256(np.ascontiguousarray(ticks, dtype="<i8").tobytes()).hexdigest()
+def content_hash(ticks: np.ndarray, price_precision: int) -> str:
+    """``BarSeries.content_hash`` of ``bar_ticks`` rows: the digest a backtest records as its data hash."""
+    scale = 10**price_precision
+    frame = pd.DataFrame({"ts_event": ticks[:, 0], "volume": ticks[:, 5].astype(np.float64)})
+    for i, column in enumerate(PRICE_COLUMNS, start=1):
+        frame[column] = ticks[:, i] / scale
+    return frame_hash(frame, price_precision)
 
 
 def same_content(catalog: np.ndarray, table: np.ndarray, price_precision: int) -> Finding:
@@ -208,7 +211,10 @@ def same_content(catalog: np.ndarray, table: np.ndarray, price_precision: int) -
 
     Counts alone miss a table left on old prices under a catalog with new ones; this does not.
     """
-    hashes = {"catalog_sha256": content_hash(catalog), "table_sha256": content_hash(table)}
+    hashes = {
+        "catalog_sha256": content_hash(catalog, price_precision),
+        "table_sha256": content_hash(table, price_precision),
+    }
     if hashes["catalog_sha256"] == hashes["table_sha256"]:
         return Finding(True, f"catalog and table hold the same {len(catalog)} bars", {"bars": len(catalog), **hashes})
     common, at_catalog, at_table = np.intersect1d(catalog[:, 0], table[:, 0], return_indices=True)

@@ -275,9 +275,10 @@ class Warehouse:
             with self.engine.connect() as connection, connection.begin() as transaction:
                 if self.dialect == "postgresql":
                     connection.exec_driver_sql("SET LOCAL lock_timeout = '120s'")
-                inserted = connection.execute(self._insert(store_publishes).values(row).on_conflict_do_nothing())
+                claim = self._insert(store_publishes).values(row).on_conflict_do_nothing()
+                inserted = connection.execute(claim.returning(store_publishes.c.publish_id)).first()
                 transaction.rollback()
-                return inserted.rowcount == 0
+                return inserted is None  # the key was taken: by the committed transaction
 
         return with_retries(self.url, f"checking the unfinished publish of {bar_type}", probe)
 

@@ -3,13 +3,18 @@
 The server really terminates the import's and the backtest's connections (``pg_terminate_backend``)
 while they are writing: a watcher holds a table lock the write needs, waits until the write is
 blocked on it (its rows already sent, nothing committed), terminates that backend and lets go.
-An unreachable server must fail with one line naming the database and the operation, never the
-password and never SQL.
+A restart is played at the wire (the shared server cannot be restarted): a proxy in front of the
+real server drops every connection mid-write and, for a while, answers new ones as a starting
+Postgres does (SQLSTATE 57P03). An unreachable server must fail with one line naming the
+database and the operation, never the password and never SQL.
 """
 
 from __future__ import annotations
 
 import logging
+import selectors
+import socket
+import struct
 import threading
 import time
 
@@ -17,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.market_data_store import MarketDataStore
@@ -29,10 +35,12 @@ from ntrader_pipeline_tests.test_crash_recovery import expected_hash, repriced, 
 
 
 class TerminateWhenBlocked(threading.Thread):
-    """Locks ``table`` until a backend of the database waits on it, then terminates that backend."""
+    """Locks ``table`` until a backend of the database waits on it, then terminates that backend
+    (or, with ``action``, does that instead)."""
 
-    def __init__(self, url: str, table: str):
+    def __init__(self, url: str, table: str, action=None):
         super().__init__(daemon=True)
+        self.action = action
         self.engine = create_engine(url, isolation_level="AUTOCOMMIT")
         self.holder = create_engine(url).connect()
         self.holder.begin()
@@ -49,7 +57,10 @@ class TerminateWhenBlocked(threading.Thread):
                         " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
                     )).scalars().all()
                     for pid in blocked:
-                        watcher.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                        if self.action is None:
+                            watcher.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                        else:
+                            self.action()
                         self.terminated.append(pid)
                     time.sleep(0.02)
         finally:
@@ -87,6 +98,105 @@ def test_import_and_backtest_retry_after_their_connections_are_terminated_mid_wr
     assert run["run_id"] == metrics["run_id"] and run["data_hash"] == new
     assert store.warehouse.get_metrics(run["run_id"])["trade_count"] == metrics["trade_count"] > 0
     assert len(store.warehouse.get_trades(run["run_id"])) == metrics["trade_count"]  # written once, whole
+
+
+STARTING_UP = b"".join(  # ErrorResponse: FATAL 57P03, as a server in recovery answers a login
+    [b"SFATAL\0", b"VFATAL\0", b"C57P03\0", b"Mthe database system is starting up\0", b"\0"]
+)
+
+
+class RestartingProxy(threading.Thread):
+    """TCP proxy to the real server; ``restart()`` drops every connection and refuses logins for a while."""
+
+    def __init__(self, upstream_port: int):
+        super().__init__(daemon=True)
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.down_until = 0.0
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+        self.refused = 0
+
+    def restart(self, down_for: float = 1.5) -> None:
+        with self.lock:
+            self.down_until = time.monotonic() + down_for
+            for client, server in self.pairs:
+                for end in (client, server):
+                    end.close()
+            self.pairs.clear()
+
+    def run(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if time.monotonic() < self.down_until:
+                threading.Thread(target=self._refuse, args=(client,), daemon=True).start()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self.lock:
+                self.pairs.append((client, server))
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _refuse(self, client: socket.socket) -> None:
+        with client:
+            length, code = struct.unpack("!ii", client.recv(8))
+            if code == 80877103:  # SSLRequest: no SSL, then the real startup message
+                client.sendall(b"N")
+                (length,) = struct.unpack("!i", client.recv(4))
+            client.recv(length)
+            client.sendall(b"E" + struct.pack("!i", 4 + len(STARTING_UP)) + STARTING_UP)
+            self.refused += 1
+
+    @staticmethod
+    def _pump(client: socket.socket, server: socket.socket) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(client, selectors.EVENT_READ, server)
+        selector.register(server, selectors.EVENT_READ, client)
+        try:
+            while True:
+                for key, _ in selector.select():
+                    data = key.fileobj.recv(65536)
+                    if not data:
+                        return
+                    key.data.sendall(data)
+        except (OSError, ValueError):
+            return
+        finally:
+            client.close()
+            server.close()
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+def test_an_import_survives_a_database_restart_mid_write(tmp_path, postgres_url, caplog):
+    caplog.set_level(logging.WARNING, logger="ntrader_pipeline.warehouse")
+    real = make_url(postgres_url)
+    proxy = RestartingProxy(real.port or 5432)
+    proxy.start()
+    through_proxy = real.set(port=proxy.port).render_as_string(hide_password=False)
+    settings = Settings(home=tmp_path / "home", strategy_configs_dir=STRATEGY_CONFIGS, warehouse_url=through_proxy)
+    pipeline = Pipeline.open(settings, DagsterInstance.ephemeral())
+    pipeline.import_csv(ORCL_DAILY, "ORCL")
+    new_file = repriced(tmp_path / "ORCL_repriced.csv")
+
+    restarting = TerminateWhenBlocked(postgres_url, "store_publishes", action=proxy.restart)
+    restarting.start()
+    try:
+        stored = pipeline.import_csv(new_file, "ORCL")
+    finally:
+        restarting.join(timeout=60)
+        proxy.stop()
+
+    assert stored["bars_written"] == 5036 and proxy.refused >= 1
+    assert "the database system is starting up; retrying" in caplog.text
+    store = MarketDataStore(BarCatalog(settings.resolved_catalog_path, "XNAS"), Warehouse.open(postgres_url))
+    new = expected_hash(new_file)
+    assert stored_content(store) == (new, new)
+    assert not any((settings.resolved_catalog_path / ".staging").rglob("*"))
 
 
 @pytest.mark.parametrize("command", [["data", "list"], ["data", "import-csv", "--file", str(ORCL_DAILY), "--symbol", "ORCL"]])

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.catalog_publish import JOURNAL
-from ntrader_pipeline.adapters.market_data_store import MarketDataStore
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore, series_lock
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_ticks
 from ntrader_pipeline.cli.main import cli
@@ -41,7 +41,15 @@ catalog, url, csv = sys.argv[1:]
 MarketDataStore(BarCatalog(catalog, "XNAS"), Warehouse.open(url)).replace(read_bar_csv(csv, "ORCL"))
 """
 # phase -> which bars both stores must hold once settled
-PHASES = {"staging": "old", "staged": "old", "table-written": "old", "half-swapped": "old", "before-commit": "old", "committed": "new"}
+PHASES = {
+    "staging": "old",  # staged files half-written, no journal yet
+    "staged": "old",  # staged and journaled, nothing else done
+    "table-written": "old",  # rows replaced and publish marked, not committed
+    "backup-made": "old",  # the live bar folder moved aside, the new one not yet in (F1's instant)
+    "half-swapped": "old",  # new bars in, the instrument folder not yet swapped
+    "before-commit": "old",  # everything swapped, the commit not sent
+    "committed": "new",  # committed, journal and staging not yet removed
+}
 
 
 def repriced(path: Path) -> Path:
@@ -128,3 +136,21 @@ def test_f1_a_killed_cli_import_is_settled_by_the_next_backtest(tmp_path, ntrade
     assert not any((catalog / ".staging").rglob("*"))
     [run] = store.warehouse.list_runs(symbol="ORCL")
     assert run["bar_count"] == 5036 and run["data_hash"] == old  # the backtest ran on the bars the table holds
+
+
+def test_opening_the_stores_leaves_a_publish_in_progress_alone(tmp_path, sqlite_url) -> None:
+    """Another live process holds the series' lock while it publishes: an open elsewhere must not
+    settle (or delete) its staging; once the lock is free, the next open does."""
+    catalog = BarCatalog(tmp_path / "catalog", "XNAS")
+    store = MarketDataStore(catalog, Warehouse.open(sqlite_url))
+    store.replace(read_bar_csv(ORCL_DAILY, "ORCL"))
+    staged = catalog.stage(read_bar_csv(repriced(tmp_path / "ORCL_repriced.csv"), "ORCL"))  # a writer's staging
+
+    with series_lock(catalog, BAR_TYPE):  # the writer is alive and holds its series
+        assert MarketDataStore(BarCatalog(catalog.path, "XNAS"), store.warehouse).recover() == []
+        assert (staged.publish.root / JOURNAL).is_file()
+
+    MarketDataStore(BarCatalog(catalog.path, "XNAS"), store.warehouse)  # the next open settles it
+    assert not staged.publish.root.exists()
+    old = expected_hash(ORCL_DAILY)
+    assert stored_content(store) == (old, old)

@@ -82,6 +82,8 @@ class Publish:
             if live.exists():
                 backup.parent.mkdir(parents=True, exist_ok=True)
                 live.rename(backup)
+                if index == 0:
+                    kill_point("backup-made")  # F1's instant: the old bars moved aside, the new not yet in
             live.parent.mkdir(parents=True, exist_ok=True)
             staged.rename(live)
             _fsync(live.parent)

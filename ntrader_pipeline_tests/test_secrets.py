@@ -27,6 +27,7 @@ from dagster._serdes import serialize_value
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.definitions import build_definitions
 from ntrader_pipeline.defs.resources import WAREHOUSE_URL_VAR, PipelineStores
@@ -74,10 +75,9 @@ def secret_env(ntrader_home, monkeypatch) -> None:
 
 
 def test_every_secret_looking_setting_is_covered():
-    from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
-
     looking = {name for model in (Settings, IbkrSettings) for name in model.model_fields if SECRET_LOOKING.search(name)}
     assert looking == set(COVERED_SETTINGS)
+    assert set(COVERED_SETTINGS.values()) <= {*SECRETS, WAREHOUSE_URL_VAR}
 
 
 def test_a_password_given_in_code_is_refused_and_a_url_without_one_is_kept(tmp_path, monkeypatch):

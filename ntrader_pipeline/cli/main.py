@@ -6,6 +6,7 @@ import os
 import sys
 
 import click
+from dotenv import load_dotenv
 
 from ntrader_pipeline.cli import ibkr as _ibkr  # noqa: F401 - adds `data connect` and `data fetch`
 from ntrader_pipeline.cli.backtest import backtest
@@ -44,4 +45,7 @@ for command in (list_results, compare, reproduce):
 
 
 def main() -> None:
+    # Export .env to the environment, as Dagster's own commands do: the settings read the file
+    # themselves, but Dagster reads secrets from the environment by name (defs/resources.py).
+    load_dotenv(".env", override=False)
     cli(prog_name="ntrader")

@@ -1,19 +1,45 @@
-"""The one resource every asset uses: the stores, resolved from ntrader settings."""
+"""The one resource every asset uses: the stores, resolved from ntrader settings.
 
+Secrets reach Dagster by name only. Dagster keeps a resource's configured values in the code
+location's snapshot (which the UI shows) and in every run's job snapshot; an ``EnvVar`` is kept
+there as the variable's name and read from the environment when a run starts.
+"""
+
+import os
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
+from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.market_data_store import MarketDataStore
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.settings import Settings
 
+WAREHOUSE_URL_VAR = "NTRADER_WAREHOUSE_URL"
+
+
+def by_name(variable: str, value: str, *, secret: bool = True) -> str:
+    """``EnvVar(variable)`` when the environment holds ``value``, so Dagster records only the name.
+
+    A secret given any other way (in code) is refused instead of being written into Dagster's storage.
+    """
+    if os.environ.get(variable) == value:
+        return EnvVar(variable)
+    if secret:
+        raise ValueError(f"{variable} holds a secret: set it in the environment (or .env), where Dagster reads it by name")
+    return value
+
+
+def resolved(value: str) -> str:
+    """A field's value; outside a run (the CLI, tests) an ``EnvVar`` is still unresolved."""
+    return value.get_value() if isinstance(value, EnvVar) else value
+
 
 class PipelineStores(ConfigurableResource):
     """Where bars, results and reports live (see ``ntrader_pipeline.settings``)."""
 
-    warehouse_url: str
+    warehouse_url: str  # the embedded SQLite URL, else EnvVar(WAREHOUSE_URL_VAR): it may hold a password
     catalog_path: str
     reports_dir: str
     strategy_configs_dir: str
@@ -22,8 +48,10 @@ class PipelineStores(ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineStores":
+        url = settings.warehouse_url
         return cls(
-            warehouse_url=settings.resolved_warehouse_url,
+            warehouse_url=by_name(WAREHOUSE_URL_VAR, url, secret=make_url(url).password is not None)
+            if url else settings.resolved_warehouse_url,
             catalog_path=str(settings.resolved_catalog_path),
             reports_dir=str(settings.resolved_reports_dir),
             strategy_configs_dir=str(Path(settings.strategy_configs_dir).resolve()),
@@ -36,7 +64,7 @@ class PipelineStores(ConfigurableResource):
         return self.market_data().catalog
 
     def warehouse(self) -> Warehouse:
-        return Warehouse.open(self.warehouse_url)
+        return Warehouse.open(resolved(self.warehouse_url))
 
     def market_data(self) -> MarketDataStore:
         return MarketDataStore(BarCatalog(self.catalog_path, self.venue), self.warehouse())

@@ -1,7 +1,8 @@
 """Data-quality checks on a symbol's stored bars, run in every ingestion run right after the write.
 
-One op reads the series once from the catalog and once (as counts) from the table, then reports
-each rule of ``core.quality`` as its own check, per symbol partition. ERROR checks are blocking:
+One op reads the series once from the catalog and from the table (as counts, then as integer
+ticks for the content comparison), then reports each rule of ``core.quality`` as its own check,
+per symbol partition. ERROR checks are blocking:
 a failure stops the backtests of that symbol from running on the bad data (in the same run, and
 through the backtests' automation condition in later ones).
 """

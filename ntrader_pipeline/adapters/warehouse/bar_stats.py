@@ -50,33 +50,32 @@ def table_bar_stats(warehouse: Warehouse, symbol: str, bar_type: str, first_ns: 
 def table_bar_ticks(warehouse: Warehouse, symbol: str, bar_type: str, price_precision: int) -> np.ndarray:
     """The series' rows as ``core.quality.bar_ticks`` makes them from the catalog, in time order.
 
-    The database scales its exact decimals to integer ticks; Postgres streams the result by COPY
-    (a million rows in well under a second, with no Python object per value).
+    The database scales its exact decimals to integer ticks and sends them as text that pyarrow
+    parses in bulk (Postgres by COPY), so no Python object is made per value.
     """
     scale = 10**price_precision
     if warehouse.dialect == "postgresql":
         return _postgres_ticks(warehouse, symbol, bar_type, scale)
-    prices = ", ".join(f"CAST(ROUND(CAST({c} AS REAL) * {scale}) AS INTEGER)" for c in ("open", "high", "low", "close"))
+    # One text line per row, built by SQLite: a million Python strings instead of six million
+    # Python numbers, then parsed in bulk by pyarrow like the Postgres COPY text.
+    prices = " || ',' || ".join(f"CAST(ROUND(CAST({c} AS REAL) * {scale}) AS INTEGER)" for c in ("open", "high", "low", "close"))
     query = (
-        f'SELECT "timestamp", {prices}, CAST(volume AS INTEGER) FROM market_data '
+        f"SELECT \"timestamp\" || ',' || {prices} || ',' || CAST(volume AS INTEGER) FROM market_data "
         'WHERE symbol = ? AND bar_type = ? ORDER BY "timestamp"'
     )
-    chunks = []
+    buffer = io.BytesIO()
     with warehouse.reading(f"reading {bar_type} bars") as connection:
         result = connection.exec_driver_sql(query, (symbol, bar_type))
         while rows := result.fetchmany(200_000):
-            stamps, *values = zip(*rows, strict=True)
-            chunk = np.empty((len(rows), 6), dtype=np.int64)
-            chunk[:, 0] = pd.to_datetime(pd.Series(stamps), utc=True, format="ISO8601").dt.as_unit("ns").astype("int64").to_numpy()
-            chunk[:, 1:] = np.array(values, dtype=np.int64).T
-            chunks.append(chunk)
-    return np.concatenate(chunks) if chunks else np.empty((0, 6), dtype=np.int64)
+            buffer.write("\n".join(row[0] for row in rows).encode())
+            buffer.write(b"\n")
+    return _parse_ticks(buffer, ",", pa.timestamp("ns"))
 
 
 def _postgres_ticks(warehouse: Warehouse, symbol: str, bar_type: str, scale: int) -> np.ndarray:
-    prices = ", ".join(f"round({c} * {scale})::bigint" for c in ("open", "high", "low", "close"))
+    prices = ", ".join(f"({c} * {scale})::bigint" for c in ("open", "high", "low", "close"))  # the cast rounds
     query = (
-        f'COPY (SELECT (extract(epoch FROM "timestamp") * 1000000)::bigint * 1000, {prices}, round(volume)::bigint '
+        f'COPY (SELECT (extract(epoch FROM "timestamp") * 1000000)::bigint * 1000, {prices}, volume::bigint '
         'FROM market_data WHERE symbol = %s AND bar_type = %s ORDER BY "timestamp") TO STDOUT'
     )
     buffer = io.BytesIO()
@@ -88,13 +87,22 @@ def _postgres_ticks(warehouse: Warehouse, symbol: str, bar_type: str, scale: int
                     buffer.write(block)
         finally:
             cursor.close()
+    return _parse_ticks(buffer, "\t", pa.int64())
+
+
+def _parse_ticks(buffer: io.BytesIO, delimiter: str, time_type: pa.DataType) -> np.ndarray:
+    """Six integer columns of delimited text (the first a time, as ns or as text) into an (n, 6) array."""
     if buffer.tell() == 0:
         return np.empty((0, 6), dtype=np.int64)
     names = [f"c{i}" for i in range(6)]
     table = pacsv.read_csv(
         io.BytesIO(buffer.getvalue()),
         read_options=pacsv.ReadOptions(column_names=names),
-        parse_options=pacsv.ParseOptions(delimiter="\t"),
-        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.int64())),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter),
+        convert_options=pacsv.ConvertOptions(column_types={"c0": time_type, **dict.fromkeys(names[1:], pa.int64())}),
     )
-    return np.column_stack([table.column(name).to_numpy() for name in names])
+    ticks = np.empty((table.num_rows, 6), dtype=np.int64)
+    ticks[:, 0] = table.column("c0").cast(pa.int64()).to_numpy()
+    for i, name in enumerate(names[1:], start=1):
+        ticks[:, i] = table.column(name).to_numpy()
+    return ticks

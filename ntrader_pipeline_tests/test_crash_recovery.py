@@ -26,7 +26,7 @@ from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_ticks
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core import quality
-from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.bars import BarSeries, Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline_tests.conftest import ORCL_DAILY
 
@@ -152,5 +152,23 @@ def test_opening_the_stores_leaves_a_publish_in_progress_alone(tmp_path, sqlite_
 
     MarketDataStore(BarCatalog(catalog.path, "XNAS"), store.warehouse)  # the next open settles it
     assert not staged.publish.root.exists()
+    old = expected_hash(ORCL_DAILY)
+    assert stored_content(store) == (old, old)
+
+
+def test_a_write_that_fails_while_staging_leaves_no_staging(tmp_path, sqlite_url) -> None:
+    """The catalog writer refuses a value it cannot encode (a negative price that skipped validation):
+    the error surfaces, nothing is left under staging, and the stored bars are untouched."""
+    store = MarketDataStore(BarCatalog(tmp_path / "catalog", "XNAS"), Warehouse.open(sqlite_url))
+    good = read_bar_csv(ORCL_DAILY, "ORCL")
+    store.replace(good)
+    frame = good.frame.copy()
+    frame.loc[100, "low"] = -1.0
+    broken = BarSeries("ORCL", Timeframe.DAILY, frame, good.price_precision)
+
+    with pytest.raises(ValueError, match="non-negative"):
+        store.replace(broken)
+
+    assert not any((store.catalog.path / ".staging").rglob("*"))
     old = expected_hash(ORCL_DAILY)
     assert stored_content(store) == (old, old)

@@ -140,17 +140,21 @@ class BarCatalog:
         merged = merge_series(self.read(series.symbol, series.timeframe), series)
         bar_type = str(merged.bar_type(self.venue))
         publish = Publish.create(self.path, bar_type, series_folders(merged.symbol, self.venue, bar_type))
-        staging = ParquetDataCatalog(str(publish.new))
-        staging.write_data([make_equity(merged.symbol, self.venue, merged.price_precision)])
-        folder = publish.new / "data" / "bar" / bar_type
-        folder.mkdir(parents=True)
-        pq.write_table(
-            bars_table(merged, self.venue),
-            folder / _timestamps_to_filename(merged.first_ns, merged.last_ns),
-            row_group_size=staging.max_rows_per_group,
-        )
-        kill_point("staging")  # staged files written, no journal yet: garbage to whoever opens next
-        publish.seal()
+        try:
+            staging = ParquetDataCatalog(str(publish.new))
+            staging.write_data([make_equity(merged.symbol, self.venue, merged.price_precision)])
+            folder = publish.new / "data" / "bar" / bar_type
+            folder.mkdir(parents=True)
+            pq.write_table(
+                bars_table(merged, self.venue),
+                folder / _timestamps_to_filename(merged.first_ns, merged.last_ns),
+                row_group_size=staging.max_rows_per_group,
+            )
+            kill_point("staging")  # staged files written, no journal yet: garbage to whoever opens next
+            publish.seal()
+        except BaseException:
+            publish.remove()  # a write that fails here leaves no staging behind
+            raise
         return StagedSeries(merged, publish)
 
     def write(self, series: BarSeries) -> BarSeries:

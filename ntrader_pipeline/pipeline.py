@@ -16,6 +16,7 @@ from typing import Any
 from dagster import DagsterInstance, Definitions
 from dagster._core.errors import DagsterAssetCheckFailedError
 
+from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.core.backtest import bars_to_trade
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.strategy_specs import load_spec
@@ -33,7 +34,10 @@ from ntrader_pipeline.settings import Settings, get_settings
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 INSTANCE_YAML = """\
-# Dagster instance of the embedded ntrader setup (written by ntrader; edit freely).
+# Dagster instance of the embedded ntrader setup (edit freely). ntrader writes this file into a
+# new home; the repository ships a copy in .ntrader/dagster, so a plain `dagster dev` with the
+# DAGSTER_HOME of .env.example finds its instance before any ntrader command ran. Paths follow
+# DAGSTER_HOME, so the file works wherever the folder is.
 # Events go to one SQLite file instead of Dagster's default of one new database per run, which
 # cost about half a second per backtest partition here (see bench/backtest_overhead.py).
 # Runs launched from the UI each start a fresh Python process (~5 s of imports): two at a time is
@@ -51,7 +55,8 @@ event_log_storage:
   module: dagster.core.storage.event_log
   class: ConsolidatedSqliteEventLogStorage
   config:
-    base_dir: {home}/history
+    base_dir:
+      env: DAGSTER_HOME
 telemetry:
   enabled: false
 """
@@ -63,13 +68,34 @@ class PipelineError(RuntimeError):
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """Create the shared Dagster home and point ``DAGSTER_HOME`` at it."""
+    """Create the shared Dagster home and point ``DAGSTER_HOME`` at it.
+
+    Commands started at once on a new home all get here: the settings file appears whole or not
+    at all (written aside, then linked into place, which fails if another process won), so no
+    process reads a half-written ``dagster.yaml`` and starts an instance with default settings.
+    """
     home = settings.resolved_dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(INSTANCE_YAML.format(home=home))
+    target = home / "dagster.yaml"
+    if not target.exists():
+        draft = home / f".dagster.yaml.{os.getpid()}"
+        draft.write_text(INSTANCE_YAML)
+        try:
+            os.link(draft, target)
+        except FileExistsError:
+            pass  # another command created it first, with the same settings
+        finally:
+            draft.unlink()
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def open_instance(settings: Settings) -> DagsterInstance:
+    """The shared instance; one process at a time opens it, since the first opening of a new home
+    creates its SQLite storages and stamps their schema versions."""
+    home = prepare_dagster_home(settings)
+    with file_lock(home / ".open.lock"):
+        return DagsterInstance.get()
 
 
 @dataclass
@@ -82,8 +108,7 @@ class Pipeline:
     def open(cls, settings: Settings | None = None, instance: DagsterInstance | None = None) -> Pipeline:
         settings = settings or get_settings()
         if instance is None:
-            prepare_dagster_home(settings)
-            instance = DagsterInstance.get()
+            instance = open_instance(settings)
         return cls(settings, instance, build_definitions(settings))
 
     def _execute(self, job_name: str, partition_key: str, run_config: dict) -> Any:

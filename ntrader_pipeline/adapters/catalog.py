@@ -34,6 +34,7 @@ from ntrader_pipeline.core.bars import (
     to_nautilus_bars,
 )
 from ntrader_pipeline.core.instruments import make_equity
+from ntrader_pipeline.core.paths import confined
 
 
 def merge_series(existing: BarSeries | None, incoming: BarSeries) -> BarSeries:
@@ -103,7 +104,9 @@ class StagedSeries:
         """The catalog folders (relative to its root) that this series owns."""
         bar_type = str(self.series.bar_type(self.catalog.venue))
         instrument_id = f"{self.series.symbol}.{self.catalog.venue}"
-        return [Path("data") / "bar" / bar_type, Path("data") / "equity" / instrument_id]
+        root = self.catalog.path.resolve()  # names built from the symbol: never a folder outside its own
+        return [confined(root / "data" / "bar", bar_type).relative_to(root),
+                confined(root / "data" / "equity", instrument_id).relative_to(root)]
 
     def publish(self) -> None:
         """Swap the staged folders in; the old ones are kept until ``discard``."""
@@ -146,7 +149,7 @@ class BarCatalog:
         return ParquetDataCatalog(str(self.path))
 
     def bar_files(self, symbol: str, timeframe: Timeframe) -> list[Path]:
-        folder = self.path / "data" / "bar" / str(bar_type_for(symbol, self.venue, timeframe))
+        folder = confined(self.path / "data" / "bar", str(bar_type_for(symbol, self.venue, timeframe)))
         return sorted(folder.glob("*.parquet")) if folder.exists() else []
 
     def read_bars(self, symbol: str, timeframe: Timeframe) -> list[Bar]:
@@ -173,7 +176,7 @@ class BarCatalog:
         root = self.path / ".staging" / uuid.uuid4().hex
         staging = ParquetDataCatalog(str(root / "new"))
         staging.write_data([make_equity(merged.symbol, self.venue, merged.price_precision)])
-        folder = root / "new" / "data" / "bar" / str(merged.bar_type(self.venue))
+        folder = confined(root / "new" / "data" / "bar", str(merged.bar_type(self.venue)))
         folder.mkdir(parents=True)
         pq.write_table(
             bars_table(merged, self.venue),

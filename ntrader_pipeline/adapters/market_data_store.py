@@ -23,6 +23,7 @@ from sqlalchemy import delete
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.core.bars import BarSeries
+from ntrader_pipeline.core.paths import confined
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def series_lock(catalog: BarCatalog, bar_type: str) -> Iterator[None]:
     """Hold an exclusive lock on one series for as long as the block runs (released on exit or crash)."""
     folder = Path(catalog.path) / ".locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{bar_type}.lock", "a") as handle:
+    with open(confined(folder, f"{bar_type}.lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -16,6 +16,7 @@ from typing import Any
 from dagster import DagsterInstance, Definitions
 from dagster._core.errors import DagsterAssetCheckFailedError
 
+from ntrader_pipeline.core.symbols import parse_symbol, parse_symbols
 from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, backtest_key, symbol_partitions
 from ntrader_pipeline.settings import Settings, get_settings
@@ -102,6 +103,8 @@ class Pipeline:
         return sorted(self.instance.get_dynamic_partitions(symbol_partitions.name))
 
     def add_symbols(self, symbols: list[str]) -> None:
+        """New symbol partitions; all are checked against the symbol grammar before any is added."""
+        symbols = parse_symbols(symbols)
         existing = set(self.instance.get_dynamic_partitions(symbol_partitions.name))
         new = [s for s in symbols if s not in existing]
         if new:
@@ -118,7 +121,7 @@ class Pipeline:
         adjusted: bool = False,
     ) -> dict[str, Any]:
         """Import a CSV for ``symbol`` (a new symbol becomes a partition); returns what was stored."""
-        symbol = symbol.upper()
+        symbol = parse_symbol(symbol)
         self.add_symbols([symbol])
         config = {
             "file": str(Path(file).resolve()),
@@ -144,7 +147,7 @@ class Pipeline:
 
         With ``spec_path`` the YAML file runs on the ``_file`` strategy partition instead.
         """
-        symbol = symbol.upper()
+        symbol = parse_symbol(symbol)
         strategies = self.strategy_names()
         if spec_path is not None:
             strategy = FILE_STRATEGY_KEY

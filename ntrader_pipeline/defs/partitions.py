@@ -6,6 +6,8 @@ import warnings
 
 from dagster import BetaWarning, DynamicPartitionsDefinition, MultiPartitionsDefinition, StaticPartitionsDefinition
 
+from ntrader_pipeline.core.symbols import SymbolError, parse_symbol
+
 symbol_partitions = DynamicPartitionsDefinition(name="symbol")
 # The strategy key of backtests run from a YAML file outside strategy_configs (`backtest run-config`).
 FILE_STRATEGY_KEY = "_file"
@@ -23,6 +25,15 @@ def backtest_partitions(strategy_names: list[str]) -> MultiPartitionsDefinition:
 
 def backtest_key(strategy: str, symbol: str) -> str:
     return f"{strategy}|{symbol}"
+
+
+def symbol_of(key: str) -> str:
+    """The symbol a ``symbol`` partition key names. Keys can be added by hand in the UI, so an
+    asset checks its key against the symbol grammar before it reads or writes anything."""
+    symbol = parse_symbol(key)
+    if symbol != key:
+        raise SymbolError(f"symbol partition {key!r} is not upper case; add and use {symbol!r} instead")
+    return symbol
 
 # MultiToSingleDimensionPartitionMapping (backtest ← bars of its symbol) is marked beta; it is
 # the documented way to map a multi-partition onto one of its dimensions, so don't nag users.

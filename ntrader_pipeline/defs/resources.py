@@ -7,6 +7,7 @@ from dagster import ConfigurableResource
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.market_data_store import MarketDataStore
 from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, confined
 from ntrader_pipeline.settings import Settings
 
 
@@ -19,6 +20,7 @@ class PipelineStores(ConfigurableResource):
     strategy_configs_dir: str
     venue: str
     strategy_module_allowlist: list[str] = []
+    max_csv_bytes: int = DEFAULT_MAX_CSV_BYTES
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineStores":
@@ -29,6 +31,7 @@ class PipelineStores(ConfigurableResource):
             strategy_configs_dir=str(Path(settings.strategy_configs_dir).resolve()),
             venue=settings.venue,
             strategy_module_allowlist=settings.strategy_module_allowlist,
+            max_csv_bytes=settings.max_csv_bytes,
         )
 
     def catalog(self) -> BarCatalog:
@@ -41,7 +44,7 @@ class PipelineStores(ConfigurableResource):
         return MarketDataStore(self.catalog(), self.warehouse())
 
     def reports_dir_for(self, run_id: str) -> Path:
-        return Path(self.reports_dir) / run_id
+        return confined(self.reports_dir, run_id)
 
     def strategy_file(self, name: str) -> Path:
-        return Path(self.strategy_configs_dir) / f"{name}.yaml"
+        return confined(self.strategy_configs_dir, f"{name}.yaml")

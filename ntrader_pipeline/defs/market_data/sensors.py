@@ -46,6 +46,7 @@ from dagster import (
 
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.inbox import archive, file_key, quarantine, scan_inbox
+from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
 from ntrader_pipeline.core.validation import BarFileError
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.settings import Settings
@@ -70,6 +71,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
     """The inbox sensor and the two sensors that file its runs' files, for ``settings``' inbox."""
     inbox = settings.resolved_inbox_dir
     pattern = settings.inbox_symbol_pattern
+    max_bytes = settings.max_csv_bytes
 
     @sensor(
         name="inbox_csv_sensor",
@@ -88,7 +90,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves a successfully imported inbox file to the archive folder.",
     )
     def inbox_archive_sensor(context: RunStatusSensorContext) -> None:
-        _file_and_log(context)
+        _file_and_log(context, max_bytes)
 
     @run_failure_sensor(
         name="inbox_quarantine_sensor",
@@ -96,7 +98,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves an inbox file whose import failed to quarantine (or leaves it when the fault is elsewhere).",
     )
     def inbox_quarantine_sensor(context: RunFailureSensorContext) -> None:
-        _file_and_log(context)
+        _file_and_log(context, max_bytes)
 
     return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
 
@@ -112,9 +114,9 @@ def backtests_refresh_sensor(backtest_assets: list[AssetsDefinition]) -> Automat
     )
 
 
-def _file_and_log(context: RunStatusSensorContext) -> None:
+def _file_and_log(context: RunStatusSensorContext, max_bytes: int) -> None:
     """File the inbox CSV of the run that just ended (archive or quarantine) and log where it went."""
-    outcome = file_inbox_run(context.instance, context.dagster_run)
+    outcome = file_inbox_run(context.instance, context.dagster_run, max_bytes)
     if outcome:
         context.log.info(outcome)
 
@@ -125,6 +127,8 @@ def inbox_run_requests(
     """One import run per new or changed file; the cursor keeps the keys of requested files still present."""
     inbox.mkdir(parents=True, exist_ok=True)
     scan = scan_inbox(inbox, now, pattern)
+    for path, reason in scan.refused:  # no run, no partition: the name itself is the problem
+        context.log.warning(f"{reason}; quarantined as {quarantine(path, [reason])}")
     requested_before = set(json.loads(context.cursor)) if context.cursor else set()
     present = {f.key for f in scan.ready}
     busy = _symbols_importing(context.instance, ingest_job)
@@ -164,7 +168,7 @@ def _symbols_importing(instance: DagsterInstance, ingest_job: str) -> set[str]:
     }
 
 
-def file_inbox_run(instance: DagsterInstance, run: DagsterRun) -> str | None:
+def file_inbox_run(instance: DagsterInstance, run: DagsterRun, max_bytes: int = DEFAULT_MAX_CSV_BYTES) -> str | None:
     """Archive, quarantine or leave the inbox file of a finished run; returns what was done."""
     if INBOX_FILE_TAG not in run.tags:
         return None
@@ -173,7 +177,7 @@ def file_inbox_run(instance: DagsterInstance, run: DagsterRun) -> str | None:
         return f"{path.name} changed or left the inbox since run {run.run_id} read it; not moved"
     if run.status == DagsterRunStatus.SUCCESS or _wrote_bars(instance, run):
         return f"{path.name} imported; archived as {archive(path)}"
-    problems = rejection(path, run.tags[PARTITION_TAG])
+    problems = rejection(path, run.tags[PARTITION_TAG], max_bytes)
     if problems:
         target = quarantine(path, problems)
         return f"{path.name} rejected ({len(problems)} problems); quarantined as {target}"
@@ -185,10 +189,10 @@ def _wrote_bars(instance: DagsterInstance, run: DagsterRun) -> bool:
     return bool(records.records)
 
 
-def rejection(path: Path, symbol: str) -> list[str]:
+def rejection(path: Path, symbol: str, max_bytes: int = DEFAULT_MAX_CSV_BYTES) -> list[str]:
     """Every reason the file cannot become bars, read as the inbox run read it; [] when it can."""
     try:
-        read_bar_csv(path, symbol)
+        read_bar_csv(path, symbol, max_bytes=max_bytes)
     except BarFileError as error:
         return [problem.describe(path.name) for problem in error.problems]
     except OSError:

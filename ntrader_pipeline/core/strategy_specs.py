@@ -5,6 +5,8 @@ A file names a registered strategy (``strategy: momentum``) or a user's own clas
 (``strategy_path: "pkg.module:Class"`` + ``config_path: "pkg.module:ConfigClass"``). Files are
 read with ``yaml.safe_load`` and user modules are imported only from prefixes on the operator's
 allowlist, checked before anything is imported: a YAML file is data, never a way to run code.
+Files are size-limited before parsing, and aliases or nesting that expand a small file into a
+huge structure are refused; every failure names the file.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.fees import ZERO_COMMISSION, PerShareCommission
+from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, InputFileError, read_regular_file
 from ntrader_pipeline.core.strategies import (
     REGISTRY,
     RISK_FIELDS,
@@ -37,6 +40,8 @@ SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag")
 # Placeholders used to check a ``config:`` block before any bars are known.
 CHECK_INSTRUMENT = "CHECK.XNAS"
 CHECK_BAR_TYPE = "CHECK.XNAS-1-DAY-LAST-EXTERNAL"
+MAX_SPEC_VALUES = 10_000  # values after aliases are expanded; a real file has a few dozen
+MAX_SPEC_DEPTH = 32
 
 
 class StrategySpecError(ValueError):
@@ -247,6 +252,8 @@ def check_spec(spec: StrategySpec, allowlist: Sequence[str] = ()) -> None:
 def parse_spec(name: str, data: Any, source: str) -> StrategySpec:
     if not isinstance(data, dict):
         raise StrategySpecError(f"{source}: expected a mapping at the top level")
+    if bad := [key for key in data if not isinstance(key, str)]:
+        raise StrategySpecError(f"{source}: {bad[0]!r}: top-level keys must be text")
     if "name" in data:
         raise StrategySpecError(f"{source}: name: the file name is the strategy's name; remove the key")
     try:
@@ -268,13 +275,60 @@ def _reason(err: dict) -> str:
 
 def load_spec(path: str | Path) -> StrategySpec:
     path = Path(path)
+    data = read_spec_yaml(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise StrategySpecError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise StrategySpecError(f"{path}: not valid YAML ({exc})") from None
-    return parse_spec(path.stem, data, str(path))
+        return parse_spec(path.stem, data, str(path))
+    except StrategySpecError:
+        raise
+    except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:  # odd values the model trips on
+        raise StrategySpecError(f"{path}: {type(exc).__name__}: {exc}") from None
+
+
+def read_spec_yaml(path: Path) -> Any:
+    """The YAML data of a strategy file, or a ``StrategySpecError`` naming the file.
+
+    The file must be a regular file of at most ``MAX_SPEC_BYTES``; the parsed data may hold at
+    most ``MAX_SPEC_VALUES`` values (aliases counted each time they are used, so a "billion
+    laughs" file is refused) nested at most ``MAX_SPEC_DEPTH`` deep.
+    """
+    try:
+        raw = read_regular_file(path, MAX_SPEC_BYTES, "strategy file")
+    except InputFileError as exc:
+        raise StrategySpecError(str(exc)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise StrategySpecError(f"{path}:{line}: not UTF-8 text (bytes {raw[exc.start:exc.end].hex(' ')})") from None
+    try:
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise StrategySpecError(f"{path}: nested too deeply to parse (at most {MAX_SPEC_DEPTH} levels)") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        reason = " ".join(f"{exc.context or ''} {exc.problem or ''}".split())
+        raise StrategySpecError(f"{where}: not valid YAML ({reason})") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure on these bytes is the file's fault
+        raise StrategySpecError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    _check_shape(path, data)
+    return data
+
+
+def _check_shape(path: Path, data: Any) -> None:
+    """Walk the data without recursion, counting values and depth (aliases expand here)."""
+    stack, seen = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_SPEC_VALUES:
+            raise StrategySpecError(f"{path}: more than {MAX_SPEC_VALUES:,} values once aliases are expanded")
+        if depth > MAX_SPEC_DEPTH:
+            raise StrategySpecError(f"{path}: nested more than {MAX_SPEC_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def load_specs(folder: str | Path) -> dict[str, StrategySpec]:

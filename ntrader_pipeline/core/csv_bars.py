@@ -114,9 +114,12 @@ def read_bar_csv(
         raise BarFileError(path, [BarProblem(header_line + 1, None, None, "file has a header but no rows")])
     shape_ok = fields[data_rows] == len(names)
     problems = [
-        BarProblem(int(row) + 1, None, lines.text(int(row)), f"has {fields[row]} fields but the header has {len(names)}")
+        BarProblem(int(row) + 1, None, lines.text(int(row)),
+                   f"has {fields[row]} field{'s' if fields[row] != 1 else ''} but the header has {len(names)}")
         for row in data_rows[~shape_ok]
     ]
+    if unclosed := _unclosed_quotes(lines, data_rows, delimiter):  # pyarrow would join or drop such rows
+        raise BarFileError(path, sorted(problems + unclosed, key=lambda p: p.line))
     table = _read_table(lines, delimiter, names, columns)
     rows = data_rows[shape_ok]
     if table.num_rows != len(rows):  # pyarrow read quotes differently from the delimiter count
@@ -205,12 +208,15 @@ def _decoded_bytes(path: Path, max_bytes: int) -> bytes:
     except InputFileError as exc:  # line 0: the problem is the file as a whole
         summary = f"{path}: {exc.reason}; nothing was imported"
         raise BarFileError(path, [BarProblem(0, None, None, exc.reason)], summary) from None
+    if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        raise BarFileError(path, [BarProblem(1, None, f"bytes {data[:4].hex(' ')}", "UTF-32 text; save the file as UTF-8")])
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             data = data.decode("utf-16").encode("utf-8")
         except UnicodeDecodeError as exc:
             raise _encoding_error(path, data, exc, "not valid UTF-16 text") from None
-    data = data.removeprefix(b"\xef\xbb\xbf")
+    while data.startswith(b"\xef\xbb\xbf"):  # editors that add a BOM to a file that has one
+        data = data[3:]
     if b"\n" not in data and b"\r" in data:  # classic Mac line ends
         data = data.replace(b"\r", b"\n")
     if np.frombuffer(data, dtype=np.uint8).max(initial=0) >= 0x80:
@@ -275,8 +281,20 @@ def _refuse_long_lines(path: Path, lines: _LineIndex) -> None:
         raise BarFileError(path, [BarProblem(int(r) + 1, None, None, rule) for r in np.flatnonzero(lengths > MAX_LINE_BYTES)])
 
 
+def _unclosed_quotes(lines: _LineIndex, data_rows: np.ndarray, delimiter: str) -> list[BarProblem]:
+    """Lines with an odd number of quotes that the ``csv`` module cannot close (only those are parsed)."""
+    problems = []
+    for row in data_rows[lines.byte_counts('"')[data_rows] % 2 == 1]:
+        text = lines.text(int(row))
+        try:
+            next(csv.reader([text], delimiter=delimiter, strict=True))
+        except csv.Error:
+            problems.append(BarProblem(int(row) + 1, None, text, "unterminated quote: a field opens a \" it never closes"))
+    return problems
+
+
 def _quote_problems(lines: _LineIndex, data_rows: np.ndarray, shape_problems: list[BarProblem]) -> list[BarProblem]:
-    """Why pyarrow's rows differ from the plain split: a quote left open, or a quoted delimiter.
+    """Why pyarrow's rows differ from the plain split: a delimiter inside quotes.
 
     Only the (few) lines holding a quote are looked at, each with the standard ``csv`` module.
     """
@@ -289,7 +307,6 @@ def _quote_problems(lines: _LineIndex, data_rows: np.ndarray, shape_problems: li
         try:
             fields = next(csv.reader([text], delimiter=delimiter, strict=True))
         except csv.Error:
-            problems.append(BarProblem(int(row) + 1, None, text, "unterminated quote: a field opens a \" it never closes"))
             continue
         if len(fields) != naive[row]:
             problems.append(BarProblem(int(row) + 1, None, text,
@@ -377,7 +394,7 @@ def _parse_numbers(raw, columns: _Columns, lines: np.ndarray, adjusted: bool):
             )
             unparsed = np.isnan(values)
         unparsed |= ~pc.match_substring_regex(text, NUMBER).to_numpy(zero_copy_only=False)
-        bad = unparsed | ~np.isfinite(values)
+        bad = unparsed | np.isnan(values)  # a number too large for float64 is +-inf: a range problem below
         if bad.any():
             cells = np.asarray(text.to_numpy(zero_copy_only=False))
             for i in np.flatnonzero(bad):

@@ -567,11 +567,30 @@ def _parse_text(text: pa.Array, with_offsets: bool):
     except pa.ArrowInvalid:
         pass
     series = pd.Series(text.to_numpy(zero_copy_only=False))
-    parsed = pd.to_datetime(series, errors="coerce", utc=with_offsets)
-    if parsed.isna().all():
-        parsed = pd.to_datetime(series, errors="coerce", utc=with_offsets, format="mixed")
-    index = pd.DatetimeIndex(parsed)
+    try:
+        parsed = pd.to_datetime(series, errors="coerce", utc=with_offsets)
+        if parsed.isna().all():
+            parsed = pd.to_datetime(series, errors="coerce", utc=with_offsets, format="mixed")
+        index = pd.DatetimeIndex(parsed)
+    except (ValueError, OverflowError):  # e.g. a zone found where the file has none: cell by cell
+        index = _parse_each(series, with_offsets)
     return index, np.asarray(index.isna())
+
+
+def _parse_each(cells: pd.Series, with_offsets: bool) -> pd.DatetimeIndex:
+    """The slow path for text pandas refuses as a whole: each cell alone, NaT when it is not a
+    timestamp or has (or lacks) a zone unlike the file."""
+    stamps = []
+    for cell in cells:
+        try:
+            stamp = pd.Timestamp(cell)
+        except (ValueError, TypeError, OverflowError):
+            stamp = pd.NaT
+        if stamp is not pd.NaT and (stamp.tz is not None) != with_offsets:
+            stamp = pd.NaT
+        stamps.append(stamp.tz_convert("UTC") if stamp is not pd.NaT and with_offsets else stamp)
+    index = pd.DatetimeIndex(stamps, dtype="datetime64[us, UTC]" if with_offsets else "datetime64[us]")
+    return index
 
 
 # --- intervals ---------------------------------------------------------------------------------

@@ -45,7 +45,18 @@ MAX_SPEC_DEPTH = 32
 
 
 class StrategySpecError(ValueError):
-    """A strategy file that cannot be used, with the file and key named."""
+    """A strategy file that cannot be used, with the file and key named.
+
+    ``problems`` holds each ``key: reason`` when one pass found several (else it is empty).
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+    @classmethod
+    def listing(cls, source: str, problems: Sequence[str]) -> StrategySpecError:
+        return cls(f"{source}: {'; '.join(problems)}", problems)
 
 
 class FeeSettings(BaseModel):
@@ -180,19 +191,44 @@ def build_strategy_config(
     source: str | None = "",
 ) -> SignalStrategyConfig:
     """The strategy's frozen config from a file's ``config:`` block, type-checked field by field."""
-    raw = {**params, **(risk or RiskSettings()).strategy_fields(), "instrument_id": instrument_id, "bar_type": bar_type}
+    fixed = {**(risk or RiskSettings()).strategy_fields(), "instrument_id": instrument_id, "bar_type": bar_type}
     try:
-        return msgspec.convert(raw, config_cls, dec_hook=msgspec_decoding_hook)
+        return msgspec.convert({**params, **fixed}, config_cls, dec_hook=msgspec_decoding_hook)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        where = re.search(r"at `\$\.(\w+)`", message)
-        unknown = re.search(r"unknown field `(\w+)`", message)
-        key = where.group(1) if where else unknown.group(1) if unknown else None
-        reason = re.sub(r" - at `\$[.\w]*`", "", message)
-        text = f"config.{key}: {reason}" if key else f"config: {reason}"
+        problems = _config_problems(config_cls, params, fixed) or [_config_reason(exc)]
         if source is None:  # inside pydantic validation: the caller adds the file name
-            raise ValueError(text) from None
-        raise StrategySpecError(f"{source}: {text}") from None
+            raise _ConfigProblems(problems) from None
+        raise StrategySpecError.listing(source, problems) from None
+
+
+class _ConfigProblems(ValueError):
+    """The problems of a ``config:`` block, carried through pydantic's validation error."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _config_reason(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    where = re.search(r"at `\$\.(\w+)`", message)
+    unknown = re.search(r"unknown field `(\w+)`", message)
+    key = where.group(1) if where else unknown.group(1) if unknown else None
+    reason = re.sub(r" - at `\$[.\w]*`", "", message)
+    return f"config.{key}: {reason}" if key else f"config: {reason}"
+
+
+def _config_problems(config_cls, params: dict[str, Any], fixed: dict[str, Any]) -> list[str]:
+    """Each key's own problem (type, range, unknown name), found by checking the keys one at a
+    time, so a file lists them all in one pass. Problems between keys show when these are none."""
+    problems = []
+    for key, value in params.items():
+        try:
+            msgspec.convert({key: value, **fixed}, config_cls, dec_hook=msgspec_decoding_hook)
+        except msgspec.ValidationError as exc:
+            if f"`$.{key}`" in str(exc) or f"unknown field `{key}`" in str(exc):
+                problems.append(_config_reason(exc))
+    return problems
 
 
 def module_allowed(module: str, allowlist: Sequence[str]) -> bool:
@@ -259,10 +295,28 @@ def parse_spec(name: str, data: Any, source: str) -> StrategySpec:
     try:
         spec = StrategySpec(name=name, **data)
     except ValidationError as exc:
-        reasons = "; ".join(_reason(err) for err in exc.errors())
-        raise StrategySpecError(f"{source}: {reasons}") from None
+        problems = [p for err in exc.errors() for p in _reasons(err)]
+        raise StrategySpecError.listing(source, _with_config_problems(data, problems)) from None
     spec._source = source
     return spec
+
+
+def _reasons(err: dict) -> list[str]:
+    carried = err.get("ctx", {}).get("error")
+    return list(carried.problems) if isinstance(carried, _ConfigProblems) else [_reason(err)]
+
+
+def _with_config_problems(data: dict, problems: list[str]) -> list[str]:
+    """Add the ``config:`` block's own problems when other errors kept the model from checking it."""
+    strategy, config = data.get("strategy"), data.get("config", {})
+    checked = any(p.startswith("config") for p in problems)
+    if checked or not isinstance(strategy, str) or strategy not in REGISTRY or not isinstance(config, dict):
+        return problems
+    try:
+        build_strategy_config(REGISTRY[strategy].config_cls, config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=None)
+    except _ConfigProblems as exc:
+        return [*problems, *exc.problems]
+    return problems
 
 
 def _reason(err: dict) -> str:

@@ -354,6 +354,8 @@ def read_spec_yaml(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise StrategySpecError(f"{path}:{line}: not UTF-8 text (bytes {raw[exc.start:exc.end].hex(' ')})") from None
+    if _bracket_depth(raw) > MAX_SPEC_DEPTH:  # PyYAML takes seconds on a few KB of "[[[[" before failing
+        raise StrategySpecError(f"{path}: nested more than {MAX_SPEC_DEPTH} levels deep")
     try:
         data = yaml.safe_load(text)
     except RecursionError:
@@ -367,6 +369,18 @@ def read_spec_yaml(path: Path) -> Any:
         raise StrategySpecError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     _check_shape(path, data)
     return data
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _bracket_depth(raw: bytes) -> int:
+    """The deepest nesting of flow brackets (quotes ignored: a stricter bound, never a looser one)."""
+    depth = deepest = 0
+    for char in raw.translate(None, _NOT_BRACKETS):
+        depth += 1 if char in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _check_shape(path: Path, data: Any) -> None:

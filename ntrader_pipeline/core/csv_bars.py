@@ -388,12 +388,17 @@ def _parse_numbers(raw, columns: _Columns, lines: np.ndarray, adjusted: bool):
         try:
             values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
             unparsed = np.zeros(len(values), dtype=bool)
+            unsure = ~np.isfinite(values)  # "nan", "inf" or a number too large: only these need NUMBER
         except pa.ArrowInvalid:
             values = pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False)), errors="coerce").to_numpy(
                 dtype=np.float64
             )
             unparsed = np.isnan(values)
-        unparsed |= ~pc.match_substring_regex(text, NUMBER).to_numpy(zero_copy_only=False)
+            unsure = ~unparsed  # pandas also takes hex, "_" and non-ASCII digits
+        if unsure.any():
+            rows = np.flatnonzero(unsure)
+            plain = pc.match_substring_regex(pc.take(text, pa.array(rows)), NUMBER).to_numpy(zero_copy_only=False)
+            unparsed[rows[~plain]] = True
         bad = unparsed | np.isnan(values)  # a number too large for float64 is +-inf: a range problem below
         if bad.any():
             cells = np.asarray(text.to_numpy(zero_copy_only=False))
@@ -425,12 +430,19 @@ def _parse_numbers(raw, columns: _Columns, lines: np.ndarray, adjusted: bool):
 def _decimal_places(text: pa.Array) -> np.ndarray:
     """Decimal places each cell's value needs (0 for a whole number), exponents included:
     ``1.25`` → 2, ``1.5e-3`` → 4, ``15e1`` → 0."""
-    parts = pc.extract_regex(text, r"^[+-]?\d*(?:\.(?P<frac>\d*))?(?:[eE](?P<exp>[+-]?\d+))?$")
-    frac = pc.fill_null(pc.utf8_length(pc.struct_field(parts, "frac")), 0).to_numpy(zero_copy_only=False)
-    exp_text = pc.fill_null(pc.struct_field(parts, "exp"), "")
-    exp_text = pc.if_else(pc.equal(exp_text, ""), "0", exp_text)
-    exponent = np.clip(pc.cast(exp_text, pa.float64()).to_numpy(zero_copy_only=False), -10**6, 10**6)
-    return np.maximum(frac - exponent, 0).astype(np.int64)
+    dot = pc.find_substring(text, ".").to_numpy(zero_copy_only=False)
+    length = pc.utf8_length(text).to_numpy(zero_copy_only=False)
+    places = np.where(dot >= 0, length - dot - 1, 0).astype(np.int64)
+    exp = [pc.find_substring(text, e).to_numpy(zero_copy_only=False) >= 0 for e in ("e", "E")]  # not ignore_case: slow
+    rows = np.flatnonzero(exp[0] | exp[1])
+    if len(rows):  # the rare cells with an exponent
+        parts = pc.extract_regex(pc.take(text, pa.array(rows)), r"^[+-]?\d*(?:\.(?P<frac>\d*))?(?:[eE](?P<exp>[+-]?\d+))?$")
+        frac = pc.fill_null(pc.utf8_length(pc.struct_field(parts, "frac")), 0).to_numpy(zero_copy_only=False)
+        exp_text = pc.fill_null(pc.struct_field(parts, "exp"), "")
+        exp_text = pc.if_else(pc.equal(exp_text, ""), "0", exp_text)
+        exponent = np.clip(pc.cast(exp_text, pa.float64()).to_numpy(zero_copy_only=False), -10**6, 10**6)
+        places[rows] = np.maximum(frac - exponent, 0)
+    return places
 
 
 def _inexact_prices(numbers, decimals, lines, parsed, problems, raw, names) -> list[BarProblem]:

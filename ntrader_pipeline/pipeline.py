@@ -20,6 +20,7 @@ from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.core.backtest import bars_to_trade
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.strategy_specs import load_spec
+from ntrader_pipeline.core.symbols import parse_symbol, parse_symbols
 from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
 from ntrader_pipeline.defs.partitions import (
     FILE_STRATEGY_KEY,
@@ -140,7 +141,8 @@ class Pipeline:
         return PipelineStores.from_settings(self.settings)
 
     def add_symbols(self, symbols: list[str]) -> list[str]:
-        """Add the symbols that are not partitions yet; returns those."""
+        """Add the symbols that are not partitions yet (all checked against the symbol grammar first); returns those."""
+        symbols = parse_symbols(symbols)
         existing = set(self.instance.get_dynamic_partitions(symbol_partitions.name))
         new = [s for s in symbols if s not in existing]
         if new:
@@ -161,7 +163,7 @@ class Pipeline:
 
         A new symbol whose file is rejected loses its partition again (nothing was stored).
         """
-        symbol = symbol.upper()
+        symbol = parse_symbol(symbol)
         added = self.add_symbols([symbol])
         config = {
             "file": str(Path(file).resolve()),
@@ -192,7 +194,7 @@ class Pipeline:
 
         With ``spec_path`` the YAML file runs on the ``_file`` strategy partition instead.
         """
-        symbol = symbol.upper()
+        symbol = parse_symbol(symbol)
         strategies = self.strategy_names()
         if spec_path is not None:
             strategy = FILE_STRATEGY_KEY

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ntrader_pipeline.core.inbox import DEFAULT_SYMBOL_PATTERN
+from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
         DEFAULT_SYMBOL_PATTERN, description="Regex with a `symbol` group, matched against inbox file names."
     )
     venue: str = Field("XNAS", description="Venue every imported equity is placed on.")
+    max_csv_bytes: int = Field(
+        DEFAULT_MAX_CSV_BYTES, gt=0, description="Larger CSV files are refused before they are read."
+    )
     strategy_module_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Module prefixes (comma-separated) a YAML's strategy_path/config_path may import from.",

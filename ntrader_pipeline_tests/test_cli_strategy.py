@@ -122,6 +122,25 @@ def test_validate_reports_every_bad_file_and_exits_non_zero(ntrader_home, tmp_pa
     assert result.stderr.strip() == f"invalid: {bad}: config.rsi_period: Expected `int`, got `str`"
 
 
+def test_validate_lists_every_problem_of_a_file_in_one_pass(ntrader_home, tmp_path):
+    """Top-level, backtest and config problems together: before, a field error hid the config's."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "strategy: momentum\n"
+        "config: {rsi_period: fourteen, oversold: low, bogus: 1}\n"
+        "backtest: {timeframe: WEEKLY, starting_balance: -5}\n"
+    )
+    result = ntrader("strategy", "validate", str(bad))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"invalid: {bad}: backtest.timeframe: Input should be '1MIN', '5MIN', '1HOUR' or 'DAILY'",
+        f"invalid: {bad}: backtest.starting_balance: Input should be greater than 0",
+        f"invalid: {bad}: config.rsi_period: Expected `int`, got `str`",
+        f"invalid: {bad}: config.oversold: Expected `float`, got `str`",
+        f"invalid: {bad}: config.bogus: Object contains unknown field `bogus`",
+    ]
+
+
 def test_run_config_refuses_a_module_off_the_allowlist_before_running(ntrader_home, tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text('strategy_path: "os:system"\nconfig_path: "os:environ"\n')

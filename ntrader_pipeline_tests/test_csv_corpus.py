@@ -1,6 +1,6 @@
 """The malformed-file corpus: each file must fail with exactly the problems listed for it.
 
-``malformed/expected.json`` maps each file to its problems as [line, column, value, rule]; the
+``corpus/csv/expected.json`` maps each file to its problems as [line, column, value, rule]; the
 reader must report those and nothing else, so a message that drifts (wrong line after a BOM or a
 blank line, a second message for one bad cell) fails here.
 """
@@ -15,7 +15,7 @@ import pytest
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.validation import BarFileError, BarProblem
 
-CORPUS = Path(__file__).parent / "malformed"
+CORPUS = Path(__file__).parent / "corpus" / "csv"
 EXPECTED: dict[str, list[list]] = json.loads((CORPUS / "expected.json").read_text())
 
 

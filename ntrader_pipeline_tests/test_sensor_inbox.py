@@ -255,3 +255,23 @@ def test_names_taken_in_the_archive_get_a_suffix(settings, instance) -> None:
     file_inbox_run(instance, run)
     assert (archive / "AAPL.csv").read_text() == "yesterday's file"
     assert (archive / "AAPL-1.csv").read_text() == fixed_aapl()
+
+
+def test_a_name_whose_symbol_breaks_the_grammar_is_quarantined_without_a_run_or_partition(
+    tmp_path, instance
+) -> None:
+    """A permissive custom pattern lets any text through as the symbol; the grammar still stops it."""
+    settings = Settings(home=tmp_path / "home", strategy_configs_dir=STRATEGY_CONFIGS, inbox_dir=tmp_path / "inbox",
+                        inbox_symbol_pattern=r"^(?P<symbol>.+)\.csv$")
+    defs = build_definitions(settings)
+    hostile = drop(settings, AAPL_MINUTE, "A;DROP TABLE market_data.csv")
+    good = drop(settings, AAPL_MINUTE, "AAPL.csv", text=fixed_aapl())
+    result = tick(defs, instance)
+    assert [r.partition_key for r in result.run_requests] == ["AAPL"]
+    assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["AAPL"]]
+    assert not hostile.exists() and good.exists()
+    quarantined = settings.resolved_inbox_dir / "quarantine" / hostile.name
+    assert quarantined.read_bytes() == AAPL_MINUTE.read_bytes()
+    reason = (quarantined.parent / f"{hostile.name}.errors.txt").read_text()
+    assert reason.startswith(f"{hostile.name}: refused by its name: 'A;DROP TABLE market_data' is not a symbol: ")
+    assert instance.get_dynamic_partitions("symbol") == []

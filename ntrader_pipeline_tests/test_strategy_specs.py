@@ -3,6 +3,7 @@ strategy modules load only from the operator's allowlist."""
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 import uuid
@@ -67,7 +68,7 @@ def test_bad_file_names_file_key_and_reason(tmp_path, text, expected):
     path = write(tmp_path, text)
     with pytest.raises(StrategySpecError) as error:
         load_spec(path)
-    assert str(error.value).startswith(f"{path}: ")
+    assert re.match(rf"{re.escape(str(path))}(:\d+:\d+)?: ", str(error.value))  # YAML syntax: with line:column
     assert expected in str(error.value)
 
 

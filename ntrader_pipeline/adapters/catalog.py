@@ -34,6 +34,7 @@ from ntrader_pipeline.core.bars import (
     to_nautilus_bars,
 )
 from ntrader_pipeline.core.instruments import make_equity
+from ntrader_pipeline.core.paths import confined
 
 
 def merge_series(existing: BarSeries | None, incoming: BarSeries) -> BarSeries:
@@ -98,8 +99,15 @@ class StagedSeries:
 
 
 def series_folders(symbol: str, venue: str, bar_type: str) -> list[Path]:
-    """The catalog folders (relative to its root) one series owns: its bars, then its instrument."""
-    return [Path("data") / "bar" / bar_type, Path("data") / "equity" / f"{symbol}.{venue}"]
+    """The catalog folders (relative to its root) one series owns: its bars, then its instrument.
+
+    The names are built from the symbol, so each is confined to its parent folder: a value that
+    slipped past the symbol grammar still cannot name a folder outside the catalog.
+    """
+    bars, instruments = Path("data") / "bar", Path("data") / "equity"
+    for parent, name in ((bars, bar_type), (instruments, f"{symbol}.{venue}")):
+        confined(parent, name)  # relative: resolved against the working folder, only the shape matters
+    return [bars / bar_type, instruments / f"{symbol}.{venue}"]
 
 
 class BarCatalog:
@@ -114,7 +122,7 @@ class BarCatalog:
         return ParquetDataCatalog(str(self.path))
 
     def bar_files(self, symbol: str, timeframe: Timeframe) -> list[Path]:
-        folder = self.path / "data" / "bar" / str(bar_type_for(symbol, self.venue, timeframe))
+        folder = confined(self.path / "data" / "bar", str(bar_type_for(symbol, self.venue, timeframe)))
         return sorted(folder.glob("*.parquet")) if folder.exists() else []
 
     def read_bars(self, symbol: str, timeframe: Timeframe) -> list[Bar]:

@@ -36,6 +36,7 @@ from ntrader_pipeline.adapters.faults import kill_point
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.adapters.warehouse.retry import with_retries
 from ntrader_pipeline.core.bars import BarSeries
+from ntrader_pipeline.core.paths import confined
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ def series_lock(catalog: BarCatalog, bar_type: str, wait: bool = True) -> Iterat
     """
     folder = Path(catalog.path) / ".locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{bar_type}.lock", "a") as handle:
+    with open(confined(folder, f"{bar_type}.lock"), "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

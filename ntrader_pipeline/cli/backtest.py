@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ntrader_pipeline.cli.common import console, open_pipeline, parse_date
+from ntrader_pipeline.cli.common import console, open_pipeline, parse_date, symbol_param
 from ntrader_pipeline.settings import get_settings
 
 
@@ -17,7 +17,7 @@ def backtest() -> None:
 
 @backtest.command("run")
 @click.option("--strategy", required=True, help="Strategy file name in strategy_configs/ (without .yaml).")
-@click.option("--symbol", required=True, help="Symbol whose imported bars to trade.")
+@click.option("--symbol", required=True, callback=symbol_param, help="Symbol whose imported bars to trade.")
 @click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD.")
 @click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD.")
 @click.option("--timeframe", default=None, help="Bar interval (default: the strategy file's, DAILY).")
@@ -33,7 +33,7 @@ def run(strategy: str, symbol: str, start, end, timeframe: str | None) -> None:
 
 @backtest.command("backfill")
 @click.option("--strategy", "strategies", multiple=True, help="Strategy to run (repeatable; default: all).")
-@click.option("--symbol", "symbols", multiple=True, help="Symbol to run (repeatable; default: all imported).")
+@click.option("--symbol", "symbols", multiple=True, callback=symbol_param, help="Symbol to run (repeatable; default: all imported).")
 @click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD.")
 @click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD.")
 def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end) -> None:
@@ -46,7 +46,7 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end) 
 
     pipeline = open_pipeline()
     strategies = strategies or tuple(pipeline.strategy_names())
-    symbols = tuple(s.upper() for s in symbols) or tuple(pipeline.symbols())
+    symbols = symbols or tuple(pipeline.symbols())
     if not symbols:
         raise click.ClickException("no symbols imported yet; run `ntrader data import-csv` first")
     table = Table("strategy", "symbol", "run id", "total return", "Sharpe", "trades", "error")
@@ -68,7 +68,7 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end) 
 
 @backtest.command("run-config")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--symbol", required=True, help="Symbol whose imported bars to trade.")
+@click.option("--symbol", required=True, callback=symbol_param, help="Symbol whose imported bars to trade.")
 @click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD (default: the file's).")
 @click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD (default: the file's).")
 def run_config(file: str, symbol: str, start, end) -> None:

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.core.symbols import SymbolError, parse_symbol, parse_symbols
 from ntrader_pipeline.settings import get_settings
 
 # Tables stay readable when output is piped (Rich assumes 80 columns off a terminal).
@@ -23,6 +24,16 @@ def open_pipeline():
 
 def open_warehouse() -> Warehouse:
     return Warehouse.open(get_settings().resolved_warehouse_url)
+
+
+def symbol_param(_ctx, param, value):
+    """Click callback: a symbol (or a tuple of them) checked against the one symbol grammar."""
+    if value is None:
+        return None
+    try:
+        return tuple(parse_symbols(value)) if isinstance(value, tuple) else parse_symbol(value)
+    except SymbolError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
 
 
 def parse_date(_ctx, param, value: str | None) -> date | None:

@@ -73,10 +73,14 @@ def fetch(
     """Fetch the bars the catalog lacks from IB into the catalog and market_data (source ibkr)."""
     from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher
     from ntrader_pipeline.core.bars import Timeframe
+    from ntrader_pipeline.core.symbols import SymbolError, parse_symbols
     from ntrader_pipeline.defs.resources import PipelineStores
     from ntrader_pipeline.settings import get_settings
 
-    symbols = [s.strip().upper() for s in instruments.split(",") if s.strip()]
+    try:
+        symbols = parse_symbols(s.strip() for s in instruments.split(",") if s.strip())
+    except SymbolError as exc:
+        raise click.BadParameter(str(exc), param_hint="--instruments") from None
     if not symbols:
         raise click.BadParameter("name at least one symbol", param_hint="--instruments")
     tf = Timeframe.parse(timeframe)

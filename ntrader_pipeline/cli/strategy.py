@@ -94,7 +94,7 @@ def create(kind: str, output: str, force: bool) -> None:
 @strategy.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
-    """Check strategy YAML files; exits non-zero with the reasons when any is invalid."""
+    """Check strategy YAML files; exits non-zero listing every problem, one `file: key: reason` a line."""
     from ntrader_pipeline.core.strategy_specs import StrategySpecError, check_spec, load_spec
 
     allowlist = get_settings().strategy_module_allowlist
@@ -105,7 +105,8 @@ def validate(files: tuple[str, ...]) -> None:
             check_spec(spec, allowlist)
         except StrategySpecError as exc:
             failed += 1
-            click.echo(f"invalid: {exc}", err=True)
+            for line in [f"{file}: {p}" for p in exc.problems] if len(exc.problems) > 1 else [str(exc)]:
+                click.echo(f"invalid: {line}", err=True)
             continue
         click.echo(f"ok: {file} ({spec.strategy or spec.strategy_path})")
     if failed:

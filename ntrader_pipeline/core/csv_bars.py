@@ -11,10 +11,17 @@ the session close. Line numbers are physical lines of the file (header = 1; blan
 
 The whole file is parsed by pyarrow as text and converted with vectorised casts; only when a cast
 fails does a slower (still vectorised) pass locate the bad cells.
+
+Hostile input ends as a ``BarFileError`` naming the file (and the line when there is one), never
+as another exception: what is not a regular file, or is larger than ``max_bytes``, is refused
+before it is read; values NautilusTrader cannot hold (prices above ``PRICE_MAX``, volumes above
+``QUANTITY_MAX``, more digits than an exact 64-bit price has, times outside 1970-2262) are
+problems of their cell, like any other.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,14 +32,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from nautilus_trader.model.objects import PRICE_MAX, QUANTITY_MAX
 
 from ntrader_pipeline.core.bars import PRICE_COLUMNS, BarSeries, Timeframe
 from ntrader_pipeline.core.calendar import session_close_ns
+from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, InputFileError, read_regular_file
 from ntrader_pipeline.core.validation import BarFileError, BarProblem, validate_bars
 
 OnInvalid = Literal["reject", "skip"]
 MAX_PRICE_DECIMALS = 9  # float64 holds these exactly for equity prices; the table keeps 10
 DELIMITERS = (",", ";", "\t", "|")
+MAX_LINE_BYTES = 1 << 20  # no bar needs more; pyarrow cannot parse a field that straddles its 16 MiB blocks
+EXACT_TICKS = 2**53  # price * 10**decimals must stay below this to round-trip through float64 exactly
+# Plain decimal notation (exponent allowed); anything else, Unicode digits included, is not a number.
+NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+# Bar times NautilusTrader (unsigned ns since 1970) and pandas (signed 64-bit ns, until 2262-04-11)
+# both hold, with a day to spare for the time zone and the bar's close.
+FIRST_TIME, LAST_TIME = pd.Timestamp("1970-01-02"), pd.Timestamp("2262-04-09")
+TIME_RANGE_RULE = "timestamp out of range: bars must fall between 1970-01-02 and 2262-04-09"
 
 # Normalised header name (lower case, no spaces, underscores, dots or dashes) -> role.
 ALIASES = {
@@ -68,20 +85,23 @@ def read_bar_csv(
     *,
     on_invalid: OnInvalid = "reject",
     adjusted: bool = False,
+    max_bytes: int = DEFAULT_MAX_CSV_BYTES,
 ) -> BarSeries:
     """Bars of ``path``; raise ``BarFileError`` listing every problem, or with ``on_invalid="skip"``
     drop the rows that have one and list them in ``series.notes["skipped"]``.
 
     ``adjusted`` scales open, high, low and close by ``Adj Close / Close`` (Yahoo exports), rounded
-    to the file's price precision; volume is left as it is.
+    to the file's price precision; volume is left as it is. A file larger than ``max_bytes`` is
+    refused unread.
     """
     if on_invalid not in ("reject", "skip"):
         raise ValueError(f"on_invalid must be 'reject' or 'skip', not {on_invalid!r}")
     path = Path(path)
-    text = _decoded_bytes(path)
+    text = _decoded_bytes(path, max_bytes)
     lines = _LineIndex(text)
     if lines.header is None:
         raise BarFileError(path, [BarProblem(1, None, None, "file is empty")], f"{path}: file is empty")
+    _refuse_long_lines(path, lines)
     header_line = lines.header + 1
     header_text = lines.text(lines.header)
     delimiter = max(DELIMITERS, key=header_text.count)
@@ -94,16 +114,16 @@ def read_bar_csv(
         raise BarFileError(path, [BarProblem(header_line + 1, None, None, "file has a header but no rows")])
     shape_ok = fields[data_rows] == len(names)
     problems = [
-        BarProblem(int(row) + 1, None, lines.text(int(row)), f"has {fields[row]} fields but the header has {len(names)}")
+        BarProblem(int(row) + 1, None, lines.text(int(row)),
+                   f"has {fields[row]} field{'s' if fields[row] != 1 else ''} but the header has {len(names)}")
         for row in data_rows[~shape_ok]
     ]
+    if unclosed := _unclosed_quotes(lines, data_rows, delimiter):  # pyarrow would join or drop such rows
+        raise BarFileError(path, sorted(problems + unclosed, key=lambda p: p.line))
     table = _read_table(lines, delimiter, names, columns)
     rows = data_rows[shape_ok]
-    if table.num_rows != len(rows):  # pyarrow read a quoted delimiter as part of a field
-        quoted = [p for p in problems if '"' in (p.value or "")]
-        raise BarFileError(path, [BarProblem(p.line, None, p.value,
-            "quoted field containing the delimiter (not supported: remove the quotes or the delimiter)")
-            for p in quoted] or problems)
+    if table.num_rows != len(rows):  # pyarrow read quotes differently from the delimiter count
+        raise BarFileError(path, _quote_problems(lines, data_rows, problems))
     file_lines = rows + 1
 
     raw = {role: _trimmed(table.column(f"c{index}")) for role, index in columns.index.items()}
@@ -147,6 +167,7 @@ def read_bar_csv(
             time_name,
         )
     ]
+    problems += _inexact_prices(numbers, decimals, file_lines, parsed, problems, raw, source_names)
     problems.sort(key=lambda p: p.line)
     if problems and on_invalid == "reject":
         raise BarFileError(path, problems)
@@ -180,15 +201,22 @@ def read_bar_csv(
 # --- bytes and lines ---------------------------------------------------------------------------
 
 
-def _decoded_bytes(path: Path) -> bytes:
+def _decoded_bytes(path: Path, max_bytes: int) -> bytes:
     """The file as UTF-8 bytes without a BOM; an undecodable byte is a problem at its line."""
-    data = path.read_bytes()
+    try:
+        data = read_regular_file(path, max_bytes, "CSV file (NTRADER_MAX_CSV_BYTES)")
+    except InputFileError as exc:  # line 0: the problem is the file as a whole
+        summary = f"{path}: {exc.reason}; nothing was imported"
+        raise BarFileError(path, [BarProblem(0, None, None, exc.reason)], summary) from None
+    if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        raise BarFileError(path, [BarProblem(1, None, f"bytes {data[:4].hex(' ')}", "UTF-32 text; save the file as UTF-8")])
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             data = data.decode("utf-16").encode("utf-8")
         except UnicodeDecodeError as exc:
             raise _encoding_error(path, data, exc, "not valid UTF-16 text") from None
-    data = data.removeprefix(b"\xef\xbb\xbf")
+    while data.startswith(b"\xef\xbb\xbf"):  # editors that add a BOM to a file that has one
+        data = data[3:]
     if b"\n" not in data and b"\r" in data:  # classic Mac line ends
         data = data.replace(b"\r", b"\n")
     if np.frombuffer(data, dtype=np.uint8).max(initial=0) >= 0x80:
@@ -233,13 +261,58 @@ class _LineIndex:
 
     def field_counts(self, delimiter: str) -> np.ndarray:
         """Fields per line, counting delimiters (quotes are not interpreted here)."""
-        hits = np.flatnonzero(self.bytes == ord(delimiter))
-        return np.searchsorted(hits, self.ends) - np.searchsorted(hits, self.starts) + 1
+        return self.byte_counts(delimiter) + 1
+
+    def byte_counts(self, char: str) -> np.ndarray:
+        """How often ``char`` (one ASCII byte) occurs on each line."""
+        hits = np.flatnonzero(self.bytes == ord(char))
+        return np.searchsorted(hits, self.ends) - np.searchsorted(hits, self.starts)
 
     def body(self) -> pa.Buffer:
         """The bytes after the header line, without copying."""
         start = self.ends[self.header] + 1
         return pa.py_buffer(memoryview(self.data)[start:])
+
+
+def _refuse_long_lines(path: Path, lines: _LineIndex) -> None:
+    lengths = lines.ends - lines.starts
+    rule = f"line is longer than {MAX_LINE_BYTES:,} bytes (no bar needs that many)"
+    if (lengths > MAX_LINE_BYTES).any():
+        raise BarFileError(path, [BarProblem(int(r) + 1, None, None, rule) for r in np.flatnonzero(lengths > MAX_LINE_BYTES)])
+
+
+def _unclosed_quotes(lines: _LineIndex, data_rows: np.ndarray, delimiter: str) -> list[BarProblem]:
+    """Lines with an odd number of quotes that the ``csv`` module cannot close (only those are parsed)."""
+    problems = []
+    for row in data_rows[lines.byte_counts('"')[data_rows] % 2 == 1]:
+        text = lines.text(int(row))
+        try:
+            next(csv.reader([text], delimiter=delimiter, strict=True))
+        except csv.Error:
+            problems.append(BarProblem(int(row) + 1, None, text, "unterminated quote: a field opens a \" it never closes"))
+    return problems
+
+
+def _quote_problems(lines: _LineIndex, data_rows: np.ndarray, shape_problems: list[BarProblem]) -> list[BarProblem]:
+    """Why pyarrow's rows differ from the plain split: a delimiter inside quotes.
+
+    Only the (few) lines holding a quote are looked at, each with the standard ``csv`` module.
+    """
+    delimiter = max(DELIMITERS, key=lines.text(lines.header).count)
+    quoted = data_rows[lines.byte_counts('"')[data_rows] > 0]
+    naive = lines.field_counts(delimiter)
+    problems = []
+    for row in quoted:
+        text = lines.text(int(row))
+        try:
+            fields = next(csv.reader([text], delimiter=delimiter, strict=True))
+        except csv.Error:
+            continue
+        if len(fields) != naive[row]:
+            problems.append(BarProblem(int(row) + 1, None, text,
+                "quoted field containing the delimiter (not supported: remove the quotes or the delimiter)"))
+    fallback = [BarProblem(lines.header + 1, None, None, "rows cannot be split into fields consistently")]
+    return problems or shape_problems or fallback
 
 
 def _unquote(name: str) -> str:
@@ -315,18 +388,30 @@ def _parse_numbers(raw, columns: _Columns, lines: np.ndarray, adjusted: bool):
         try:
             values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
             unparsed = np.zeros(len(values), dtype=bool)
+            unsure = ~np.isfinite(values)  # "nan", "inf" or a number too large: only these need NUMBER
         except pa.ArrowInvalid:
             values = pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False)), errors="coerce").to_numpy(
                 dtype=np.float64
             )
             unparsed = np.isnan(values)
-        bad = unparsed | ~np.isfinite(values)
+            unsure = ~unparsed  # pandas also takes hex, "_" and non-ASCII digits
+        if unsure.any():
+            rows = np.flatnonzero(unsure)
+            plain = pc.match_substring_regex(pc.take(text, pa.array(rows)), NUMBER).to_numpy(zero_copy_only=False)
+            unparsed[rows[~plain]] = True
+        bad = unparsed | np.isnan(values)  # a number too large for float64 is +-inf: a range problem below
         if bad.any():
             cells = np.asarray(text.to_numpy(zero_copy_only=False))
             for i in np.flatnonzero(bad):
                 rule = "missing value" if cells[i] == "" else "not a number"
                 problems.append(BarProblem(int(lines[i]), name, cells[i], rule))
-        numbers[role] = np.where(bad, np.nan, values)
+        label, limit = ("volume", QUANTITY_MAX) if role == "volume" else ("price", PRICE_MAX)
+        over = ~bad & (values > limit)
+        for i in np.flatnonzero(over):
+            problems.append(BarProblem(int(lines[i]), name, str(text[i]),
+                f"{label} above NautilusTrader's maximum of {limit:.0f}"))
+        bad |= over
+        numbers[role] = np.where(bad, np.nan, values) + 0.0  # + 0.0 turns -0.0 into 0.0
         places = _decimal_places(text)
         decimals[role] = places
         if role in PRICE_COLUMNS or role == "adj close":
@@ -343,10 +428,36 @@ def _parse_numbers(raw, columns: _Columns, lines: np.ndarray, adjusted: bool):
 
 
 def _decimal_places(text: pa.Array) -> np.ndarray:
-    """Digits after the decimal point of each cell (0 without one)."""
+    """Decimal places each cell's value needs (0 for a whole number), exponents included:
+    ``1.25`` → 2, ``1.5e-3`` → 4, ``15e1`` → 0."""
     dot = pc.find_substring(text, ".").to_numpy(zero_copy_only=False)
     length = pc.utf8_length(text).to_numpy(zero_copy_only=False)
-    return np.where(dot >= 0, length - dot - 1, 0).astype(np.int64)
+    places = np.where(dot >= 0, length - dot - 1, 0).astype(np.int64)
+    exp = [pc.find_substring(text, e).to_numpy(zero_copy_only=False) >= 0 for e in ("e", "E")]  # not ignore_case: slow
+    rows = np.flatnonzero(exp[0] | exp[1])
+    if len(rows):  # the rare cells with an exponent
+        parts = pc.extract_regex(pc.take(text, pa.array(rows)), r"^[+-]?\d*(?:\.(?P<frac>\d*))?(?:[eE](?P<exp>[+-]?\d+))?$")
+        frac = pc.fill_null(pc.utf8_length(pc.struct_field(parts, "frac")), 0).to_numpy(zero_copy_only=False)
+        exp_text = pc.fill_null(pc.struct_field(parts, "exp"), "")
+        exp_text = pc.if_else(pc.equal(exp_text, ""), "0", exp_text)
+        exponent = np.clip(pc.cast(exp_text, pa.float64()).to_numpy(zero_copy_only=False), -10**6, 10**6)
+        places[rows] = np.maximum(frac - exponent, 0)
+    return places
+
+
+def _inexact_prices(numbers, decimals, lines, parsed, problems, raw, names) -> list[BarProblem]:
+    """Prices too large for the file's precision: stored as ``price * 10**decimals`` in 64 bits
+    and read through float64, they would come back changed beyond 2**53 ticks."""
+    ok = parsed & ~np.isin(lines, np.array([p.line for p in problems], dtype=np.int64))
+    if not ok.any():
+        return []
+    precision = int(max(decimals[c][ok].max() for c in PRICE_COLUMNS))
+    rule = f"too large to store exactly at the file's {precision} decimals (price x 10^{precision} must stay below 2^53)"
+    return [
+        BarProblem(int(lines[i]), names[c], str(raw[c][i]), rule)
+        for c in PRICE_COLUMNS
+        for i in np.flatnonzero(ok & (np.abs(numbers[c]) * 10.0**precision >= EXACT_TICKS))
+    ]
 
 
 # --- timestamps --------------------------------------------------------------------------------
@@ -388,7 +499,10 @@ def _parse_times(raw, columns: _Columns, lines: np.ndarray, timezone: str):
 
     digits = pc.match_substring_regex(text, r"^-?\d+$").to_numpy(zero_copy_only=False)
     if digits.all() and n:
-        aware, bad = _parse_digits(text)
+        aware, bad, huge = _parse_digits(text)
+        flag(bad, "not a timestamp")
+        flag(huge, TIME_RANGE_RULE)
+        bad |= huge
     else:
         has_offset = pc.match_substring_regex(text, _OFFSET).to_numpy(zero_copy_only=False)
         offset_rows = bool(has_offset.sum() * 2 > n)
@@ -399,6 +513,10 @@ def _parse_times(raw, columns: _Columns, lines: np.ndarray, timezone: str):
         bad &= ~mixed
         flag(bad, "not a timestamp")
         bad |= mixed
+    out = _out_of_range(aware) & ~bad
+    flag(out, TIME_RANGE_RULE)
+    bad |= out
+    aware = aware.where(~out)  # NaT: only in-range times are converted to nanoseconds below
 
     if isinstance(aware, pd.DatetimeIndex) and aware.tz is None:
         local = aware.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
@@ -425,18 +543,29 @@ def _ns(index: pd.DatetimeIndex, bad: np.ndarray) -> np.ndarray:
     return values
 
 
+def _out_of_range(index: pd.DatetimeIndex) -> np.ndarray:
+    first, last = (FIRST_TIME, LAST_TIME) if index.tz is None else (FIRST_TIME.tz_localize("UTC"), LAST_TIME.tz_localize("UTC"))
+    return np.asarray((index < first) | (index > last))
+
+
 def _parse_digits(text: pa.Array):
-    """All-digit stamps: ``YYYYMMDD`` dates when 8 digits, else epoch seconds/ms/us/ns (UTC)."""
-    values = pc.cast(text, pa.int64()).to_numpy(zero_copy_only=False)
+    """All-digit stamps: ``YYYYMMDD`` dates when 8 digits, else epoch seconds/ms/us/ns (UTC).
+
+    Returns the times, the rows that are not timestamps and the rows beyond 64-bit nanoseconds.
+    """
     lengths = pc.utf8_length(text).to_numpy(zero_copy_only=False)
     if (lengths == 8).all():
-        stamps = pd.to_datetime(pd.Series(values.astype(str)), format="%Y%m%d", errors="coerce")
+        stamps = pd.to_datetime(pd.Series(np.asarray(text.to_numpy(zero_copy_only=False))), format="%Y%m%d", errors="coerce")
         index = pd.DatetimeIndex(stamps)
-        return index, np.asarray(index.isna())
-    top = np.abs(values).max()
+        return index, np.asarray(index.isna()), np.zeros(len(index), dtype=bool)
+    huge = lengths > 18  # beyond int64: no epoch unit makes these a bar time
+    values = pc.cast(pc.if_else(pa.array(huge), "0", text), pa.int64()).to_numpy(zero_copy_only=False)
+    top = np.abs(values).max(initial=0)
     unit = "s" if top < 10**11 else "ms" if top < 10**14 else "us" if top < 10**17 else "ns"
-    index = pd.DatetimeIndex(pd.to_datetime(values, unit=unit, utc=True))
-    return index, np.zeros(len(values), dtype=bool)
+    scale = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[unit]
+    huge |= np.abs(values) > np.iinfo(np.int64).max // scale
+    index = pd.DatetimeIndex(pd.to_datetime(np.where(huge, 0, values) * scale, unit="ns", utc=True))
+    return index.where(~huge), np.zeros(len(values), dtype=bool), huge
 
 
 def _parse_text(text: pa.Array, with_offsets: bool):
@@ -450,11 +579,30 @@ def _parse_text(text: pa.Array, with_offsets: bool):
     except pa.ArrowInvalid:
         pass
     series = pd.Series(text.to_numpy(zero_copy_only=False))
-    parsed = pd.to_datetime(series, errors="coerce", utc=with_offsets)
-    if parsed.isna().all():
-        parsed = pd.to_datetime(series, errors="coerce", utc=with_offsets, format="mixed")
-    index = pd.DatetimeIndex(parsed)
+    try:
+        parsed = pd.to_datetime(series, errors="coerce", utc=with_offsets)
+        if parsed.isna().all():
+            parsed = pd.to_datetime(series, errors="coerce", utc=with_offsets, format="mixed")
+        index = pd.DatetimeIndex(parsed)
+    except (ValueError, OverflowError):  # e.g. a zone found where the file has none: cell by cell
+        index = _parse_each(series, with_offsets)
     return index, np.asarray(index.isna())
+
+
+def _parse_each(cells: pd.Series, with_offsets: bool) -> pd.DatetimeIndex:
+    """The slow path for text pandas refuses as a whole: each cell alone, NaT when it is not a
+    timestamp or has (or lacks) a zone unlike the file."""
+    stamps = []
+    for cell in cells:
+        try:
+            stamp = pd.Timestamp(cell)
+        except (ValueError, TypeError, OverflowError):
+            stamp = pd.NaT
+        if stamp is not pd.NaT and (stamp.tz is not None) != with_offsets:
+            stamp = pd.NaT
+        stamps.append(stamp.tz_convert("UTC") if stamp is not pd.NaT and with_offsets else stamp)
+    index = pd.DatetimeIndex(stamps, dtype="datetime64[us, UTC]" if with_offsets else "datetime64[us]")
+    return index
 
 
 # --- intervals ---------------------------------------------------------------------------------
@@ -514,7 +662,8 @@ def _stamp(wall: np.ndarray, utc_ns: np.ndarray, timeframe: Timeframe) -> np.nda
 
 def _fail_or_empty(path: Path, problems: list[BarProblem]) -> None:
     problems = sorted(problems, key=lambda p: p.line)
-    raise BarFileError(path, problems, f"{path}: no valid bars ({len(problems)} problems); nothing was imported")
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    raise BarFileError(path, problems, f"{path}: no valid bars ({count}); nothing was imported")
 
 
 def _adjust(path, frame: pd.DataFrame, adj_close: np.ndarray, precision: int, lines, columns) -> pd.DataFrame:

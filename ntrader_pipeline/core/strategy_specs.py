@@ -5,6 +5,8 @@ A file names a registered strategy (``strategy: momentum``) or a user's own clas
 (``strategy_path: "pkg.module:Class"`` + ``config_path: "pkg.module:ConfigClass"``). Files are
 read with ``yaml.safe_load`` and user modules are imported only from prefixes on the operator's
 allowlist, checked before anything is imported: a YAML file is data, never a way to run code.
+Files are size-limited before parsing, and aliases or nesting that expand a small file into a
+huge structure are refused; every failure names the file.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.fees import ZERO_COMMISSION, PerShareCommission
+from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, InputFileError, read_regular_file
 from ntrader_pipeline.core.strategies import (
     REGISTRY,
     RISK_FIELDS,
@@ -37,10 +40,23 @@ SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag")
 # Placeholders used to check a ``config:`` block before any bars are known.
 CHECK_INSTRUMENT = "CHECK.XNAS"
 CHECK_BAR_TYPE = "CHECK.XNAS-1-DAY-LAST-EXTERNAL"
+MAX_SPEC_VALUES = 10_000  # values after aliases are expanded; a real file has a few dozen
+MAX_SPEC_DEPTH = 32
 
 
 class StrategySpecError(ValueError):
-    """A strategy file that cannot be used, with the file and key named."""
+    """A strategy file that cannot be used, with the file and key named.
+
+    ``problems`` holds each ``key: reason`` when one pass found several (else it is empty).
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+    @classmethod
+    def listing(cls, source: str, problems: Sequence[str]) -> StrategySpecError:
+        return cls(f"{source}: {'; '.join(problems)}", problems)
 
 
 class FeeSettings(BaseModel):
@@ -175,19 +191,44 @@ def build_strategy_config(
     source: str | None = "",
 ) -> SignalStrategyConfig:
     """The strategy's frozen config from a file's ``config:`` block, type-checked field by field."""
-    raw = {**params, **(risk or RiskSettings()).strategy_fields(), "instrument_id": instrument_id, "bar_type": bar_type}
+    fixed = {**(risk or RiskSettings()).strategy_fields(), "instrument_id": instrument_id, "bar_type": bar_type}
     try:
-        return msgspec.convert(raw, config_cls, dec_hook=msgspec_decoding_hook)
+        return msgspec.convert({**params, **fixed}, config_cls, dec_hook=msgspec_decoding_hook)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        where = re.search(r"at `\$\.(\w+)`", message)
-        unknown = re.search(r"unknown field `(\w+)`", message)
-        key = where.group(1) if where else unknown.group(1) if unknown else None
-        reason = re.sub(r" - at `\$[.\w]*`", "", message)
-        text = f"config.{key}: {reason}" if key else f"config: {reason}"
+        problems = _config_problems(config_cls, params, fixed) or [_config_reason(exc)]
         if source is None:  # inside pydantic validation: the caller adds the file name
-            raise ValueError(text) from None
-        raise StrategySpecError(f"{source}: {text}") from None
+            raise _ConfigProblems(problems) from None
+        raise StrategySpecError.listing(source, problems) from None
+
+
+class _ConfigProblems(ValueError):
+    """The problems of a ``config:`` block, carried through pydantic's validation error."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _config_reason(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    where = re.search(r"at `\$\.(\w+)`", message)
+    unknown = re.search(r"unknown field `(\w+)`", message)
+    key = where.group(1) if where else unknown.group(1) if unknown else None
+    reason = re.sub(r" - at `\$[.\w]*`", "", message)
+    return f"config.{key}: {reason}" if key else f"config: {reason}"
+
+
+def _config_problems(config_cls, params: dict[str, Any], fixed: dict[str, Any]) -> list[str]:
+    """Each key's own problem (type, range, unknown name), found by checking the keys one at a
+    time, so a file lists them all in one pass. Problems between keys show when these are none."""
+    problems = []
+    for key, value in params.items():
+        try:
+            msgspec.convert({key: value, **fixed}, config_cls, dec_hook=msgspec_decoding_hook)
+        except msgspec.ValidationError as exc:
+            if f"`$.{key}`" in str(exc) or f"unknown field `{key}`" in str(exc):
+                problems.append(_config_reason(exc))
+    return problems
 
 
 def module_allowed(module: str, allowlist: Sequence[str]) -> bool:
@@ -247,15 +288,35 @@ def check_spec(spec: StrategySpec, allowlist: Sequence[str] = ()) -> None:
 def parse_spec(name: str, data: Any, source: str) -> StrategySpec:
     if not isinstance(data, dict):
         raise StrategySpecError(f"{source}: expected a mapping at the top level")
+    if bad := [key for key in data if not isinstance(key, str)]:
+        raise StrategySpecError(f"{source}: {bad[0]!r}: top-level keys must be text")
     if "name" in data:
         raise StrategySpecError(f"{source}: name: the file name is the strategy's name; remove the key")
     try:
         spec = StrategySpec(name=name, **data)
     except ValidationError as exc:
-        reasons = "; ".join(_reason(err) for err in exc.errors())
-        raise StrategySpecError(f"{source}: {reasons}") from None
+        problems = [p for err in exc.errors() for p in _reasons(err)]
+        raise StrategySpecError.listing(source, _with_config_problems(data, problems)) from None
     spec._source = source
     return spec
+
+
+def _reasons(err: dict) -> list[str]:
+    carried = err.get("ctx", {}).get("error")
+    return list(carried.problems) if isinstance(carried, _ConfigProblems) else [_reason(err)]
+
+
+def _with_config_problems(data: dict, problems: list[str]) -> list[str]:
+    """Add the ``config:`` block's own problems when other errors kept the model from checking it."""
+    strategy, config = data.get("strategy"), data.get("config", {})
+    checked = any(p.startswith("config") for p in problems)
+    if checked or not isinstance(strategy, str) or strategy not in REGISTRY or not isinstance(config, dict):
+        return problems
+    try:
+        build_strategy_config(REGISTRY[strategy].config_cls, config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=None)
+    except _ConfigProblems as exc:
+        return [*problems, *exc.problems]
+    return problems
 
 
 def _reason(err: dict) -> str:
@@ -268,13 +329,74 @@ def _reason(err: dict) -> str:
 
 def load_spec(path: str | Path) -> StrategySpec:
     path = Path(path)
+    data = read_spec_yaml(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise StrategySpecError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise StrategySpecError(f"{path}: not valid YAML ({exc})") from None
-    return parse_spec(path.stem, data, str(path))
+        return parse_spec(path.stem, data, str(path))
+    except StrategySpecError:
+        raise
+    except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:  # odd values the model trips on
+        raise StrategySpecError(f"{path}: {type(exc).__name__}: {exc}") from None
+
+
+def read_spec_yaml(path: Path) -> Any:
+    """The YAML data of a strategy file, or a ``StrategySpecError`` naming the file.
+
+    The file must be a regular file of at most ``MAX_SPEC_BYTES``; the parsed data may hold at
+    most ``MAX_SPEC_VALUES`` values (aliases counted each time they are used, so a "billion
+    laughs" file is refused) nested at most ``MAX_SPEC_DEPTH`` deep.
+    """
+    try:
+        raw = read_regular_file(path, MAX_SPEC_BYTES, "strategy file")
+    except InputFileError as exc:
+        raise StrategySpecError(str(exc)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise StrategySpecError(f"{path}:{line}: not UTF-8 text (bytes {raw[exc.start:exc.end].hex(' ')})") from None
+    if _bracket_depth(raw) > MAX_SPEC_DEPTH:  # PyYAML takes seconds on a few KB of "[[[[" before failing
+        raise StrategySpecError(f"{path}: nested more than {MAX_SPEC_DEPTH} levels deep")
+    try:
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise StrategySpecError(f"{path}: nested too deeply to parse (at most {MAX_SPEC_DEPTH} levels)") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        reason = " ".join(f"{exc.context or ''} {exc.problem or ''}".split())
+        raise StrategySpecError(f"{where}: not valid YAML ({reason})") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure on these bytes is the file's fault
+        raise StrategySpecError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    _check_shape(path, data)
+    return data
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _bracket_depth(raw: bytes) -> int:
+    """The deepest nesting of flow brackets (quotes ignored: a stricter bound, never a looser one)."""
+    depth = deepest = 0
+    for char in raw.translate(None, _NOT_BRACKETS):
+        depth += 1 if char in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _check_shape(path: Path, data: Any) -> None:
+    """Walk the data without recursion, counting values and depth (aliases expand here)."""
+    stack, seen = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_SPEC_VALUES:
+            raise StrategySpecError(f"{path}: more than {MAX_SPEC_VALUES:,} values once aliases are expanded")
+        if depth > MAX_SPEC_DEPTH:
+            raise StrategySpecError(f"{path}: nested more than {MAX_SPEC_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def load_specs(folder: str | Path) -> dict[str, StrategySpec]:

@@ -19,13 +19,13 @@ SHOWN_PROBLEMS = 20  # problems spelled out in an error message; the rest are co
 class BarProblem:
     """One thing wrong with one cell (or row) of a source file."""
 
-    line: int  # 1-based line in the file, header = line 1
+    line: int  # 1-based line in the file, header = line 1; 0 for the file as a whole
     column: str | None
     value: str | None
     rule: str
 
     def describe(self, file: str) -> str:
-        where = f"{file}:{self.line}" + (f" column {self.column!r}" if self.column else "")
+        where = (f"{file}:{self.line}" if self.line else file) + (f" column {self.column!r}" if self.column else "")
         value = f" value {self.value!r}:" if self.value is not None else ""
         return f"{where}:{value} {self.rule}"
 

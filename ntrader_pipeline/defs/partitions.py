@@ -16,6 +16,7 @@ from dagster import (
 
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.symbols import SymbolError, parse_symbol
 
 symbol_partitions = DynamicPartitionsDefinition(name="symbol")
 # The strategy key of backtests run from a YAML file outside strategy_configs (`backtest run-config`).
@@ -64,6 +65,16 @@ def drop_symbol_without_bars(instance: DagsterInstance, catalog: BarCatalog, sym
         return False
     instance.delete_dynamic_partition(symbol_partitions.name, symbol)
     return True
+
+
+def symbol_of(key: str) -> str:
+    """The symbol a ``symbol`` partition key names. Keys can be added by hand in the UI, so an
+    asset checks its key against the symbol grammar before it reads or writes anything."""
+    symbol = parse_symbol(key)
+    if symbol != key:
+        raise SymbolError(f"symbol partition {key!r} is not upper case; add and use {symbol!r} instead")
+    return symbol
+
 
 # MultiToSingleDimensionPartitionMapping (backtest ← bars of its symbol) is marked beta; it is
 # the documented way to map a multi-partition onto one of its dimensions, so don't nag users.

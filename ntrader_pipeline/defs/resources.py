@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.market_data_store import MarketDataStore
 from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, confined
 from ntrader_pipeline.settings import Settings
 
 WAREHOUSE_URL_VAR = "NTRADER_WAREHOUSE_URL"
@@ -45,6 +46,7 @@ class PipelineStores(ConfigurableResource):
     strategy_configs_dir: str
     venue: str
     strategy_module_allowlist: list[str] = []
+    max_csv_bytes: int = DEFAULT_MAX_CSV_BYTES
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PipelineStores":
@@ -57,6 +59,7 @@ class PipelineStores(ConfigurableResource):
             strategy_configs_dir=str(Path(settings.strategy_configs_dir).resolve()),
             venue=settings.venue,
             strategy_module_allowlist=settings.strategy_module_allowlist,
+            max_csv_bytes=settings.max_csv_bytes,
         )
 
     def catalog(self) -> BarCatalog:
@@ -70,7 +73,7 @@ class PipelineStores(ConfigurableResource):
         return MarketDataStore(BarCatalog(self.catalog_path, self.venue), self.warehouse())
 
     def reports_dir_for(self, run_id: str) -> Path:
-        return Path(self.reports_dir) / run_id
+        return confined(self.reports_dir, run_id)
 
     def strategy_file(self, name: str) -> Path:
-        return Path(self.strategy_configs_dir) / f"{name}.yaml"
+        return confined(self.strategy_configs_dir, f"{name}.yaml")

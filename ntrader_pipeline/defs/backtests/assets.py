@@ -27,7 +27,7 @@ from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.tearsheet import chart_title, equity_drawdown_png, png_markdown
 from ntrader_pipeline.defs.backtests.automation import WITH_BACKTEST
-from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY
+from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, symbol_of
 from ntrader_pipeline.defs.resources import PipelineStores
 
 
@@ -70,9 +70,10 @@ def build_backtest_assets(
             raise ValueError(f"spec_path is required on strategy partition {FILE_STRATEGY_KEY} and only there")
         spec = load_spec(config.spec_path or stores.strategy_file(keys["strategy"]))
         timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
-        series = stores.catalog().read(keys["symbol"], timeframe)
+        symbol = symbol_of(keys["symbol"])
+        series = stores.catalog().read(symbol, timeframe)
         if series is None:
-            raise ValueError(f"the catalog has no {timeframe.value} bars for {keys['symbol']}; import them first")
+            raise ValueError(f"the catalog has no {timeframe.value} bars for {symbol}; import them first")
         result = run_backtest(series, spec, stores.venue, new_run_id(), _date(config.start), _date(config.end),
                               stores.strategy_module_allowlist)
         return Output(

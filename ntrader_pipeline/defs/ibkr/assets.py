@@ -38,6 +38,7 @@ from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings, get_ibkr_settings
 from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import Timeframe, bar_type_for
+from ntrader_pipeline.core.symbols import SymbolError, parse_symbols
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -105,7 +106,10 @@ class IbkrFetchConfig(Config):
 def ibkr_bars(
     context: AssetExecutionContext, config: IbkrFetchConfig, stores: PipelineStores, ibkr: IbkrGateway
 ) -> MaterializeResult:
-    symbols = [s.upper() for s in config.symbols] or [s.strip().upper() for s in ibkr.universe.split(",") if s.strip()]
+    try:  # NTRADER_IB_UNIVERSE and run config alike: every symbol checked before any request
+        symbols = parse_symbols(config.symbols) or parse_symbols(s.strip() for s in ibkr.universe.split(",") if s.strip())
+    except SymbolError as exc:
+        raise Failure(f"{exc} (NTRADER_IB_UNIVERSE or the run config's symbols)", allow_retries=False) from None
     if not symbols:
         raise Failure("no symbols: set NTRADER_IB_UNIVERSE or pass `symbols` in the run config", allow_retries=False)
     timeframe = Timeframe.parse(config.timeframe or ibkr.timeframe)

@@ -18,7 +18,7 @@ from pydantic import Field
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.validation import describe_problems
-from ntrader_pipeline.defs.partitions import symbol_partitions
+from ntrader_pipeline.defs.partitions import symbol_of, symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 from ntrader_pipeline.settings import SAMPLE_DATA_DIR
 
@@ -59,7 +59,7 @@ def bundled_file(symbol: str) -> Path | None:
 )
 def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: PipelineStores):
     """Import one symbol's CSV into both stores at once (all or nothing)."""
-    symbol = context.partition_key
+    symbol = symbol_of(context.partition_key)
     path = Path(config.file) if config.file else bundled_file(symbol)
     if path is None:
         raise FileNotFoundError(
@@ -67,7 +67,8 @@ def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: Pi
         )
     timeframe = Timeframe.parse(config.timeframe) if config.timeframe else None
     series = read_bar_csv(
-        path, symbol, timeframe, config.timezone, on_invalid=config.on_invalid, adjusted=config.adjusted
+        path, symbol, timeframe, config.timezone, on_invalid=config.on_invalid, adjusted=config.adjusted,
+        max_bytes=stores.max_csv_bytes,
     )
     skipped = series.notes["skipped"]
     stored = stores.market_data().replace(series)

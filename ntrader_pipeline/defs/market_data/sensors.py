@@ -47,6 +47,7 @@ from dagster import (
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.inbox import archive, file_key, quarantine, scan_inbox
+from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
 from ntrader_pipeline.core.validation import BarFileError
 from ntrader_pipeline.defs.partitions import PARTITION_TAG, UNFINISHED, drop_symbol_without_bars, symbol_partitions
 from ntrader_pipeline.settings import Settings
@@ -64,6 +65,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
     inbox = settings.resolved_inbox_dir
     pattern = settings.inbox_symbol_pattern
     catalog_path, venue = settings.resolved_catalog_path, settings.venue
+    max_bytes = settings.max_csv_bytes
 
     @sensor(
         name="inbox_csv_sensor",
@@ -82,7 +84,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves a successfully imported inbox file to the archive folder.",
     )
     def inbox_archive_sensor(context: RunStatusSensorContext) -> None:
-        _file_and_log(context, BarCatalog(catalog_path, venue))
+        _file_and_log(context, BarCatalog(catalog_path, venue), max_bytes)
 
     @run_failure_sensor(
         name="inbox_quarantine_sensor",
@@ -90,7 +92,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves an inbox file whose import failed to quarantine (or leaves it when the fault is elsewhere).",
     )
     def inbox_quarantine_sensor(context: RunFailureSensorContext) -> None:
-        _file_and_log(context, BarCatalog(catalog_path, venue))
+        _file_and_log(context, BarCatalog(catalog_path, venue), max_bytes)
 
     return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
 
@@ -106,9 +108,9 @@ def backtests_refresh_sensor(backtest_assets: list[AssetsDefinition]) -> Automat
     )
 
 
-def _file_and_log(context: RunStatusSensorContext, catalog: BarCatalog) -> None:
+def _file_and_log(context: RunStatusSensorContext, catalog: BarCatalog, max_bytes: int) -> None:
     """File the inbox CSV of the run that just ended (archive or quarantine) and log where it went."""
-    outcome = file_inbox_run(context.instance, context.dagster_run, catalog)
+    outcome = file_inbox_run(context.instance, context.dagster_run, catalog, max_bytes)
     if outcome:
         context.log.info(outcome)
 
@@ -119,6 +121,8 @@ def inbox_run_requests(
     """One import run per new or changed file; the cursor keeps the keys of requested files still present."""
     inbox.mkdir(parents=True, exist_ok=True)
     scan = scan_inbox(inbox, now, pattern)
+    for path, reason in scan.refused:  # no run, no partition: the name itself is the problem
+        context.log.warning(f"{reason}; quarantined as {quarantine(path, [reason])}")
     requested_before = set(json.loads(context.cursor)) if context.cursor else set()
     present = {f.key for f in scan.ready}
     busy = _symbols_importing(context.instance, ingest_job)
@@ -158,7 +162,12 @@ def _symbols_importing(instance: DagsterInstance, ingest_job: str) -> set[str]:
     }
 
 
-def file_inbox_run(instance: DagsterInstance, run: DagsterRun, catalog: BarCatalog | None = None) -> str | None:
+def file_inbox_run(
+    instance: DagsterInstance,
+    run: DagsterRun,
+    catalog: BarCatalog | None = None,
+    max_bytes: int = DEFAULT_MAX_CSV_BYTES,
+) -> str | None:
     """Archive, quarantine or leave the inbox file of a finished run; returns what was done.
 
     With ``catalog``, a quarantined file's symbol loses its partition when it has no bars at all
@@ -172,7 +181,7 @@ def file_inbox_run(instance: DagsterInstance, run: DagsterRun, catalog: BarCatal
     if run.status == DagsterRunStatus.SUCCESS or _wrote_bars(instance, run):
         return f"{path.name} imported; archived as {archive(path)}"
     symbol = run.tags[PARTITION_TAG]
-    problems = rejection(path, symbol)
+    problems = rejection(path, symbol, max_bytes)
     if problems:
         target = quarantine(path, problems)
         dropped = catalog is not None and drop_symbol_without_bars(instance, catalog, symbol)
@@ -186,10 +195,10 @@ def _wrote_bars(instance: DagsterInstance, run: DagsterRun) -> bool:
     return bool(records.records)
 
 
-def rejection(path: Path, symbol: str) -> list[str]:
+def rejection(path: Path, symbol: str, max_bytes: int = DEFAULT_MAX_CSV_BYTES) -> list[str]:
     """Every reason the file cannot become bars, read as the inbox run read it; [] when it can."""
     try:
-        read_bar_csv(path, symbol)
+        read_bar_csv(path, symbol, max_bytes=max_bytes)
     except BarFileError as error:
         return [problem.describe(path.name) for problem in error.problems]
     except OSError:

@@ -1,0 +1,86 @@
+"""Paths and files that come from outside: kept inside their root, and read only when regular.
+
+``confined`` is used wherever a path is built from input (a symbol, a run id, a file name), so a
+value that slipped past its own check still cannot reach outside its folder. ``read_regular_file``
+refuses what is not a regular file before opening it (a FIFO would block, ``/dev/zero`` would never
+end) and anything larger than the caller's limit, so memory stays bounded on any input.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+DEFAULT_MAX_CSV_BYTES = 2 << 30  # NTRADER_MAX_CSV_BYTES: the CSV reader holds the file and its columns in memory
+MAX_SPEC_BYTES = 1 << 20  # a strategy file is a few hundred bytes; YAML parsing is slow and recursive
+
+KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+class PathEscapeError(ValueError):
+    """A path built from input that would lie outside its root."""
+
+
+class InputFileError(ValueError):
+    """A named input that cannot be read as a file; the message names it and says why."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def confined(root: str | Path, *parts: str | Path) -> Path:
+    """``root / parts`` resolved, refused unless it is inside the resolved ``root``."""
+    base = Path(root).resolve()
+    target = base.joinpath(*parts).resolve()
+    if not target.is_relative_to(base):
+        shown = "/".join(str(p) for p in parts)
+        raise PathEscapeError(f"{shown!r} would lie outside {base}; refused")
+    return target
+
+
+def read_regular_file(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
+    """The bytes of ``path`` if it is a readable regular file of at most ``max_bytes``."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputFileError(path, "no such file") from None
+    except OSError as exc:
+        raise InputFileError(path, f"cannot be read ({exc.strerror})") from None
+    _check(path, info, max_bytes, what)
+    try:
+        # O_NONBLOCK: should the path have become a FIFO since the stat, opening must not wait.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        reason = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else exc.strerror
+        raise InputFileError(path, f"cannot be read ({reason})") from None
+    with os.fdopen(fd, "rb") as handle:
+        _check(path, os.fstat(fd), max_bytes, what)  # what was opened is what is read
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise InputFileError(path, f"cannot be read ({exc.strerror})") from None
+    if len(data) > max_bytes:  # grew while being read
+        raise InputFileError(path, _too_large(len(data), max_bytes, what))
+    return data
+
+
+def _check(path, info: os.stat_result, max_bytes: int, what: str) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = KINDS.get(stat.S_IFMT(info.st_mode), "an unknown kind of file")
+        raise InputFileError(path, f"is {kind}, not a regular file")
+    if info.st_size > max_bytes:
+        raise InputFileError(path, _too_large(info.st_size, max_bytes, what))
+
+
+def _too_large(size: int, max_bytes: int, what: str) -> str:
+    return f"{size:,} bytes is more than the {max_bytes:,} allowed for a {what}"

@@ -1,0 +1,48 @@
+"""The one grammar a symbol must follow, wherever it comes from (CLI, run config, file names, settings).
+
+A symbol becomes a Dagster partition key, a catalog folder, a lock-file name and a NautilusTrader
+instrument id, so anything beyond what a US ticker needs is refused before it reaches any of them:
+``AAPL``, ``BRK.B`` and ``BF-B`` pass (lower case is upper-cased); ``A;DROP TABLE``, ``../x``,
+``A,B``, ``A|B``, spaces, newlines and the empty string do not.
+
+Forms that carry more than a symbol (an exchange after ``:``, a list after ``,``) are split by
+their callers first; ``parse_symbol`` judges one bare symbol.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SYMBOL = re.compile(r"[A-Z][A-Z0-9]{0,9}(?:[.\-][A-Z0-9]{1,5}){0,2}")
+SYMBOL_RULE = (
+    "a symbol is 1 to 10 ASCII letters or digits starting with a letter, then at most two "
+    "'.' or '-' suffixes of 1 to 5 letters or digits (AAPL, BRK.B, BF-B)"
+)
+
+
+class SymbolError(ValueError):
+    """Text that is not a symbol; the message quotes it and states the rule."""
+
+
+def parse_symbol(text: str) -> str:
+    """``text`` upper-cased when it is a symbol; otherwise ``SymbolError`` naming the rule."""
+    if not isinstance(text, str):
+        raise SymbolError(f"{text!r} is not a symbol: {SYMBOL_RULE}")
+    symbol = text.upper() if text.isascii() else ""  # no Unicode case folding (ß would become SS)
+    if not _SYMBOL.fullmatch(symbol):
+        shown = repr(text) if text else "an empty string"
+        raise SymbolError(f"{shown} is not a symbol: {SYMBOL_RULE}")
+    return symbol
+
+
+def is_symbol(text: str) -> bool:
+    try:
+        parse_symbol(text)
+    except SymbolError:
+        return False
+    return True
+
+
+def parse_symbols(texts) -> list[str]:
+    """Each of ``texts`` as a symbol (order kept, duplicates dropped); the first bad one raises."""
+    return list(dict.fromkeys(parse_symbol(t) for t in texts))

@@ -159,4 +159,15 @@ class Pipeline:
             "spec_path": str(Path(spec_path).resolve()) if spec_path is not None else None,
         }
         result = self._execute(BACKTEST_JOB, backtest_key(strategy, symbol), {"ops": {"backtest": {"config": config}}})
-        return result.output_for_node("backtest_metrics")
+        return self.stored_metrics(result)
+
+    def stored_metrics(self, result: Any) -> dict[str, Any]:
+        """The metrics of the backtest a run materialized, as the warehouse holds them."""
+        from ntrader_pipeline.adapters.warehouse import Warehouse
+        from ntrader_pipeline.core.metrics import typed_metrics
+
+        run_id = next(
+            m.metadata["run_id"].value for m in result.asset_materializations_for_node("backtest")
+            if m.asset_key.to_user_string() == "backtest_metrics"
+        )
+        return typed_metrics(Warehouse.open(self.settings.resolved_warehouse_url).get_metrics(run_id))

@@ -33,12 +33,12 @@ def test_ingest_then_backtest_one_partition(ntrader_home):
         _assert_materialized(instance, ["bar_catalog", "market_data"], "ORCL")
         _assert_materialized(instance, BACKTEST, "sma_crossover|ORCL")
 
-        metrics = run.output_for_node("backtest_metrics")
         event = instance.get_latest_materialization_event(AssetKey("backtest_metrics"))
         assert event.asset_materialization.metadata["trade_count"].value == 97
-        assert event.asset_materialization.metadata["total_return"].value == pytest.approx(metrics["total_return"])
 
     warehouse = Warehouse.open(ntrader_home.resolved_warehouse_url)
+    metrics = warehouse.get_metrics(event.asset_materialization.metadata["run_id"].value)
+    assert event.asset_materialization.metadata["total_return"].value == pytest.approx(metrics["total_return"])
     stored = warehouse.get_run(metrics["run_id"])
     assert stored["strategy"] == "sma_crossover" and stored["symbol"] == "ORCL" and stored["bar_count"] == 5036
     assert len(warehouse.get_trades(metrics["run_id"])) == 97

@@ -5,6 +5,11 @@ A file names a registered strategy (``strategy: momentum``) or a user's own clas
 (``strategy_path: "pkg.module:Class"`` + ``config_path: "pkg.module:ConfigClass"``). Files are
 read with ``yaml.safe_load`` and user modules are imported only from prefixes on the operator's
 allowlist, checked before anything is imported: a YAML file is data, never a way to run code.
+
+Reading a file validates it with pydantic alone; checking its ``config:`` block against the
+strategy's NautilusTrader config class imports the engine (seconds, ~300 MB), so the code location
+reads files with ``check_config=False`` and the block is checked by ``strategy validate`` and
+before every run.
 """
 
 from __future__ import annotations
@@ -15,22 +20,18 @@ from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import yaml
-from nautilus_trader.common.config import msgspec_decoding_hook
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.fees import ZERO_COMMISSION, PerShareCommission
-from ntrader_pipeline.core.strategies import (
-    REGISTRY,
-    RISK_FIELDS,
-    RegisteredStrategy,
-    SignalStrategy,
-    SignalStrategyConfig,
-)
+from ntrader_pipeline.core.strategies import REGISTRY, RISK_FIELDS, RegisteredStrategy
+
+if TYPE_CHECKING:
+    from ntrader_pipeline.core.strategies.base import SignalStrategy, SignalStrategyConfig
 
 CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag")
@@ -143,9 +144,6 @@ class StrategySpec(BaseModel):
                 raise ValueError(f"config.{key}: risk limits go under backtest.risk, not config")
             if key in SET_BY_BACKTEST:
                 raise ValueError(f"config.{key}: set by the backtest, not by the file")
-        if self.strategy is not None:
-            reg = self.registered
-            build_strategy_config(reg.config_cls, self.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=None)
         return self
 
     @model_validator(mode="after")
@@ -172,9 +170,11 @@ def build_strategy_config(
     instrument_id: str,
     bar_type: str,
     risk: RiskSettings | None = None,
-    source: str | None = "",
+    source: str = "",
 ) -> SignalStrategyConfig:
     """The strategy's frozen config from a file's ``config:`` block, type-checked field by field."""
+    from nautilus_trader.common.config import msgspec_decoding_hook
+
     raw = {**params, **(risk or RiskSettings()).strategy_fields(), "instrument_id": instrument_id, "bar_type": bar_type}
     try:
         return msgspec.convert(raw, config_cls, dec_hook=msgspec_decoding_hook)
@@ -185,8 +185,6 @@ def build_strategy_config(
         key = where.group(1) if where else unknown.group(1) if unknown else None
         reason = re.sub(r" - at `\$[.\w]*`", "", message)
         text = f"config.{key}: {reason}" if key else f"config: {reason}"
-        if source is None:  # inside pydantic validation: the caller adds the file name
-            raise ValueError(text) from None
         raise StrategySpecError(f"{source}: {text}") from None
 
 
@@ -204,6 +202,8 @@ def resolve_strategy(
     spec: StrategySpec, allowlist: Sequence[str] = ()
 ) -> tuple[type[SignalStrategy], type[SignalStrategyConfig]]:
     """The strategy and config classes of ``spec``; user classes only from allowlisted modules."""
+    from ntrader_pipeline.core.strategies.base import SignalStrategy, SignalStrategyConfig
+
     if not spec.is_custom:
         return spec.registered.strategy_cls, spec.registered.config_cls
     paths = {"strategy_path": spec.strategy_path, "config_path": spec.config_path}
@@ -244,7 +244,7 @@ def check_spec(spec: StrategySpec, allowlist: Sequence[str] = ()) -> None:
     build_strategy_config(config_cls, spec.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, spec.backtest.risk, spec.source)
 
 
-def parse_spec(name: str, data: Any, source: str) -> StrategySpec:
+def parse_spec(name: str, data: Any, source: str, check_config: bool = True) -> StrategySpec:
     if not isinstance(data, dict):
         raise StrategySpecError(f"{source}: expected a mapping at the top level")
     if "name" in data:
@@ -255,6 +255,8 @@ def parse_spec(name: str, data: Any, source: str) -> StrategySpec:
         reasons = "; ".join(_reason(err) for err in exc.errors())
         raise StrategySpecError(f"{source}: {reasons}") from None
     spec._source = source
+    if check_config and not spec.is_custom:
+        build_strategy_config(spec.registered.config_cls, spec.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=source)
     return spec
 
 
@@ -266,7 +268,7 @@ def _reason(err: dict) -> str:
     return f"{where}: {message}"
 
 
-def load_spec(path: str | Path) -> StrategySpec:
+def load_spec(path: str | Path, check_config: bool = True) -> StrategySpec:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -274,9 +276,9 @@ def load_spec(path: str | Path) -> StrategySpec:
         raise StrategySpecError(f"{path}: no such file") from None
     except yaml.YAMLError as exc:
         raise StrategySpecError(f"{path}: not valid YAML ({exc})") from None
-    return parse_spec(path.stem, data, str(path))
+    return parse_spec(path.stem, data, str(path), check_config)
 
 
-def load_specs(folder: str | Path) -> dict[str, StrategySpec]:
+def load_specs(folder: str | Path, check_config: bool = True) -> dict[str, StrategySpec]:
     """Every ``*.yaml`` in ``folder``, by name; one bad file fails the whole load, loudly."""
-    return {spec.name: spec for spec in map(load_spec, sorted(Path(folder).glob("*.yaml")))}
+    return {spec.name: spec for spec in (load_spec(p, check_config) for p in sorted(Path(folder).glob("*.yaml")))}

@@ -24,6 +24,12 @@ def backtest_partitions(strategy_names: list[str]) -> MultiPartitionsDefinition:
 def backtest_key(strategy: str, symbol: str) -> str:
     return f"{strategy}|{symbol}"
 
+
+def split_backtest_key(key: str) -> tuple[str, str]:
+    """``(strategy, symbol)`` of a backtest partition key (``backtest_key`` reversed)."""
+    strategy, symbol = str(key).split("|", 1)
+    return strategy, symbol
+
 # MultiToSingleDimensionPartitionMapping (backtest ← bars of its symbol) is marked beta; it is
 # the documented way to map a multi-partition onto one of its dimensions, so don't nag users.
 warnings.filterwarnings("ignore", category=BetaWarning, message=".*MultiToSingleDimensionPartitionMapping.*")

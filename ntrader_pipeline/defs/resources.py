@@ -1,13 +1,18 @@
 """The one resource every asset uses: the stores, resolved from ntrader settings."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 
-from ntrader_pipeline.adapters.catalog import BarCatalog
-from ntrader_pipeline.adapters.market_data_store import MarketDataStore
-from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.settings import Settings
+
+if TYPE_CHECKING:  # the stores import NautilusTrader, pandas and SQLAlchemy: only once a run uses them
+    from ntrader_pipeline.adapters.catalog import BarCatalog
+    from ntrader_pipeline.adapters.market_data_store import MarketDataStore
+    from ntrader_pipeline.adapters.warehouse import Warehouse
 
 
 class PipelineStores(ConfigurableResource):
@@ -21,7 +26,7 @@ class PipelineStores(ConfigurableResource):
     strategy_module_allowlist: list[str] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "PipelineStores":
+    def from_settings(cls, settings: Settings) -> PipelineStores:
         return cls(
             warehouse_url=settings.resolved_warehouse_url,
             catalog_path=str(settings.resolved_catalog_path),
@@ -32,12 +37,18 @@ class PipelineStores(ConfigurableResource):
         )
 
     def catalog(self) -> BarCatalog:
+        from ntrader_pipeline.adapters.catalog import BarCatalog
+
         return BarCatalog(self.catalog_path, self.venue)
 
     def warehouse(self) -> Warehouse:
+        from ntrader_pipeline.adapters.warehouse import Warehouse
+
         return Warehouse.open(self.warehouse_url)
 
     def market_data(self) -> MarketDataStore:
+        from ntrader_pipeline.adapters.market_data_store import MarketDataStore
+
         return MarketDataStore(self.catalog(), self.warehouse())
 
     def reports_dir_for(self, run_id: str) -> Path:

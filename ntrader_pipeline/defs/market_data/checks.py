@@ -21,9 +21,7 @@ from dagster import (
     PreviewWarning,
     multi_asset_check,
 )
-from nautilus_trader.model.data import BarType
 
-from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_stats
 from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.defs.partitions import symbol_partitions
@@ -72,6 +70,8 @@ def stored_bar_checks(context: AssetCheckExecutionContext, stores: PipelineStore
     series = stores.catalog().read(symbol, timeframe)
     frame = series.frame if series is not None else pd.DataFrame({"ts_event": []}, dtype="int64")
     ts = frame["ts_event"].to_numpy(dtype="int64")
+    from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_stats  # SQLAlchemy: only in a run
+
     table = table_bar_stats(stores.warehouse(), symbol, bar_type, first_ns, last_ns)
     counts = quality.row_counts(
         written=written,
@@ -119,6 +119,8 @@ def latest_import(context: AssetCheckExecutionContext, symbol: str) -> dict:
 
 def timeframe_of(bar_type: str) -> Timeframe:
     """``AAPL.XNAS-1-MINUTE-LAST-EXTERNAL`` → ``Timeframe.MIN1``."""
+    from nautilus_trader.model.data import BarType  # in the check's body: the code location must load fast
+
     spec = str(BarType.from_str(bar_type).spec).rsplit("-", 1)[0]
     return next(t for t in Timeframe if t.nautilus_spec == spec)
 

@@ -44,7 +44,6 @@ from dagster import (
     sensor,
 )
 
-from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.inbox import archive, file_key, quarantine, scan_inbox
 from ntrader_pipeline.core.validation import BarFileError
 from ntrader_pipeline.defs.partitions import symbol_partitions
@@ -187,6 +186,8 @@ def _wrote_bars(instance: DagsterInstance, run: DagsterRun) -> bool:
 
 def rejection(path: Path, symbol: str) -> list[str]:
     """Every reason the file cannot become bars, read as the inbox run read it; [] when it can."""
+    from ntrader_pipeline.core.csv_bars import read_bar_csv  # pyarrow: only when a file is checked
+
     try:
         read_bar_csv(path, symbol)
     except BarFileError as error:

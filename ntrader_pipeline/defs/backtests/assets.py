@@ -131,7 +131,7 @@ def backtest_partition(
     from ntrader_pipeline.core.ledger import trade_ledger
     from ntrader_pipeline.core.metrics import compute_metrics, equity_curve
     from ntrader_pipeline.core.reports import write_reports
-    from ntrader_pipeline.core.tearsheet import chart_title, equity_drawdown_png, png_markdown
+    from ntrader_pipeline.core.tearsheet import chart_caption, chart_title, equity_drawdown_png, png_markdown
 
     strategy, symbol = split_backtest_key(key)
     if (strategy == FILE_STRATEGY_KEY) != bool(config.spec_path):
@@ -165,7 +165,9 @@ def backtest_partition(
             "run_id": result.run_id,
             "report_dir": MetadataValue.path(str(directory)),
             "tearsheet": MetadataValue.path(str(paths["html"])),
-            "equity_and_drawdown": MetadataValue.md(png_markdown(chart, "equity and drawdown")),
+            "equity_and_drawdown": MetadataValue.md(
+                f"{png_markdown(chart, 'equity and drawdown')}\n\n{chart_caption(curve)}"
+            ),
             "report": MetadataValue.md(f"```\n{paths['text'].read_text()}\n```"),
         },
     }

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from ntrader_pipeline.cli.common import console, open_pipeline, parse_date
-from ntrader_pipeline.settings import get_settings
 
 
 @click.group()
@@ -78,6 +77,7 @@ def run_config(file: str, symbol: str, start, end) -> None:
     runs on the `_file` strategy partition. Either way the run is stored like every other.
     """
     from ntrader_pipeline.core.strategy_specs import check_spec, load_spec
+    from ntrader_pipeline.settings import get_settings
 
     settings = get_settings()
     spec = load_spec(file)

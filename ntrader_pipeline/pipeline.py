@@ -27,8 +27,8 @@ INSTANCE_YAML = """\
 # Dagster instance of the embedded ntrader setup (written by ntrader; edit freely).
 # Events go to one SQLite file instead of Dagster's default of one new database per run, which
 # cost about half a second per backtest partition here (see bench/backtest_overhead.py).
-# Runs launched from the UI each start a fresh Python process (~5 s of imports): two at a time is
-# what two cores take; `ntrader backtest backfill` runs many partitions in one process instead.
+# Runs launched from the UI each start a fresh Python process (seconds of imports): two at a time is
+# what two cores take; a backfill puts up to 25 backtest partitions in one run to pay that once.
 # Only one run at a time may talk to the IB Gateway (pool `ibkr`, the one pool the assets use).
 concurrency:
   runs:
@@ -158,16 +158,60 @@ class Pipeline:
             "timeframe": timeframe,
             "spec_path": str(Path(spec_path).resolve()) if spec_path is not None else None,
         }
-        result = self._execute(BACKTEST_JOB, backtest_key(strategy, symbol), {"ops": {"backtest": {"config": config}}})
-        return self.stored_metrics(result)
+        key = backtest_key(strategy, symbol)
+        result = self._execute(BACKTEST_JOB, key, {"ops": {"backtest": {"config": config}}})
+        return self.stored_metrics(result)[key]
 
-    def stored_metrics(self, result: Any) -> dict[str, Any]:
-        """The metrics of the backtest a run materialized, as the warehouse holds them."""
+    def run_backtests(
+        self, strategy: str, symbols: list[str], start: date | None = None, end: date | None = None
+    ) -> dict[str, dict[str, Any] | str]:
+        """Materialize ``strategy`` on many symbols, in the runs a UI backfill would make: ranges of
+        consecutive symbol partitions, at most ``MAX_PARTITIONS_PER_RUN`` each, so a run's fixed
+        cost is paid once per batch. Returns each symbol's metrics, or why it failed."""
+        from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+        from ntrader_pipeline.defs.backtests.assets import MAX_PARTITIONS_PER_RUN
+
+        if strategy not in self.strategy_names():
+            reason = f"unknown strategy {strategy!r}; strategy files: {', '.join(self.strategy_names())}"
+            return {symbol: reason for symbol in symbols}
+        known = list(self.instance.get_dynamic_partitions(symbol_partitions.name))  # the partitions' order
+        outcome: dict[str, dict[str, Any] | str] = {
+            s: f"no bars imported for {s}; run `ntrader data import-csv` first" for s in symbols if s not in known
+        }
+        wanted = sorted({known.index(s) for s in symbols if s in known})
+        batches: list[list[int]] = []
+        for index in wanted:
+            if batches and batches[-1][-1] == index - 1 and len(batches[-1]) < MAX_PARTITIONS_PER_RUN:
+                batches[-1].append(index)
+            else:
+                batches.append([index])
+        config = {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None}
+        for batch in batches:
+            keys = [backtest_key(strategy, known[i]) for i in batch]
+            result = self.defs.resolve_job_def(BACKTEST_JOB).execute_in_process(
+                instance=self.instance, raise_on_error=False,
+                tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+                run_config={"ops": {"backtest": {"config": config}}, **QUIET_LOGS},
+            )
+            stored = self.stored_metrics(result)
+            failure = next((e for e in result.all_events if e.is_step_failure), None)
+            error = failure.step_failure_data.error if failure else None
+            message = (error.cause or error).message if error else "the run failed"
+            for key, index in zip(keys, batch, strict=True):
+                reason = next((line.split(": ", 1)[1] for line in message.splitlines() if line.startswith(f"{key}: ")),
+                              message.splitlines()[0] if message else "failed")
+                outcome[known[index]] = stored.get(key, reason)
+        return {symbol: outcome[symbol] for symbol in symbols}
+
+    def stored_metrics(self, result: Any) -> dict[str, dict[str, Any]]:
+        """The metrics of every backtest partition a run materialized, as the warehouse holds them."""
         from ntrader_pipeline.adapters.warehouse import Warehouse
         from ntrader_pipeline.core.metrics import typed_metrics
 
-        run_id = next(
-            m.metadata["run_id"].value for m in result.asset_materializations_for_node("backtest")
+        warehouse = Warehouse.open(self.settings.resolved_warehouse_url)
+        return {
+            m.partition: typed_metrics(warehouse.get_metrics(m.metadata["run_id"].value))
+            for m in result.asset_materializations_for_node("backtest")
             if m.asset_key.to_user_string() == "backtest_metrics"
-        )
-        return typed_metrics(Warehouse.open(self.settings.resolved_warehouse_url).get_metrics(run_id))
+        }

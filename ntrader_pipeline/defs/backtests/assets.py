@@ -113,7 +113,7 @@ def build_backtest_assets(
             for key, metadata in done.items():  # the step fails: record what did succeed
                 for asset, values in metadata.items():
                     context.log_event(AssetMaterialization(asset, partition=key, metadata=values))
-            raise BacktestBatchError(f"{len(failed)} of {len(keys)} partitions failed: " + "; ".join(failed))
+            raise BacktestBatchError(f"{len(failed)} of {len(keys)} partitions failed:\n" + "\n".join(failed))
         for key, metadata in done.items():
             for asset, values in metadata.items():
                 context.add_asset_metadata(values, asset_key=asset, partition_key=key if len(keys) > 1 else None)

@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterEventType, DagsterInstance, Definitions
 from dagster._core.errors import DagsterAssetCheckFailedError
 
 from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
@@ -210,8 +210,12 @@ class Pipeline:
         from ntrader_pipeline.core.metrics import typed_metrics
 
         warehouse = Warehouse.open(self.settings.resolved_warehouse_url)
+        records = self.instance.get_records_for_run(
+            result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+        ).records  # from the instance: a failed batch's successes are logged events, not step outputs
+        materializations = [r.event_log_entry.asset_materialization for r in records]
         return {
             m.partition: typed_metrics(warehouse.get_metrics(m.metadata["run_id"].value))
-            for m in result.asset_materializations_for_node("backtest")
+            for m in materializations
             if m.asset_key.to_user_string() == "backtest_metrics"
         }

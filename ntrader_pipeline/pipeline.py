@@ -28,7 +28,7 @@ INSTANCE_YAML = """\
 # Events go to one SQLite file instead of Dagster's default of one new database per run, which
 # cost about half a second per backtest partition here (see bench/backtest_overhead.py).
 # Runs launched from the UI each start a fresh Python process (seconds of imports): two at a time is
-# what two cores take; a backfill puts up to 25 backtest partitions in one run to pay that once.
+# what two cores take; a backfill puts up to 50 backtest partitions in one run to pay that once.
 # Only one run at a time may talk to the IB Gateway (pool `ibkr`, the one pool the assets use).
 concurrency:
   runs:

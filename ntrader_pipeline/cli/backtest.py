@@ -38,7 +38,7 @@ def run(strategy: str, symbol: str, start, end, timeframe: str | None) -> None:
 def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end) -> None:
     """Run many strategy × symbol partitions in this one process.
 
-    The same runs a backfill from the UI makes (up to 25 partitions of a strategy per run), without
+    The same runs a backfill from the UI makes (up to 50 partitions of a strategy per run), without
     a fresh interpreter per run. A failed partition is reported and the others still run; exit 1 if
     any failed.
     """

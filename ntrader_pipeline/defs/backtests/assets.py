@@ -46,9 +46,11 @@ if TYPE_CHECKING:  # NautilusTrader is imported when a backtest runs, never when
     from ntrader_pipeline.core.backtest import BacktestResult
 
 BACKTEST_ASSET_KEYS = ("backtest", "trade_ledger", "backtest_metrics", "backtest_report")
-# Partitions per run of a backfill. Larger batches amortize a run's start-up further but lose more
-# work to one failure and show progress later; 25 daily-bar partitions take about 15 s here.
-MAX_PARTITIONS_PER_RUN = 25
+# Partitions per run of a backfill. A run launched by the daemon starts a process that imports
+# Dagster and NautilusTrader (~5-8 s here), more than 10 daily-bar backtests cost; larger batches
+# amortize it further but show their materializations later (at the end of the run). Dagster cuts
+# a backfill into ranges of one strategy (or one symbol, whichever has fewer keys) first.
+MAX_PARTITIONS_PER_RUN = 50
 
 
 class BacktestRunConfig(Config):

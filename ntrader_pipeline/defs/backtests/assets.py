@@ -21,6 +21,7 @@ import pandas as pd
 from dagster import (
     AssetDep,
     AssetExecutionContext,
+    AssetKey,
     AssetMaterialization,
     AssetsDefinition,
     AssetSpec,
@@ -118,7 +119,7 @@ def build_backtest_assets(
             raise BacktestBatchError(f"{len(failed)} of {len(keys)} partitions failed:\n" + "\n".join(failed))
         for key, metadata in done.items():
             for asset, values in metadata.items():
-                context.add_asset_metadata(values, asset_key=asset, partition_key=key if len(keys) > 1 else None)
+                add_partition_metadata(context, asset, key if len(keys) > 1 else None, values)
         for asset in BACKTEST_ASSET_KEYS:
             yield MaterializeResult(asset_key=asset)
 
@@ -173,6 +174,17 @@ def backtest_partition(
             "report": MetadataValue.md(f"```\n{paths['text'].read_text()}\n```"),
         },
     }
+
+
+def add_partition_metadata(context: AssetExecutionContext, asset: str, key: str | None, values: dict) -> None:
+    """``context.add_asset_metadata(values, asset_key=asset, partition_key=key)`` without its check
+    that ``key`` is in the run's range: the keys come from ``context.partition_keys``, and the check
+    reloads every dynamic partition key from the instance on each call (four calls per partition,
+    ~20 ms each here, as much as a fifth of a daily-bar backtest). Dagster 1.13's accumulator."""
+    step = context.op_execution_context._step_execution_context  # noqa: SLF001
+    step._metadata_accumulator = step._metadata_accumulator.with_additional_asset_metadata(  # noqa: SLF001
+        asset_key=AssetKey(asset), metadata=values, partition_key=key
+    )
 
 
 def metric_metadata(metrics: dict) -> dict[str, MetadataValue]:

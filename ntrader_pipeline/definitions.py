@@ -21,7 +21,9 @@ BACKTEST_JOB = "backtest_job"
 
 
 def build_definitions(settings: Settings) -> Definitions:
-    specs = load_specs(settings.strategy_configs_dir)
+    # pydantic alone: checking each ``config:`` block against its class would import NautilusTrader
+    # (seconds, ~300 MB) into every UI, daemon and run process; each run checks its own file.
+    specs = load_specs(settings.strategy_configs_dir, check_config=False)
     if not specs:
         raise ValueError(f"no strategy YAML files in {settings.strategy_configs_dir}")
     partitions = backtest_partitions(list(specs))

@@ -13,11 +13,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterEventType, DagsterInstance, Definitions
 from dagster._core.errors import DagsterAssetCheckFailedError
 
 from ntrader_pipeline.adapters.locks import file_lock
-from ntrader_pipeline.core.backtest import bars_to_trade
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.symbols import parse_symbol, parse_symbols
@@ -41,8 +40,8 @@ INSTANCE_YAML = """\
 # DAGSTER_HOME, so the file works wherever the folder is.
 # Events go to one SQLite file instead of Dagster's default of one new database per run, which
 # cost about half a second per backtest partition here (see bench/backtest_overhead.py).
-# Runs launched from the UI each start a fresh Python process (~5 s of imports): two at a time is
-# what two cores take; `ntrader backtest backfill` runs many partitions in one process instead.
+# Runs launched from the UI each start a fresh Python process (seconds of imports): two at a time is
+# what two cores take; a backfill puts up to 50 backtest partitions in one run to pay that once.
 # Only one run at a time may talk to the IB Gateway (pool `ibkr`, the one pool the assets use).
 concurrency:
   runs:
@@ -209,8 +208,9 @@ class Pipeline:
             "timeframe": timeframe,
             "spec_path": str(Path(spec_path).resolve()) if spec_path is not None else None,
         }
-        result = self._execute(BACKTEST_JOB, backtest_key(strategy, symbol), {"ops": {"backtest": {"config": config}}})
-        return result.output_for_node("backtest_metrics")
+        key = backtest_key(strategy, symbol)
+        result = self._execute(BACKTEST_JOB, key, {"ops": {"backtest": {"config": config}}})
+        return self.stored_metrics(result)[key]
 
     def _refuse_what_cannot_run(
         self, strategy: str, symbol: str, start: date | None, end: date | None,
@@ -221,6 +221,8 @@ class Pipeline:
         A run that fails on bad input would mark its partition failed in the UI, as if the stored
         data or the strategy were broken.
         """
+        from ntrader_pipeline.core.backtest import bars_to_trade
+
         stores = self.stores
         spec = load_spec(spec_path if spec_path is not None else stores.strategy_file(strategy))
         interval = Timeframe.parse(timeframe) if timeframe else spec.backtest.timeframe
@@ -231,3 +233,61 @@ class Pipeline:
             bars_to_trade(series, spec, start, end)
         except ValueError as exc:
             raise PipelineError(str(exc)) from None
+
+    def run_backtests(
+        self, strategy: str, symbols: list[str], start: date | None = None, end: date | None = None
+    ) -> dict[str, dict[str, Any] | str]:
+        """Materialize ``strategy`` on many symbols, in the runs a UI backfill would make: ranges of
+        consecutive symbol partitions, at most ``MAX_PARTITIONS_PER_RUN`` each, so a run's fixed
+        cost is paid once per batch. Returns each symbol's metrics, or why it failed."""
+        from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+        from ntrader_pipeline.defs.backtests.assets import MAX_PARTITIONS_PER_RUN
+
+        if strategy not in self.strategy_names():
+            reason = f"unknown strategy {strategy!r}; strategy files: {', '.join(self.strategy_names())}"
+            return {symbol: reason for symbol in symbols}
+        known = list(self.instance.get_dynamic_partitions(symbol_partitions.name))  # the partitions' order
+        outcome: dict[str, dict[str, Any] | str] = {
+            s: f"no bars imported for {s}; run `ntrader data import-csv` first" for s in symbols if s not in known
+        }
+        wanted = sorted({known.index(s) for s in symbols if s in known})
+        batches: list[list[int]] = []
+        for index in wanted:
+            if batches and batches[-1][-1] == index - 1 and len(batches[-1]) < MAX_PARTITIONS_PER_RUN:
+                batches[-1].append(index)
+            else:
+                batches.append([index])
+        config = {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None}
+        for batch in batches:
+            keys = [backtest_key(strategy, known[i]) for i in batch]
+            result = self.defs.resolve_job_def(BACKTEST_JOB).execute_in_process(
+                instance=self.instance, raise_on_error=False,
+                tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+                run_config={"ops": {"backtest": {"config": config}}, **QUIET_LOGS},
+            )
+            stored = self.stored_metrics(result)
+            failure = next((e for e in result.all_events if e.is_step_failure), None)
+            error = failure.step_failure_data.error if failure else None
+            message = (error.cause or error).message if error else "the run failed"
+            for key, index in zip(keys, batch, strict=True):
+                reason = next((line.split(": ", 1)[1] for line in message.splitlines() if line.startswith(f"{key}: ")),
+                              message.splitlines()[0] if message else "failed")
+                outcome[known[index]] = stored.get(key, reason)
+        return {symbol: outcome[symbol] for symbol in symbols}
+
+    def stored_metrics(self, result: Any) -> dict[str, dict[str, Any]]:
+        """The metrics of every backtest partition a run materialized, as the warehouse holds them."""
+        from ntrader_pipeline.adapters.warehouse import Warehouse
+        from ntrader_pipeline.core.metrics import typed_metrics
+
+        warehouse = Warehouse.open(self.settings.resolved_warehouse_url)
+        records = self.instance.get_records_for_run(
+            result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
+        ).records  # from the instance: a failed batch's successes are logged events, not step outputs
+        materializations = [r.event_log_entry.asset_materialization for r in records]
+        return {
+            m.partition: typed_metrics(warehouse.get_metrics(m.metadata["run_id"].value))
+            for m in materializations
+            if m.asset_key.to_user_string() == "backtest_metrics"
+        }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
 from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
@@ -12,7 +13,7 @@ from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
 from ntrader_pipeline.defs.market_data.assets import csv_bars
 from ntrader_pipeline.defs.partitions import backtest_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.conftest import NVDA_DAILY, ORCL_DAILY
 
 BACKTEST = ["backtest", "trade_ledger", "backtest_metrics", "backtest_report"]
 BACKTEST_ASSETS = build_backtest_assets(backtest_partitions(["sma_crossover"]))
@@ -33,12 +34,12 @@ def test_ingest_then_backtest_one_partition(ntrader_home):
         _assert_materialized(instance, ["bar_catalog", "market_data"], "ORCL")
         _assert_materialized(instance, BACKTEST, "sma_crossover|ORCL")
 
-        metrics = run.output_for_node("backtest_metrics")
         event = instance.get_latest_materialization_event(AssetKey("backtest_metrics"))
         assert event.asset_materialization.metadata["trade_count"].value == 97
-        assert event.asset_materialization.metadata["total_return"].value == pytest.approx(metrics["total_return"])
 
     warehouse = Warehouse.open(ntrader_home.resolved_warehouse_url)
+    metrics = warehouse.get_metrics(event.asset_materialization.metadata["run_id"].value)
+    assert event.asset_materialization.metadata["total_return"].value == pytest.approx(metrics["total_return"])
     stored = warehouse.get_run(metrics["run_id"])
     assert stored["strategy"] == "sma_crossover" and stored["symbol"] == "ORCL" and stored["bar_count"] == 5036
     assert len(warehouse.get_trades(metrics["run_id"])) == 97
@@ -67,3 +68,36 @@ def _assert_materialized(instance: DagsterInstance, keys: list[str], partition: 
         event = instance.get_latest_materialization_event(AssetKey(key))
         assert event is not None, key
         assert event.asset_materialization.partition == partition
+
+
+def test_a_batch_run_records_every_partition_on_its_own(ntrader_home):
+    """One run over a range of partitions (what a backfill batch is): each partition gets its own
+    materialization of each asset, with its own run id and metrics; a partition without bars fails
+    alone, named in the error, and the others stay recorded."""
+    from ntrader_pipeline.pipeline import Pipeline
+
+    with instance_for_test() as instance:
+        pipeline = Pipeline.open(ntrader_home, instance)
+        for symbol, path in (("ORCL", ORCL_DAILY), ("NVDA", NVDA_DAILY)):
+            pipeline.import_csv(path, symbol)
+        pipeline.add_symbols(["MSFT"])  # a partition without bars
+        outcome = pipeline.run_backtests("sma_crossover", ["ORCL", "NVDA"], end=date(1999, 12, 31))
+        assert {s: m["symbol"] for s, m in outcome.items()} == {"ORCL": "ORCL", "NVDA": "NVDA"}
+        runs = instance.get_run_records()
+        assert len(runs) == 3  # two imports, one backtest run for both partitions
+        for asset in BACKTEST:
+            events = instance.fetch_materializations(AssetKey(asset), limit=10).records
+            by_partition = {e.asset_materialization.partition: e.asset_materialization.metadata for e in events}
+            assert sorted(by_partition) == ["sma_crossover|NVDA", "sma_crossover|ORCL"], asset
+            assert {md["run_id"].value for md in by_partition.values()} == {outcome["ORCL"]["run_id"], outcome["NVDA"]["run_id"]}
+        metrics = {e.asset_materialization.partition: e.asset_materialization.metadata["trade_count"].value
+                   for e in instance.fetch_materializations(AssetKey("backtest_metrics"), limit=10).records}
+        assert metrics == {f"sma_crossover|{s}": outcome[s]["trade_count"] for s in ("ORCL", "NVDA")}
+
+        mixed = pipeline.run_backtests("momentum", ["NVDA", "MSFT"], end=date(1999, 12, 31))
+        assert not isinstance(mixed["NVDA"], str), mixed
+        assert mixed["NVDA"]["symbol"] == "NVDA"
+        assert mixed["MSFT"].startswith("the catalog has no DAILY bars for MSFT")
+        recorded = {e.asset_materialization.partition for e in instance.fetch_materializations(
+            AssetKey("backtest_report"), limit=10).records}
+        assert "momentum|NVDA" in recorded and "momentum|MSFT" not in recorded

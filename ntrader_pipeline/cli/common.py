@@ -1,16 +1,23 @@
-"""Helpers the command groups share: the pipeline, the warehouse and a Rich console."""
+"""Helpers the command groups share: the pipeline, the warehouse and a Rich console.
+
+Command modules import only click and rich at the top, everything else inside the command that
+needs it: ``ntrader --help`` and commands that run nothing must not pay for importing Dagster,
+NautilusTrader, pandas or SQLAlchemy (seconds).
+"""
 
 from __future__ import annotations
 
 import sys
 from datetime import date
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
-from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.core.symbols import SymbolError, parse_symbol, parse_symbols
-from ntrader_pipeline.settings import get_settings
+
+if TYPE_CHECKING:
+    from ntrader_pipeline.adapters.warehouse import Warehouse
 
 # Tables stay readable when output is piped (Rich assumes 80 columns off a terminal).
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -23,6 +30,9 @@ def open_pipeline():
 
 
 def open_warehouse() -> Warehouse:
+    from ntrader_pipeline.adapters.warehouse import Warehouse
+    from ntrader_pipeline.settings import get_settings
+
     return Warehouse.open(get_settings().resolved_warehouse_url)
 
 

@@ -9,7 +9,6 @@ import click
 from rich.table import Table
 
 from ntrader_pipeline.cli.common import console, open_pipeline
-from ntrader_pipeline.settings import SAMPLE_DATA_DIR, get_settings
 
 DEMO_SYMBOLS = ("ORCL", "NVDA")
 DEMO_STRATEGY = "sma_crossover"
@@ -26,6 +25,8 @@ def _num(value: float | None) -> str:
 @click.command()
 def demo() -> None:
     """Import the bundled ORCL and NVDA daily bars and backtest the SMA crossover on each."""
+    from ntrader_pipeline.settings import SAMPLE_DATA_DIR
+
     pipeline = open_pipeline()
     table = Table("symbol", "strategy", "total return", "Sharpe", "max drawdown", "trades", "run id",
                   title="SMA crossover on bundled daily bars")
@@ -49,6 +50,7 @@ def demo() -> None:
 def ui(dagster_args: tuple[str, ...]) -> None:
     """Start `dagster dev` on the instance the CLI writes to (extra arguments go to dagster)."""
     from ntrader_pipeline.pipeline import prepare_dagster_home
+    from ntrader_pipeline.settings import get_settings
 
     prepare_dagster_home(get_settings())
     args = ["dagster", "dev", "-w", "workspace.yaml", *dagster_args]

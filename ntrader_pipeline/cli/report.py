@@ -6,12 +6,16 @@ from pathlib import Path
 
 import click
 
-from ntrader_pipeline.adapters.warehouse.results import load_run
 from ntrader_pipeline.cli.common import open_warehouse
-from ntrader_pipeline.core.reports import render, write_reports, write_text
 
 # --format name → report kind (csv is the trade ledger; equity.csv comes with export-all)
 FORMATS = {"text": "text", "csv": "trades", "json": "json", "html": "html"}
+
+
+def _load(run_id: str):
+    from ntrader_pipeline.adapters.warehouse.results import load_run
+
+    return load_run(open_warehouse(), run_id)
 
 
 @click.group()
@@ -23,7 +27,9 @@ def report() -> None:
 @click.argument("run_id")
 def summary(run_id: str) -> None:
     """Print the text report of a run: every metric and the last trades."""
-    stored = load_run(open_warehouse(), run_id)
+    from ntrader_pipeline.core.reports import render
+
+    stored = _load(run_id)
     click.echo(render("text", stored.record, stored.metrics, stored.ledger, stored.curve), nl=False)
 
 
@@ -35,7 +41,9 @@ def summary(run_id: str) -> None:
               help="File to write (default: standard output).")
 def generate(run_id: str, fmt: str, output: Path | None) -> None:
     """Write one report of a run to a file or standard output."""
-    stored = load_run(open_warehouse(), run_id)
+    from ntrader_pipeline.core.reports import render, write_text
+
+    stored = _load(run_id)
     text = render(FORMATS[fmt], stored.record, stored.metrics, stored.ledger, stored.curve)
     if output is None:
         click.echo(text, nl=False)
@@ -49,6 +57,8 @@ def generate(run_id: str, fmt: str, output: Path | None) -> None:
               help="Folder to write into (created if missing).")
 def export_all(run_id: str, output_dir: Path) -> None:
     """Write metrics.json, trades.csv, equity.csv, report.txt and tearsheet.html of a run."""
-    stored = load_run(open_warehouse(), run_id)
+    from ntrader_pipeline.core.reports import write_reports
+
+    stored = _load(run_id)
     for path in write_reports(output_dir, stored.record, stored.metrics, stored.ledger, stored.curve).values():
         click.echo(f"wrote {path}")

@@ -8,20 +8,23 @@ import sys
 import click
 from rich.table import Table
 
-from ntrader_pipeline.adapters.warehouse.results import load_run
 from ntrader_pipeline.cli.common import console, open_warehouse
-from ntrader_pipeline.core.metrics import KEY_METRICS, format_metric
-from ntrader_pipeline.core.reports import SORT_KEYS, results_table, to_jsonable
+
+# core.reports.SORT_KEYS, spelled out so that `--help` need not import pandas; a test keeps them equal.
+SORT_CHOICES = ["sharpe", "return", "drawdown"]
 
 
 @click.command("list-results")
 @click.option("--strategy", default=None, help="Only runs of this strategy.")
 @click.option("--symbol", default=None, help="Only runs on this symbol.")
-@click.option("--sort", type=click.Choice(list(SORT_KEYS)), default="sharpe", show_default=True,
+@click.option("--sort", type=click.Choice(SORT_CHOICES), default="sharpe", show_default=True,
               help="Best first: highest Sharpe or total return, shallowest max drawdown.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def list_results(strategy: str | None, symbol: str | None, sort: str, fmt: str) -> None:
     """Stored backtest runs with their key metrics."""
+    from ntrader_pipeline.core.metrics import format_metric
+    from ntrader_pipeline.core.reports import results_table, to_jsonable
+
     table = results_table(open_warehouse().list_results(strategy, symbol), sort)
     if fmt == "json":
         click.echo(json.dumps([to_jsonable(row) for row in table.astype(object).to_dict("records")], indent=2))
@@ -39,6 +42,9 @@ def list_results(strategy: str | None, symbol: str | None, sort: str, fmt: str) 
 @click.argument("run_ids", nargs=-1, required=True)
 def compare(run_ids: tuple[str, ...]) -> None:
     """Metrics of two or more runs side by side."""
+    from ntrader_pipeline.adapters.warehouse.results import load_run
+    from ntrader_pipeline.core.metrics import KEY_METRICS, format_metric
+
     if len(run_ids) < 2:
         raise click.UsageError("compare needs at least two run ids")
     warehouse = open_warehouse()

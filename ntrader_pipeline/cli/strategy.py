@@ -9,7 +9,6 @@ import click
 from rich.table import Table
 
 from ntrader_pipeline.cli.common import console
-from ntrader_pipeline.settings import get_settings
 
 
 def _registry():
@@ -96,6 +95,7 @@ def create(kind: str, output: str, force: bool) -> None:
 def validate(files: tuple[str, ...]) -> None:
     """Check strategy YAML files; exits non-zero listing every problem, one `file: key: reason` a line."""
     from ntrader_pipeline.core.strategy_specs import StrategySpecError, check_spec, load_spec
+    from ntrader_pipeline.settings import get_settings
 
     allowlist = get_settings().strategy_module_allowlist
     failed = 0

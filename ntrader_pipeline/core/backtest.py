@@ -28,7 +28,8 @@ from nautilus_trader.model.objects import Money
 
 from ntrader_pipeline.core.bars import BarSeries, to_nautilus_bars
 from ntrader_pipeline.core.calendar import EXCHANGE
-from ntrader_pipeline.core.fees import CENT, PerShareFeeModel
+from ntrader_pipeline.core.fee_model import PerShareFeeModel
+from ntrader_pipeline.core.fees import CENT
 from ntrader_pipeline.core.instruments import make_equity
 from ntrader_pipeline.core.strategy_specs import StrategySpec, build_strategy_config, resolve_strategy
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from nautilus_trader.model.data import Bar, BarType
+
+if TYPE_CHECKING:  # NautilusTrader is imported where bars meet the engine: loading it costs seconds
+    from nautilus_trader.model.data import Bar, BarType
 
 BAR_COLUMNS = ["ts_event", "open", "high", "low", "close", "volume"]
 PRICE_COLUMNS = ["open", "high", "low", "close"]
@@ -49,8 +52,15 @@ class Timeframe(str, Enum):
             raise ValueError(f"unknown timeframe {text!r}; use one of {names}") from None
 
 
+def bar_type_name(symbol: str, venue: str, timeframe: Timeframe) -> str:
+    """The bar type as NautilusTrader spells it (and names the catalog folder), without importing it."""
+    return f"{symbol}.{venue}-{timeframe.nautilus_spec}-LAST-EXTERNAL"
+
+
 def bar_type_for(symbol: str, venue: str, timeframe: Timeframe) -> BarType:
-    return BarType.from_str(f"{symbol}.{venue}-{timeframe.nautilus_spec}-LAST-EXTERNAL")
+    from nautilus_trader.model.data import BarType
+
+    return BarType.from_str(bar_type_name(symbol, venue, timeframe))
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,8 @@ def _writable(values) -> np.ndarray:
 
 
 def to_nautilus_bars(series: BarSeries, venue: str) -> list[Bar]:
+    from nautilus_trader.model.data import Bar
+
     frame = series.frame
     ts = np.array(frame["ts_event"].to_numpy(dtype=np.int64), dtype=np.uint64, copy=True, order="C")
     return Bar.from_raw_arrays_to_list(

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from nautilus_trader.analysis import MaxDrawdown, ReturnsVolatility, SharpeRatio, SortinoRatio
 
-from ntrader_pipeline.core.backtest import BacktestResult
+if TYPE_CHECKING:  # the statistics import NautilusTrader: only where metrics are computed
+    from ntrader_pipeline.core.backtest import BacktestResult
 
 TRADING_DAYS = 252
 EXCHANGE_TZ = "America/New_York"
@@ -88,6 +88,8 @@ def nautilus_returns(returns: pd.Series) -> dict[int, float]:
 
 def return_ratios(returns: pd.Series) -> dict[str, float | None]:
     """Volatility, Sharpe and Sortino by NautilusTrader; NaN (undefined) becomes None."""
+    from nautilus_trader.analysis import ReturnsVolatility, SharpeRatio, SortinoRatio
+
     by_ns = nautilus_returns(returns)
     return {
         "volatility": _finite(ReturnsVolatility().calculate_from_returns(by_ns)) if len(by_ns) > 1 else None,
@@ -143,6 +145,8 @@ def trade_stats(ledger: pd.DataFrame) -> dict[str, Any]:
 
 def compute_metrics(result: BacktestResult, ledger: pd.DataFrame) -> dict[str, Any]:
     """Every headline figure of one backtest, JSON-ready (floats, ints, ISO strings, None)."""
+    from nautilus_trader.analysis import MaxDrawdown
+
     curve = equity_curve(result)
     equity = curve["equity"].to_numpy()
     total = equity[-1] / equity[0] - 1.0

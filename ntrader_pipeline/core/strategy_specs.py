@@ -7,6 +7,11 @@ read with ``yaml.safe_load`` and user modules are imported only from prefixes on
 allowlist, checked before anything is imported: a YAML file is data, never a way to run code.
 Files are size-limited before parsing, and aliases or nesting that expand a small file into a
 huge structure are refused; every failure names the file.
+
+Reading a file validates it with pydantic alone; checking its ``config:`` block against the
+strategy's NautilusTrader config class imports the engine (seconds, ~300 MB), so the code location
+reads files with ``check_config=False`` and the block is checked by ``strategy validate`` and
+before every run.
 """
 
 from __future__ import annotations
@@ -17,23 +22,19 @@ from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import yaml
-from nautilus_trader.common.config import msgspec_decoding_hook
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.fees import ZERO_COMMISSION, PerShareCommission
 from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, InputFileError, read_regular_file
-from ntrader_pipeline.core.strategies import (
-    REGISTRY,
-    RISK_FIELDS,
-    RegisteredStrategy,
-    SignalStrategy,
-    SignalStrategyConfig,
-)
+from ntrader_pipeline.core.strategies import REGISTRY, RISK_FIELDS, RegisteredStrategy
+
+if TYPE_CHECKING:
+    from ntrader_pipeline.core.strategies.base import SignalStrategy, SignalStrategyConfig
 
 CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag")
@@ -159,9 +160,6 @@ class StrategySpec(BaseModel):
                 raise ValueError(f"config.{key}: risk limits go under backtest.risk, not config")
             if key in SET_BY_BACKTEST:
                 raise ValueError(f"config.{key}: set by the backtest, not by the file")
-        if self.strategy is not None:
-            reg = self.registered
-            build_strategy_config(reg.config_cls, self.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=None)
         return self
 
     @model_validator(mode="after")
@@ -193,12 +191,19 @@ def build_strategy_config(
     """The strategy's frozen config from a file's ``config:`` block, type-checked field by field."""
     fixed = {**(risk or RiskSettings()).strategy_fields(), "instrument_id": instrument_id, "bar_type": bar_type}
     try:
-        return msgspec.convert({**params, **fixed}, config_cls, dec_hook=msgspec_decoding_hook)
+        return msgspec.convert({**params, **fixed}, config_cls, dec_hook=_decoding_hook())
     except msgspec.ValidationError as exc:
         problems = _config_problems(config_cls, params, fixed) or [_config_reason(exc)]
         if source is None:  # inside pydantic validation: the caller adds the file name
             raise _ConfigProblems(problems) from None
         raise StrategySpecError.listing(source, problems) from None
+
+
+def _decoding_hook():
+    """NautilusTrader's msgspec hook, imported on use: the code location never loads the engine."""
+    from nautilus_trader.common.config import msgspec_decoding_hook
+
+    return msgspec_decoding_hook
 
 
 class _ConfigProblems(ValueError):
@@ -224,7 +229,7 @@ def _config_problems(config_cls, params: dict[str, Any], fixed: dict[str, Any]) 
     problems = []
     for key, value in params.items():
         try:
-            msgspec.convert({key: value, **fixed}, config_cls, dec_hook=msgspec_decoding_hook)
+            msgspec.convert({key: value, **fixed}, config_cls, dec_hook=_decoding_hook())
         except msgspec.ValidationError as exc:
             if f"`$.{key}`" in str(exc) or f"unknown field `{key}`" in str(exc):
                 problems.append(_config_reason(exc))
@@ -245,6 +250,8 @@ def resolve_strategy(
     spec: StrategySpec, allowlist: Sequence[str] = ()
 ) -> tuple[type[SignalStrategy], type[SignalStrategyConfig]]:
     """The strategy and config classes of ``spec``; user classes only from allowlisted modules."""
+    from ntrader_pipeline.core.strategies.base import SignalStrategy, SignalStrategyConfig
+
     if not spec.is_custom:
         return spec.registered.strategy_cls, spec.registered.config_cls
     paths = {"strategy_path": spec.strategy_path, "config_path": spec.config_path}
@@ -285,7 +292,7 @@ def check_spec(spec: StrategySpec, allowlist: Sequence[str] = ()) -> None:
     build_strategy_config(config_cls, spec.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, spec.backtest.risk, spec.source)
 
 
-def parse_spec(name: str, data: Any, source: str) -> StrategySpec:
+def parse_spec(name: str, data: Any, source: str, check_config: bool = True) -> StrategySpec:
     if not isinstance(data, dict):
         raise StrategySpecError(f"{source}: expected a mapping at the top level")
     if bad := [key for key in data if not isinstance(key, str)]:
@@ -296,8 +303,12 @@ def parse_spec(name: str, data: Any, source: str) -> StrategySpec:
         spec = StrategySpec(name=name, **data)
     except ValidationError as exc:
         problems = [p for err in exc.errors() for p in _reasons(err)]
-        raise StrategySpecError.listing(source, _with_config_problems(data, problems)) from None
+        if check_config:
+            problems = _with_config_problems(data, problems)
+        raise StrategySpecError.listing(source, problems) from None
     spec._source = source
+    if check_config and not spec.is_custom:
+        build_strategy_config(spec.registered.config_cls, spec.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=source)
     return spec
 
 
@@ -327,11 +338,11 @@ def _reason(err: dict) -> str:
     return f"{where}: {message}"
 
 
-def load_spec(path: str | Path) -> StrategySpec:
+def load_spec(path: str | Path, check_config: bool = True) -> StrategySpec:
     path = Path(path)
     data = read_spec_yaml(path)
     try:
-        return parse_spec(path.stem, data, str(path))
+        return parse_spec(path.stem, data, str(path), check_config)
     except StrategySpecError:
         raise
     except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:  # odd values the model trips on
@@ -399,6 +410,6 @@ def _check_shape(path: Path, data: Any) -> None:
             stack.extend((v, depth + 1) for v in value)
 
 
-def load_specs(folder: str | Path) -> dict[str, StrategySpec]:
+def load_specs(folder: str | Path, check_config: bool = True) -> dict[str, StrategySpec]:
     """Every ``*.yaml`` in ``folder``, by name; one bad file fails the whole load, loudly."""
-    return {spec.name: spec for spec in map(load_spec, sorted(Path(folder).glob("*.yaml")))}
+    return {spec.name: spec for spec in (load_spec(p, check_config) for p in sorted(Path(folder).glob("*.yaml")))}

@@ -9,37 +9,16 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from typing import Any
 
 import pandas as pd
 
+from ntrader_pipeline.core.chart import chart_caption, equity_drawdown_png
 from ntrader_pipeline.core.metrics import format_metric
 
+__all__ = ["chart_caption", "chart_title", "equity_drawdown_png", "png_markdown", "tearsheet_html"]
+
 TRADE_ROWS_SHOWN = 500
-
-
-def equity_drawdown_png(curve: pd.DataFrame, title: str) -> bytes:
-    """Equity (top) and drawdown (bottom, shaded) over time, as PNG bytes."""
-    # Imported here: matplotlib costs ~0.9 s to import, which every fresh run process would pay.
-    # No pyplot: no global state, no display backend needed.
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 5.5), dpi=100)
-    equity_ax, drawdown_ax = figure.subplots(2, 1, sharex=True, height_ratios=[2, 1])
-    times = curve["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None)
-    equity_ax.plot(times, curve["equity"], color="#1f77b4", linewidth=1)
-    equity_ax.set_ylabel("equity")
-    equity_ax.set_title(title)
-    equity_ax.grid(alpha=0.3)
-    drawdown_ax.fill_between(times, curve["drawdown"] * 100, 0, color="#d62728", alpha=0.4, linewidth=0)
-    drawdown_ax.set_ylabel("drawdown %")
-    drawdown_ax.set_xlabel("time (UTC)")
-    drawdown_ax.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def png_markdown(png: bytes, alt: str) -> str:
@@ -63,7 +42,7 @@ def tearsheet_html(
 ) -> str:
     """One HTML file: run facts, every metric, the chart (inline PNG) and the trade ledger.
 
-    ``chart`` is the PNG when the caller has drawn it already (drawing costs about 0.15 s).
+    ``chart`` is the PNG when the caller has drawn it already.
     """
     title = chart_title(record)
     png = base64.b64encode(chart or equity_drawdown_png(curve, title)).decode()
@@ -97,6 +76,7 @@ th {{ background: #f4f4f4; text-align: left; }}
 <h1>{html.escape(title)}</h1>
 <table>{fact_rows}</table>
 <img alt="equity and drawdown" src="data:image/png;base64,{png}">
+<p>Equity (top) and drawdown (bottom): {html.escape(chart_caption(curve))}.</p>
 <h2>Metrics</h2>
 <p>Equity is marked to market at every bar; ratios use daily returns with no risk-free rate; n/a marks an undefined value.</p>
 <table>{metric_rows}</table>

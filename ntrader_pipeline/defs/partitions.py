@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 from dagster import (
     BetaWarning,
@@ -14,9 +15,11 @@ from dagster import (
     StaticPartitionsDefinition,
 )
 
-from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.symbols import SymbolError, parse_symbol
+
+if TYPE_CHECKING:
+    from ntrader_pipeline.adapters.catalog import BarCatalog
 
 symbol_partitions = DynamicPartitionsDefinition(name="symbol")
 # The strategy key of backtests run from a YAML file outside strategy_configs (`backtest run-config`).
@@ -74,6 +77,12 @@ def symbol_of(key: str) -> str:
     if symbol != key:
         raise SymbolError(f"symbol partition {key!r} is not upper case; add and use {symbol!r} instead")
     return symbol
+
+
+def split_backtest_key(key: str) -> tuple[str, str]:
+    """``(strategy, symbol)`` of a backtest partition key (``backtest_key`` reversed)."""
+    strategy, symbol = str(key).split("|", 1)
+    return strategy, symbol
 
 
 # MultiToSingleDimensionPartitionMapping (backtest ← bars of its symbol) is marked beta; it is

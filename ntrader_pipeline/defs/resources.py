@@ -5,17 +5,22 @@ location's snapshot (which the UI shows) and in every run's job snapshot; an ``E
 there as the variable's name and read from the environment when a run starts.
 """
 
+from __future__ import annotations
+
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource, EnvVar
 from sqlalchemy.engine import make_url
 
-from ntrader_pipeline.adapters.catalog import BarCatalog
-from ntrader_pipeline.adapters.market_data_store import MarketDataStore
-from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, confined
 from ntrader_pipeline.settings import Settings
+
+if TYPE_CHECKING:  # the stores import NautilusTrader, pandas and SQLAlchemy: only once a run uses them
+    from ntrader_pipeline.adapters.catalog import BarCatalog
+    from ntrader_pipeline.adapters.market_data_store import MarketDataStore
+    from ntrader_pipeline.adapters.warehouse import Warehouse
 
 WAREHOUSE_URL_VAR = "NTRADER_WAREHOUSE_URL"
 
@@ -49,7 +54,7 @@ class PipelineStores(ConfigurableResource):
     max_csv_bytes: int = DEFAULT_MAX_CSV_BYTES
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "PipelineStores":
+    def from_settings(cls, settings: Settings) -> PipelineStores:
         url = settings.warehouse_url
         return cls(
             warehouse_url=by_name(WAREHOUSE_URL_VAR, url, secret=make_url(url).password is not None)
@@ -67,9 +72,14 @@ class PipelineStores(ConfigurableResource):
         return self.market_data().catalog
 
     def warehouse(self) -> Warehouse:
+        from ntrader_pipeline.adapters.warehouse import Warehouse
+
         return Warehouse.open(resolved(self.warehouse_url))
 
     def market_data(self) -> MarketDataStore:
+        from ntrader_pipeline.adapters.catalog import BarCatalog
+        from ntrader_pipeline.adapters.market_data_store import MarketDataStore
+
         return MarketDataStore(BarCatalog(self.catalog_path, self.venue), self.warehouse())
 
     def reports_dir_for(self, run_id: str) -> Path:

@@ -24,9 +24,9 @@ from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Quantity
 from nautilus_trader.trading.strategy import Strategy
 
+from ntrader_pipeline.core.strategies import RISK_FIELDS  # noqa: F401 - also importable from here
+
 SIZING_MODES = ("percent_equity", "fixed")
-# Risk fields are set from a YAML's ``backtest.risk`` block, never from its ``config``.
-RISK_FIELDS = ("max_position_shares", "max_notional_per_order", "max_drawdown_pct")
 
 
 class Target(IntEnum):

@@ -1,34 +1,58 @@
-"""Backtests per strategy × symbol, and what is derived from each: ledger, metrics, reports."""
+"""Backtests per strategy × symbol, and what is derived from each: ledger, metrics, reports.
+
+The four assets are materialized by one step. The result is handed from the engine to the ledger,
+the metrics, the warehouse and the reports in memory: no pickles through an IO manager and a
+quarter of the step events (each a write to Dagster's event log), which made up half of a
+partition's cost beside a sub-second engine run (``bench/backtest_overhead.py``).
+
+A backfill runs up to ``MAX_PARTITIONS_PER_RUN`` partitions per run (``BackfillPolicy.multi_run``),
+so a run launched by the daemon pays its process start-up once per batch, not once per partition.
+Every partition still gets its own materialization of each asset, with its own metadata, warehouse
+run record and reports. When some partitions of a batch fail, the others are recorded as
+materialized and the step fails naming each failed partition with its reason.
+"""
 
 
 import uuid
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from dagster import (
     AssetDep,
     AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
     AssetsDefinition,
+    AssetSpec,
     AutomationCondition,
+    BackfillPolicy,
     Config,
+    MaterializeResult,
     MetadataValue,
     MultiPartitionsDefinition,
     MultiToSingleDimensionPartitionMapping,
-    Output,
-    asset,
+    multi_asset,
 )
 from pydantic import Field
 
-from ntrader_pipeline.core.backtest import BacktestResult, run_backtest
 from ntrader_pipeline.core.bars import Timeframe
-from ntrader_pipeline.core.ledger import trade_ledger as build_ledger
-from ntrader_pipeline.core.metrics import KEY_METRICS, compute_metrics, equity_curve
-from ntrader_pipeline.core.reports import write_reports
+from ntrader_pipeline.core.metrics import KEY_METRICS
 from ntrader_pipeline.core.strategy_specs import load_spec
-from ntrader_pipeline.core.tearsheet import chart_title, equity_drawdown_png, png_markdown
 from ntrader_pipeline.defs.backtests.automation import WITH_BACKTEST
-from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, symbol_of
+from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, split_backtest_key, symbol_of
 from ntrader_pipeline.defs.resources import PipelineStores
+
+if TYPE_CHECKING:  # NautilusTrader is imported when a backtest runs, never when the code location loads
+    from ntrader_pipeline.adapters.warehouse import Warehouse
+    from ntrader_pipeline.core.backtest import BacktestResult
+
+BACKTEST_ASSET_KEYS = ("backtest", "trade_ledger", "backtest_metrics", "backtest_report")
+# Partitions per run of a backfill. A run launched by the daemon starts a process that imports
+# Dagster and NautilusTrader (~5-8 s here), more than 10 daily-bar backtests cost; larger batches
+# amortize it further but show their materializations later (at the end of the run). Dagster cuts
+# a backfill into ranges of one strategy (or one symbol, whichever has fewer keys) first.
+MAX_PARTITIONS_PER_RUN = 50
 
 
 class BacktestRunConfig(Config):
@@ -36,6 +60,10 @@ class BacktestRunConfig(Config):
     end: str | None = Field(None, description="Last date (YYYY-MM-DD); default: the YAML's or all bars.")
     timeframe: str | None = Field(None, description="Bar interval; default: the YAML's (DAILY).")
     spec_path: str | None = Field(None, description=f"Strategy YAML to run; only on strategy partition {FILE_STRATEGY_KEY}.")
+
+
+class BacktestBatchError(RuntimeError):
+    """Some partitions of a batch failed; the others were recorded as materialized."""
 
 
 def _date(text: str | None) -> date | None:
@@ -52,83 +80,118 @@ def build_backtest_assets(
     """The backtest graph over the given strategy × symbol partitions.
 
     ``automation_condition`` says when Dagster runs ``backtest`` by itself (``automation.on_new_bars``);
-    what derives from it then follows in the same run (``automation.WITH_BACKTEST``).
+    what derives from it follows in the same run (``automation.WITH_BACKTEST``).
     """
     follows = WITH_BACKTEST if automation_condition is not None else None
 
-    @asset(
+    def spec(key: str, description: str, deps: list, **kwargs: Any) -> AssetSpec:
+        condition = automation_condition if key == "backtest" else follows
+        return AssetSpec(key, deps=deps, description=description, group_name="backtests",
+                         automation_condition=condition, **kwargs)
+
+    @multi_asset(
+        name="backtest",  # the op; run config stays `ops: backtest: config:` as before the merge into one step
+        specs=[
+            spec("backtest", "The strategy's YAML run on the symbol's catalog bars in NautilusTrader's BacktestEngine.",
+                 [AssetDep("bar_catalog", partition_mapping=MultiToSingleDimensionPartitionMapping("symbol"))],
+                 kinds={"nautilus"}),
+            spec("trade_ledger", "One row per round trip, exact decimals.", ["backtest"]),
+            spec("backtest_metrics", "Metrics from mark-to-market equity; the run, its metrics, trades and "
+                 "equity curve go to the warehouse.", ["backtest", "trade_ledger"]),
+            spec("backtest_report", "Text, CSV, JSON and HTML reports of the run in <reports>/<run id>/, and "
+                 "its chart in the UI.", ["backtest", "trade_ledger", "backtest_metrics"]),
+        ],
         partitions_def=partitions_def,
-        group_name="backtests",
-        deps=[AssetDep("bar_catalog", partition_mapping=MultiToSingleDimensionPartitionMapping("symbol"))],
-        kinds={"nautilus"},
-        automation_condition=automation_condition,
+        backfill_policy=BackfillPolicy.multi_run(MAX_PARTITIONS_PER_RUN),
+        can_subset=False,
     )
-    def backtest(context: AssetExecutionContext, config: BacktestRunConfig, stores: PipelineStores) -> Output[BacktestResult]:
-        """Run the strategy's YAML on the symbol's catalog bars in NautilusTrader's BacktestEngine."""
-        keys = context.partition_key.keys_by_dimension
-        if (keys["strategy"] == FILE_STRATEGY_KEY) != bool(config.spec_path):
-            raise ValueError(f"spec_path is required on strategy partition {FILE_STRATEGY_KEY} and only there")
-        spec = load_spec(config.spec_path or stores.strategy_file(keys["strategy"]))
-        timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
-        symbol = symbol_of(keys["symbol"])
-        series = stores.catalog().read(symbol, timeframe)
-        if series is None:
-            raise ValueError(f"the catalog has no {timeframe.value} bars for {symbol}; import them first")
-        result = run_backtest(series, spec, stores.venue, new_run_id(), _date(config.start), _date(config.end),
-                              stores.strategy_module_allowlist)
-        return Output(
-            result,
-            metadata={
-                "run_id": result.run_id,
-                "bars": result.bar_count,
-                "fills": len(result.fills),
-                "data_sha256": result.data_hash,
-                "final_equity": float(result.equity["equity"].iloc[-1]),
-            },
-        )
+    def backtests(context: AssetExecutionContext, config: BacktestRunConfig, stores: PipelineStores):
+        keys = context.partition_keys
+        warehouse = stores.warehouse()
+        done: dict[str, dict[str, dict]] = {}
+        failed: list[str] = []
+        for key in keys:
+            try:
+                done[key] = backtest_partition(key, config, stores, warehouse, context.run.run_id)
+            except Exception as exc:
+                if len(keys) == 1:
+                    raise
+                context.log.error(f"{key}: {exc}")
+                failed.append(f"{key}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        if failed:
+            for key, metadata in done.items():  # the step fails: record what did succeed
+                for asset, values in metadata.items():
+                    context.log_event(AssetMaterialization(asset, partition=key, metadata=values))
+            raise BacktestBatchError(f"{len(failed)} of {len(keys)} partitions failed:\n" + "\n".join(failed))
+        for key, metadata in done.items():
+            for asset, values in metadata.items():
+                add_partition_metadata(context, asset, key if len(keys) > 1 else None, values)
+        for asset in BACKTEST_ASSET_KEYS:
+            yield MaterializeResult(asset_key=asset)
 
-    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=follows)
-    def trade_ledger(backtest: BacktestResult) -> Output[pd.DataFrame]:
-        """One row per round trip, exact decimals."""
-        ledger = build_ledger(backtest.fills)
-        return Output(ledger, metadata={"run_id": backtest.run_id, "trades": len(ledger)})
+    return [backtests]
 
-    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=follows)
-    def backtest_metrics(
-        context: AssetExecutionContext, backtest: BacktestResult, trade_ledger: pd.DataFrame, stores: PipelineStores
-    ) -> Output[dict]:
-        """Metrics from mark-to-market equity; the run, its metrics, trades and equity curve go to the warehouse."""
-        metrics = compute_metrics(backtest, trade_ledger)
-        record = run_record(backtest, context.run.run_id, stores)
-        stores.warehouse().save_run(record, metrics, trade_ledger.to_dict("records"), equity_curve(backtest))
-        return Output(metrics, metadata={"run_id": backtest.run_id, **metric_metadata(metrics)})
 
-    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=follows)
-    def backtest_report(
-        context: AssetExecutionContext,
-        backtest: BacktestResult,
-        trade_ledger: pd.DataFrame,
-        backtest_metrics: dict,
-        stores: PipelineStores,
-    ) -> Output[str]:
-        """Text, CSV, JSON and HTML reports of the run in ``<reports>/<run id>/``, and its chart in the UI."""
-        directory = stores.reports_dir_for(backtest.run_id)
-        record = run_record(backtest, context.run.run_id, stores)
-        curve = equity_curve(backtest)
-        chart = equity_drawdown_png(curve, chart_title(record))  # once, for the tearsheet and the UI
-        paths = write_reports(directory, record, backtest_metrics, trade_ledger, curve, chart)
-        return Output(
-            str(directory),
-            metadata={
-                "run_id": backtest.run_id,
-                "report_dir": MetadataValue.path(str(directory)),
-                "tearsheet": MetadataValue.path(str(paths["html"])),
-                "equity_and_drawdown": MetadataValue.md(png_markdown(chart, "equity and drawdown")),
-                "report": MetadataValue.md(f"```\n{paths['text'].read_text()}\n```"),
-            },
-        )
+def backtest_partition(
+    key: str, config: BacktestRunConfig, stores: PipelineStores, warehouse: "Warehouse", dagster_run_id: str
+) -> dict[str, dict[str, Any]]:
+    """Run one partition's backtest, store it, write its reports; the metadata of each asset."""
+    from ntrader_pipeline.core.backtest import run_backtest
+    from ntrader_pipeline.core.ledger import trade_ledger
+    from ntrader_pipeline.core.metrics import compute_metrics, equity_curve
+    from ntrader_pipeline.core.reports import write_reports
+    from ntrader_pipeline.core.tearsheet import chart_caption, chart_title, equity_drawdown_png, png_markdown
 
-    return [backtest, trade_ledger, backtest_metrics, backtest_report]
+    strategy, key_symbol = split_backtest_key(key)
+    symbol = symbol_of(key_symbol)
+    if (strategy == FILE_STRATEGY_KEY) != bool(config.spec_path):
+        raise ValueError(f"spec_path is required on strategy partition {FILE_STRATEGY_KEY} and only there")
+    spec = load_spec(config.spec_path or stores.strategy_file(strategy))
+    timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
+    series = stores.catalog().read(symbol, timeframe)
+    if series is None:
+        raise ValueError(f"the catalog has no {timeframe.value} bars for {symbol}; import them first")
+    result = run_backtest(series, spec, stores.venue, new_run_id(), _date(config.start), _date(config.end),
+                          stores.strategy_module_allowlist)
+    ledger = trade_ledger(result.fills)
+    metrics = compute_metrics(result, ledger)
+    record = run_record(result, dagster_run_id, stores)
+    curve = equity_curve(result)
+    warehouse.save_run(record, metrics, ledger.to_dict("records"), curve)
+    directory = stores.reports_dir_for(result.run_id)
+    chart = equity_drawdown_png(curve, chart_title(record))  # once, for the tearsheet and the UI
+    paths = write_reports(directory, record, metrics, ledger, curve, chart)
+    return {
+        "backtest": {
+            "run_id": result.run_id,
+            "bars": result.bar_count,
+            "fills": len(result.fills),
+            "data_sha256": result.data_hash,
+            "final_equity": float(result.equity["equity"].iloc[-1]),
+        },
+        "trade_ledger": {"run_id": result.run_id, "trades": len(ledger)},
+        "backtest_metrics": {"run_id": result.run_id, **metric_metadata(metrics)},
+        "backtest_report": {
+            "run_id": result.run_id,
+            "report_dir": MetadataValue.path(str(directory)),
+            "tearsheet": MetadataValue.path(str(paths["html"])),
+            "equity_and_drawdown": MetadataValue.md(
+                f"{png_markdown(chart, 'equity and drawdown')}\n\n{chart_caption(curve)}"
+            ),
+            "report": MetadataValue.md(f"```\n{paths['text'].read_text()}\n```"),
+        },
+    }
+
+
+def add_partition_metadata(context: AssetExecutionContext, asset: str, key: str | None, values: dict) -> None:
+    """``context.add_asset_metadata(values, asset_key=asset, partition_key=key)`` without its check
+    that ``key`` is in the run's range: the keys come from ``context.partition_keys``, and the check
+    reloads every dynamic partition key from the instance on each call (four calls per partition,
+    ~20 ms each here, as much as a fifth of a daily-bar backtest). Dagster 1.13's accumulator."""
+    step = context.op_execution_context._step_execution_context  # noqa: SLF001
+    step._metadata_accumulator = step._metadata_accumulator.with_additional_asset_metadata(  # noqa: SLF001
+        asset_key=AssetKey(asset), metadata=values, partition_key=key
+    )
 
 
 def metric_metadata(metrics: dict) -> dict[str, MetadataValue]:
@@ -141,7 +204,7 @@ def metric_metadata(metrics: dict) -> dict[str, MetadataValue]:
     }
 
 
-def run_record(result: BacktestResult, dagster_run_id: str, stores: PipelineStores) -> dict:
+def run_record(result: "BacktestResult", dagster_run_id: str, stores: PipelineStores) -> dict:
     """The ``backtest_runs`` row: everything needed to say what ran and to run it again."""
     return {
         "run_id": result.run_id,

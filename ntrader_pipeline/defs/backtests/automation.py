@@ -11,7 +11,8 @@ from pathlib import Path
 
 from dagster import AutomationCondition, AutomationContext, AutomationResult
 
-from ntrader_pipeline.core.bars import Timeframe, bar_type_for
+from ntrader_pipeline.core.bars import Timeframe, bar_type_name
+from ntrader_pipeline.defs.partitions import split_backtest_key
 
 
 class BarsForStrategy(AutomationCondition):
@@ -34,9 +35,9 @@ class BarsForStrategy(AutomationCondition):
     def evaluate(self, context: AutomationContext) -> AutomationResult:
         keys = set()
         for key in context.candidate_subset.expensively_compute_partition_keys():
-            strategy, symbol = key.split("|", 1)
+            strategy, symbol = split_backtest_key(key)
             timeframe = self._timeframes.get(strategy)
-            if timeframe and (self._bars / str(bar_type_for(symbol, self._venue, timeframe))).is_dir():
+            if timeframe and (self._bars / bar_type_name(symbol, self._venue, timeframe)).is_dir():
                 keys.add(key)
         return AutomationResult(context, context.candidate_subset.compute_intersection_with_partition_keys(keys))
 

@@ -33,11 +33,9 @@ from dagster import (
 )
 from pydantic import Field
 
-from ntrader_pipeline.adapters.ibkr.client import IbkrError
-from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings, get_ibkr_settings
 from ntrader_pipeline.core import quality
-from ntrader_pipeline.core.bars import Timeframe, bar_type_for
+from ntrader_pipeline.core.bars import Timeframe, bar_type_name
 from ntrader_pipeline.core.symbols import SymbolError, parse_symbols
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
@@ -119,6 +117,10 @@ def ibkr_bars(
     def log_progress(done: int, total: int, what: str) -> None:
         context.log.info(f"[{done}/{total}] {what}")
 
+    # Imported here: NautilusTrader's IB adapter would cost every process that loads the code location.
+    from ntrader_pipeline.adapters.ibkr.client import IbkrError
+    from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher
+
     fetcher = IbkrFetcher(ibkr.settings(), stores.market_data(), progress=log_progress)
     try:
         results = fetcher.fetch(symbols, start, end, timeframe)
@@ -185,7 +187,7 @@ def ibkr_bars_checks(
         series = stores.catalog().read(symbol, timeframe)
         frame = series.frame if series is not None else pd.DataFrame({"ts_event": []}, dtype="int64")
         ts = frame["ts_event"].to_numpy(dtype="int64")
-        in_table = table_rows.get((symbol, str(bar_type_for(symbol, stores.venue, timeframe))), 0)
+        in_table = table_rows.get((symbol, bar_type_name(symbol, stores.venue, timeframe)), 0)
         findings["row_count_matches_source"][symbol] = quality.Finding(
             len(ts) == in_table, f"{len(ts)} bars in the catalog, {in_table} in market_data"
         )

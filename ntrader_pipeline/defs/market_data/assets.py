@@ -16,7 +16,6 @@ from dagster import (
 from pydantic import Field
 
 from ntrader_pipeline.core.bars import Timeframe
-from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.validation import describe_problems
 from ntrader_pipeline.defs.partitions import symbol_of, symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
@@ -66,6 +65,8 @@ def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: Pi
             f"no CSV configured for {symbol}: pass `file` in the run config or drop it in the inbox"
         )
     timeframe = Timeframe.parse(config.timeframe) if config.timeframe else None
+    from ntrader_pipeline.core.csv_bars import read_bar_csv  # pyarrow: only when a file is imported
+
     series = read_bar_csv(
         path, symbol, timeframe, config.timezone, on_invalid=config.on_invalid, adjusted=config.adjusted,
         max_bytes=stores.max_csv_bytes,

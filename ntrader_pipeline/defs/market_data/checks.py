@@ -22,9 +22,7 @@ from dagster import (
     PreviewWarning,
     multi_asset_check,
 )
-from nautilus_trader.model.data import BarType
 
-from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_stats, table_bar_ticks
 from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.defs.partitions import symbol_partitions
@@ -76,6 +74,8 @@ def stored_bar_checks(context: AssetCheckExecutionContext, stores: PipelineStore
     series = stores.catalog().read(symbol, timeframe)
     frame = series.frame if series is not None else pd.DataFrame({"ts_event": []}, dtype="int64")
     ts = frame["ts_event"].to_numpy(dtype="int64")
+    from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_stats  # SQLAlchemy: only in a run
+
     table = table_bar_stats(stores.warehouse(), symbol, bar_type, first_ns, last_ns)
     counts = quality.row_counts(
         written=written,
@@ -117,6 +117,8 @@ def content_check(stores: PipelineStores, series, symbol: str, bar_type: str) ->
     """Both stores' bars compared by content (equal counts with different prices fail)."""
     if series is None:
         return quality.Finding(False, f"no {bar_type} bars in the catalog")
+    from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_ticks  # SQLAlchemy: only in a run
+
     table = table_bar_ticks(stores.warehouse(), symbol, bar_type, series.price_precision)
     return quality.same_content(quality.bar_ticks(series.frame, series.price_precision), table, series.price_precision)
 
@@ -134,6 +136,8 @@ def latest_import(context: AssetCheckExecutionContext, symbol: str) -> dict:
 
 def timeframe_of(bar_type: str) -> Timeframe:
     """``AAPL.XNAS-1-MINUTE-LAST-EXTERNAL`` → ``Timeframe.MIN1``."""
+    from nautilus_trader.model.data import BarType  # in the check's body: the code location must load fast
+
     spec = str(BarType.from_str(bar_type).spec).rsplit("-", 1)[0]
     return next(t for t in Timeframe if t.nautilus_spec == spec)
 

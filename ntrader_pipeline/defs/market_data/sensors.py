@@ -18,10 +18,13 @@ eager, gated on the bars' blocking checks), so new bars of a symbol re-run that 
 backtests. It starts running, as the inbox sensor does; both can be stopped in the UI.
 """
 
+from __future__ import annotations
+
 import json
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetsDefinition,
@@ -44,13 +47,14 @@ from dagster import (
     sensor,
 )
 
-from ntrader_pipeline.adapters.catalog import BarCatalog
-from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.inbox import archive, file_key, quarantine, scan_inbox
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
 from ntrader_pipeline.core.validation import BarFileError
 from ntrader_pipeline.defs.partitions import PARTITION_TAG, UNFINISHED, drop_symbol_without_bars, symbol_partitions
 from ntrader_pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from ntrader_pipeline.adapters.catalog import BarCatalog
 
 # Evaluating on_new_bars in our code server (it has a condition of our own) is a Dagster beta
 # parameter; it is the documented way to run custom conditions, so don't warn on every load.
@@ -84,7 +88,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves a successfully imported inbox file to the archive folder.",
     )
     def inbox_archive_sensor(context: RunStatusSensorContext) -> None:
-        _file_and_log(context, BarCatalog(catalog_path, venue), max_bytes)
+        _file_and_log(context, _catalog(catalog_path, venue), max_bytes)
 
     @run_failure_sensor(
         name="inbox_quarantine_sensor",
@@ -92,7 +96,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves an inbox file whose import failed to quarantine (or leaves it when the fault is elsewhere).",
     )
     def inbox_quarantine_sensor(context: RunFailureSensorContext) -> None:
-        _file_and_log(context, BarCatalog(catalog_path, venue), max_bytes)
+        _file_and_log(context, _catalog(catalog_path, venue), max_bytes)
 
     return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
 
@@ -106,6 +110,12 @@ def backtests_refresh_sensor(backtest_assets: list[AssetsDefinition]) -> Automat
         description="Re-runs a symbol's backtests after its bars were re-imported and passed their checks.",
         use_user_code_server=True,  # on_new_bars has a condition of our own, evaluated in our code
     )
+
+
+def _catalog(path, venue: str) -> BarCatalog:
+    from ntrader_pipeline.adapters.catalog import BarCatalog  # NautilusTrader: only when a run is filed
+
+    return BarCatalog(path, venue)
 
 
 def _file_and_log(context: RunStatusSensorContext, catalog: BarCatalog, max_bytes: int) -> None:
@@ -197,6 +207,8 @@ def _wrote_bars(instance: DagsterInstance, run: DagsterRun) -> bool:
 
 def rejection(path: Path, symbol: str, max_bytes: int = DEFAULT_MAX_CSV_BYTES) -> list[str]:
     """Every reason the file cannot become bars, read as the inbox run read it; [] when it can."""
+    from ntrader_pipeline.core.csv_bars import read_bar_csv  # pyarrow: only when a file is checked
+
     try:
         read_bar_csv(path, symbol, max_bytes=max_bytes)
     except BarFileError as error:

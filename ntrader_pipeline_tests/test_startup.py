@@ -1,0 +1,55 @@
+"""What a process imports before it does anything: the code location never loads NautilusTrader,
+and commands that run nothing load neither Dagster nor NautilusTrader. (How long that takes is
+measured by ``bench/startup.py``, never asserted here.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from ntrader_pipeline.cli.results import SORT_CHOICES
+from ntrader_pipeline.core.reports import SORT_KEYS
+from ntrader_pipeline_tests.conftest import REPO_ROOT
+
+HEAVY = ("dagster", "nautilus_trader", "pandas", "sqlalchemy", "matplotlib")
+
+
+def loaded_after(code: str, env: dict[str, str]) -> set[str]:
+    """The heavy top-level packages a fresh interpreter holds after running ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.strip().splitlines()[-1])) & set(HEAVY)
+
+
+def cli(*commands: list[str]) -> str:
+    """Code running each command in turn in one interpreter, as ``ntrader`` would (exit 0 each)."""
+    return (
+        "from ntrader_pipeline.cli.main import cli\n"
+        f"for args in {list(commands)!r}:\n"
+        "    try:\n        cli(args, prog_name='ntrader')\n"
+        "    except SystemExit as exit:\n        assert not exit.code, (args, exit.code)"
+    )
+
+
+def test_loading_the_code_location_does_not_import_the_engine(ntrader_home):
+    loaded = loaded_after("import ntrader_pipeline.definitions", {})
+    assert "dagster" in loaded
+    assert "nautilus_trader" not in loaded
+
+
+def test_help_imports_neither_dagster_nor_the_engine(ntrader_home):
+    helps = [["--help"], ["backtest", "--help"], ["backtest", "list-results", "--help"], ["data", "--help"],
+             ["report", "--help"], ["strategy", "--help"]]
+    assert loaded_after(cli(*helps), {}) == set()
+
+
+def test_commands_that_only_read_the_warehouse_skip_dagster_and_the_engine(ntrader_home):
+    assert not loaded_after(cli(["backtest", "list-results"], ["data", "list"]), {}) & {"dagster", "nautilus_trader"}
+
+
+def test_sort_choices_of_list_results_are_the_sort_keys():
+    assert SORT_CHOICES == list(SORT_KEYS)

@@ -43,8 +43,8 @@ from ibapi.protobuf import (
     Contract_pb2,
     ContractData_pb2,
     ContractDataEnd_pb2,
-    ContractDetails_pb2,
     ContractDataRequest_pb2,
+    ContractDetails_pb2,
     CurrentTime_pb2,
     ErrorMessage_pb2,
     HeadTimestamp_pb2,
@@ -570,9 +570,9 @@ def _text_request(msg_id: int, fields: list[str]) -> dict | list[str]:
     if msg_id == REQ_HISTORICAL_DATA:  # reqId, 13 contract fields, end, bar size, duration, rth, what, format
         names = ["endDateTime", "barSizeSetting", "durationStr", "useRTH", "whatToShow", "formatDate"]
         return {"reqId": fields[0], "symbol": fields[2], "primaryExchange": fields[9], **dict(zip(names, fields[14:20]))}
-    if msg_id == REQ_HEAD_TIMESTAMP:  # reqId, 12 contract fields, useRTH, whatToShow, formatDate
-        return {"reqId": int(fields[0]), "symbol": fields[2], "useRTH": fields[13], "whatToShow": fields[14],
-                "formatDate": fields[15]}
+    if msg_id == REQ_HEAD_TIMESTAMP:  # reqId, 13 contract fields, useRTH, whatToShow, formatDate
+        return {"reqId": int(fields[0]), "symbol": fields[2], "useRTH": fields[14], "whatToShow": fields[15],
+                "formatDate": fields[16]}
     return fields
 
 

@@ -44,42 +44,64 @@ class SentRequest:
     key: Hashable
 
 
+def pacing_delay(sent: list[SentRequest], contract: str, key: Hashable, now: float, limits: PacingLimits) -> float:
+    """Seconds to wait before ``key`` may be sent at ``now`` given what was ``sent`` (0: send now)."""
+    ready = now
+    in_window = [r.at for r in sent if now - r.at < limits.window]
+    if len(in_window) >= limits.max_requests:
+        ready = max(ready, in_window[len(in_window) - limits.max_requests] + limits.window)
+    same = [r.at for r in sent if r.key == key and now - r.at < limits.identical_interval]
+    if same:
+        ready = max(ready, same[-1] + limits.identical_interval)
+    burst = [r.at for r in sent if r.contract == contract and now - r.at < limits.per_contract_window]
+    if len(burst) >= limits.per_contract:
+        ready = max(ready, burst[len(burst) - limits.per_contract] + limits.per_contract_window)
+    return 0.0 if ready == now else ready - now + limits.margin
+
+
+def horizon(limits: PacingLimits) -> float:
+    """How long a sent request matters to any rule."""
+    return max(limits.window, limits.identical_interval, limits.per_contract_window)
+
+
+class MemoryLedger:
+    """The requests this process sent (enough when one process talks to the gateway)."""
+
+    def __init__(self):
+        self._sent: deque[SentRequest] = deque()
+
+    def reserve(self, contract: str, key: Hashable, now: float, limits: PacingLimits) -> float:
+        """Record the request and return 0 when it may go at ``now``; else the seconds to wait."""
+        while self._sent and now - self._sent[0].at >= horizon(limits):
+            self._sent.popleft()
+        wait = pacing_delay(list(self._sent), contract, key, now, limits)
+        if wait == 0:
+            self._sent.append(SentRequest(now, contract, key))
+        return wait
+
+
 class RequestPacer:
-    """Waits until a request may be sent, then records it; one pacer per gateway connection set."""
+    """Waits until a request may be sent, then records it in its ledger.
+
+    The ledger decides who else counts: ``MemoryLedger`` this process only; the warehouse ledger
+    (``adapters.ibkr.ledger``) every process sharing the warehouse, with a wall clock.
+    """
 
     def __init__(
         self,
         limits: PacingLimits,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        ledger=None,
     ):
         self.limits = limits
         self._clock = clock
         self._sleep = sleep
-        self._sent: deque[SentRequest] = deque()
+        self.ledger = ledger if ledger is not None else MemoryLedger()
         self.waited = 0.0  # total seconds spent waiting, for progress reports
-
-    def delay(self, contract: str, key: Hashable, now: float) -> float:
-        """Seconds to wait before ``key`` may be sent at ``now`` (0 when it may go now)."""
-        limits = self.limits
-        horizon = max(limits.window, limits.identical_interval, limits.per_contract_window)
-        while self._sent and now - self._sent[0].at >= horizon:
-            self._sent.popleft()
-        ready = now
-        in_window = [r.at for r in self._sent if now - r.at < limits.window]
-        if len(in_window) >= limits.max_requests:
-            ready = max(ready, in_window[len(in_window) - limits.max_requests] + limits.window)
-        same = [r.at for r in self._sent if r.key == key and now - r.at < limits.identical_interval]
-        if same:
-            ready = max(ready, same[-1] + limits.identical_interval)
-        burst = [r.at for r in self._sent if r.contract == contract and now - r.at < limits.per_contract_window]
-        if len(burst) >= limits.per_contract:
-            ready = max(ready, burst[len(burst) - limits.per_contract] + limits.per_contract_window)
-        return 0.0 if ready == now else ready - now + limits.margin
 
     async def acquire(self, contract: str, key: Hashable) -> None:
         """Sleep until every rule allows the request, then count it as sent."""
-        while (wait := self.delay(contract, key, self._clock())) > 0:
+        while (wait := self.ledger.reserve(contract, key, self._clock(), self.limits)) > 0:
             self.waited += wait
             await self._sleep(wait)
-        self._sent.append(SentRequest(self._clock(), contract, key))

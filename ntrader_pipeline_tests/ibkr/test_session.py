@@ -17,7 +17,7 @@ from ntrader_pipeline.adapters.ibkr.client import (
 )
 
 from .conftest import fast_settings
-from .fake_gateway import ACCOUNT, DISCONNECT, SERVER_VERSION
+from .fake_gateway import ACCOUNT, DISCONNECT, MAX_VERSION
 
 ORCL_END = pd.Timestamp("2014-01-10 21:00", tz="UTC")
 
@@ -34,7 +34,7 @@ def test_connect_reports_server_version_time_and_accounts(start_gateway, gateway
             return session.info()
 
     info = run(connect())
-    assert (info.server_version, info.accounts, info.client_id) == (SERVER_VERSION, [ACCOUNT], 7)
+    assert (info.server_version, info.accounts, info.client_id) == (MAX_VERSION, [ACCOUNT], 7)
     assert info.connection_time.startswith(pd.Timestamp.now(tz="America/New_York").strftime("%Y%m%d"))
 
 

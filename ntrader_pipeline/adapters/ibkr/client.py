@@ -304,14 +304,17 @@ class IbkrSession:
         if (symbol, exchange) in self._instruments:
             return self._instruments[(symbol, exchange)]
         contract = IBContract(secType="STK", symbol=symbol, exchange="SMART", primaryExchange=exchange, currency="USD")
+        # NautilusTrader's provider finds nothing when SMART answers with several listings; ask
+        # for the details first so the error can name them.
+        details = await self._client.get_contract_details(contract) or []
+        listed = sorted({d.contract.primaryExchange for d in details})
+        if len(listed) > 1:
+            raise IbkrRequestError(200, f"{symbol} is listed on {', '.join(listed)}: name one, e.g. {symbol}:{listed[0]}")
+        if listed:
+            contract = IBContract(secType="STK", symbol=symbol, exchange="SMART", primaryExchange=listed[0], currency="USD")
         loaded = await self._provider.load_with_return_async(contract)
         if not loaded:
             raise IbkrRequestError(200, f"no US stock found for {symbol!r}" + (f" on {exchange}" if exchange else ""))
-        if len(loaded) > 1:
-            listed = sorted(self._provider.contract[i].primaryExchange for i in loaded)
-            raise IbkrRequestError(
-                200, f"{symbol} is listed on {', '.join(listed)}: name one, e.g. {symbol}:{listed[0]}"
-            )
         instrument_id = loaded[0]
         found = (self._provider.find(instrument_id), self._provider.contract[instrument_id])
         self._instruments[(symbol, exchange)] = found

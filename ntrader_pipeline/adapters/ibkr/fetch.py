@@ -212,11 +212,11 @@ class IbkrFetcher:
         """One chunk: paced, retried with exponential backoff while the error is transient."""
         settings = self.settings
         symbol = listing.symbol
-        if chunk.to_now and chunk.days > MAX_REQUEST_DAYS[timeframe]:
+        if chunk.to_now and timeframe is not Timeframe.DAILY and chunk.days > MAX_REQUEST_DAYS[timeframe]:
             raise IbkrError(
                 f"IB serves adjusted bars only up to now, and a {timeframe.value} request may reach back "
                 f"{MAX_REQUEST_DAYS[timeframe]} days; {chunk.sessions[0]} is {chunk.days} days back "
-                "(fetch unadjusted bars, NTRADER_IB_ADJUSTED=no, or a daily series)"
+                "(fetch a daily series, or unadjusted bars with NTRADER_IB_ADJUSTED=no)"
             )
         key = (symbol, timeframe.value, chunk.end_ns, chunk.duration, self.what_to_show, settings.use_rth)
         for attempt in range(settings.retries + 1):

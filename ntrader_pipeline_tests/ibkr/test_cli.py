@@ -11,10 +11,12 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from ntrader_pipeline.cli.main import cli
+from ntrader_pipeline.defs.ibkr.assets import IBKR_JOB
 
-from .fake_gateway import ACCOUNT, MAX_VERSION
+from .fake_gateway import ACCOUNT, MAX_VERSION, Pacing
 
 
 @pytest.fixture
@@ -73,6 +75,14 @@ def test_fetch_stores_bars_and_reports_each_symbol(gateway_env, start_gateway, c
     assert again.exit_code == 0 and "up to date" in again.output
     assert len(gateway.requests) == 1
 
+    # Each fetch was a Dagster run of ibkr_bars on the instance the UI shows, checks included.
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs(RunsFilter(job_name=IBKR_JOB))
+        assert [run.status for run in runs] == [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]
+        checks = instance.all_logs(runs[0].run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        evaluations = {e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data for e in checks}
+        assert evaluations["ohlc_consistent"].passed and evaluations["row_count_matches_source"].passed
+
 
 def test_cli_connect_to_a_closed_port_exits_nonzero_with_one_line(gateway_env):
     with socket.create_server(("127.0.0.1", 0)) as probe:
@@ -87,3 +97,29 @@ def test_cli_connect_to_a_closed_port_exits_nonzero_with_one_line(gateway_env):
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach the gateway at 127.0.0.1:{port}")
     assert "Traceback" not in done.stderr and "4001" in lines[0]
     assert time.monotonic() - started < 30  # mostly the interpreter's imports
+
+
+def test_two_fetch_processes_keep_ibs_pacing_together(gateway_env, start_gateway, clean_bars, monkeypatch):
+    """Two `ntrader data fetch` processes at once: together they stay within one pacing budget."""
+    window, budget = 8.0, 6
+    gateway = start_gateway(clean_bars, pacing=Pacing(max_requests=budget, window=window, identical_interval=0.6,
+                                                      per_contract=3, per_contract_window=0.4))
+    monkeypatch.setenv("NTRADER_IB_PACING_WINDOW", str(window))
+    monkeypatch.setenv("NTRADER_IB_MAX_REQUESTS", str(budget))
+    monkeypatch.setenv("NTRADER_IB_REQUEST_TIMEOUT", "30")
+    commands = [
+        [sys.executable, "-c", "from ntrader_pipeline.cli import main; main()", "data", "fetch", "--instruments",
+         symbol, "--start", "2011-01-01", "--end", "2014-06-30", "--port", str(gateway.port), "--client-id", str(i)]
+        for i, symbol in enumerate(["ORCL", "NVDA"], start=1)
+    ]
+    processes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                 for c in commands]
+    outputs = [p.communicate(timeout=240) for p in processes]
+
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert gateway.violations == []
+    assert sorted(r.symbol for r in gateway.requests) == ["NVDA"] * 4 + ["ORCL"] * 4  # 4 chunks each
+    times = sorted(r.at for r in gateway.requests)
+    assert all(sum(1 for u in times if t - window < u <= t) <= budget for t in times)
+    # 8 data requests (and 2 head time stamps) against a budget of 6: one process waited for the other's.
+    assert times[-1] - times[0] >= window / 2

@@ -366,8 +366,9 @@ class FakeGateway:
         """Whether a bar lies inside the regular hours of an XNYS session."""
         if bar.daily:
             return True
-        opened = bar.open_time.value
-        day = pd.Timestamp(opened, tz="UTC").tz_convert(NEW_YORK).strftime("%Y-%m-%d")
+        seconds = int(bar.date)
+        opened = seconds * 10**9
+        day = datetime.fromtimestamp(seconds, NEW_YORK).strftime("%Y-%m-%d")
         if day not in self._hours:
             calendar = self._calendar
             is_session = calendar.is_session(day)

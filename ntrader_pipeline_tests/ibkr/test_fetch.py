@@ -212,7 +212,8 @@ def test_minute_chunks_across_the_dst_change_deliver_each_bar_once(tmp_path, sql
             bars.append(FakeBar((seconds + 60) * 10**9, str(seconds), price, price + 0.02, price - 0.02, price, 100))
     gateway = start_gateway({"SYN": bars})
     store = make_store(tmp_path, sqlite_url)
-    fetcher = IbkrFetcher(fast_settings(gateway.port), store, now_ns=NEVER_CLOSED)
+    # 1,950 bars per answer: a generous timeout, so a loaded machine is not taken for a silent gateway.
+    fetcher = IbkrFetcher(fast_settings(gateway.port, request_timeout=30), store, now_ns=NEVER_CLOSED)
 
     [result] = fetcher.fetch(["SYN"], date(2023, 2, 28), date(2023, 3, 13), Timeframe.MIN1)
 

@@ -60,10 +60,10 @@ def test_extended_hours_reach_the_post_market_close_and_are_counted(tmp_path, sq
     extended = make_store(tmp_path / "extended", sqlite_url)
     regular = make_store(tmp_path / "regular", f"sqlite:///{tmp_path / 'regular.sqlite'}")
 
-    [ext] = IbkrFetcher(fast_settings(gateway.port, use_rth=False), extended, now_ns=NEVER_CLOSED).fetch(
+    [ext] = IbkrFetcher(fast_settings(gateway.port, use_rth=False, request_timeout=30), extended, now_ns=NEVER_CLOSED).fetch(
         ["SYN"], date(2024, 1, 2), date(2024, 1, 3), Timeframe.MIN1
     )
-    [rth] = IbkrFetcher(fast_settings(gateway.port), regular, now_ns=NEVER_CLOSED).fetch(
+    [rth] = IbkrFetcher(fast_settings(gateway.port, request_timeout=30), regular, now_ns=NEVER_CLOSED).fetch(
         ["SYN"], date(2024, 1, 2), date(2024, 1, 3), Timeframe.MIN1
     )
 

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.defs.ibkr.assets import IBKR_JOB
 
@@ -99,21 +100,43 @@ def test_cli_connect_to_a_closed_port_exits_nonzero_with_one_line(gateway_env):
     assert time.monotonic() - started < 30  # mostly the interpreter's imports
 
 
+# One fetch in its own process, configured from the environment as the CLI is (without Dagster's
+# imports: the CLI's Dagster run is tested above; this is about two processes and one budget).
+FETCH_PROCESS = """
+import sys
+from datetime import date
+from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher
+from ntrader_pipeline.adapters.ibkr.settings import get_ibkr_settings
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore
+from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.settings import get_settings
+
+settings = get_settings()
+store = MarketDataStore(BarCatalog(settings.resolved_catalog_path, settings.venue),
+                        Warehouse.open(settings.resolved_warehouse_url))
+[result] = IbkrFetcher(get_ibkr_settings(client_id=int(sys.argv[2])), store).fetch(
+    [sys.argv[1]], date(2011, 1, 1), date(2014, 6, 30), Timeframe.DAILY)
+sys.exit(result.error)
+"""
+
+
 def test_two_fetch_processes_keep_ibs_pacing_together(gateway_env, start_gateway, clean_bars, monkeypatch):
-    """Two `ntrader data fetch` processes at once: together they stay within one pacing budget."""
-    window, budget = 8.0, 6
+    """Two fetch processes at once: together they stay within one pacing budget."""
+    window, budget = 5.0, 6
     gateway = start_gateway(clean_bars, pacing=Pacing(max_requests=budget, window=window, identical_interval=0.6,
                                                       per_contract=3, per_contract_window=0.4))
+    monkeypatch.setenv("NTRADER_IB_PORT", str(gateway.port))
     monkeypatch.setenv("NTRADER_IB_PACING_WINDOW", str(window))
     monkeypatch.setenv("NTRADER_IB_MAX_REQUESTS", str(budget))
     monkeypatch.setenv("NTRADER_IB_REQUEST_TIMEOUT", "30")
-    commands = [
-        [sys.executable, "-c", "from ntrader_pipeline.cli import main; main()", "data", "fetch", "--instruments",
-         symbol, "--start", "2011-01-01", "--end", "2014-06-30", "--port", str(gateway.port), "--client-id", str(i)]
+    Warehouse.open(gateway_env.resolved_warehouse_url)  # migrated before either process starts
+    processes = [
+        subprocess.Popen([sys.executable, "-c", FETCH_PROCESS, symbol, str(i)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=os.environ.copy())
         for i, symbol in enumerate(["ORCL", "NVDA"], start=1)
     ]
-    processes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-                 for c in commands]
     outputs = [p.communicate(timeout=240) for p in processes]
 
     assert [p.returncode for p in processes] == [0, 0], outputs

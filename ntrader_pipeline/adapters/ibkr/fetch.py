@@ -195,9 +195,9 @@ class IbkrFetcher:
     ) -> list[list[Chunk]]:
         """Ask IB once where the series begins, keep it, and plan the symbol again from there."""
         symbol = listing.symbol
-        await self.pacer.acquire(symbol, ("head", symbol, self.what_to_show, self.settings.use_rth))
         try:
-            head = await session.head_timestamp(symbol, self.what_to_show, listing.exchange)
+            async with self.pacer.slot(symbol, ("head", symbol, self.what_to_show, self.settings.use_rth)):
+                head = await session.head_timestamp(symbol, self.what_to_show, listing.exchange)
         except IbkrRequestError as exc:
             if not exc.no_data:
                 raise
@@ -220,12 +220,12 @@ class IbkrFetcher:
             )
         key = (symbol, timeframe.value, chunk.end_ns, chunk.duration, self.what_to_show, settings.use_rth)
         for attempt in range(settings.retries + 1):
-            await self.pacer.acquire(symbol, key)
-            result.requests += 1
             try:
-                return await session.bars(
-                    symbol, timeframe.nautilus_spec, chunk.end, chunk.duration, self.what_to_show, listing.exchange
-                )
+                async with self.pacer.slot(symbol, key):
+                    result.requests += 1
+                    return await session.bars(
+                        symbol, timeframe.nautilus_spec, chunk.end, chunk.duration, self.what_to_show, listing.exchange
+                    )
             except IbkrRequestError as exc:
                 if exc.no_data:
                     return [], []

@@ -121,6 +121,7 @@ ibkr_requests = Table(
     Column("sent_at", Float, nullable=False, index=True),  # epoch seconds
     Column("contract", String(64), nullable=False),
     Column("request_key", String(512), nullable=False),
+    Column("pending", Boolean, nullable=False),  # reserved, answer not seen yet: counts as "now"
 )
 
 # IB's head time stamp (earliest bar) per symbol and kind of data: nothing before it is requested.

@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.Float, nullable=False, index=True),  # epoch seconds
         sa.Column("contract", sa.String(64), nullable=False),
         sa.Column("request_key", sa.String(512), nullable=False),
+        sa.Column("pending", sa.Boolean, nullable=False),  # reserved, answer not seen yet
     )
     op.create_table(
         "ibkr_listings",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import delete, distinct, select
+from sqlalchemy import delete, select
 
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
@@ -97,7 +97,7 @@ def refuse_mixed_adjustment(warehouse: Warehouse, series: BarSeries, bar_type: s
     adjusted = series.source in ADJUSTED_SOURCES
     with warehouse.engine.connect() as connection:
         kept = connection.execute(
-            select(distinct(market_data.c.data_source)).where(
+            select(market_data.c.data_source).distinct().where(
                 market_data.c.symbol == series.symbol,
                 market_data.c.bar_type == bar_type,
                 (market_data.c.timestamp < _utc(series.first_ns)) | (market_data.c.timestamp > _utc(series.last_ns)),

@@ -1,5 +1,6 @@
 """IBKR fetch against the test suite's fake gateway: how fast errors surface, how close to IB's
-pacing limit a long fetch runs, and bars/s through fetch → validate → both stores.
+pacing limit a long fetch runs, bars/s through fetch → validate → both stores at the text (176)
+and protobuf (223) server versions, and what a pacing reservation costs in the warehouse ledger.
 
 Run: ``uv run python bench/ibkr_fetch.py``. Prints ratios; nothing is asserted.
 """
@@ -94,7 +95,7 @@ def pacing_efficiency(bars) -> None:
               f"{elapsed / floor:.2f} (violations seen by the gateway: {len(gateway.violations)})")
 
 
-def minute_throughput() -> None:
+def minute_throughput(max_version: int) -> float:
     """Synthetic one-minute bars for 60 sessions: bars/s from request to both stores."""
     sessions = exchange_calendar().sessions_in_range("2023-01-03", "2023-03-31")[:60]
     fake = []
@@ -105,7 +106,8 @@ def minute_throughput() -> None:
             seconds = int(t.timestamp())
             fake.append(FakeBar((seconds + 60) * 10**9, str(seconds), price, price + 0.05, price - 0.05, price, 1000))
     loose = dict(max_requests=1000, pacing_window=1, per_contract_requests=1000, per_contract_window=0.01)
-    with FakeGateway({"SYN": fake}, pacing=None) as gateway, tempfile.TemporaryDirectory() as tmp:
+    with FakeGateway({"SYN": fake}, pacing=None, max_version=max_version) as gateway, \
+            tempfile.TemporaryDirectory() as tmp:
         store = MarketDataStore(BarCatalog(Path(tmp) / "catalog", "XNAS"), Warehouse.open(f"sqlite:///{tmp}/w.sqlite"))
         fetcher = IbkrFetcher(IbkrSettings(port=gateway.port, **loose), store, now_ns=10**19)
         started = time.perf_counter()
@@ -113,8 +115,28 @@ def minute_throughput() -> None:
         elapsed = time.perf_counter() - started
     if result.error:
         raise SystemExit(f"minute fetch failed: {result.error}")
-    print(f"minute bars: {result.bars_stored} bars in {result.requests} requests, {elapsed:.2f} s: "
-          f"{result.bars_stored / elapsed:,.0f} bars/s end to end (no pacing waits)")
+    rate = result.bars_stored / elapsed
+    print(f"minute bars at server version {max_version}: {result.bars_stored} bars in {result.requests} requests, "
+          f"{elapsed:.2f} s: {rate:,.0f} bars/s end to end (no pacing waits)")
+    return rate
+
+
+def ledger_cost(n: int = 300) -> None:
+    """One pacing reservation: the in-process ledger vs the warehouse ledger on SQLite."""
+    from ntrader_pipeline.adapters.ibkr.ledger import WarehouseLedger
+    from ntrader_pipeline.adapters.ibkr.pacing import MemoryLedger, PacingLimits
+
+    limits = PacingLimits(max_requests=10**6, per_contract=10**6, identical_interval=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        ledgers = {"memory": MemoryLedger(), "sqlite": WarehouseLedger(Warehouse.open(f"sqlite:///{tmp}/w.sqlite"))}
+        costs = {}
+        for name, ledger in ledgers.items():
+            started = time.perf_counter()
+            for i in range(n):
+                ledger.reserve("SYM", ("SYM", i), time.time(), limits)
+            costs[name] = (time.perf_counter() - started) / n
+    print(f"pacing reservation: {costs['memory'] * 1e6:.0f} µs in memory, {costs['sqlite'] * 1e3:.2f} ms in the "
+          f"SQLite warehouse ({costs['sqlite'] / costs['memory']:,.0f}x; IB allows one request per 10 s on average)")
 
 
 if __name__ == "__main__":
@@ -124,4 +146,6 @@ if __name__ == "__main__":
     }
     error_latency(fixture)
     pacing_efficiency(fixture)
-    minute_throughput()
+    text, protobuf = minute_throughput(176), minute_throughput(223)
+    print(f"protobuf (223) vs text (176) bars/s: ratio {protobuf / text:.2f}")
+    ledger_cost()

@@ -16,11 +16,13 @@ from typing import Any
 from dagster import DagsterEventType, DagsterInstance, Definitions
 from dagster._core.errors import DagsterAssetCheckFailedError
 
+from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.symbols import parse_symbol, parse_symbols
 from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
+from ntrader_pipeline.defs.ibkr.assets import IBKR_JOB, NO_RETRY_TAG, IbkrGateway
 from ntrader_pipeline.defs.partitions import (
     FILE_STRATEGY_KEY,
     backtest_key,
@@ -96,6 +98,14 @@ def open_instance(settings: Settings) -> DagsterInstance:
     home = prepare_dagster_home(settings)
     with file_lock(home / ".open.lock"):
         return DagsterInstance.get()
+
+
+class IbkrRunFailed(PipelineError):
+    """An IBKR fetch run failed; ``summary`` holds what it did per symbol (may be empty)."""
+
+    def __init__(self, message: str, summary: list[dict[str, Any]]):
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -179,6 +189,40 @@ class Pipeline:
             raise
         materialization = result.asset_materializations_for_node("csv_bars")[0]
         return {key: value.value for key, value in materialization.metadata.items()}
+
+    def fetch_ibkr(
+        self, symbols: list[str], start: date, end: date, timeframe: str, gateway: IbkrSettings | None = None
+    ) -> list[dict[str, Any]]:
+        """Run ``ibkr_ingest_job`` for these symbols (its checks included); returns the per-symbol summary.
+
+        ``gateway`` replaces the ``ibkr`` resource's settings (the CLI's --host, --port...).
+        Raises ``IbkrRunFailed`` with every failed symbol's reason, or a blocking check's failure.
+        """
+        config = {"symbols": symbols, "timeframe": timeframe, "start": start.isoformat(), "end": end.isoformat()}
+        run_config: dict[str, Any] = {"ops": {"ibkr_bars": {"config": config}}, **QUIET_LOGS}
+        if gateway is not None:
+            run_config["resources"] = {"ibkr": {"config": IbkrGateway.config_from_settings(gateway)}}
+        result = self.defs.resolve_job_def(IBKR_JOB).execute_in_process(
+            instance=self.instance, run_config=run_config, raise_on_error=False, tags={NO_RETRY_TAG: "1"}
+        )
+        summary: list[dict[str, Any]] = []
+        for materialization in result.asset_materializations_for_node("ibkr_bars"):
+            summary = materialization.metadata["symbols"].value
+        failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+        if not failures:
+            return summary
+        event = failures[0]
+        data = event.step_failure_data
+        if event.step_key == "ibkr_bars" and data.user_failure_data is not None:
+            symbols_meta = data.user_failure_data.metadata.get("symbols")
+            raise IbkrRunFailed(data.user_failure_data.description, symbols_meta.value if symbols_meta else summary)
+        message = " ".join(data.error.message.split()) if data.error else "the run failed"
+        if event.step_key != "ibkr_bars":  # the bars were stored; a blocking check then failed
+            raise IbkrRunFailed(
+                f"stored, but blocking data checks failed ({message}); details: the checks of ibkr_bars in the UI",
+                summary,
+            )
+        raise IbkrRunFailed(message.split(": ", 1)[-1], summary)
 
     def run_backtest(
         self,

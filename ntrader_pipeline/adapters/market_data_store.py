@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from ntrader_pipeline.adapters.catalog import BarCatalog, StagedSeries
 from ntrader_pipeline.adapters.catalog_publish import Publish, pending, remove_garbage, staged_series
@@ -93,6 +93,7 @@ class MarketDataStore:
         bar_type = str(series.bar_type(self.catalog.venue))
         with series_lock(self.catalog, bar_type):
             self._recover_locked(bar_type)  # a writer killed since this store was opened
+            refuse_mixed_adjustment(self.warehouse, series, bar_type)
             return self._replace_locked(series, bar_type)
 
     def _replace_locked(self, series: BarSeries, bar_type: str) -> StoredSeries:
@@ -182,6 +183,37 @@ class _PublishAttempt:
         else:
             self.publish.roll_back()
         self.publish.remove()
+
+
+ADJUSTED_SOURCES = frozenset({"csv-adjusted", "ibkr-adjusted"})
+
+
+class MixedAdjustmentError(ValueError):
+    """Adjusted and unadjusted bars would meet in one series: a split would leave a seam."""
+
+
+def refuse_mixed_adjustment(warehouse: Warehouse, series: BarSeries, bar_type: str) -> None:
+    """Refuse ``series`` when the bars it leaves in place come from the other kind of source.
+
+    Bars inside the incoming range are replaced, so only those outside it can clash.
+    """
+    adjusted = series.source in ADJUSTED_SOURCES
+    with warehouse.engine.connect() as connection:
+        kept = connection.execute(
+            select(market_data.c.data_source).distinct().where(
+                market_data.c.symbol == series.symbol,
+                market_data.c.bar_type == bar_type,
+                (market_data.c.timestamp < _utc(series.first_ns)) | (market_data.c.timestamp > _utc(series.last_ns)),
+            )
+        ).scalars().all()
+    clashing = sorted(source for source in kept if (source in ADJUSTED_SOURCES) != adjusted)
+    if clashing:
+        held = "adjusted" if not adjusted else "unadjusted"
+        raise MixedAdjustmentError(
+            f"{bar_type} already holds {held} bars (source {', '.join(clashing)}); refusing to add "
+            f"{'adjusted' if adjusted else 'unadjusted'} bars (source {series.source}) to the same series. "
+            "Keep one kind per series: import or fetch the same kind, or delete the series first."
+        )
 
 
 @contextmanager

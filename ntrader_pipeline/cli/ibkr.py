@@ -6,7 +6,6 @@ import asyncio
 from datetime import date
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ntrader_pipeline.cli.common import console, parse_date
@@ -55,7 +54,8 @@ def connect(host: str | None, port: int | None, client_id: int | None, connect_t
 
 
 @data.command("fetch")
-@click.option("--instruments", required=True, help="Comma-separated symbols, e.g. AAPL,MSFT.")
+@click.option("--instruments", required=True,
+              help="Comma-separated symbols, e.g. AAPL,MSFT; SYMBOL:EXCHANGE (ABC:NYSE) picks one listing.")
 @click.option("--start", required=True, callback=parse_date, help="First session (YYYY-MM-DD).")
 @click.option("--end", default=None, callback=parse_date, help="Last session (YYYY-MM-DD); default today.")
 @click.option("--timeframe", default="DAILY", show_default=True, help="1MIN, 5MIN, 1HOUR or DAILY.")
@@ -70,47 +70,31 @@ def fetch(
     client_id: int | None,
     connect_timeout: float | None,
 ) -> None:
-    """Fetch the bars the catalog lacks from IB into the catalog and market_data (source ibkr)."""
-    from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher
+    """Fetch the bars the catalog lacks from IB (a Dagster run of ibkr_bars, with its checks)."""
+    from ntrader_pipeline.cli.common import open_pipeline
     from ntrader_pipeline.core.bars import Timeframe
-    from ntrader_pipeline.core.symbols import SymbolError, parse_symbols
-    from ntrader_pipeline.defs.resources import PipelineStores
-    from ntrader_pipeline.settings import get_settings
+    from ntrader_pipeline.core.symbols import SymbolError, parse_listings
+    from ntrader_pipeline.pipeline import IbkrRunFailed
 
     try:
-        symbols = parse_symbols(s.strip() for s in instruments.split(",") if s.strip())
+        symbols = parse_listings(s.strip() for s in instruments.split(",") if s.strip())
     except SymbolError as exc:
         raise click.BadParameter(str(exc), param_hint="--instruments") from None
     if not symbols:
         raise click.BadParameter("name at least one symbol", param_hint="--instruments")
     tf = Timeframe.parse(timeframe)
     settings = _settings(host=host, port=port, client_id=client_id, connect_timeout=connect_timeout)
-    store = PipelineStores.from_settings(get_settings()).market_data()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("requests", total=None)
-
-        def advance(done: int, total: int, what: str) -> None:
-            progress.update(task, completed=done, total=total, description=what)
-
-        fetcher = IbkrFetcher(settings, store, progress=advance)
-        results = fetcher.fetch(symbols, start, end or date.today(), tf)
-
-    table = Table("symbol", "requests", "bars stored", "result")
-    for r in results:
-        status = "up to date" if r.up_to_date else (f"failed: {r.error}" if r.error else "fetched")
-        table.add_row(r.symbol, str(r.requests), str(r.bars_stored), status)
-    console.print(table)
-    _register_symbols([r.symbol for r in results if r.bars_stored])
-    failed = [r for r in results if r.error]
-    if failed:
-        reasons = "; ".join(f"{r.symbol}: {r.error}" for r in failed)
-        raise RuntimeError(f"{len(failed)} of {len(results)} symbols failed: {reasons}")
-
-
-def _register_symbols(symbols: list[str]) -> None:
-    """Fetched symbols become symbol partitions, so backtests (CLI and UI) can use them."""
-    if symbols:
-        from ntrader_pipeline.cli.common import open_pipeline
-
-        open_pipeline().add_symbols(symbols)
+    pipeline = open_pipeline()
+    with console.status(f"fetching {', '.join(symbols)} from {settings.host}:{settings.resolved_port}"):
+        try:
+            summary = pipeline.fetch_ibkr(symbols, start, end or date.today(), tf.value, settings)
+            failure = None
+        except IbkrRunFailed as exc:
+            summary, failure = exc.summary, exc
+    if summary:
+        table = Table("symbol", "requests", "bars stored", "result")
+        for row in summary:
+            table.add_row(row["symbol"], str(row["requests"]), str(row["bars_stored"]), row["result"])
+        console.print(table)
+    if failure is not None:
+        raise failure

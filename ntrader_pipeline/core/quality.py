@@ -74,8 +74,8 @@ def calendar_gaps(ts_event: np.ndarray, timeframe: Timeframe) -> Finding:
     """Bars missing between the first and last stored bar, against the exchange calendar.
 
     Daily: sessions without a bar, and bars on days that are not sessions. Intraday: slots inside
-    regular sessions without a bar (bars outside regular hours are counted, not failed: extended
-    hours are legitimate data).
+    regular sessions without a bar. Bars outside regular hours (pre- and post-market, fetched with
+    extended hours) are counted, not failed, and never count as filling a regular slot.
     """
     ts = np.asarray(ts_event, dtype=np.int64)
     if len(ts) == 0:
@@ -119,6 +119,20 @@ def session_slots(first_ns: int, last_ns: int, step_ns: int) -> np.ndarray:
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     slots = starts + offsets * step_ns
     return slots[(slots >= first_ns) & (slots <= last_ns)]
+
+
+def outside_regular_hours(ts_event: np.ndarray, timeframe: Timeframe) -> np.ndarray:
+    """Which intraday bars (stamped at their close) open outside a regular session: pre- and
+    post-market bars, which IB serves with ``useRTH=0``. Daily bars are never outside."""
+    ts = np.asarray(ts_event, dtype=np.int64)
+    if timeframe is Timeframe.DAILY or len(ts) == 0:
+        return np.zeros(len(ts), dtype=bool)
+    calendar = exchange_calendar()
+    opens, closes = calendar.opens_nanos, calendar.closes_nanos
+    bar_opens = ts - timeframe.nanos
+    session = np.searchsorted(opens, bar_opens, side="right") - 1
+    inside = (session >= 0) & (bar_opens < closes[np.maximum(session, 0)])
+    return ~inside
 
 
 def _isin_sorted(values: np.ndarray, sorted_pool: np.ndarray) -> np.ndarray:

@@ -46,3 +46,25 @@ def is_symbol(text: str) -> bool:
 def parse_symbols(texts) -> list[str]:
     """Each of ``texts`` as a symbol (order kept, duplicates dropped); the first bad one raises."""
     return list(dict.fromkeys(parse_symbol(t) for t in texts))
+
+
+_EXCHANGE = re.compile(r"[A-Z][A-Z0-9.]{0,15}")
+
+
+def parse_listing(text: str) -> tuple[str, str]:
+    """``SYMBOL`` or ``SYMBOL:EXCHANGE`` (IB's primary exchange, e.g. ``ABC:NYSE``) as (symbol, exchange).
+
+    Only the symbol names the stored series; the exchange says which listing IB should answer for.
+    """
+    symbol_text, colon, exchange = str(text).strip().partition(":")
+    symbol = parse_symbol(symbol_text)
+    exchange = exchange.upper() if exchange.isascii() else ""
+    if colon and not _EXCHANGE.fullmatch(exchange):
+        raise SymbolError(f"{text!r}: write SYMBOL or SYMBOL:EXCHANGE, the exchange in letters (e.g. ABC:NYSE)")
+    return symbol, exchange
+
+
+def parse_listings(texts) -> list[str]:
+    """Each of ``texts`` as ``SYMBOL`` or ``SYMBOL:EXCHANGE`` text (order kept, duplicates dropped)."""
+    listings = (parse_listing(t) for t in texts)
+    return list(dict.fromkeys(f"{s}:{e}" if e else s for s, e in listings))

@@ -11,11 +11,15 @@ from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.settings import SAMPLE_DATA_DIR
 
-from .fake_gateway import FakeBar, FakeGateway, Pacing, daily_bars, minute_bars
+from .fake_gateway import MAX_VERSION, FakeBar, FakeGateway, Pacing, daily_bars, minute_bars
 
 ORCL_DAILY = SAMPLE_DATA_DIR / "ORCL_1995-2014_daily_yahoo.csv"
 NVDA_DAILY = SAMPLE_DATA_DIR / "NVDA_1999-2014_daily_yahoo.csv"
 AAPL_MINUTE = SAMPLE_DATA_DIR / "AAPL_2024-01-02_1min.csv"
+
+# Server versions where the wire changes: text (176), error time stamps (194), a separate
+# historicalDataEnd (196), protobuf historical data (208) and the most NautilusTrader's client offers.
+VERSIONS = [176, 194, 196, 208, MAX_VERSION]
 
 # Pacing small enough for a test to hit every rule within seconds, same shape as IB's.
 FAST_PACING = Pacing(max_requests=6, window=1.0, identical_interval=0.6, per_contract=3, per_contract_window=0.4)
@@ -56,12 +60,19 @@ def clean_bars(gateway_bars) -> dict[str, list[FakeBar]]:
 
 
 @pytest.fixture
-def start_gateway() -> Iterator[Callable[..., FakeGateway]]:
+def server_version(request) -> int:
+    """The highest version the fake offers: what a current gateway negotiates, unless parametrized."""
+    return getattr(request, "param", MAX_VERSION)
+
+
+@pytest.fixture
+def start_gateway(server_version) -> Iterator[Callable[..., FakeGateway]]:
     """Start fake gateways (``start_gateway(bars, **options)``); all are closed after the test."""
     started: list[FakeGateway] = []
 
     def start(bars=None, **options) -> FakeGateway:
         options.setdefault("pacing", FAST_PACING)
+        options.setdefault("max_version", server_version)
         gateway = FakeGateway(bars or {}, **options).__enter__()
         started.append(gateway)
         return gateway

@@ -10,10 +10,13 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
+from ntrader_pipeline.defs.ibkr.assets import IBKR_JOB
 
-from .fake_gateway import ACCOUNT, SERVER_VERSION
+from .fake_gateway import ACCOUNT, MAX_VERSION, Pacing
 
 
 @pytest.fixture
@@ -41,7 +44,7 @@ def test_connect_prints_version_time_and_accounts(gateway_env, start_gateway, ga
     result = CliRunner().invoke(cli, ["data", "connect", "--port", str(gateway.port), "--client-id", "3"])
     assert result.exit_code == 0, result.output
     assert "zqx" not in result.output  # the gateway login never reaches ntrader's output
-    assert f"server version:   {SERVER_VERSION}" in result.output
+    assert f"server version:   {MAX_VERSION}" in result.output  # the most both sides speak
     assert f"managed accounts: {ACCOUNT}" in result.output
     assert "client id 3 (paper, read-only)" in result.output
 
@@ -70,6 +73,14 @@ def test_fetch_stores_bars_and_reports_each_symbol(gateway_env, start_gateway, c
     assert again.exit_code == 0 and "up to date" in again.output
     assert len(gateway.requests) == 1
 
+    # Each fetch was a Dagster run of ibkr_bars on the instance the UI shows, checks included.
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs(RunsFilter(job_name=IBKR_JOB))
+        assert [run.status for run in runs] == [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]
+        checks = instance.all_logs(runs[0].run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        evaluations = {e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data for e in checks}
+        assert evaluations["ohlc_consistent"].passed and evaluations["row_count_matches_source"].passed
+
 
 def test_cli_connect_to_a_closed_port_exits_nonzero_with_one_line(gateway_env):
     with socket.create_server(("127.0.0.1", 0)) as probe:
@@ -82,3 +93,51 @@ def test_cli_connect_to_a_closed_port_exits_nonzero_with_one_line(gateway_env):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach the gateway at 127.0.0.1:{port}")
     assert "Traceback" not in done.stderr and "4001" in lines[0]
+
+
+# One fetch in its own process, configured from the environment as the CLI is (without Dagster's
+# imports: the CLI's Dagster run is tested above; this is about two processes and one budget).
+FETCH_PROCESS = """
+import sys
+from datetime import date
+from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher
+from ntrader_pipeline.adapters.ibkr.settings import get_ibkr_settings
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore
+from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.settings import get_settings
+
+settings = get_settings()
+store = MarketDataStore(BarCatalog(settings.resolved_catalog_path, settings.venue),
+                        Warehouse.open(settings.resolved_warehouse_url))
+[result] = IbkrFetcher(get_ibkr_settings(client_id=int(sys.argv[2])), store).fetch(
+    [sys.argv[1]], date(2011, 1, 1), date(2014, 6, 30), Timeframe.DAILY)
+sys.exit(result.error)
+"""
+
+
+def test_two_fetch_processes_keep_ibs_pacing_together(gateway_env, start_gateway, clean_bars, monkeypatch):
+    """Two fetch processes at once: together they stay within one pacing budget."""
+    window, budget = 5.0, 6
+    gateway = start_gateway(clean_bars, pacing=Pacing(max_requests=budget, window=window, identical_interval=0.6,
+                                                      per_contract=3, per_contract_window=0.4))
+    monkeypatch.setenv("NTRADER_IB_PORT", str(gateway.port))
+    monkeypatch.setenv("NTRADER_IB_PACING_WINDOW", str(window))
+    monkeypatch.setenv("NTRADER_IB_MAX_REQUESTS", str(budget))
+    monkeypatch.setenv("NTRADER_IB_REQUEST_TIMEOUT", "30")
+    Warehouse.open(gateway_env.resolved_warehouse_url)  # migrated before either process starts
+    processes = [
+        subprocess.Popen([sys.executable, "-c", FETCH_PROCESS, symbol, str(i)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        for i, symbol in enumerate(["ORCL", "NVDA"], start=1)
+    ]
+    outputs = [p.communicate(timeout=240) for p in processes]
+
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert gateway.violations == []
+    assert sorted(r.symbol for r in gateway.requests) == ["NVDA"] * 4 + ["ORCL"] * 4  # 4 chunks each
+    times = sorted(r.at for r in gateway.requests)
+    assert all(sum(1 for u in times if t - window < u <= t) <= budget for t in times)
+    # 8 data requests (and 2 head time stamps) against a budget of 6: one process waited for the other's.
+    assert times[-1] - times[0] >= window / 2

@@ -1,4 +1,7 @@
-"""Fetching through the real client from the fake gateway into the real catalog and warehouse."""
+"""Fetching through the real client from the fake gateway into the real catalog and warehouse.
+
+Tests marked with ``VERSIONS`` run at each server version where the wire format changes.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 
-from .conftest import AAPL_MINUTE, FAST_PACING, ORCL_DAILY, fast_settings
+from .conftest import AAPL_MINUTE, FAST_PACING, ORCL_DAILY, VERSIONS, fast_settings
 from .fake_gateway import DISCONNECT, SERVE, FakeBar
 
 NEVER_CLOSED = 10**19  # "now" far in the future: every session of the sample data has closed
@@ -58,6 +61,7 @@ def table_rows(store: MarketDataStore, symbol: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["timestamp", "close", "data_source"])
 
 
+@pytest.mark.parametrize("server_version", VERSIONS, indirect=True)
 def test_daily_fetch_lands_in_both_stores_as_ibkr(tmp_path, warehouse_url, start_gateway, clean_bars):
     gateway = start_gateway(clean_bars)
     store = make_store(tmp_path, warehouse_url)
@@ -128,6 +132,7 @@ def test_a_long_fetch_keeps_every_pacing_rule(tmp_path, sqlite_url, start_gatewa
     assert store.catalog.read("NVDA", Timeframe.DAILY).first_ns < store.catalog.read("NVDA", Timeframe.DAILY).last_ns
 
 
+@pytest.mark.parametrize("server_version", VERSIONS, indirect=True)
 def test_transient_errors_are_retried_and_definitive_ones_reported_at_once(tmp_path, sqlite_url, start_gateway, clean_bars):
     answers = iter([(162, "Historical Market Data Service error message:pacing violation"), DISCONNECT])
 
@@ -163,6 +168,7 @@ def test_retries_give_up_with_the_reason(tmp_path, sqlite_url, start_gateway, cl
     assert store.catalog.read("ORCL", Timeframe.DAILY) is None
 
 
+@pytest.mark.parametrize("server_version", VERSIONS, indirect=True)
 def test_a_bad_bar_stores_nothing_and_keeps_earlier_data(tmp_path, sqlite_url, start_gateway, gateway_bars):
     gateway = start_gateway(gateway_bars)
     store = make_store(tmp_path, sqlite_url)
@@ -208,6 +214,7 @@ def test_unreachable_gateway_fails_the_fetch_without_writing(tmp_path, sqlite_ur
     assert store.catalog.read("ORCL", Timeframe.DAILY) is None
 
 
+@pytest.mark.parametrize("server_version", VERSIONS, indirect=True)
 def test_minute_chunks_across_the_dst_change_deliver_each_bar_once(tmp_path, sqlite_url, start_gateway):
     # Chunks Tue Feb 28..Mon Mar 6 and Tue Mar 7..Mon Mar 13. DST starts on Mar 12, so the second
     # request ends at 20:00 UTC and its "7 D" window reaches back into Mar 6's last hour (EST).
@@ -221,7 +228,7 @@ def test_minute_chunks_across_the_dst_change_deliver_each_bar_once(tmp_path, sql
             bars.append(FakeBar((seconds + 60) * 10**9, str(seconds), price, price + 0.02, price - 0.02, price, 100))
     gateway = start_gateway({"SYN": bars})
     store = make_store(tmp_path, sqlite_url)
-    # A generous request timeout: on a loaded machine 3 s could expire and retry, adding requests.
+    # 1,950 bars per answer: a generous timeout, so a loaded machine is not taken for a silent gateway.
     fetcher = IbkrFetcher(fast_settings(gateway.port, request_timeout=120), store, now_ns=NEVER_CLOSED)
 
     [result] = fetcher.fetch(["SYN"], date(2023, 2, 28), date(2023, 3, 13), Timeframe.MIN1)

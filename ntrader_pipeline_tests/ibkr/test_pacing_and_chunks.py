@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import date
 
 import numpy as np
@@ -11,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ntrader_pipeline.adapters.ibkr.chunking import MAX_REQUEST_DAYS, missing_runs, plan_chunks
+from ntrader_pipeline.adapters.ibkr.ledger import WarehouseLedger, wall_clock
 from ntrader_pipeline.adapters.ibkr.pacing import PacingLimits, RequestPacer
+from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.calendar import session_close_ns
 
@@ -102,3 +105,30 @@ def test_chunks_never_exceed_what_ib_serves_per_bar_size():
     assert minute_chunks[0].sessions[-1] == date(2024, 1, 8) and minute_chunks[0].duration == "7 D"
     assert minute_chunks[0].end == pd.Timestamp("2024-01-08 21:00", tz="UTC")
     assert len(plan_chunks(run, Timeframe.DAILY)) == 1
+
+
+def test_pacers_on_one_warehouse_share_its_budget(warehouse_url):
+    """Two pacers with their own warehouse connections (as two processes have) take turns."""
+    limits = PacingLimits(max_requests=3, window=0.6, identical_interval=0.0, per_contract=10, per_contract_window=0.1)
+    sent: list[float] = []
+
+    def send_four(name: str) -> None:
+        pacer = RequestPacer(limits, clock=wall_clock, ledger=WarehouseLedger(Warehouse(warehouse_url)))
+
+        async def run():
+            for i in range(4):
+                async with pacer.slot(name, (name, i)):
+                    sent.append(wall_clock())  # the "send": in flight until the block ends
+
+        asyncio.run(run())
+
+    Warehouse.open(warehouse_url)  # migrated once, as a real warehouse is
+    threads = [threading.Thread(target=send_four, args=(name,)) for name in ("AAPL", "MSFT")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    times = sorted(sent)
+    assert len(times) == 8
+    assert all(sum(1 for u in times if t - limits.window < u <= t) <= limits.max_requests for t in times)
+    assert times[-1] - times[0] >= limits.window  # 8 requests at 3 per window need more than two windows

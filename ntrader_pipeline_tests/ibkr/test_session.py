@@ -16,7 +16,7 @@ from ntrader_pipeline.adapters.ibkr.client import (
 )
 
 from .conftest import fast_settings
-from .fake_gateway import ACCOUNT, DISCONNECT, SERVER_VERSION
+from .fake_gateway import ACCOUNT, DISCONNECT, MAX_VERSION
 
 ORCL_END = pd.Timestamp("2014-01-10 21:00", tz="UTC")
 
@@ -39,7 +39,7 @@ def test_connect_reports_server_version_time_and_accounts(start_gateway, gateway
             return session.info()
 
     info = run(connect())
-    assert (info.server_version, info.accounts, info.client_id) == (SERVER_VERSION, [ACCOUNT], 7)
+    assert (info.server_version, info.accounts, info.client_id) == (MAX_VERSION, [ACCOUNT], 7)
     assert info.connection_time.startswith(pd.Timestamp.now(tz="America/New_York").strftime("%Y%m%d"))
 
 
@@ -123,3 +123,24 @@ def test_session_leaves_no_tasks_behind(start_gateway, gateway_bars):
         return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
     assert run(connect_and_count()) == []
+
+
+def test_requests_beyond_ibs_limits_get_ibs_error_codes(start_gateway, gateway_bars, no_leaked_threads):
+    gateway = start_gateway(gateway_bars, pacing=None)
+
+    async def refused():
+        codes = []
+        async with IbkrSession(fast_settings(gateway.port, request_timeout=30)) as session:
+            for spec, end, duration in [("1-DAY", ORCL_END, "400 D"), ("1-DAY", ORCL_END, "1 Q"),
+                                        ("1-MINUTE", ORCL_END, "8 D"), ("1-DAY", pd.Timestamp("1990-01-10", tz="UTC"), "5 D")]:
+                with pytest.raises(IbkrRequestError) as error:
+                    await session.bars("ORCL", spec, end, duration)
+                codes.append((error.value.code, error.value.message.rsplit(":", 1)[-1].removeprefix(" cause - ").strip()))
+        return codes
+
+    assert run(refused()) == [
+        (321, "Historical data requests for durations longer than 365 days must be made in years"),
+        (321, "Invalid duration '1 Q'"),
+        (162, "Time length exceed max."),
+        (162, "HMDS query returned no data"),  # before ORCL's first bar
+    ]

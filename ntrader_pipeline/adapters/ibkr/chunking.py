@@ -5,6 +5,11 @@ A session counts as stored when the catalog holds the bar that closes at the ses
 fetched again. Missing sessions are grouped into runs with no stored session between them; each
 run is stored with one ``MarketDataStore.replace`` (which replaces everything inside its range)
 and fetched in chunks no longer than IB serves per request for the bar size.
+
+With extended hours (``useRTH=0``) an intraday chunk ends four hours after the last session's
+close (20:00 New York, 17:00 on early-close days), so post-market bars are inside the window.
+IB serves ADJUSTED_LAST bars only up to now (an end date is refused), so such a run is one
+request reaching back from now to its first session.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from ntrader_pipeline.core.calendar import exchange_calendar, session_close_ns
 # Longest request IB serves per bar size, in calendar days (one week of one-minute bars).
 MAX_REQUEST_DAYS = {Timeframe.MIN1: 7, Timeframe.MIN5: 30, Timeframe.HOUR1: 30, Timeframe.DAILY: 365}
 EXCHANGE_TZ = "America/New_York"
+POST_MARKET_NS = 4 * 3600 * 10**9  # the post-market session ends four hours after the close
 
 
 @dataclass(frozen=True)
@@ -28,15 +34,24 @@ class Chunk:
     """One historical request: the sessions it must cover, ending at the last one's close."""
 
     sessions: tuple[date, ...]
-    end_ns: int  # UTC close of the last session: the request's endDateTime
+    end_ns: int  # UTC close of the last session (post-market close with extended hours): endDateTime
+    to_now: bool = False  # endDateTime empty: from ``now`` back to the first session (ADJUSTED_LAST)
+    now: date | None = None  # with ``to_now``: the day the request is planned
+
+    @property
+    def days(self) -> int:
+        """Calendar days the request reaches back."""
+        last = self.now if self.to_now else self.sessions[-1]
+        return (last - self.sessions[0]).days + 1
 
     @property
     def duration(self) -> str:
-        return f"{(self.sessions[-1] - self.sessions[0]).days + 1} D"
+        days = self.days
+        return f"{-(-days // 365)} Y" if days > 365 else f"{days} D"  # IB wants years beyond 365 days
 
     @property
-    def end(self) -> pd.Timestamp:
-        return pd.Timestamp(self.end_ns, tz="UTC")
+    def end(self) -> pd.Timestamp | None:
+        return None if self.to_now else pd.Timestamp(self.end_ns, tz="UTC")
 
 
 def sessions_between(start: date, end: date, now_ns: int) -> tuple[list[date], np.ndarray]:
@@ -53,6 +68,8 @@ def missing_runs(
     stored_ts: np.ndarray, start: date, end: date, now_ns: int
 ) -> list[list[date]]:
     """Runs of consecutive sessions in ``[start, end]`` whose closing bar is not stored."""
+    if start > end:
+        return []
     sessions, closes = sessions_between(start, end, now_ns)
     have = np.isin(closes, stored_ts)
     runs: list[list[date]] = []
@@ -69,8 +86,15 @@ def missing_runs(
     return runs
 
 
-def plan_chunks(run: list[date], timeframe: Timeframe) -> list[Chunk]:
-    """Split a run of sessions into requests of at most ``MAX_REQUEST_DAYS`` calendar days."""
+def plan_chunks(
+    run: list[date], timeframe: Timeframe, extended: bool = False, to_now: date | None = None
+) -> list[Chunk]:
+    """Split a run of sessions into requests of at most ``MAX_REQUEST_DAYS`` calendar days.
+
+    ``to_now`` (today's date) makes the whole run one request ending now.
+    """
+    if to_now is not None:
+        return [Chunk(tuple(run), 0, to_now=True, now=to_now)]
     limit = MAX_REQUEST_DAYS[timeframe]
     groups: list[list[date]] = []
     for session in run:
@@ -79,6 +103,8 @@ def plan_chunks(run: list[date], timeframe: Timeframe) -> list[Chunk]:
         else:
             groups.append([session])
     ends = session_close_ns(pd.Series(pd.DatetimeIndex([g[-1] for g in groups])))
+    if extended and timeframe is not Timeframe.DAILY:
+        ends = ends + POST_MARKET_NS
     return [Chunk(tuple(g), int(e)) for g, e in zip(groups, ends)]
 
 

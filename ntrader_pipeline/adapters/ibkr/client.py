@@ -18,9 +18,11 @@ the worker threads the client reads the socket on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from dataclasses import dataclass
 
+import pandas as pd
 from ibapi.common import MarketDataTypeEnum
 from nautilus_trader.adapters.interactive_brokers.client import InteractiveBrokersClient
 from nautilus_trader.adapters.interactive_brokers.common import IBContract
@@ -29,6 +31,7 @@ from nautilus_trader.adapters.interactive_brokers.config import (
     InteractiveBrokersInstrumentProviderConfig,
 )
 from nautilus_trader.adapters.interactive_brokers.data import InteractiveBrokersDataClient
+from nautilus_trader.adapters.interactive_brokers.parsing.data import bar_spec_to_bar_size
 from nautilus_trader.adapters.interactive_brokers.providers import InteractiveBrokersInstrumentProvider
 from nautilus_trader.cache.cache import Cache
 from nautilus_trader.common.component import LiveClock, MessageBus
@@ -109,6 +112,25 @@ class _FailFastClient(InteractiveBrokersClient):
         super().__init__(*args, **kwargs)
         self._start_task: asyncio.Task | None = None
         self.rejected_bars: list[RejectedBar] = []
+        # NautilusTrader's wrapper only logs head time stamps; route them to the waiting request.
+        self._eclient.wrapper.headTimestamp = self._on_head_timestamp
+
+    def _on_head_timestamp(self, reqId: int, headTimestamp: str) -> None:  # noqa: N803 - ibapi's names
+        async def finish() -> None:
+            if (request := self._requests.get(req_id=reqId)) is not None:
+                request.result.append(headTimestamp)
+                self._end_request(reqId)
+
+        self.submit_to_msg_handler_queue(finish)
+
+    async def request(self, name: tuple, send, cancel, timeout: float):
+        """Send one request (``send(req_id)``) and wait for its answer, or its error."""
+        req_id = self._next_req_id()
+        request = self._requests.add(
+            req_id=req_id, name=name, handle=functools.partial(send, req_id), cancel=functools.partial(cancel, req_id)
+        )
+        request.handle()
+        return await self._await_request(request, timeout)
 
     def _validate_bar_prices(self, bar_type, open_price, high_price, low_price, close_price, bar_identifier):
         # NautilusTrader drops a bar that breaks OHLC rules with only a log line, leaving a silent
@@ -186,7 +208,7 @@ class IbkrSession:
         self._client: _FailFastClient | None = None
         self._data_client: InteractiveBrokersDataClient | None = None
         self._provider: InteractiveBrokersInstrumentProvider | None = None
-        self._instruments: dict[str, tuple[Instrument, IBContract]] = {}
+        self._instruments: dict[tuple[str, str], tuple[Instrument, IBContract]] = {}
 
     async def __aenter__(self) -> IbkrSession:
         await self.connect()
@@ -273,37 +295,72 @@ class IbkrSession:
         await self.close()
         await self.connect()
 
-    async def instrument(self, symbol: str) -> tuple[Instrument, IBContract]:
-        """The stock's instrument and qualified contract (IB error 200 when it does not exist)."""
-        if symbol in self._instruments:
-            return self._instruments[symbol]
-        contract = IBContract(secType="STK", symbol=symbol, exchange="SMART", currency="USD")
+    async def instrument(self, symbol: str, exchange: str = "") -> tuple[Instrument, IBContract]:
+        """The stock's instrument and qualified contract (IB error 200 when it does not exist).
+
+        ``exchange`` is the primary exchange (``NYSE``, ``NASDAQ``...), needed when SMART routing
+        finds the symbol listed more than once.
+        """
+        if (symbol, exchange) in self._instruments:
+            return self._instruments[(symbol, exchange)]
+        contract = IBContract(secType="STK", symbol=symbol, exchange="SMART", primaryExchange=exchange, currency="USD")
+        # NautilusTrader's provider finds nothing when SMART answers with several listings; ask
+        # for the details first so the error can name them.
+        details = await self._client.get_contract_details(contract) or []
+        listed = sorted({d.contract.primaryExchange for d in details})
+        if len(listed) > 1:
+            raise IbkrRequestError(200, f"{symbol} is listed on {', '.join(listed)}: name one, e.g. {symbol}:{listed[0]}")
+        if listed:
+            contract = IBContract(secType="STK", symbol=symbol, exchange="SMART", primaryExchange=listed[0], currency="USD")
         loaded = await self._provider.load_with_return_async(contract)
         if not loaded:
-            raise IbkrRequestError(200, f"no unique US stock found for {symbol!r}")
+            raise IbkrRequestError(200, f"no US stock found for {symbol!r}" + (f" on {exchange}" if exchange else ""))
         instrument_id = loaded[0]
         found = (self._provider.find(instrument_id), self._provider.contract[instrument_id])
-        self._instruments[symbol] = found
+        self._instruments[(symbol, exchange)] = found
         return found
 
-    async def bars(self, symbol: str, spec: str, end, duration: str) -> tuple[list[Bar], list[RejectedBar]]:
-        """One ``reqHistoricalData`` of TRADES bars ending at ``end`` (UTC) over ``duration``.
+    async def head_timestamp(self, symbol: str, what_to_show: str, exchange: str = "") -> pd.Timestamp:
+        """IB's earliest bar of this kind for the stock (``reqHeadTimeStamp``), in UTC."""
+        _, contract = await self.instrument(symbol, exchange)
+        eclient = self._client._eclient
+        answer = await self._client.request(
+            ("head", symbol, exchange, what_to_show),
+            lambda req_id: eclient.reqHeadTimeStamp(req_id, contract, what_to_show, int(self.settings.use_rth), 2),
+            eclient.cancelHeadTimeStamp,
+            self.settings.request_timeout,
+        )
+        text = str(answer[0])
+        if text.isdigit():  # formatDate 2: epoch seconds
+            return pd.Timestamp(int(text), unit="s", tz="UTC")
+        return pd.Timestamp(pd.to_datetime(text, format="%Y%m%d-%H:%M:%S"), tz="UTC")
+
+    async def bars(
+        self, symbol: str, spec: str, end: pd.Timestamp | None, duration: str, what_to_show: str = "TRADES",
+        exchange: str = "",
+    ) -> tuple[list[Bar], list[RejectedBar]]:
+        """One ``reqHistoricalData`` ending at ``end`` (UTC; ``None`` = now, as ADJUSTED_LAST needs).
 
         Returns the bars NautilusTrader accepted and the ones it dropped as invalid.
         """
-        instrument, contract = await self.instrument(symbol)
+        instrument, contract = await self.instrument(symbol, exchange)
         bar_type = BarType(instrument.id, BarSpecification.from_str(f"{spec}-LAST"), AggregationSource.EXTERNAL)
+        end_text = "" if end is None else pd.Timestamp(end).tz_convert("UTC").strftime("%Y%m%d %H:%M:%S UTC")
         self._client.rejected_bars = []
-        bars = await self._data_client.get_historical_bars_chunked(
-            bar_type=bar_type,
-            contract=contract,
-            end_date_time=end,
-            duration=duration,
-            use_rth=self.settings.use_rth,
-            timeout=int(self.settings.request_timeout),
+        eclient = self._client._eclient
+        # The name's first item is what NautilusTrader parses each answered bar as.
+        bars = await self._client.request(
+            (str(bar_type), end_text or f"now-{duration}", what_to_show),
+            lambda req_id: eclient.reqHistoricalData(
+                reqId=req_id, contract=contract, endDateTime=end_text, durationStr=duration,
+                barSizeSetting=bar_spec_to_bar_size(bar_type.spec), whatToShow=what_to_show,
+                useRTH=self.settings.use_rth, formatDate=2, keepUpToDate=False, chartOptions=[],
+            ),
+            eclient.cancelHistoricalData,
+            self.settings.request_timeout,
         )
         rejected = [r for r in self._client.rejected_bars if r.bar_type == str(bar_type)]
-        return bars, rejected
+        return sorted(bars, key=lambda b: b.ts_init), rejected
 
 
 def _probe(host: str, port: int, timeout: float) -> None:

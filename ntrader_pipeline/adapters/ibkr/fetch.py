@@ -2,9 +2,15 @@
 
 Per symbol: find the runs of sessions not stored, request each run in chunks IB allows (paced,
 retried with backoff when the error is transient), turn the answers into one ``BarSeries`` per
-run with ``source="ibkr"``, validate it with the CSV rules and store it with
-``MarketDataStore.replace`` (all or nothing per run). A symbol that fails is reported and the
-others go on; a gateway that cannot be reached fails the whole fetch at once.
+run with ``source="ibkr"`` (``"ibkr-adjusted"`` for ADJUSTED_LAST bars), validate it with the
+CSV rules and store it with ``MarketDataStore.replace`` (all or nothing per run). A symbol that
+fails is reported and the others go on; a gateway that cannot be reached fails the whole fetch at
+once.
+
+Sessions before a symbol's listing are never requested: the first fetch that finds sessions
+missing asks IB for the symbol's head time stamp once and keeps it in the warehouse
+(``ledger.ListingDates``). Requests are paced through the warehouse ledger, shared by every
+process using the same warehouse.
 """
 
 from __future__ import annotations
@@ -19,7 +25,14 @@ import numpy as np
 import pandas as pd
 from nautilus_trader.model.data import Bar
 
-from ntrader_pipeline.adapters.ibkr.chunking import Chunk, missing_runs, plan_chunks, session_dates
+from ntrader_pipeline.adapters.ibkr.chunking import (
+    EXCHANGE_TZ,
+    MAX_REQUEST_DAYS,
+    Chunk,
+    missing_runs,
+    plan_chunks,
+    session_dates,
+)
 from ntrader_pipeline.adapters.ibkr.client import (
     IbkrConnectionError,
     IbkrDisconnected,
@@ -28,14 +41,36 @@ from ntrader_pipeline.adapters.ibkr.client import (
     IbkrSession,
     RejectedBar,
 )
+from ntrader_pipeline.adapters.ibkr.ledger import ListingDates, WarehouseLedger, wall_clock
 from ntrader_pipeline.adapters.ibkr.pacing import PacingLimits, RequestPacer
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
-from ntrader_pipeline.adapters.market_data_store import MarketDataStore, StoredSeries
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore, MixedAdjustmentError, StoredSeries
 from ntrader_pipeline.core.bars import BAR_COLUMNS, BarSeries, Timeframe
 from ntrader_pipeline.core.calendar import session_close_ns
+from ntrader_pipeline.core.quality import outside_regular_hours
+from ntrader_pipeline.core.symbols import parse_listing
 from ntrader_pipeline.core.validation import BarFileError, describe_problems, validate_bars
 
 SOURCE = "ibkr"
+ADJUSTED_SOURCE = "ibkr-adjusted"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """``SYMBOL`` or ``SYMBOL:EXCHANGE``: the exchange picks one listing when SMART finds several.
+
+    Only the symbol names the stored series; the exchange is how IB is asked.
+    """
+
+    symbol: str
+    exchange: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Listing:
+        return cls(*parse_listing(text))
+
+    def __str__(self) -> str:
+        return f"{self.symbol}:{self.exchange}" if self.exchange else self.symbol
 
 
 @dataclass
@@ -49,6 +84,8 @@ class SymbolResult:
     written: list[StoredSeries] = field(default_factory=list)
     error: str | None = None
     retryable: bool = False  # the error may go away (pacing, timeouts, drops), unlike error 200
+    listed: str | None = None  # IB's first bar of the series (ISO), when it was asked
+    outside_regular_hours: int = 0  # stored bars in pre- or post-market
 
     @property
     def up_to_date(self) -> bool:
@@ -66,58 +103,82 @@ class IbkrFetcher:
         store: MarketDataStore,
         progress: Progress | None = None,
         now_ns: int | None = None,
+        pacer: RequestPacer | None = None,
     ):
         self.settings = settings
         self.store = store
         self.progress = progress or (lambda done, total, what: None)
         self.now_ns = now_ns
-        self.pacer = RequestPacer(PacingLimits.from_settings(settings))
+        limits = PacingLimits.from_settings(settings)
+        self.pacer = pacer or RequestPacer(limits, clock=wall_clock, ledger=WarehouseLedger(store.warehouse))
+        self.listings = ListingDates(store.warehouse)
+        self.what_to_show = "ADJUSTED_LAST" if settings.adjusted else "TRADES"
+        self.source = ADJUSTED_SOURCE if settings.adjusted else SOURCE
 
-    def plan(self, symbols: list[str], start: date, end: date, timeframe: Timeframe) -> dict[str, list[list[Chunk]]]:
-        """Per symbol, the runs of missing sessions, each split into requests."""
-        now = self.now_ns if self.now_ns is not None else time.time_ns()
-        plans = {}
-        for symbol in symbols:
-            stored = self.store.catalog.read(symbol, timeframe)
-            ts = stored.frame["ts_event"].to_numpy(dtype=np.int64) if stored else np.array([], dtype=np.int64)
-            plans[symbol] = [plan_chunks(run, timeframe) for run in missing_runs(ts, start, end, now)]
-        return plans
+    def _now_ns(self) -> int:
+        return self.now_ns if self.now_ns is not None else time.time_ns()
+
+    def plan(self, listings: list[Listing], start: date, end: date, timeframe: Timeframe) -> dict[Listing, list[list[Chunk]]]:
+        """Per listing, the runs of missing sessions from its listing date on, each split into requests."""
+        return {listing: self._plan_one(listing.symbol, start, end, timeframe) for listing in listings}
+
+    def _plan_one(self, symbol: str, start: date, end: date, timeframe: Timeframe) -> list[list[Chunk]]:
+        now = self._now_ns()
+        head = self.listings.get(symbol, self.what_to_show, self.settings.use_rth)
+        if head is not None:
+            start = max(start, head.tz_convert(EXCHANGE_TZ).date())
+        stored = self.store.catalog.read(symbol, timeframe)
+        ts = stored.frame["ts_event"].to_numpy(dtype=np.int64) if stored else np.array([], dtype=np.int64)
+        extended = not self.settings.use_rth
+        today = pd.Timestamp(now, tz="UTC").tz_convert(EXCHANGE_TZ).date() if self.settings.adjusted else None
+        return [plan_chunks(run, timeframe, extended, today) for run in missing_runs(ts, start, end, now)]
 
     def fetch(self, symbols: list[str], start: date, end: date, timeframe: Timeframe) -> list[SymbolResult]:
         if start > end:
             raise ValueError(f"start {start} is after end {end}")
-        symbols = [s.strip().upper() for s in symbols if s.strip()]
-        plans = self.plan(symbols, start, end, timeframe)
-        return asyncio.run(self._fetch(plans, timeframe))
+        listings = [Listing.parse(s) for s in symbols if s.strip()]
+        plans = self.plan(listings, start, end, timeframe)
+        return asyncio.run(self._fetch(plans, start, end, timeframe))
 
-    async def _fetch(self, plans: dict[str, list[list[Chunk]]], timeframe: Timeframe) -> list[SymbolResult]:
-        results = {s: SymbolResult(s, planned_requests=sum(len(run) for run in runs)) for s, runs in plans.items()}
+    async def _fetch(
+        self, plans: dict[Listing, list[list[Chunk]]], start: date, end: date, timeframe: Timeframe
+    ) -> list[SymbolResult]:
+        results = {k: SymbolResult(k.symbol, planned_requests=sum(len(run) for run in runs)) for k, runs in plans.items()}
         total = sum(r.planned_requests for r in results.values())
         self.progress(0, total, "planning done")
         if total == 0:
             return list(results.values())
         done = 0
         async with IbkrSession(self.settings) as session:
-            for symbol, runs in plans.items():
-                result = results[symbol]
+            for listing, runs in plans.items():
+                result = results[listing]
+                symbol = listing.symbol
                 start_done = done
                 try:
-                    instrument, _ = await session.instrument(symbol)  # before pacing: not a data request
+                    instrument, _ = await session.instrument(symbol, listing.exchange)  # not a data request
+                    if self.listings.get(symbol, self.what_to_show, self.settings.use_rth) is None:
+                        runs = await self._clip_to_listing(session, listing, start, end, timeframe, result)
+                        total -= result.planned_requests - sum(len(run) for run in runs)
+                        result.planned_requests = sum(len(run) for run in runs)
+                        self.progress(done, total, f"{symbol} listed {result.listed}")
                     for run in runs:
                         frames = []
                         for chunk in run:
-                            bars, bad = await self._request(session, symbol, timeframe, chunk, result)
+                            bars, bad = await self._request(session, listing, timeframe, chunk, result)
                             frames.append(chunk_frame(bars, bad, timeframe, chunk.sessions))
                             done += 1
                             self.progress(done, total, f"{symbol} {chunk.sessions[0]}..{chunk.sessions[-1]}")
                         label = f"IBKR {symbol} {timeframe.value} bars {run[0].sessions[0]}..{run[-1].sessions[-1]}"
-                        series = validated_series(symbol, timeframe, frames, instrument.price_precision, label)
+                        series = validated_series(symbol, timeframe, frames, instrument.price_precision, label, self.source)
                         if len(series):
                             result.written.append(self.store.replace(series))
                             result.bars_stored += len(series)
+                            if timeframe is not Timeframe.DAILY:
+                                ts = series.frame["ts_event"].to_numpy(dtype=np.int64)
+                                result.outside_regular_hours += int(outside_regular_hours(ts, timeframe).sum())
                 except IbkrConnectionError:
                     raise  # the gateway is gone: no other symbol can succeed
-                except (IbkrError, BarFileError) as exc:
+                except (IbkrError, BarFileError, MixedAdjustmentError) as exc:
                     result.error = (
                         "; ".join(describe_problems(exc.file, exc.problems)) if isinstance(exc, BarFileError) else str(exc)
                     )
@@ -126,17 +187,43 @@ class IbkrFetcher:
                     self.progress(done, total, f"{symbol} failed: {exc}")
         return list(results.values())
 
+    async def _clip_to_listing(
+        self, session: IbkrSession, listing: Listing, start: date, end: date, timeframe: Timeframe,
+        result: SymbolResult,
+    ) -> list[list[Chunk]]:
+        """Ask IB once where the series begins, keep it, and plan the symbol again from there."""
+        symbol = listing.symbol
+        try:
+            async with self.pacer.slot(symbol, ("head", symbol, self.what_to_show, self.settings.use_rth)):
+                head = await session.head_timestamp(symbol, self.what_to_show, listing.exchange)
+        except IbkrRequestError as exc:
+            if not exc.no_data:
+                raise
+            raise IbkrRequestError(162, f"IB has no {self.what_to_show} bars for {symbol}") from None
+        self.listings.put(symbol, self.what_to_show, self.settings.use_rth, head)
+        result.listed = head.isoformat()
+        return self._plan_one(symbol, start, end, timeframe)
+
     async def _request(
-        self, session: IbkrSession, symbol: str, timeframe: Timeframe, chunk: Chunk, result: SymbolResult
+        self, session: IbkrSession, listing: Listing, timeframe: Timeframe, chunk: Chunk, result: SymbolResult
     ) -> tuple[list[Bar], list[RejectedBar]]:
         """One chunk: paced, retried with exponential backoff while the error is transient."""
         settings = self.settings
-        key = (symbol, timeframe.value, chunk.end_ns, chunk.duration)
+        symbol = listing.symbol
+        if chunk.to_now and timeframe is not Timeframe.DAILY and chunk.days > MAX_REQUEST_DAYS[timeframe]:
+            raise IbkrError(
+                f"IB serves adjusted bars only up to now, and a {timeframe.value} request may reach back "
+                f"{MAX_REQUEST_DAYS[timeframe]} days; {chunk.sessions[0]} is {chunk.days} days back "
+                "(fetch a daily series, or unadjusted bars with NTRADER_IB_ADJUSTED=no)"
+            )
+        key = (symbol, timeframe.value, chunk.end_ns, chunk.duration, self.what_to_show, settings.use_rth)
         for attempt in range(settings.retries + 1):
-            await self.pacer.acquire(symbol, key)
-            result.requests += 1
             try:
-                return await session.bars(symbol, timeframe.nautilus_spec, chunk.end, chunk.duration)
+                async with self.pacer.slot(symbol, key):
+                    result.requests += 1
+                    return await session.bars(
+                        symbol, timeframe.nautilus_spec, chunk.end, chunk.duration, self.what_to_show, listing.exchange
+                    )
             except IbkrRequestError as exc:
                 if exc.no_data:
                     return [], []
@@ -188,14 +275,15 @@ def chunk_frame(
 
 
 def validated_series(
-    symbol: str, timeframe: Timeframe, frames: list[pd.DataFrame], price_precision: int, label: str
+    symbol: str, timeframe: Timeframe, frames: list[pd.DataFrame], price_precision: int, label: str,
+    source: str = SOURCE,
 ) -> BarSeries:
     """The chunks of one run as one series, checked with the CSV rules (bar number = line)."""
     frame = pd.concat(frames, ignore_index=True).sort_values("ts_event", kind="stable").reset_index(drop=True)
     problems = validate_bars(frame, np.arange(1, len(frame) + 1))
     if problems:
         raise BarFileError(f"{label} (bar number)", problems)
-    return BarSeries(symbol, timeframe, frame, price_precision, source=SOURCE)
+    return BarSeries(symbol, timeframe, frame, price_precision, source=source)
 
 
 def _rejected_frame(rejected: list[RejectedBar], timeframe: Timeframe) -> pd.DataFrame:

@@ -30,7 +30,8 @@ class IbkrSettings(BaseSettings):
     request_timeout: float = Field(60.0, gt=0, description="Seconds to wait for one historical request.")
     retries: int = Field(3, ge=0, description="Retries of a request after a transient error.")
     retry_backoff: float = Field(2.0, ge=0, description="Seconds before the first retry; doubled each time.")
-    use_rth: bool = Field(True, description="Regular trading hours only.")
+    use_rth: bool = Field(True, description="Regular trading hours only; false adds pre- and post-market bars.")
+    adjusted: bool = Field(False, description="Fetch IB's split- and dividend-adjusted ADJUSTED_LAST bars.")
     # IB's pacing limits for historical data; lower them only to test, never raise them.
     max_requests: int = Field(60, gt=0, description="Historical requests allowed per pacing window.")
     pacing_window: float = Field(600.0, gt=0, description="Seconds of the pacing window.")

@@ -7,6 +7,7 @@ from decimal import Decimal
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -118,4 +119,26 @@ store_publishes = Table(  # the last catalog publish of each series whose bars c
     Column("publish_id", String(32), primary_key=True),
     Column("bar_type", String(128), nullable=False, index=True),
     Column("published_at", DateTime(timezone=True), nullable=False),
+)
+
+# Every historical request sent to IB by any process, so all of them keep IB's pacing together.
+ibkr_requests = Table(
+    "ibkr_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sent_at", Float, nullable=False, index=True),  # epoch seconds
+    Column("contract", String(64), nullable=False),
+    Column("request_key", String(512), nullable=False),
+    Column("pending", Boolean, nullable=False),  # reserved, answer not seen yet: counts as "now"
+)
+
+# IB's head time stamp (earliest bar) per symbol and kind of data: nothing before it is requested.
+ibkr_listings = Table(
+    "ibkr_listings",
+    metadata,
+    Column("symbol", String(64), primary_key=True),
+    Column("what_to_show", String(32), primary_key=True),
+    Column("use_rth", Boolean, primary_key=True),
+    Column("head_timestamp", DateTime(timezone=True), nullable=False),
+    Column("asked_at", DateTime(timezone=True), nullable=False),
 )

@@ -36,17 +36,18 @@ from pydantic import Field
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings, get_ibkr_settings
 from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import Timeframe, bar_type_name
-from ntrader_pipeline.core.symbols import SymbolError, parse_symbols
+from ntrader_pipeline.core.symbols import SymbolError, parse_listings
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 
 IBKR_JOB = "ibkr_ingest_job"
 IBKR_POOL = "ibkr"
+NO_RETRY_TAG = "ntrader/no_retry"  # runs started by the CLI: report a missing gateway at once
 IBKR_RETRY_POLICY = RetryPolicy(max_retries=3, delay=60, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 _GATEWAY_FIELDS = (
     "host", "client_id", "connect_timeout", "request_timeout", "retries", "retry_backoff", "use_rth",
-    "market_data_type", "max_requests", "pacing_window", "identical_interval", "per_contract_requests",
+    "adjusted", "market_data_type", "max_requests", "pacing_window", "identical_interval", "per_contract_requests",
     "per_contract_window",
 )
 
@@ -62,6 +63,7 @@ class IbkrGateway(ConfigurableResource):
     retries: int
     retry_backoff: float
     use_rth: bool
+    adjusted: bool
     market_data_type: str
     max_requests: int
     pacing_window: float
@@ -74,21 +76,28 @@ class IbkrGateway(ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: IbkrSettings) -> "IbkrGateway":
+        return cls(**cls.config_from_settings(settings))
+
+    @staticmethod
+    def config_from_settings(settings: IbkrSettings) -> dict:
+        """Every field, as run config can override the resource (Dagster wants all of them)."""
         values = {name: getattr(settings, name) for name in _GATEWAY_FIELDS}
-        return cls(
-            port=settings.resolved_port,
-            universe=settings.universe,
-            timeframe=settings.timeframe,
-            lookback_days=settings.lookback_days,
+        return {
+            "port": settings.resolved_port,
+            "universe": settings.universe,
+            "timeframe": settings.timeframe,
+            "lookback_days": settings.lookback_days,
             **values,
-        )
+        }
 
     def settings(self) -> IbkrSettings:
         return IbkrSettings(port=self.port, **{name: getattr(self, name) for name in _GATEWAY_FIELDS})
 
 
 class IbkrFetchConfig(Config):
-    symbols: list[str] = Field(default_factory=list, description="Symbols to fetch; default: the configured universe.")
+    symbols: list[str] = Field(
+        default_factory=list, description="SYMBOL or SYMBOL:EXCHANGE to fetch; default: the configured universe."
+    )
     timeframe: str | None = Field(None, description="1MIN, 5MIN, 1HOUR or DAILY; default: NTRADER_IB_TIMEFRAME.")
     start: str | None = Field(None, description="First session (YYYY-MM-DD); default: lookback_days before end.")
     end: str | None = Field(None, description="Last session (YYYY-MM-DD); default: today.")
@@ -99,13 +108,13 @@ class IbkrFetchConfig(Config):
     pool=IBKR_POOL,
     retry_policy=IBKR_RETRY_POLICY,
     description="Bars of the IBKR universe fetched from IB Gateway into the catalog and `market_data` "
-    "(source ibkr); only sessions the catalog lacks are requested.",
+    "(source ibkr, or ibkr-adjusted); only sessions the catalog lacks since the listing are requested.",
 )
 def ibkr_bars(
     context: AssetExecutionContext, config: IbkrFetchConfig, stores: PipelineStores, ibkr: IbkrGateway
 ) -> MaterializeResult:
     try:  # NTRADER_IB_UNIVERSE and run config alike: every symbol checked before any request
-        symbols = parse_symbols(config.symbols) or parse_symbols(s.strip() for s in ibkr.universe.split(",") if s.strip())
+        symbols = parse_listings(config.symbols) or parse_listings(s.strip() for s in ibkr.universe.split(",") if s.strip())
     except SymbolError as exc:
         raise Failure(f"{exc} (NTRADER_IB_UNIVERSE or the run config's symbols)", allow_retries=False) from None
     if not symbols:
@@ -124,14 +133,27 @@ def ibkr_bars(
     fetcher = IbkrFetcher(ibkr.settings(), stores.market_data(), progress=log_progress)
     try:
         results = fetcher.fetch(symbols, start, end, timeframe)
-    except IbkrError as exc:  # no gateway: worth retrying later (retry policy)
+    except ValueError as exc:  # a malformed SYMBOL:EXCHANGE or date range
+        raise Failure(str(exc), allow_retries=False) from None
+    except IbkrError as exc:  # no gateway: worth retrying later (retry policy), unless a person waits
+        if context.run.tags.get(NO_RETRY_TAG):
+            raise Failure(str(exc), allow_retries=False) from None
         raise Exception(str(exc)) from None
     stored = [r.symbol for r in results if r.bars_stored]
+    status = {True: "up to date", False: "fetched"}
     known = set(context.instance.get_dynamic_partitions(symbol_partitions.name))
     if new := [s for s in stored if s not in known]:
         context.instance.add_dynamic_partitions(symbol_partitions.name, new)
     summary = [
-        {"symbol": r.symbol, "requests": r.requests, "bars_stored": r.bars_stored, "error": r.error or ""}
+        {
+            "symbol": r.symbol,
+            "requests": r.requests,
+            "bars_stored": r.bars_stored,
+            "outside_regular_hours": r.outside_regular_hours,
+            "listed": r.listed or "",
+            "result": f"failed: {r.error}" if r.error else status[r.up_to_date],
+            "error": r.error or "",
+        }
         for r in results
     ]
     failed = [r for r in results if r.error]
@@ -150,7 +172,8 @@ def ibkr_bars(
             "end": end.isoformat(),
             "requests": sum(r.requests for r in results),
             "bars_written": sum(r.bars_stored for r in results),
-            "source": "ibkr",
+            "bars_outside_regular_hours": sum(r.outside_regular_hours for r in results),
+            "source": fetcher.source,
         }
     )
 

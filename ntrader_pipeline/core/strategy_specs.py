@@ -107,6 +107,9 @@ class StrategySpec(BaseModel):
     description: str = ""
     config: dict[str, Any] = Field(default_factory=dict)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    benchmark: str | None = Field(
+        None, pattern=r"^[A-Z0-9][A-Z0-9.\-]*$", description="stored symbol to measure against; default: the run's own"
+    )
     _source: str = PrivateAttr("")
 
     @property

@@ -22,7 +22,7 @@ from pydantic import Field
 from ntrader_pipeline.core.backtest import BacktestResult, run_backtest
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.ledger import trade_ledger as build_ledger
-from ntrader_pipeline.core.metrics import KEY_METRICS, compute_metrics, equity_curve
+from ntrader_pipeline.core.metrics import KEY_METRICS, benchmark_for, compute_metrics, equity_curve
 from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.tearsheet import chart_title, equity_drawdown_png, png_markdown
@@ -92,7 +92,7 @@ def build_backtest_assets(
         context: AssetExecutionContext, backtest: BacktestResult, trade_ledger: pd.DataFrame, stores: PipelineStores
     ) -> Output[dict]:
         """Metrics from mark-to-market equity; the run, its metrics, trades and equity curve go to the warehouse."""
-        metrics = compute_metrics(backtest, trade_ledger)
+        metrics = compute_metrics(backtest, trade_ledger, benchmark_for(backtest, stores.catalog().closes_reader(Timeframe.of_bar_type(backtest.bar_type))))
         record = run_record(backtest, context.run.run_id, stores)
         stores.warehouse().save_run(record, metrics, trade_ledger.to_dict("records"), equity_curve(backtest))
         return Output(metrics, metadata={"run_id": backtest.run_id, **metric_metadata(metrics)})

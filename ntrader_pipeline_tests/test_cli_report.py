@@ -57,9 +57,14 @@ def test_materializations_carry_numeric_metrics_and_the_chart(stored_run):
     home, run_id, instance = stored_run
     stored = json.loads((home / "reports" / run_id / "metrics.json").read_text())
     metrics = instance.get_latest_materialization_event(AssetKey("backtest_metrics")).asset_materialization.metadata
-    assert isinstance(metrics["sharpe_ratio"], FloatMetadataValue) and metrics["sharpe_ratio"].value == stored["sharpe_ratio"]
+    assert isinstance(metrics["sharpe_ratio"], FloatMetadataValue) and metrics["sharpe_ratio"].value == round(stored["sharpe_ratio"], 4)
+    assert metrics["max_drawdown %"].value == round(stored["max_drawdown"] * 100, 2)
+    assert isinstance(metrics["beta"], FloatMetadataValue)
     assert isinstance(metrics["trade_count"], IntMetadataValue) and metrics["trade_count"].value == stored["trade_count"]
     report = instance.get_latest_materialization_event(AssetKey("backtest_report")).asset_materialization.metadata
+    # the first entry is small enough for Dagster to render inline (no "Show Markdown" click)
+    assert list(report)[0] == "equity" and len(report["equity"].value) < 1000
+    assert report["equity"].value.startswith("![equity](data:image/png;base64,iVBORw0KGgo")
     assert report["equity_and_drawdown"].value.startswith("![equity and drawdown](data:image/png;base64,iVBORw0KGgo")
     assert Path(report["tearsheet"].value).read_text().startswith("<!DOCTYPE html>")
 

@@ -12,6 +12,7 @@ import html
 import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ntrader_pipeline.core.metrics import format_metric
@@ -40,6 +41,32 @@ def equity_drawdown_png(curve: pd.DataFrame, title: str) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+# Dagster's asset page shows a Markdown metadata value inline only when it is under 1000 characters
+# (ui-core MetadataEntry, ``expandSmallValues``); longer ones hide behind "[Show Markdown]".
+INLINE_MARKDOWN_LIMIT = 1000
+
+
+def sparkline_markdown(values, alt: str = "equity") -> str:
+    """A two-colour PNG line of ``values`` small enough to show inline on Dagster's asset page."""
+    from PIL import Image, ImageDraw  # Pillow comes with matplotlib; imported only when drawing
+
+    values = np.asarray(values, dtype=np.float64)
+    for width, height in ((300, 60), (240, 48), (160, 32)):
+        x = np.linspace(0, len(values) - 1, width).astype(int)
+        y = values[x]
+        low, high = float(np.nanmin(y)), float(np.nanmax(y))
+        rows = (height - 3) - (y - low) / ((high - low) or 1.0) * (height - 6)
+        image = Image.new("P", (width, height), 0)
+        image.putpalette([255, 255, 255, 31, 119, 180] + [0] * 762)
+        ImageDraw.Draw(image).line(list(zip(range(width), rows.tolist())), fill=1, width=1)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True, bits=1)
+        text = png_markdown(buffer.getvalue(), alt)
+        if len(text) < INLINE_MARKDOWN_LIMIT:
+            return text
+    return f"{alt}: see the tearsheet"
 
 
 def png_markdown(png: bytes, alt: str) -> str:

@@ -22,10 +22,10 @@ from pydantic import Field
 from ntrader_pipeline.core.backtest import BacktestResult, run_backtest
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.ledger import trade_ledger as build_ledger
-from ntrader_pipeline.core.metrics import KEY_METRICS, benchmark_for, compute_metrics, equity_curve
+from ntrader_pipeline.core.metrics import KEY_METRICS, PERCENT, benchmark_for, compute_metrics, equity_curve
 from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec
-from ntrader_pipeline.core.tearsheet import chart_title, equity_drawdown_png, png_markdown
+from ntrader_pipeline.core.tearsheet import chart_title, equity_drawdown_png, png_markdown, sparkline_markdown
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -114,6 +114,8 @@ def build_backtest_assets(
         return Output(
             str(directory),
             metadata={
+                # first and under Dagster's inline limit: the curve shows without a click
+                "equity": MetadataValue.md(sparkline_markdown(curve["equity"])),
                 "run_id": backtest.run_id,
                 "report_dir": MetadataValue.path(str(directory)),
                 "tearsheet": MetadataValue.path(str(paths["html"])),
@@ -125,14 +127,26 @@ def build_backtest_assets(
     return [backtest, trade_ledger, backtest_metrics, backtest_report]
 
 
+UI_METRICS = (*KEY_METRICS, "correlation", "up_capture", "down_capture")
+
+
 def metric_metadata(metrics: dict) -> dict[str, MetadataValue]:
-    """Key metrics as numeric metadata (the UI plots them across materializations); undefined is null."""
-    return {
-        name: MetadataValue.null() if metrics[name] is None
-        else MetadataValue.int(metrics[name]) if isinstance(metrics[name], int)
-        else MetadataValue.float(float(metrics[name]))
-        for name in KEY_METRICS
-    }
+    """Key metrics as numeric metadata (the UI plots them across materializations); undefined is null.
+
+    Read as people read them and still numbers: fractions as percent to 2 decimals under a
+    ``<name> %`` label (383.95, not 3.8395000000000001), ratios to 4 decimals.
+    """
+    out = {}
+    for name in UI_METRICS:
+        value = metrics.get(name)
+        label = f"{name} %" if name in PERCENT else name
+        if value is None:
+            out[label] = MetadataValue.null()
+        elif isinstance(value, int):
+            out[label] = MetadataValue.int(value)
+        else:
+            out[label] = MetadataValue.float(round(float(value) * 100, 2) if name in PERCENT else round(float(value), 4))
+    return out
 
 
 def run_record(result: BacktestResult, dagster_run_id: str, stores: PipelineStores) -> dict:

@@ -267,6 +267,11 @@ PERCENT = {
     "total_return", "cagr", "volatility", "max_drawdown", "max_drawdown_daily", "win_rate", "exposure",
     "benchmark_return", "alpha",
 }
+# Amounts of money: shown to the cent.
+MONEY = {
+    "starting_equity", "final_equity", "expectancy", "average_win", "average_loss", "largest_win",
+    "largest_loss", "commissions",
+}
 INTEGER_METRICS = {"bars", "daily_returns", "trade_count", "risk_controls_triggered"}
 # compute_metrics' key order: reports list metrics in this order.
 METRIC_NAMES = (
@@ -281,11 +286,14 @@ METRIC_NAMES = (
 
 
 def format_metric(name: str, value: Any) -> str:
-    """How a metric reads on screen: percentages for fractions, "n/a" where undefined."""
+    """How a metric reads on screen: percentages for fractions, money to the cent, other ratios to
+    4 decimals, "n/a" where undefined."""
     if value is None:
         return "n/a"
     if name in PERCENT and isinstance(value, float):
         return f"{value:.2%}"
+    if name in MONEY and isinstance(value, float):
+        return f"{value:,.2f}"
     if isinstance(value, float):
         return f"{value:,.4f}"
     return str(value)

@@ -107,11 +107,14 @@ class BacktestOverfitting:
     blocks: int
 
 
-def _sharpe_columns(block: np.ndarray) -> np.ndarray:
-    std = block.std(axis=0, ddof=1)
+def _sharpe_from_sums(total: np.ndarray, squares: np.ndarray, n: int) -> np.ndarray:
+    """Per-column Sharpe (ddof=1) from column sums and sums of squares over ``n`` rows."""
+    mean = total / n
+    variance = np.maximum(squares - total * mean, 0.0) / (n - 1)
+    std = np.sqrt(variance)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = block.mean(axis=0) / std
-    return np.where(std > 0, out, -np.inf)  # a flat trial is never "best"
+        out = mean / std
+    return np.where(std > 1e-15, out, -np.inf)  # a flat trial is never "best"
 
 
 def probability_of_backtest_overfitting(returns: np.ndarray, blocks: int = 16) -> BacktestOverfitting:
@@ -130,13 +133,17 @@ def probability_of_backtest_overfitting(returns: np.ndarray, blocks: int = 16) -
     size = rows // blocks
     if size < 2:
         raise ValueError(f"{rows} periods cannot make {blocks} blocks of at least 2")
-    matrix = matrix[rows - size * blocks:]
-    parts = [matrix[i * size:(i + 1) * size] for i in range(blocks)]
+    matrix = matrix[rows - size * blocks:].reshape(blocks, size, trials)
+    # per-block sums make each split O(blocks × trials) instead of a copy of the matrix
+    sums, squares = matrix.sum(axis=1), (matrix**2).sum(axis=1)
+    all_sums, all_squares = sums.sum(axis=0), squares.sum(axis=0)
+    half = size * blocks // 2
     logits = []
     for chosen in combinations(range(blocks), blocks // 2):
-        rest = [i for i in range(blocks) if i not in chosen]
-        in_sample = _sharpe_columns(np.vstack([parts[i] for i in chosen]))
-        out_sample = _sharpe_columns(np.vstack([parts[i] for i in rest]))
+        picked = list(chosen)
+        in_total, in_squares = sums[picked].sum(axis=0), squares[picked].sum(axis=0)
+        in_sample = _sharpe_from_sums(in_total, in_squares, half)
+        out_sample = _sharpe_from_sums(all_sums - in_total, all_squares - in_squares, half)
         best = int(np.argmax(in_sample))
         # rank 1..N of the best's out-of-sample Sharpe (ties share their average rank)
         below = float(np.sum(out_sample < out_sample[best]))

@@ -23,7 +23,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from ntrader_pipeline.core.metrics import KEY_METRICS, format_metric
+from ntrader_pipeline.core.metrics import KEY_METRICS, MONEY, Benchmark, format_metric
 from ntrader_pipeline.core.tearsheet import tearsheet_html
 
 REPORT_FILES = {
@@ -37,10 +37,6 @@ HEADER_METRICS = {"run_id", "strategy", "symbol", "start", "end"}
 REPORT_WIDTH = 132
 # metrics.json: money to the cent as exact decimal strings, every other float to this many decimals
 # (fractions such as returns: 1e-10 is a millionth of a basis point), so no float noise is written.
-MONEY_METRICS = {
-    "starting_equity", "final_equity", "expectancy", "average_win", "average_loss", "largest_win",
-    "largest_loss", "commissions",
-}
 RATIO_DECIMALS = 10
 CENT = Decimal("0.01")
 
@@ -141,7 +137,7 @@ def rounded_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, value in metrics.items():
         if isinstance(value, float | np.floating) and math.isfinite(value):
-            value = money_text(value) if name in MONEY_METRICS else ratio(value)
+            value = money_text(value) if name in MONEY else ratio(value)
         out[name] = value
     return out
 
@@ -167,9 +163,11 @@ def metrics_document(record: dict[str, Any], metrics: dict[str, Any]) -> dict[st
 
 def render(
     kind: str, record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame, curve: pd.DataFrame,
-    chart: bytes | None = None,
+    chart: bytes | None = None, prices: pd.DataFrame | None = None, benchmark: Benchmark | None = None,
 ) -> str:
-    """One report as text: ``text``, ``trades``, ``equity``, ``json`` or ``html``."""
+    """One report as text: ``text``, ``trades``, ``equity``, ``json`` or ``html``.
+
+    ``prices`` (ts_event, close) and ``benchmark`` feed the tearsheet's price and benchmark charts."""
     if kind == "text":
         return render_text(record, metrics, ledger)
     if kind == "trades":
@@ -179,7 +177,7 @@ def render(
     if kind == "json":
         return json.dumps(metrics_document(record, metrics), indent=2) + "\n"
     if kind == "html":
-        return tearsheet_html(record, metrics, ledger, curve, chart)
+        return tearsheet_html(record, metrics, ledger, curve, chart, prices, benchmark)
     raise ValueError(f"unknown report kind {kind!r}; use one of {', '.join(REPORT_FILES)}")
 
 
@@ -204,13 +202,15 @@ def write_reports(
     ledger: pd.DataFrame,
     curve: pd.DataFrame,
     chart: bytes | None = None,
+    prices: pd.DataFrame | None = None,
+    benchmark: Benchmark | None = None,
 ) -> dict[str, Path]:
     """Write every report of one run into ``directory``; returns the paths by kind.
 
     All five are rendered before the first is written, so a rendering error writes nothing.
     ``chart``: the equity-and-drawdown PNG, if the caller drew it already.
     """
-    texts = {kind: render(kind, record, metrics, ledger, curve, chart) for kind in REPORT_FILES}
+    texts = {kind: render(kind, record, metrics, ledger, curve, chart, prices, benchmark) for kind in REPORT_FILES}
     return {kind: write_text(Path(directory) / REPORT_FILES[kind], text) for kind, text in texts.items()}
 
 

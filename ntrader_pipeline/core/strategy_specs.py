@@ -31,8 +31,10 @@ from ntrader_pipeline.core.strategies import (
     SignalStrategy,
     SignalStrategyConfig,
 )
+from ntrader_pipeline.core.sweeps import SweepSpec, WalkForwardSpec, parameter_key
 
 CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+MAX_KEY_LENGTH = 128  # a run's strategy name in the warehouse (backtest_runs.strategy)
 SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag")
 # Placeholders used to check a ``config:`` block before any bars are known.
 CHECK_INSTRUMENT = "CHECK.XNAS"
@@ -110,6 +112,8 @@ class StrategySpec(BaseModel):
     benchmark: str | None = Field(
         None, pattern=r"^[A-Z0-9][A-Z0-9.\-]*$", description="stored symbol to measure against; default: the run's own"
     )
+    sweep: SweepSpec | None = None
+    walk_forward: WalkForwardSpec | None = None
     _source: str = PrivateAttr("")
 
     @property
@@ -163,6 +167,38 @@ class StrategySpec(BaseModel):
                     f"{self.backtest.fees.max_percent}% on a long-only (cash) account; use at most {room:g}"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _sweep_fits(self) -> StrategySpec:
+        """Every swept parameter is one the ``config:`` block may set, and every set builds a config."""
+        if self.walk_forward is not None and self.sweep is None:
+            raise ValueError("walk_forward: needs a sweep: block to pick the best parameter set from")
+        if self.sweep is None:
+            return self
+        for name in self.sweep.parameters:
+            if name in RISK_FIELDS or name in SET_BY_BACKTEST:
+                raise ValueError(f"sweep: {name} cannot be swept (set by backtest.risk or by the backtest)")
+        for params in self.sweep.parameter_sets():
+            if len(parameter_key(self.name, params)) > MAX_KEY_LENGTH:
+                raise ValueError(f"sweep: set {parameter_key(self.name, params)}: the key is longer than "
+                                 f"{MAX_KEY_LENGTH} characters; shorten the file name")
+        if self.strategy is not None:
+            for params in self.sweep.parameter_sets():
+                try:
+                    build_strategy_config(self.registered.config_cls, {**self.config, **params}, CHECK_INSTRUMENT,
+                                          CHECK_BAR_TYPE, source=None)
+                except ValueError as exc:
+                    raise ValueError(f"sweep: set {parameter_key(self.name, params)}: {exc}") from None
+        return self
+
+    def with_parameters(self, params: dict[str, Any]) -> StrategySpec:
+        """This spec with one parameter set applied, named by its key, without sweep or walk-forward."""
+        spec = self.model_copy(update={
+            "name": parameter_key(self.name, params), "config": {**self.config, **params},
+            "sweep": None, "walk_forward": None,
+        })
+        spec._source = self._source
+        return spec
 
     def canonical(self) -> dict[str, Any]:
         """The spec as plain JSON data, stored with every run so it can be reproduced."""

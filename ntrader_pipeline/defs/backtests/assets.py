@@ -110,7 +110,9 @@ def build_backtest_assets(
         record = run_record(backtest, context.run.run_id, stores)
         curve = equity_curve(backtest)
         chart = equity_drawdown_png(curve, chart_title(record))  # once, for the tearsheet and the UI
-        paths = write_reports(directory, record, backtest_metrics, trade_ledger, curve, chart)
+        closes = backtest.equity[["ts_event", "close"]]
+        benchmark = benchmark_for(backtest, stores.catalog().closes_reader(Timeframe.of_bar_type(backtest.bar_type)))
+        paths = write_reports(directory, record, backtest_metrics, trade_ledger, curve, chart, closes, benchmark)
         return Output(
             str(directory),
             metadata={

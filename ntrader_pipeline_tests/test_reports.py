@@ -18,7 +18,7 @@ from ntrader_pipeline.core.backtest import run_backtest
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.ledger import LEDGER_COLUMNS, trade_ledger
 from ntrader_pipeline.core.metrics import compute_metrics, equity_curve
-from ntrader_pipeline.core.reports import REPORT_FILES, ReportWriteError, write_reports
+from ntrader_pipeline.core.reports import REPORT_FILES, ReportWriteError, render, write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec, parse_spec
 from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
 
@@ -200,3 +200,11 @@ def test_numbers_people_read_carry_no_float_noise_and_no_cut_timestamps(orcl_exp
     ledger = trade_ledger(result.fills)
     for stamp in ledger.tail(20)["exit_time"]:
         assert stamp.isoformat() in text
+
+
+def test_a_name_with_brackets_is_printed_as_written(orcl_export):
+    result, _ = orcl_export
+    ledger = trade_ledger(result.fills)
+    record = {**record_for(result), "strategy": "sma[fast_period=10,slow_period=30]"}
+    text = render("text", record, compute_metrics(result, ledger), ledger, equity_curve(result))
+    assert "sma[fast_period=10,slow_period=30] on ORCL" in text

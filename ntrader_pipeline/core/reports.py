@@ -75,7 +75,8 @@ def to_jsonable(value: Any) -> Any:
 def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame) -> str:
     """The human report, as Rich renders it on a ``REPORT_WIDTH``-column terminal: wide enough for
     two full ISO-8601 timestamps and four exact decimals per trade row."""
-    console = Console(record=True, width=REPORT_WIDTH, file=io.StringIO(), color_system=None)
+    # markup off: a name such as "sma[fast_period=10]" is text, not a Rich style tag
+    console = Console(record=True, width=REPORT_WIDTH, file=io.StringIO(), color_system=None, markup=False)
     console.print(f"Backtest {record['run_id']}: {record['strategy']} on {record['symbol']}")
     console.print(f"Bars {record['bar_type']}  {metrics['start']} → {metrics['end']}  ({metrics['bars']} bars)", soft_wrap=True)
     table = Table(title="Metrics", show_header=True)

@@ -52,7 +52,8 @@ class Constraint:
         while position < len(text.rstrip()):
             match = TOKEN.match(text, position)
             if not match:
-                raise ConstraintError(f"{text!r}: column {position + 1}: expected a name, a number or <, <=, >, >=, ==, !=")
+                column = position + len(text[position:]) - len(text[position:].lstrip()) + 1
+                raise ConstraintError(f"{text!r}: column {column}: expected a name, a number or <, <=, >, >=, ==, !=")
             want_operand = len(operands) == len(ops)
             if match["op"]:
                 if want_operand:
@@ -60,7 +61,8 @@ class Constraint:
                 ops.append(match["op"])
             else:
                 if not want_operand:
-                    raise ConstraintError(f"{text!r}: column {match.start() + 1}: expected a comparison operator")
+                    start = match.start("number") if match["number"] else match.start("name")
+                    raise ConstraintError(f"{text!r}: column {start + 1}: expected a comparison operator")
                 operands.append(float(match["number"]) if match["number"] else match["name"])
             position = match.end()
         if not ops or len(operands) != len(ops) + 1:
@@ -82,7 +84,7 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grid: dict[str, list[Scalar]] | None = Field(None, description="values per parameter; every combination runs")
-    ranges: dict[str, tuple[float, float]] | None = Field(
+    ranges: dict[str, tuple[int | float, int | float]] | None = Field(
         None, description="[low, high] per parameter (integers when both bounds are); n samples drawn with seed"
     )
     n: int | None = Field(None, gt=0, le=MAX_SETS)
@@ -147,7 +149,7 @@ class SweepSpec(BaseModel):
         for _ in range(self.n or 0):
             params: dict[str, Scalar] = {}
             for name, (low, high) in (self.ranges or {}).items():
-                if float(low).is_integer() and float(high).is_integer() and isinstance(low, int) and isinstance(high, int):
+                if isinstance(low, int) and isinstance(high, int):
                     params[name] = int(rng.integers(low, high, endpoint=True))
                 else:
                     params[name] = round(float(rng.uniform(low, high)), 6)

@@ -26,7 +26,13 @@ from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.ledger import trade_ledger
 from ntrader_pipeline.core.metrics import compute_metrics, equity_curve, own_benchmark
 from ntrader_pipeline.core.reports import write_reports
-from ntrader_pipeline.core.research import overfitting_summary, run_sweep, run_walk_forward, sweep_rows, walk_forward_document
+from ntrader_pipeline.core.research import (
+    overfitting_summary,
+    run_sweep,
+    run_walk_forward,
+    sweep_rows,
+    walk_forward_document,
+)
 from ntrader_pipeline.core.research_report import write_sweep_reports, write_walk_forward_reports
 from ntrader_pipeline.core.strategy_specs import load_spec, parse_spec
 from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS

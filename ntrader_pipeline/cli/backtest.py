@@ -49,18 +49,24 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end) 
     symbols = tuple(s.upper() for s in symbols) or tuple(pipeline.symbols())
     if not symbols:
         raise click.ClickException("no symbols imported yet; run `ntrader data import-csv` first")
+    from ntrader_pipeline.cli.common import showing_progress
+    from ntrader_pipeline.core.progress import progress
+
     table = Table("strategy", "symbol", "run id", "total return", "Sharpe", "trades", "error")
     failed = 0
-    for strategy in strategies:
-        for symbol in symbols:
+    pairs = [(strategy, symbol) for strategy in strategies for symbol in symbols]
+    with showing_progress(), progress(len(pairs), "backfill") as advance:
+        for strategy, symbol in pairs:
             try:
                 m = pipeline.run_backtest(strategy, symbol, start, end)
             except Exception as exc:  # noqa: BLE001 - one bad partition must not stop the others
                 failed += 1
                 table.add_row(strategy, symbol, "", "", "", "", str(exc).splitlines()[0][:80])
+                advance(f"{strategy}|{symbol} failed")
                 continue
             sharpe = "n/a" if m["sharpe_ratio"] is None else f"{m['sharpe_ratio']:.2f}"
             table.add_row(strategy, symbol, m["run_id"], f"{m['total_return']:.2%}", sharpe, str(m["trade_count"]), "")
+            advance(f"{strategy}|{symbol}")
     console.print(table)
     if failed:
         raise click.ClickException(f"{failed} of {len(strategies) * len(symbols)} partitions failed")

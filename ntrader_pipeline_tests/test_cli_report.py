@@ -81,6 +81,9 @@ def test_export_all_writes_exactly_the_five_reports(home, tmp_path):
     written = home[0] / "reports" / run_id
     for name in ("metrics.json", "trades.csv", "equity.csv", "report.txt"):
         assert (tmp_path / "out" / name).read_text() == (written / name).read_text(), name
+    # the bars are still in the catalog: the rebuilt tearsheet draws the price and the benchmark too
+    page = (tmp_path / "out" / "tearsheet.html").read_text()
+    assert 'id="price-trades"' in page and "buy and hold ORCL" in page
 
 
 def test_summary_and_generate_in_every_format(home, tmp_path):
@@ -94,7 +97,8 @@ def test_summary_and_generate_in_every_format(home, tmp_path):
     target = tmp_path / "sheet.html"
     as_html = ntrader("report", "generate", "--backtest-id", run_id, "--format", "html", "-o", str(target))
     assert as_html.exit_code == 0 and target.read_text().startswith("<!DOCTYPE html>")
-    assert "data:image/png;base64," in target.read_text() and "<script" not in target.read_text()
+    page = target.read_text()  # charts are inline SVG now, still no scripts
+    assert 'id="underwater"' in page and "<svg" in page and "<script" not in page
 
 
 def test_list_results_and_compare(home):

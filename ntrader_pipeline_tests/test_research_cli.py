@@ -94,6 +94,8 @@ def test_each_set_is_its_own_partition_and_the_results_asset_holds_the_table(hom
     assert results.partition == "_file|ORCL"
     meta = results.metadata
     assert meta["sets"].value == 4 and len(meta["sweep"].records) == 4
+    assert list(meta)[0] == "sharpe_ratio by parameters"  # a Markdown table Dagster shows inline
+    assert meta["sharpe_ratio by parameters"].value.startswith("| fast_period \\ slow_period | 20 | 40 |")
     assert meta["heatmap"].value.startswith("![sharpe_ratio by parameters](data:image/png;base64,")
     assert 0 <= meta["pbo"].value <= 1
     page = Path(meta["report"].value).read_text()

@@ -30,6 +30,19 @@ def _grid(rows: list[dict[str, Any]], parameters: list[str], metric: str) -> pd.
     return frame.pivot_table(index=first, columns=second, values=metric, aggfunc="first").sort_index().sort_index(axis=1)
 
 
+def sweep_grid_markdown(rows: list[dict[str, Any]], parameters: list[str], metric: str) -> str | None:
+    """The metric over two parameters as a Markdown table (None unless exactly two parameters)."""
+    grid = _grid(rows, parameters, metric)
+    if grid is None:
+        return None
+    head = f"| {parameters[0]} \\ {parameters[1]} | " + " | ".join(str(c) for c in grid.columns) + " |"
+    lines = [head, "|" + "---|" * (len(grid.columns) + 1)]
+    for index, values in grid.iterrows():
+        cells = ["" if not np.isfinite(v) else format_metric(metric, float(v)) for v in values]
+        lines.append(f"| {index} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def sweep_heatmap_png(rows: list[dict[str, Any]], parameters: list[str], metric: str) -> bytes | None:
     """A PNG heatmap of ``metric`` over two swept parameters, for the Dagster UI; None otherwise."""
     grid = _grid(rows, parameters, metric)

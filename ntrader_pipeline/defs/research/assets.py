@@ -118,9 +118,9 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         """Every parameter set of the file's ``sweep:`` on the symbol, ranked, with DSR and PBO;
         a heatmap of the metric when two parameters are swept; ``sweep.html`` beside it."""
         from ntrader_pipeline.core.research import overfitting_summary, run_sweep, sweep_rows
-        from ntrader_pipeline.core.research_report import sweep_heatmap_png, write_sweep_reports
+        from ntrader_pipeline.core.research_report import sweep_grid_markdown, sweep_heatmap_png, write_sweep_reports
         from ntrader_pipeline.core.sweeps import parameter_key
-        from ntrader_pipeline.core.tearsheet import png_markdown
+        from ntrader_pipeline.core.tearsheet import INLINE_MARKDOWN_LIMIT, png_markdown
 
         keys = context.partition_key.keys_by_dimension
         spec = _spec(keys["strategy"], config, stores)
@@ -153,7 +153,11 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         heatmap = sweep_heatmap_png(rows, spec.sweep.parameters, metric)
         directory = sweep_report_dir(stores, spec.name, symbol)
         paths = write_sweep_reports(directory, document, heatmap)
-        metadata = {
+        metadata = {}
+        grid = sweep_grid_markdown(rows, spec.sweep.parameters, metric)
+        if grid is not None and len(grid) < INLINE_MARKDOWN_LIMIT:  # first, and shown without a click
+            metadata[f"{metric} by parameters"] = MetadataValue.md(grid)
+        metadata |= {
             "best": MetadataValue.json({"key": rows[0]["key"], "params": rows[0]["params"], metric: rows[0][metric]}),
             "sets": len(rows),
             "deflated_sharpe_ratio": MetadataValue.float(round(summary["dsr"], 4)) if summary["dsr"] is not None

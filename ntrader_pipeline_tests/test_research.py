@@ -78,7 +78,7 @@ def test_every_set_of_a_sweep_equals_the_same_set_run_alone(orcl, spec):
 def test_walk_forward_picks_on_in_sample_bars_and_stitches_out_of_sample(orcl, spec):
     wf = run_walk_forward(orcl, spec, "XNAS", ids())
     assert len(wf.windows) >= 2
-    chained, balance, bars = 1.0, 100000.0, 0
+    chained, balance, bars, trips = 1.0, 100000.0, 0, 0
     for w in wf.windows:
         # the pick, by hand: every set run on the in-sample dates alone, best Sharpe wins
         trials = {tuple(p.items()): alone(orcl, p, w.window.in_start, w.window.in_end)[1]["sharpe_ratio"]
@@ -90,7 +90,10 @@ def test_walk_forward_picks_on_in_sample_bars_and_stitches_out_of_sample(orcl, s
         assert w.out_of_sample["total_return"] == pytest.approx(oos["total_return"], abs=1e-12)
         chained *= 1 + oos["total_return"]
         bars += len(result.equity)
+        # its round trips, plus the position still open at the window's end, closed at its last close
+        trips += oos["trade_count"] + int(result.equity["position"].iloc[-1] != 0)
         balance = float(result.equity["equity"].iloc[-1])
     assert wf.metrics["total_return"] == pytest.approx(chained - 1, rel=1e-6)
     assert wf.metrics["bars"] == bars
+    assert wf.metrics["trade_count"] == trips and trips > len(wf.windows)
     assert len(daily_returns(equity_curve(wf.result))) == wf.metrics["daily_returns"]

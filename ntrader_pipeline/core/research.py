@@ -204,19 +204,29 @@ def run_walk_forward(
 
 def stitch(results: list[BacktestResult], spec: StrategySpec, run_id: str) -> BacktestResult:
     """The out-of-sample runs as one result: equity rows and fills in time order, positions
-    renamed per window so round trips never join across windows."""
+    renamed per window. A position still open at a window's end is closed in the fills at that
+    window's last close without commission, as the next window's cash assumes, so round trips
+    never join across windows."""
     fills = []
     for i, r in enumerate(results):
         f = r.fills.copy()
         f["position_id"] = f["position_id"].map(lambda p, i=i: f"W{i + 1}-{p}")
+        last = r.equity.iloc[-1]
+        if last["position"] != 0:
+            close = Decimal(f"{last['close']:.{r.price_precision}f}")
+            f = pd.concat([f, pd.DataFrame([{
+                "ts_event": int(last["ts_event"]), "side": -1 if last["position"] > 0 else 1,
+                "quantity": Decimal(int(abs(last["position"]))), "price": close, "commission": Decimal("0.00"),
+                "position_id": f"W{i + 1}-end",
+            }])], ignore_index=True)
         fills.append(f)
     equity = pd.concat([r.equity for r in results], ignore_index=True)
-    first, last = results[0], results[-1]
+    first, last_result = results[0], results[-1]
     return replace(
         first, strategy=f"{spec.name}[walk-forward]", run_id=run_id, spec=spec.canonical(),
-        starting_balance=spec.backtest.starting_balance, bar_count=len(equity), end_ns=last.end_ns,
+        starting_balance=spec.backtest.starting_balance, bar_count=len(equity), end_ns=last_result.end_ns,
         data_hash=first.data_hash, equity=equity, fills=pd.concat(fills, ignore_index=True),
-        risk_events=[e for r in results for e in r.risk_events], engine_account=last.engine_account,
+        risk_events=[e for r in results for e in r.risk_events], engine_account=last_result.engine_account,
     )
 
 

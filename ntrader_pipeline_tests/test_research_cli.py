@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from dagster import AssetKey, DagsterEventType, DagsterInstance, EventRecordsFilter
+from dagster import AssetKey, DagsterInstance
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
@@ -87,8 +87,7 @@ def test_sweep_prints_every_set_ranked_with_params_run_id_and_key_metrics(home, 
 def test_each_set_is_its_own_partition_and_the_results_asset_holds_the_table(home, swept):
     instance = DagsterInstance.get()
     assert set(KEYS) <= set(instance.get_dynamic_partitions("parameter_set"))
-    records = instance.get_event_records(EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION,
-                                                            asset_key=AssetKey("sweep_backtest")))
+    records = instance.fetch_materializations(AssetKey("sweep_backtest"), limit=100).records
     assert {r.partition_key for r in records} == {f"{k}|ORCL" for k in KEYS}
     results = instance.get_latest_materialization_event(AssetKey("sweep_results")).asset_materialization
     assert results.partition == "_file|ORCL"

@@ -50,7 +50,8 @@ def main() -> None:
     stats_general = {"Win Rate": metrics["win_rate"], "Profit Factor": metrics["profit_factor"]}
     with tempfile.TemporaryDirectory() as folder:
         ours = Path(folder) / "ours"
-        ours_s = timed(lambda: write_reports(ours, record, metrics, ledger, curve))
+        prices = result.equity[["ts_event", "close"]]  # every chart drawn, price and benchmark included
+        ours_s = timed(lambda: write_reports(ours, record, metrics, ledger, curve, None, prices))
         theirs = Path(folder) / "nautilus.html"
         theirs_s = timed(lambda: create_tearsheet_from_stats({}, stats_returns, stats_general, returns,
                                                               output_path=str(theirs)), repeat=1)

@@ -13,11 +13,15 @@ from ntrader_pipeline.defs.market_data.assets import csv_bars, raw_bar_files
 from ntrader_pipeline.defs.market_data.checks import stored_bar_checks
 from ntrader_pipeline.defs.market_data.sensors import backtests_refresh_sensor, build_inbox_sensors
 from ntrader_pipeline.defs.partitions import backtest_partitions
+from ntrader_pipeline.defs.research.assets import build_research_assets
 from ntrader_pipeline.defs.resources import PipelineStores
 from ntrader_pipeline.settings import Settings, get_settings
 
 INGEST_JOB = "import_csv_job"
 BACKTEST_JOB = "backtest_job"
+SWEEP_JOB = "sweep_job"
+SWEEP_SET_JOB = "sweep_set_job"
+WALK_FORWARD_JOB = "walk_forward_job"
 
 
 def build_definitions(settings: Settings) -> Definitions:
@@ -32,13 +36,17 @@ def build_definitions(settings: Settings) -> Definitions:
     backtest_assets = build_backtest_assets(
         partitions, on_new_bars(stores.catalog_path, stores.venue, timeframes)
     )
+    sweep_set, sweep_results, walk_forward = build_research_assets(partitions)
     base = Definitions(
-        assets=[raw_bar_files, csv_bars, *backtest_assets, leaderboard],
+        assets=[raw_bar_files, csv_bars, *backtest_assets, leaderboard, sweep_set, sweep_results, walk_forward],
         asset_checks=[stored_bar_checks],
         sensors=[*build_inbox_sensors(settings, INGEST_JOB), backtests_refresh_sensor([*backtest_assets, leaderboard])],
         jobs=[
             define_asset_job(INGEST_JOB, selection=[csv_bars]),
             define_asset_job(BACKTEST_JOB, selection=backtest_assets),
+            define_asset_job(SWEEP_JOB, selection=[sweep_results]),
+            define_asset_job(SWEEP_SET_JOB, selection=[sweep_set]),
+            define_asset_job(WALK_FORWARD_JOB, selection=[walk_forward]),
         ],
         resources={"stores": stores},
         # A run launched by the UI, a sensor or a backfill runs all its steps in its one process:

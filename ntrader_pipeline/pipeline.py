@@ -21,7 +21,13 @@ from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.symbols import parse_symbol, parse_symbols
-from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
+from ntrader_pipeline.definitions import (
+    BACKTEST_JOB,
+    INGEST_JOB,
+    SWEEP_JOB,
+    WALK_FORWARD_JOB,
+    build_definitions,
+)
 from ntrader_pipeline.defs.ibkr.assets import IBKR_JOB, NO_RETRY_TAG, IbkrGateway
 from ntrader_pipeline.defs.partitions import (
     FILE_STRATEGY_KEY,
@@ -335,3 +341,32 @@ class Pipeline:
             for m in materializations
             if m.asset_key.to_user_string() == "backtest_metrics"
         }
+
+    def _file_partition(self, spec_path: str | Path) -> tuple[str, str | None]:
+        """A file in strategy_configs runs on its own strategy partition; any other on ``_file``
+        with its path in the run config."""
+        path = Path(spec_path).resolve()
+        own = path == (Path(self.settings.strategy_configs_dir) / f"{path.stem}.yaml").resolve()
+        return (path.stem, None) if own and path.stem in self.strategy_names() else (FILE_STRATEGY_KEY, str(path))
+
+    def _research(self, job: str, asset: str, spec_path: str | Path, symbol: str, config: dict) -> dict[str, Any]:
+        symbol = parse_symbol(symbol)
+        if symbol not in self.instance.get_dynamic_partitions(symbol_partitions.name):
+            raise PipelineError(f"no bars imported for {symbol}; run `ntrader data import-csv` first")
+        strategy, path = self._file_partition(spec_path)
+        run_config = {"ops": {asset: {"config": {**config, "spec_path": path}}}}
+        return self._execute(job, backtest_key(strategy, symbol), run_config).output_for_node(asset)
+
+    def run_sweep(
+        self, spec_path: str | Path, symbol: str, metric: str | None = None,
+        start: date | None = None, end: date | None = None,
+    ) -> dict[str, Any]:
+        """Every parameter set of the file's ``sweep:`` on ``symbol`` in one Dagster run; returns
+        the ranked sets with DSR and PBO (the ``sweep_results`` output)."""
+        config = {"metric": metric, "start": start.isoformat() if start else None,
+                  "end": end.isoformat() if end else None}
+        return self._research(SWEEP_JOB, "sweep_results", spec_path, symbol, config)
+
+    def run_walk_forward(self, spec_path: str | Path, symbol: str) -> dict[str, Any]:
+        """The file's ``walk_forward:`` on ``symbol``; returns the windows and the stitched result."""
+        return self._research(WALK_FORWARD_JOB, "walk_forward", spec_path, symbol, {})

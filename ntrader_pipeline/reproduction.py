@@ -21,7 +21,7 @@ from ntrader_pipeline.core.backtest import FILL_CONVENTION, run_backtest, versio
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.calendar import EXCHANGE
 from ntrader_pipeline.core.ledger import trade_ledger
-from ntrader_pipeline.core.metrics import EXCHANGE_TZ, compute_metrics, metric_differences
+from ntrader_pipeline.core.metrics import EXCHANGE_TZ, benchmark_for, compute_metrics, metric_differences
 from ntrader_pipeline.core.strategy_specs import StrategySpec
 from ntrader_pipeline.settings import get_settings
 
@@ -62,10 +62,7 @@ class Reproduction:
 
 
 def _timeframe(bar_type: str) -> Timeframe:
-    for timeframe in Timeframe:
-        if f"-{timeframe.nautilus_spec}-" in bar_type:
-            return timeframe
-    raise ValueError(f"cannot tell the bar interval of {bar_type!r}")
+    return Timeframe.of_bar_type(bar_type)
 
 
 def _exchange_date(stamp) -> date:
@@ -97,7 +94,7 @@ def reproduce_run(warehouse: Warehouse, run_id: str, catalog: BarCatalog | None 
     outcome.version_changes = {
         name: (old, now[name]) for name, old in record["versions"].items() if name in now and now[name] != old
     }
-    fresh = compute_metrics(result, trade_ledger(result.fills))
+    fresh = compute_metrics(result, trade_ledger(result.fills), benchmark_for(result, catalog.closes_reader(timeframe)))
     outcome.compared = len([n for n in fresh if n != "run_id"])
     outcome.metric_changes = metric_differences(stored.metrics, fresh)
     return outcome

@@ -57,9 +57,14 @@ def test_materializations_carry_numeric_metrics_and_the_chart(stored_run):
     home, run_id, instance = stored_run
     stored = json.loads((home / "reports" / run_id / "metrics.json").read_text())
     metrics = instance.get_latest_materialization_event(AssetKey("backtest_metrics")).asset_materialization.metadata
-    assert isinstance(metrics["sharpe_ratio"], FloatMetadataValue) and metrics["sharpe_ratio"].value == stored["sharpe_ratio"]
+    assert isinstance(metrics["sharpe_ratio"], FloatMetadataValue) and metrics["sharpe_ratio"].value == round(stored["sharpe_ratio"], 4)
+    assert metrics["max_drawdown %"].value == round(stored["max_drawdown"] * 100, 2)
+    assert isinstance(metrics["beta"], FloatMetadataValue)
     assert isinstance(metrics["trade_count"], IntMetadataValue) and metrics["trade_count"].value == stored["trade_count"]
     report = instance.get_latest_materialization_event(AssetKey("backtest_report")).asset_materialization.metadata
+    # the first entry is small enough for Dagster to render inline (no "Show Markdown" click)
+    assert list(report)[0] == "equity" and len(report["equity"].value) < 1000
+    assert report["equity"].value.startswith("![equity](data:image/png;base64,iVBORw0KGgo")
     assert report["equity_and_drawdown"].value.startswith("![equity and drawdown](data:image/png;base64,iVBORw0KGgo")
     assert Path(report["tearsheet"].value).read_text().startswith("<!DOCTYPE html>")
 
@@ -76,6 +81,9 @@ def test_export_all_writes_exactly_the_five_reports(home, tmp_path):
     written = home[0] / "reports" / run_id
     for name in ("metrics.json", "trades.csv", "equity.csv", "report.txt"):
         assert (tmp_path / "out" / name).read_text() == (written / name).read_text(), name
+    # the bars are still in the catalog: the rebuilt tearsheet draws the price and the benchmark too
+    page = (tmp_path / "out" / "tearsheet.html").read_text()
+    assert 'id="price-trades"' in page and "buy and hold ORCL" in page
 
 
 def test_summary_and_generate_in_every_format(home, tmp_path):
@@ -89,7 +97,8 @@ def test_summary_and_generate_in_every_format(home, tmp_path):
     target = tmp_path / "sheet.html"
     as_html = ntrader("report", "generate", "--backtest-id", run_id, "--format", "html", "-o", str(target))
     assert as_html.exit_code == 0 and target.read_text().startswith("<!DOCTYPE html>")
-    assert "data:image/png;base64," in target.read_text() and "<script" not in target.read_text()
+    page = target.read_text()  # charts are inline SVG now, still no scripts
+    assert 'id="underwater"' in page and "<svg" in page and "<script" not in page
 
 
 def test_list_results_and_compare(home):

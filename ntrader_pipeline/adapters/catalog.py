@@ -143,6 +143,15 @@ class BarCatalog:
         precision = instrument.price_precision if instrument else bars[0].open.precision
         return BarSeries(symbol, timeframe, frame_from_nautilus_bars(bars), precision, source="catalog")
 
+    def closes_reader(self, timeframe: Timeframe):
+        """``symbol -> DataFrame[ts_event, close] | None``: what a benchmark is read with."""
+
+        def closes(symbol: str):
+            series = self.read(symbol, timeframe)
+            return None if series is None else series.frame[["ts_event", "close"]]
+
+        return closes
+
     def stage(self, series: BarSeries) -> StagedSeries:
         """Write ``series`` (merged with what is stored) to a staging catalog beside the live one."""
         merged = merge_series(self.read(series.symbol, series.timeframe), series)

@@ -49,16 +49,22 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end) 
     symbols = symbols or tuple(pipeline.symbols())
     if not symbols:
         raise click.ClickException("no symbols imported yet; run `ntrader data import-csv` first")
+    from ntrader_pipeline.cli.common import showing_progress
+    from ntrader_pipeline.core.progress import progress
+
     table = Table("strategy", "symbol", "run id", "total return", "Sharpe", "trades", "error")
     failed = 0
-    for strategy in strategies:
-        for symbol, m in pipeline.run_backtests(strategy, list(symbols), start, end).items():
-            if isinstance(m, str):
-                failed += 1
-                table.add_row(strategy, symbol, "", "", "", "", m.splitlines()[0][:80])
-                continue
-            sharpe = "n/a" if m["sharpe_ratio"] is None else f"{m['sharpe_ratio']:.2f}"
-            table.add_row(strategy, symbol, m["run_id"], f"{m['total_return']:.2%}", sharpe, str(m["trade_count"]), "")
+    with showing_progress(), progress(len(strategies) * len(symbols), "backfill") as advance:
+        for strategy in strategies:
+            for symbol, m in pipeline.run_backtests(strategy, list(symbols), start, end).items():
+                if isinstance(m, str):
+                    failed += 1
+                    table.add_row(strategy, symbol, "", "", "", "", m.splitlines()[0][:80])
+                    advance(f"{strategy}|{symbol} failed")
+                    continue
+                sharpe = "n/a" if m["sharpe_ratio"] is None else f"{m['sharpe_ratio']:.2f}"
+                table.add_row(strategy, symbol, m["run_id"], f"{m['total_return']:.2%}", sharpe, str(m["trade_count"]), "")
+                advance(f"{strategy}|{symbol}")
     console.print(table)
     if failed:
         raise click.ClickException(f"{failed} of {len(strategies) * len(symbols)} partitions failed")
@@ -90,3 +96,117 @@ def run_config(file: str, symbol: str, start, end) -> None:
         f"{metrics['trade_count']} trades"
     )
     click.echo(metrics["run_id"])
+
+
+SWEEP_METRICS = ("total_return", "cagr", "sharpe_ratio", "sortino_ratio", "calmar_ratio", "max_drawdown",
+                 "profit_factor", "win_rate", "alpha", "information_ratio")
+
+
+def _checked_spec(file: str):
+    from ntrader_pipeline.core.strategy_specs import check_spec, load_spec
+    from ntrader_pipeline.settings import get_settings
+
+    spec = load_spec(file)
+    check_spec(spec, get_settings().strategy_module_allowlist)  # refuse a bad file before starting a run
+    return spec
+
+
+@backtest.command("sweep")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--symbol", "symbols", required=True, multiple=True, callback=symbol_param, help="Symbol to sweep on (repeatable).")
+@click.option("--metric", type=click.Choice(SWEEP_METRICS), default=None,
+              help="Metric that ranks the sets (default: the file's sweep metric, sharpe_ratio).")
+@click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD (default: the file's).")
+@click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD (default: the file's).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, fmt: str) -> None:
+    """Run every parameter set of the file's sweep: block on each symbol and rank them.
+
+    One Dagster run per symbol (the bars are read once); each set is stored as its own run and
+    recorded as its own sweep_backtest partition. Prints the sets best first with the deflated
+    Sharpe ratio and the probability of backtest overfitting; JSON is a list of sets with params,
+    run_id and every key metric.
+    """
+    import json
+
+    from ntrader_pipeline.cli.common import showing_progress
+    from ntrader_pipeline.core.reports import to_jsonable
+
+    spec = _checked_spec(file)
+    if spec.sweep is None:
+        raise click.ClickException(f"{file}: no sweep: block (see the README's Research section)")
+    pipeline = open_pipeline()
+    documents = []
+    with showing_progress():
+        for symbol in symbols:
+            documents.append(pipeline.run_sweep(file, symbol, metric, start, end))
+    if fmt == "json":
+        rows = [{**{k: v for k, v in row.items() if k != "rank"}, "rank": row["rank"],
+                 "dsr": doc["overfitting"]["dsr"], "pbo": doc["overfitting"]["pbo"]}
+                for doc in documents for row in doc["sets"]]
+        click.echo(json.dumps(to_jsonable(rows), indent=2))
+        return
+    _print_sweeps(documents)
+
+
+def _print_sweeps(documents: list[dict]) -> None:
+    from rich.table import Table
+
+    from ntrader_pipeline.core.metrics import format_metric
+
+    for doc in documents:
+        metric, summary = doc["metric"], doc["overfitting"]
+        names = doc["parameters"]
+        table = Table("#", *names, metric, "total return", "max drawdown", "trades", "run id",
+                      title=f"Sweep of {doc['strategy']} on {doc['symbol']}: {len(doc['sets'])} sets by {metric}")
+        for row in doc["sets"][:25]:
+            table.add_row(str(row["rank"]), *[str(row["params"].get(n)) for n in names],
+                          format_metric(metric, row.get(metric)), format_metric("total_return", row["total_return"]),
+                          format_metric("max_drawdown", row["max_drawdown"]), str(row["trade_count"]), row["run_id"])
+        console.print(table)
+        if len(doc["sets"]) > 25:
+            console.print(f"(best 25 of {len(doc['sets'])} sets; all are in the sweep report)")
+        dsr = "n/a" if summary["dsr"] is None else f"{summary['dsr']:.1%}"
+        pbo = "n/a" if summary["pbo"] is None else f"{summary['pbo']:.1%}"
+        console.print(f"deflated Sharpe ratio of the best set: {dsr}; probability of backtest overfitting: {pbo}")
+
+
+@backtest.command("walk-forward")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--symbol", required=True, callback=symbol_param, help="Symbol to run on.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def walk_forward(file: str, symbol: str, fmt: str) -> None:
+    """Walk-forward validation of the file's sweep: pick the best set on each in-sample window,
+    run it out of sample, and stitch the out-of-sample runs into one stored run."""
+    import json
+
+    from rich.table import Table
+
+    from ntrader_pipeline.cli.common import showing_progress
+    from ntrader_pipeline.core.metrics import format_metric
+    from ntrader_pipeline.core.reports import rounded_metrics, to_jsonable
+
+    spec = _checked_spec(file)
+    if spec.walk_forward is None:
+        raise click.ClickException(f"{file}: no walk_forward: block (see the README's Research section)")
+    with showing_progress():
+        doc = open_pipeline().run_walk_forward(file, symbol)
+    if fmt == "json":
+        click.echo(json.dumps(to_jsonable({**doc, "stitched": rounded_metrics(doc["stitched"])}), indent=2))
+        return
+    metric = doc["metric"]
+    table = Table("in sample", "out of sample", "chosen parameters", f"IS {metric}", f"OOS {metric}", "OOS return",
+                  title=f"Walk-forward of {doc['strategy']} on {doc['symbol']}")
+    for w in doc["windows"]:
+        table.add_row(" → ".join(w["in_sample"]), " → ".join(w["out_of_sample"]),
+                      ", ".join(f"{k}={v}" for k, v in w["params"].items()),
+                      format_metric(metric, w["in_sample_metrics"].get(metric)),
+                      format_metric(metric, w["out_of_sample_metrics"].get(metric)),
+                      format_metric("total_return", w["out_of_sample_metrics"].get("total_return")))
+    console.print(table)
+    s = doc["stitched"]
+    console.print(f"stitched out of sample, run {doc['run_id']}: total return {format_metric('total_return', s['total_return'])}"
+                  f" (buy and hold {format_metric('benchmark_return', s['benchmark_return'])}), Sharpe "
+                  f"{format_metric('sharpe_ratio', s['sharpe_ratio'])}, max drawdown "
+                  f"{format_metric('max_drawdown', s['max_drawdown'])}, {s['trade_count']} trades")
+    click.echo(doc["run_id"])

@@ -53,3 +53,48 @@ def parse_date(_ctx, param, value: str | None) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param=param) from None
+
+
+class ProgressDisplay:
+    """Progress of ``core.progress`` loops: a Rich bar on a terminal, plain lines otherwise, on
+    standard error so that ``--format json`` output stays clean."""
+
+    def __init__(self) -> None:
+        self.err = Console(stderr=True)
+        self._bar = None
+        self._task = None
+        self._plain: tuple[str, int, int] | None = None
+
+    def start(self, total: int, description: str) -> None:
+        if self.err.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[label]}"), console=self.err,
+                                 transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(description, total=total, label="")
+        else:
+            self._plain = (description, total, 0)
+            print(f"{description}: 0/{total}", file=sys.stderr, flush=True)
+
+    def advance(self, label: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, label=label)
+        elif self._plain is not None:
+            description, total, done = self._plain
+            done += 1
+            self._plain = (description, total, done)
+            print(f"{description}: {done}/{total} {label}".rstrip(), file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        self._bar = self._task = self._plain = None
+
+
+def showing_progress():
+    """``with showing_progress():`` shows every core progress loop run inside it."""
+    from ntrader_pipeline.core.progress import showing
+
+    return showing(ProgressDisplay())

@@ -8,7 +8,8 @@ import sys
 import click
 from rich.table import Table
 
-from ntrader_pipeline.cli.common import console, open_pipeline
+from ntrader_pipeline.cli.common import console, open_pipeline, showing_progress
+from ntrader_pipeline.core.progress import progress
 
 DEMO_SYMBOLS = ("ORCL", "NVDA")
 DEMO_STRATEGY = "sma_crossover"
@@ -31,14 +32,17 @@ def demo() -> None:
     table = Table("symbol", "strategy", "total return", "Sharpe", "max drawdown", "trades", "run id",
                   title="SMA crossover on bundled daily bars")
     reports = []
-    for symbol in DEMO_SYMBOLS:
-        (file,) = SAMPLE_DATA_DIR.glob(f"{symbol}_*.csv")
-        stored = pipeline.import_csv(file, symbol)
-        console.print(f"imported {stored['bars_written']} {symbol} bars from {file.name}")
-        metrics = pipeline.run_backtest(DEMO_STRATEGY, symbol)
-        table.add_row(symbol, DEMO_STRATEGY, _pct(metrics["total_return"]), _num(metrics["sharpe_ratio"]),
-                      _pct(metrics["max_drawdown"]), str(metrics["trade_count"]), metrics["run_id"])
-        reports.append(pipeline.settings.resolved_reports_dir / metrics["run_id"])
+    with showing_progress(), progress(2 * len(DEMO_SYMBOLS), "demo") as advance:
+        for symbol in DEMO_SYMBOLS:
+            (file,) = SAMPLE_DATA_DIR.glob(f"{symbol}_*.csv")
+            stored = pipeline.import_csv(file, symbol)
+            advance(f"imported {symbol}")
+            console.print(f"imported {stored['bars_written']} {symbol} bars from {file.name}")
+            metrics = pipeline.run_backtest(DEMO_STRATEGY, symbol)
+            advance(f"backtested {symbol}")
+            table.add_row(symbol, DEMO_STRATEGY, _pct(metrics["total_return"]), _num(metrics["sharpe_ratio"]),
+                          _pct(metrics["max_drawdown"]), str(metrics["trade_count"]), metrics["run_id"])
+            reports.append(pipeline.settings.resolved_reports_dir / metrics["run_id"])
     console.print(table)
     for path in reports:
         console.print(f"reports: {path}")

@@ -18,6 +18,37 @@ def _load(run_id: str):
     return load_run(open_warehouse(), run_id)
 
 
+def _market(record: dict):
+    """The run's closes and its benchmark from the catalog, for the tearsheet's price and benchmark
+    charts; (None, None) when the bars are not there any more."""
+    import pandas as pd
+
+    from ntrader_pipeline.adapters.catalog import BarCatalog
+    from ntrader_pipeline.core.bars import Timeframe
+    from ntrader_pipeline.core.metrics import Benchmark
+    from ntrader_pipeline.settings import get_settings
+
+    try:
+        symbol, venue = record["bar_type"].split("-", 1)[0].rsplit(".", 1)
+        read = BarCatalog(get_settings().resolved_catalog_path, venue).closes_reader(Timeframe.of_bar_type(record["bar_type"]))
+        span = [pd.Timestamp(record[k]).tz_localize("UTC") if pd.Timestamp(record[k]).tzinfo is None
+                else pd.Timestamp(record[k]) for k in ("start", "end")]
+
+        def cut(frame):
+            if frame is None:
+                return None
+            ts = frame["ts_event"].to_numpy()
+            frame = frame[(ts >= span[0].value) & (ts <= span[1].value)].reset_index(drop=True)
+            return frame if len(frame) else None
+
+        prices = cut(read(symbol))
+        other = (record.get("config") or {}).get("benchmark")
+        bench = cut(read(other)) if other and other != symbol else prices
+        return prices, None if bench is None else Benchmark(other or symbol, bench)
+    except (OSError, ValueError, KeyError):
+        return None, None
+
+
 @click.group()
 def report() -> None:
     """Show and export the reports of stored runs."""
@@ -44,7 +75,8 @@ def generate(run_id: str, fmt: str, output: Path | None) -> None:
     from ntrader_pipeline.core.reports import render, write_text
 
     stored = _load(run_id)
-    text = render(FORMATS[fmt], stored.record, stored.metrics, stored.ledger, stored.curve)
+    market = _market(stored.record) if fmt == "html" else (None, None)
+    text = render(FORMATS[fmt], stored.record, stored.metrics, stored.ledger, stored.curve, None, *market)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -60,5 +92,7 @@ def export_all(run_id: str, output_dir: Path) -> None:
     from ntrader_pipeline.core.reports import write_reports
 
     stored = _load(run_id)
-    for path in write_reports(output_dir, stored.record, stored.metrics, stored.ledger, stored.curve).values():
+    written = write_reports(output_dir, stored.record, stored.metrics, stored.ledger, stored.curve, None,
+                            *_market(stored.record))
+    for path in written.values():
         click.echo(f"wrote {path}")

@@ -6,6 +6,7 @@ import json
 import sys
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from ntrader_pipeline.cli.common import console, open_warehouse
@@ -34,7 +35,8 @@ def list_results(strategy: str | None, symbol: str | None, sort: str, fmt: str) 
     out = Table("run id", "strategy", "symbol", "created (UTC)", *shown.values(), title=f"{len(table)} runs, by {sort}")
     for row in table.astype(object).to_dict("records"):
         values = [format_metric(n, to_jsonable(row[n])) for n in shown]
-        out.add_row(row["run_id"], row["strategy"], row["symbol"], row["created_at"][:19], *values)
+        # escaped: a sweep set's name ("sma[fast_period=10]") is not a Rich style tag
+        out.add_row(row["run_id"], escape(row["strategy"]), row["symbol"], row["created_at"][:19], *values)
     console.print(out)
 
 

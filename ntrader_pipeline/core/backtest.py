@@ -128,6 +128,7 @@ def run_backtest(
             base_currency=USD,
             starting_balances=[Money(balance, USD)],
             fee_model=PerShareFeeModel(spec.backtest.fees.schedule()),
+            **fill_settings(series),
             **account_settings(config.allow_short),
         )
         engine.add_instrument(instrument)
@@ -172,6 +173,17 @@ def engine_config() -> BacktestEngineConfig:
     would never trigger. ``SignalStrategy`` enforces it before submitting and records the denial.
     """
     return BacktestEngineConfig(logging=LoggingConfig(bypass_logging=True), run_analysis=False)
+
+
+def fill_settings(series: BarSeries) -> dict:
+    """Bars with volume 0 (volume unknown) get ``KnownVolumeFillModel``; a series with volume on
+    every bar keeps the engine's default fill model untouched."""
+    volume = series.frame["volume"].to_numpy()
+    if not (volume == 0).any():
+        return {}
+    from ntrader_pipeline.core.fills import KnownVolumeFillModel
+
+    return {"fill_model": KnownVolumeFillModel(series.frame["ts_event"].to_numpy()[volume == 0])}
 
 
 def account_settings(allow_short: bool) -> dict:

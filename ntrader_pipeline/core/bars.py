@@ -51,6 +51,14 @@ class Timeframe(str, Enum):
             names = ", ".join(t.value for t in cls)
             raise ValueError(f"unknown timeframe {text!r}; use one of {names}") from None
 
+    @classmethod
+    def of_bar_type(cls, bar_type: str) -> Timeframe:
+        """The interval of a bar type string such as ``ORCL.XNAS-1-DAY-LAST-EXTERNAL``."""
+        for timeframe in cls:
+            if f"-{timeframe.nautilus_spec}-" in bar_type:
+                return timeframe
+        raise ValueError(f"cannot tell the bar interval of {bar_type!r}")
+
 
 def bar_type_name(symbol: str, venue: str, timeframe: Timeframe) -> str:
     """The bar type as NautilusTrader spells it (and names the catalog folder), without importing it."""

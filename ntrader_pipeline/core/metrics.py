@@ -10,6 +10,11 @@ Definitions (also in the README):
   daily returns, so they cannot drift from the engine's own statistics;
 - total return = last equity / first equity − 1; CAGR = (1 + total)^(252 / n daily returns) − 1;
 - max drawdown = min(equity / running max − 1) over *bar-level* equity; Calmar = CAGR / |max DD|.
+- against the benchmark (buy and hold of the run's symbol, or the file's ``benchmark:`` symbol),
+  on the exchange days both have: beta = cov / var; alpha = (1 + mean(r − β·b))^252 − 1;
+  information ratio = mean(r − b) / std(r − b, ddof=1) × √252; correlation (Pearson); up and
+  down capture = annualised return of the strategy on the benchmark's up (down) days / the
+  benchmark's annualised return on those days (empyrical's definitions).
   NautilusTrader's ``MaxDrawdown`` compounds daily returns instead; on daily bars the two agree,
   on intraday bars ours also sees troughs inside a day. Its figure is kept as
   ``max_drawdown_daily``.
@@ -19,6 +24,8 @@ A ratio that is undefined (no variance, no losses, no trades…) is None, never 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +52,9 @@ KEY_METRICS = (
     "trade_count",
     "exposure",
     "benchmark_return",
+    "alpha",
+    "beta",
+    "information_ratio",
 )
 
 
@@ -143,10 +153,82 @@ def trade_stats(ledger: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def compute_metrics(result: BacktestResult, ledger: pd.DataFrame) -> dict[str, Any]:
-    """Every headline figure of one backtest, JSON-ready (floats, ints, ISO strings, None)."""
+@dataclass(frozen=True)
+class Benchmark:
+    """What a run is measured against: a symbol and its closes (``ts_event`` ns UTC, ``close``)."""
+
+    symbol: str
+    closes: pd.DataFrame
+
+
+def own_benchmark(result: BacktestResult) -> Benchmark:
+    """Buy and hold of the run's own symbol over the run's bars."""
+    return Benchmark(result.symbol, result.equity[["ts_event", "close"]])
+
+
+def benchmark_for(result: BacktestResult, read_closes: Callable[[str], pd.DataFrame | None]) -> Benchmark:
+    """The spec's ``benchmark:`` symbol (closes from ``read_closes``, cut to the run's span), or the
+    run's own symbol. A benchmark without bars in that span is an error, never silently replaced."""
+    symbol = (result.spec or {}).get("benchmark")
+    if not symbol or symbol == result.symbol:
+        return own_benchmark(result)
+    closes = read_closes(symbol)
+    if closes is not None:
+        ts = closes["ts_event"].to_numpy(dtype=np.int64)
+        closes = closes[(ts >= result.start_ns) & (ts <= result.end_ns)]
+    if closes is None or len(closes) < 2:
+        raise ValueError(f"benchmark {symbol}: no stored bars of that interval between the run's first and last bar")
+    return Benchmark(symbol, closes[["ts_event", "close"]].reset_index(drop=True))
+
+
+def _by_exchange_day(returns: pd.Series) -> pd.Series:
+    return pd.Series(returns.to_numpy(), index=returns.index.tz_convert(EXCHANGE_TZ).date)
+
+
+def _annual_return(returns: np.ndarray) -> float:
+    return float(np.prod(1.0 + returns) ** (TRADING_DAYS / len(returns)) - 1.0) if len(returns) else math.nan
+
+
+def relative_figures(returns: pd.Series, benchmark_returns: pd.Series) -> dict[str, float | None]:
+    """Alpha, beta, information ratio, correlation and capture ratios on the days both series have."""
+    both = pd.concat([_by_exchange_day(returns), _by_exchange_day(benchmark_returns)], axis=1, join="inner").dropna()
+    r, b = both.iloc[:, 0].to_numpy(dtype=np.float64), both.iloc[:, 1].to_numpy(dtype=np.float64)
+    out: dict[str, float | None] = dict.fromkeys(
+        ("alpha", "beta", "information_ratio", "correlation", "up_capture", "down_capture")
+    )
+    if len(r) < 2:
+        return out
+    b_var = float(np.mean((b - b.mean()) ** 2))
+    if b_var > 0:
+        beta = float(np.mean((b - b.mean()) * (r - r.mean())) / b_var)
+        out["beta"] = beta
+        out["alpha"] = _finite((1.0 + float(np.mean(r - beta * b))) ** TRADING_DAYS - 1.0)
+        if r.std() > 0:
+            out["correlation"] = _finite(float(np.corrcoef(r, b)[0, 1]))
+    active = r - b
+    if active.std(ddof=1) > 0:
+        out["information_ratio"] = _finite(active.mean() / active.std(ddof=1) * math.sqrt(TRADING_DAYS))
+    for name, days in (("up_capture", b > 0), ("down_capture", b < 0)):
+        bench = _annual_return(b[days])
+        if days.any() and bench != 0:
+            out[name] = _finite(_annual_return(r[days]) / bench)
+    return out
+
+
+def compute_metrics(
+    result: BacktestResult, ledger: pd.DataFrame, benchmark: Benchmark | None = None
+) -> dict[str, Any]:
+    """Every headline figure of one backtest, JSON-ready (floats, ints, ISO strings, None).
+
+    ``benchmark``: what to measure against (default: buy and hold of the run's own symbol).
+    """
     from nautilus_trader.analysis import MaxDrawdown
 
+    benchmark = benchmark or own_benchmark(result)
+    bench_closes = benchmark.closes["close"].to_numpy(dtype=np.float64)
+    bench_curve = pd.DataFrame(
+        {"timestamp": pd.to_datetime(benchmark.closes["ts_event"], utc=True), "equity": bench_closes}
+    )
     curve = equity_curve(result)
     equity = curve["equity"].to_numpy()
     total = equity[-1] / equity[0] - 1.0
@@ -154,7 +236,6 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame) -> dict[str, A
     cagr = _finite((1.0 + total) ** (TRADING_DAYS / len(returns)) - 1.0) if len(returns) else None
     drawdowns = drawdown_stats(curve)
     mdd = drawdowns["max_drawdown"]
-    closes = result.equity["close"].to_numpy()
     commissions = sum(result.fills["commission"], Decimal(0))
     return {
         "run_id": result.run_id,
@@ -177,8 +258,10 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame) -> dict[str, A
         **trade_stats(ledger),
         "commissions": float(commissions),
         "exposure": float(np.mean(result.equity["position"].to_numpy() != 0)),
-        "benchmark_return": float(closes[-1] / closes[0] - 1.0),
         "risk_controls_triggered": len(result.risk_events),
+        "benchmark": benchmark.symbol,
+        "benchmark_return": float(bench_closes[-1] / bench_closes[0] - 1.0),
+        **relative_figures(returns, daily_returns(bench_curve)),
     }
 
 
@@ -186,7 +269,12 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame) -> dict[str, A
 
 PERCENT = {
     "total_return", "cagr", "volatility", "max_drawdown", "max_drawdown_daily", "win_rate", "exposure",
-    "benchmark_return",
+    "benchmark_return", "alpha",
+}
+# Amounts of money: shown to the cent.
+MONEY = {
+    "starting_equity", "final_equity", "expectancy", "average_win", "average_loss", "largest_win",
+    "largest_loss", "commissions",
 }
 INTEGER_METRICS = {"bars", "daily_returns", "trade_count", "risk_controls_triggered"}
 # compute_metrics' key order: reports list metrics in this order.
@@ -195,17 +283,21 @@ METRIC_NAMES = (
     "total_return", "cagr", "volatility", "sharpe_ratio", "sortino_ratio", "calmar_ratio", "max_drawdown",
     "max_drawdown_peak", "max_drawdown_trough", "max_drawdown_recovery", "max_drawdown_duration_days",
     "max_drawdown_daily", "trade_count", "win_rate", "profit_factor", "expectancy", "average_win",
-    "average_loss", "largest_win", "largest_loss", "commissions", "exposure", "benchmark_return",
-    "risk_controls_triggered",
+    "average_loss", "largest_win", "largest_loss", "commissions", "exposure", "risk_controls_triggered",
+    "benchmark", "benchmark_return", "alpha", "beta", "information_ratio", "correlation", "up_capture",
+    "down_capture",
 )
 
 
 def format_metric(name: str, value: Any) -> str:
-    """How a metric reads on screen: percentages for fractions, "n/a" where undefined."""
+    """How a metric reads on screen: percentages for fractions, money to the cent, other ratios to
+    4 decimals, "n/a" where undefined."""
     if value is None:
         return "n/a"
     if name in PERCENT and isinstance(value, float):
         return f"{value:.2%}"
+    if name in MONEY and isinstance(value, float):
+        return f"{value:,.2f}"
     if isinstance(value, float):
         return f"{value:,.4f}"
     return str(value)

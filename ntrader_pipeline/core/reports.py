@@ -14,7 +14,7 @@ import json
 import math
 import os
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from ntrader_pipeline.core.metrics import KEY_METRICS, format_metric
+from ntrader_pipeline.core.metrics import KEY_METRICS, MONEY, Benchmark, format_metric
 from ntrader_pipeline.core.tearsheet import tearsheet_html
 
 REPORT_FILES = {
@@ -34,6 +34,11 @@ REPORT_FILES = {
     "html": "tearsheet.html",
 }
 HEADER_METRICS = {"run_id", "strategy", "symbol", "start", "end"}
+REPORT_WIDTH = 132
+# metrics.json: money to the cent as exact decimal strings, every other float to this many decimals
+# (fractions such as returns: 1e-10 is a millionth of a basis point), so no float noise is written.
+RATIO_DECIMALS = 10
+CENT = Decimal("0.01")
 
 
 class ReportWriteError(OSError):
@@ -68,8 +73,10 @@ def to_jsonable(value: Any) -> Any:
 
 
 def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame) -> str:
-    """The human report, as Rich renders it on a 100-column terminal."""
-    console = Console(record=True, width=100, file=io.StringIO(), color_system=None)
+    """The human report, as Rich renders it on a ``REPORT_WIDTH``-column terminal: wide enough for
+    two full ISO-8601 timestamps and four exact decimals per trade row."""
+    # markup off: a name such as "sma[fast_period=10]" is text, not a Rich style tag
+    console = Console(record=True, width=REPORT_WIDTH, file=io.StringIO(), color_system=None, markup=False)
     console.print(f"Backtest {record['run_id']}: {record['strategy']} on {record['symbol']}")
     console.print(f"Bars {record['bar_type']}  {metrics['start']} → {metrics['end']}  ({metrics['bars']} bars)", soft_wrap=True)
     table = Table(title="Metrics", show_header=True)
@@ -83,7 +90,7 @@ def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.Data
         console.print(f"Risk control {event['control']} at {event['time']}: {event['action']}; {event['detail']}")
     trades = Table(title=f"Trades ({len(ledger)})", show_header=True)
     for column in ("side", "entry_time", "exit_time", "entry_price", "exit_price", "quantity", "realized_pnl"):
-        trades.add_column(column, justify="right")
+        trades.add_column(column, justify="right", no_wrap=True)  # never cut a timestamp or a price
     for row in ledger.tail(20).itertuples(index=False):
         trades.add_row(row.side, row.entry_time.isoformat(), row.exit_time.isoformat(), decimal_text(row.entry_price),
                        decimal_text(row.exit_price), decimal_text(row.quantity), f"{row.realized_pnl:.2f}")
@@ -103,23 +110,44 @@ def trades_csv(ledger: pd.DataFrame) -> str:
     return out.to_csv(index=False)
 
 
+def money_text(value: float) -> str:
+    """A float amount of money as exact decimal text to the cent (half up): ``"483947.24"``."""
+    return format(Decimal(repr(float(value))).quantize(CENT, rounding=ROUND_HALF_UP), "f") if math.isfinite(value) else ""
+
+
+def ratio(value: float) -> float:
+    """A float rounded to ``RATIO_DECIMALS`` decimals, so it prints without binary noise."""
+    return round(float(value), RATIO_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
 def equity_csv(curve: pd.DataFrame) -> str:
-    """``timestamp,equity,drawdown``: one row per bar, ISO-8601 UTC, floats in round-trip form."""
+    """``timestamp,equity,drawdown``: one row per bar, ISO-8601 UTC, equity to the cent,
+    drawdown (a fraction) to ``RATIO_DECIMALS`` decimals."""
     out = pd.DataFrame(
         {
             "timestamp": curve["timestamp"].dt.tz_convert("UTC").map(lambda t: t.isoformat()),
-            "equity": curve["equity"],
-            "drawdown": curve["drawdown"],
+            "equity": curve["equity"].map(money_text),
+            "drawdown": curve["drawdown"].map(ratio),
         }
     )
     return out.to_csv(index=False)
+
+
+def rounded_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics as written to metrics.json: money as cent strings, other floats to ``RATIO_DECIMALS``."""
+    out = {}
+    for name, value in metrics.items():
+        if isinstance(value, float | np.floating) and math.isfinite(value):
+            value = money_text(value) if name in MONEY else ratio(value)
+        out[name] = value
+    return out
 
 
 def metrics_document(record: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
     """metrics.json: every metric at the top level, then what ran on what data with which versions."""
     return to_jsonable(
         {
-            **metrics,
+            **rounded_metrics(metrics),
             "config": record["config"],
             "data": {
                 "bar_type": record["bar_type"],
@@ -136,9 +164,11 @@ def metrics_document(record: dict[str, Any], metrics: dict[str, Any]) -> dict[st
 
 def render(
     kind: str, record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame, curve: pd.DataFrame,
-    chart: bytes | None = None,
+    chart: bytes | None = None, prices: pd.DataFrame | None = None, benchmark: Benchmark | None = None,
 ) -> str:
-    """One report as text: ``text``, ``trades``, ``equity``, ``json`` or ``html``."""
+    """One report as text: ``text``, ``trades``, ``equity``, ``json`` or ``html``.
+
+    ``prices`` (ts_event, close) and ``benchmark`` feed the tearsheet's price and benchmark charts."""
     if kind == "text":
         return render_text(record, metrics, ledger)
     if kind == "trades":
@@ -148,7 +178,7 @@ def render(
     if kind == "json":
         return json.dumps(metrics_document(record, metrics), indent=2) + "\n"
     if kind == "html":
-        return tearsheet_html(record, metrics, ledger, curve, chart)
+        return tearsheet_html(record, metrics, ledger, curve, chart, prices, benchmark)
     raise ValueError(f"unknown report kind {kind!r}; use one of {', '.join(REPORT_FILES)}")
 
 
@@ -173,13 +203,15 @@ def write_reports(
     ledger: pd.DataFrame,
     curve: pd.DataFrame,
     chart: bytes | None = None,
+    prices: pd.DataFrame | None = None,
+    benchmark: Benchmark | None = None,
 ) -> dict[str, Path]:
     """Write every report of one run into ``directory``; returns the paths by kind.
 
     All five are rendered before the first is written, so a rendering error writes nothing.
     ``chart``: the equity-and-drawdown PNG, if the caller drew it already.
     """
-    texts = {kind: render(kind, record, metrics, ledger, curve, chart) for kind in REPORT_FILES}
+    texts = {kind: render(kind, record, metrics, ledger, curve, chart, prices, benchmark) for kind in REPORT_FILES}
     return {kind: write_text(Path(directory) / REPORT_FILES[kind], text) for kind, text in texts.items()}
 
 

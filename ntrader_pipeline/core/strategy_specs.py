@@ -32,11 +32,13 @@ from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.fees import ZERO_COMMISSION, PerShareCommission
 from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, InputFileError, read_regular_file
 from ntrader_pipeline.core.strategies import REGISTRY, RISK_FIELDS, RegisteredStrategy
+from ntrader_pipeline.core.sweeps import SweepSpec, WalkForwardSpec, parameter_key
 
 if TYPE_CHECKING:
     from ntrader_pipeline.core.strategies.base import SignalStrategy, SignalStrategyConfig
 
 CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+MAX_KEY_LENGTH = 128  # a run's strategy name in the warehouse (backtest_runs.strategy)
 SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag")
 # Placeholders used to check a ``config:`` block before any bars are known.
 CHECK_INSTRUMENT = "CHECK.XNAS"
@@ -124,6 +126,11 @@ class StrategySpec(BaseModel):
     description: str = ""
     config: dict[str, Any] = Field(default_factory=dict)
     backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    benchmark: str | None = Field(
+        None, pattern=r"^[A-Z0-9][A-Z0-9.\-]*$", description="stored symbol to measure against; default: the run's own"
+    )
+    sweep: SweepSpec | None = None
+    walk_forward: WalkForwardSpec | None = None
     _source: str = PrivateAttr("")
 
     @property
@@ -174,6 +181,31 @@ class StrategySpec(BaseModel):
                     f"{self.backtest.fees.max_percent}% on a long-only (cash) account; use at most {room:g}"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _sweep_fits(self) -> StrategySpec:
+        """Every swept parameter is one the ``config:`` block may set, and every set builds a config."""
+        if self.walk_forward is not None and self.sweep is None:
+            raise ValueError("walk_forward: needs a sweep: block to pick the best parameter set from")
+        if self.sweep is None:
+            return self
+        for name in self.sweep.parameters:
+            if name in RISK_FIELDS or name in SET_BY_BACKTEST:
+                raise ValueError(f"sweep: {name} cannot be swept (set by backtest.risk or by the backtest)")
+        for params in self.sweep.parameter_sets():
+            if len(parameter_key(self.name, params)) > MAX_KEY_LENGTH:
+                raise ValueError(f"sweep: set {parameter_key(self.name, params)}: the key is longer than "
+                                 f"{MAX_KEY_LENGTH} characters; shorten the file name")
+        return self
+
+    def with_parameters(self, params: dict[str, Any]) -> StrategySpec:
+        """This spec with one parameter set applied, named by its key, without sweep or walk-forward."""
+        spec = self.model_copy(update={
+            "name": parameter_key(self.name, params), "config": {**self.config, **params},
+            "sweep": None, "walk_forward": None,
+        })
+        spec._source = self._source
+        return spec
 
     def canonical(self) -> dict[str, Any]:
         """The spec as plain JSON data, stored with every run so it can be reproduced."""
@@ -290,6 +322,21 @@ def check_spec(spec: StrategySpec, allowlist: Sequence[str] = ()) -> None:
     """Everything short of running: classes resolve and the ``config:`` block fits them."""
     _, config_cls = resolve_strategy(spec, allowlist)
     build_strategy_config(config_cls, spec.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, spec.backtest.risk, spec.source)
+    _check_sweep_sets(spec, config_cls)
+
+
+def _check_sweep_sets(spec: StrategySpec, config_cls) -> None:
+    """Every parameter set of the ``sweep:`` block builds a config (imports the engine, like the
+    ``config:`` check, so it runs only where that one does)."""
+    if spec.sweep is None:
+        return
+    for params in spec.sweep.parameter_sets():
+        try:
+            build_strategy_config(config_cls, {**spec.config, **params}, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=None)
+        except ValueError as exc:
+            problems = exc.problems if isinstance(exc, _ConfigProblems) else [str(exc)]
+            key = parameter_key(spec.name, params)
+            raise StrategySpecError.listing(spec.source, [f"sweep: set {key}: {p}" for p in problems]) from None
 
 
 def parse_spec(name: str, data: Any, source: str, check_config: bool = True) -> StrategySpec:
@@ -309,6 +356,7 @@ def parse_spec(name: str, data: Any, source: str, check_config: bool = True) -> 
     spec._source = source
     if check_config and not spec.is_custom:
         build_strategy_config(spec.registered.config_cls, spec.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=source)
+        _check_sweep_sets(spec, spec.registered.config_cls)
     return spec
 
 

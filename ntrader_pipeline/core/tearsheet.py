@@ -1,24 +1,64 @@
-"""The equity-and-drawdown chart (PNG) and a self-contained HTML tearsheet of one run.
+"""The equity-and-drawdown chart (PNG, for the UI) and a self-contained HTML tearsheet of one run.
 
-Our own HTML rather than NautilusTrader's plotly tearsheet: it plots the bar-level equity the
-metrics are computed from (NautilusTrader's rebuilds equity by compounding returns), needs no
-JavaScript or network to open, and is about a hundred times smaller (``bench/tearsheet.py``).
+Our own HTML rather than NautilusTrader's plotly tearsheet or quantstats': it plots the bar-level
+equity the metrics are computed from (NautilusTrader's rebuilds equity by compounding returns),
+draws every chart as inline SVG, needs no JavaScript or network to open, and is far smaller
+(``bench/tearsheet.py``). The page layout is the template beside this module.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
+from decimal import Decimal
+from pathlib import Path
+from string import Template
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ntrader_pipeline.core.chart import chart_caption, equity_drawdown_png
-from ntrader_pipeline.core.metrics import format_metric
+from ntrader_pipeline.core.metrics import Benchmark, daily_returns, format_metric
+from ntrader_pipeline.core.performance import (
+    annual_returns,
+    drawdown_periods,
+    monthly_returns,
+    rolling_sharpe_volatility,
+)
+from ntrader_pipeline.core.svg_charts import GREEN, GREY, RED, Line, Markers, bar_chart, heatmap, histogram, time_chart
 
 __all__ = ["chart_caption", "chart_title", "equity_drawdown_png", "png_markdown", "tearsheet_html"]
 
 TRADE_ROWS_SHOWN = 500
+TEMPLATE = Path(__file__).with_name("templates") / "report.html"
+
+
+# Dagster's asset page shows a Markdown metadata value inline only when it is under 1000 characters
+# (ui-core MetadataEntry, ``expandSmallValues``); longer ones hide behind "[Show Markdown]".
+INLINE_MARKDOWN_LIMIT = 1000
+
+
+def sparkline_markdown(values, alt: str = "equity") -> str:
+    """A two-colour PNG line of ``values`` small enough to show inline on Dagster's asset page."""
+    from PIL import Image, ImageDraw  # Pillow comes with matplotlib; imported only when drawing
+
+    values = np.asarray(values, dtype=np.float64)
+    for width, height in ((300, 60), (240, 48), (160, 32)):
+        x = np.linspace(0, len(values) - 1, width).astype(int)
+        y = values[x]
+        low, high = float(np.nanmin(y)), float(np.nanmax(y))
+        rows = (height - 3) - (y - low) / ((high - low) or 1.0) * (height - 6)
+        image = Image.new("P", (width, height), 0)
+        image.putpalette([255, 255, 255, 31, 119, 180] + [0] * 762)
+        ImageDraw.Draw(image).line(list(zip(range(width), rows.tolist())), fill=1, width=1)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=True, bits=1)
+        text = png_markdown(buffer.getvalue(), alt)
+        if len(text) < INLINE_MARKDOWN_LIMIT:
+            return text
+    return f"{alt}: see the tearsheet"
 
 
 def png_markdown(png: bytes, alt: str) -> str:
@@ -26,64 +66,185 @@ def png_markdown(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return html.escape(format(value, "f") if hasattr(value, "as_tuple") else str(value))
-
-
 def chart_title(record: dict[str, Any]) -> str:
     return f"{record['strategy']} on {record['symbol']} — run {record['run_id']}"
 
 
+def render_page(title: str, subtitle: str, body: str, footer: str = "") -> str:
+    """A report page in the shared template (``templates/report.html``): one file, no scripts."""
+    return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+        title=html.escape(title), subtitle=html.escape(subtitle), body=body, footer=html.escape(footer)
+    )
+
+
+def cards(items: list[tuple[str, str, bool]]) -> str:
+    """Headline figures as cards: (label, formatted value, negative?)."""
+    return '<div class="cards">' + "".join(
+        f'<div class="card"><div class="label">{html.escape(label)}</div>'
+        f'<div class="value{" neg" if negative else ""}">{html.escape(value)}</div></div>'
+        for label, value, negative in items
+    ) + "</div>"
+
+
+def table(header: list[str], rows: list[list[Any]], text_columns: int = 1, scroll: bool = False) -> str:
+    """An HTML table; the first ``text_columns`` are left-aligned, a value starting with "-" is red."""
+    head = "".join(f'<th class="{"text" if i < text_columns else ""}">{html.escape(h)}</th>' for i, h in enumerate(header))
+    body = []
+    for row in rows:
+        cells = []
+        for i, v in enumerate(row):
+            text = "" if v is None else str(v)
+            css = "text" if i < text_columns else "neg" if text.startswith("-") else ""
+            cells.append(f'<td class="{css}">{html.escape(text)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    out = f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f'<div class="scroll">{out}</div>' if scroll else out
+
+
+def _stamp(value: Any) -> str:
+    if value is None or value is pd.NaT:
+        return "—"
+    return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M")
+
+
+def _money(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):,.2f}"
+
+
+def _exact(value: Any) -> str:
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
+
+
+def _ns(frame: pd.DataFrame) -> np.ndarray:
+    column = frame["ts_event"] if "ts_event" in frame else frame["timestamp"]
+    if np.issubdtype(np.asarray(column).dtype, np.integer):
+        return np.asarray(column, dtype=np.int64)
+    return pd.DatetimeIndex(pd.to_datetime(column, utc=True)).as_unit("ns").asi8
+
+
+def equity_section(curve: pd.DataFrame, metrics: dict[str, Any], benchmark: Benchmark | None) -> str:
+    """Equity against the benchmark scaled to the same start, on a linear and a log scale (a
+    checkbox switches between them with CSS alone)."""
+    x = _ns(curve)
+    equity = curve["equity"].to_numpy(dtype=np.float64)
+    lines = [Line("strategy", x, equity)]
+    if benchmark is not None and len(benchmark.closes):
+        closes = benchmark.closes["close"].to_numpy(dtype=np.float64)
+        lines.append(Line(f"buy and hold {benchmark.symbol}", _ns(benchmark.closes), closes / closes[0] * equity[0],
+                          color=GREY))
+    money = "{:,.0f}".format
+    linear = time_chart("equity", "Equity against the benchmark", lines, y_format=money)
+    log = time_chart("equity-log", "Equity against the benchmark (log scale)", lines, log=True, y_format=money)
+    return ('<h2>Equity</h2><div class="toggle"><input type="checkbox" id="log-scale">'
+            '<label for="log-scale">log scale</label>'
+            f'<div class="linear-scale">{linear}</div><div class="log-scale">{log}</div></div>')
+
+
+def drawdown_section(curve: pd.DataFrame) -> str:
+    underwater = time_chart("underwater", "Underwater (drawdown from the running high)",
+                            [Line("drawdown", _ns(curve), curve["drawdown"].to_numpy(dtype=np.float64), color=RED,
+                                  area=True)], y_format="{:.0%}".format, zero_line=True)
+    rows = [[i + 1, _stamp(p["peak"]), _stamp(p["trough"]), _stamp(p["recovery"]) if p["recovery"] is not None
+             else "not recovered", f"{p['depth']:.2%}", f"{p['days']:,.0f}"]
+            for i, p in enumerate(drawdown_periods(curve))]
+    worst = table(["#", "peak", "trough", "recovery", "depth", "days"], rows, text_columns=4) if rows \
+        else "<p class=note>No drawdown.</p>"
+    return f"<h2>Drawdowns</h2>{underwater}<h3>Five worst drawdowns</h3>{worst}"
+
+
+def returns_section(returns: pd.Series) -> str:
+    monthly = monthly_returns(returns)
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    heat = heatmap("monthly-returns", "Monthly returns", [str(y) for y in monthly.index], months,
+                   monthly.to_numpy(dtype=np.float64))
+    annual = annual_returns(returns)
+    bars = bar_chart("annual-returns", "Annual returns", [str(y) for y in annual.index], annual.tolist())
+    rolling = rolling_sharpe_volatility(returns)
+    x = pd.DatetimeIndex(rolling.index).as_unit("ns").asi8
+    sharpe = time_chart("rolling-sharpe", "Rolling 6-month Sharpe ratio",
+                        [Line("Sharpe", x, rolling["sharpe"].to_numpy(dtype=np.float64))],
+                        y_format="{:.1f}".format, zero_line=True)
+    vol = time_chart("rolling-volatility", "Rolling 6-month volatility (annualised)",
+                     [Line("volatility", x, rolling["volatility"].to_numpy(dtype=np.float64), color=GREY)],
+                     y_format="{:.0%}".format)
+    hist = histogram("returns-histogram", "Daily returns", returns.to_numpy(dtype=np.float64))
+    return f"<h2>Returns</h2>{heat}{bars}{sharpe}{vol}{hist}"
+
+
+def price_section(prices: pd.DataFrame | None, ledger: pd.DataFrame, symbol: str) -> str:
+    if prices is None or not len(prices):
+        return "<h2>Price and trades</h2><p class=note>The bars are not at hand for this report.</p>"
+    x = _ns(prices)
+    close = prices["close"].to_numpy(dtype=np.float64)
+
+    def at(times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        ns = pd.DatetimeIndex(pd.to_datetime(times, utc=True)).as_unit("ns").asi8
+        return ns, np.interp(ns, x, close)
+
+    none = (np.array([], dtype=np.int64), np.array([]))
+    entry_x, entry_y = at(ledger["entry_time"]) if len(ledger) else none
+    exit_x, exit_y = at(ledger["exit_time"]) if len(ledger) else none
+    markers = [Markers("entry", entry_x, entry_y, GREEN, "up"), Markers("exit", exit_x, exit_y, RED, "down")]
+    chart = time_chart("price-trades", f"{symbol} close with entries and exits", [Line(symbol, x, close, color=GREY)],
+                       y_format="{:,.2f}".format, markers=markers)
+    return f"<h2>Price and trades</h2>{chart}"
+
+
+def trades_section(ledger: pd.DataFrame) -> str:
+    shown = ledger.tail(TRADE_ROWS_SHOWN)
+    rows = [[r.side, _stamp(r.entry_time), _stamp(r.exit_time), _exact(r.entry_price), _exact(r.exit_price),
+             f"{r.quantity:,}", _money(r.commission), _money(r.realized_pnl), f"{float(r.return_pct):.2f}%",
+             f"{r.holding_seconds / 86400:,.1f}"] for r in shown.itertuples(index=False)]
+    note = (f"<p class=note>Last {TRADE_ROWS_SHOWN} of {len(ledger)} trades; all are in trades.csv.</p>"
+            if len(ledger) > TRADE_ROWS_SHOWN else "")
+    if not rows:
+        return "<h2>Trades (0)</h2><p class=note>No round trips: trade statistics are n/a.</p>"
+    header = ["side", "entry (UTC)", "exit (UTC)", "entry price", "exit price", "quantity", "commission", "PnL",
+              "return", "days held"]
+    return f"<h2>Trades ({len(ledger)})</h2>{note}" + table(header, rows, text_columns=3, scroll=True)
+
+
+HEADLINE = (("total return", "total_return"), ("benchmark", "benchmark_return"), ("CAGR", "cagr"),
+            ("Sharpe", "sharpe_ratio"), ("Sortino", "sortino_ratio"), ("max drawdown", "max_drawdown"),
+            ("volatility", "volatility"), ("alpha", "alpha"), ("beta", "beta"),
+            ("information ratio", "information_ratio"), ("win rate", "win_rate"), ("trades", "trade_count"))
+
+
 def tearsheet_html(
     record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame, curve: pd.DataFrame,
-    chart: bytes | None = None,
+    chart: bytes | None = None, prices: pd.DataFrame | None = None, benchmark: Benchmark | None = None,
 ) -> str:
-    """One HTML file: run facts, every metric, the chart (inline PNG) and the trade ledger.
+    """One self-contained HTML page: headline figures, equity against the benchmark (linear or log),
+    underwater chart and worst drawdowns, monthly and annual returns, rolling Sharpe and volatility,
+    the returns histogram, price with entries and exits, every metric and the trades.
 
-    ``chart`` is the PNG when the caller has drawn it already.
+    ``prices`` (ts_event, close) and ``benchmark`` are the run's bars and what it is measured
+    against; without them (a report rebuilt where the bars are gone) those charts say so.
+    ``chart`` (the UI's PNG) is not used: the page draws SVG.
     """
-    title = chart_title(record)
-    png = base64.b64encode(chart or equity_drawdown_png(curve, title)).decode()
-    metric_rows = "\n".join(
-        f"<tr><th>{html.escape(name)}</th><td>{html.escape(format_metric(name, value))}</td></tr>"
-        for name, value in metrics.items()
-        if name not in {"run_id", "strategy", "symbol"}
-    )
-    shown = ledger.tail(TRADE_ROWS_SHOWN)
-    header = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
-    trade_rows = "\n".join(
-        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in shown.itertuples(index=False)
-    )
-    note = f"<p>Last {TRADE_ROWS_SHOWN} of {len(ledger)} trades; all are in trades.csv.</p>" if len(ledger) > TRADE_ROWS_SHOWN else ""
-    facts = {
-        "bars": record.get("bar_type"),
-        "data sha256": record.get("data_hash"),
-        "versions": ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items()),
-    }
-    fact_rows = "\n".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items()
-    )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
-th, td {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; font-size: 13px; }}
-th {{ background: #f4f4f4; text-align: left; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<table>{fact_rows}</table>
-<img alt="equity and drawdown" src="data:image/png;base64,{png}">
-<p>Equity (top) and drawdown (bottom): {html.escape(chart_caption(curve))}.</p>
-<h2>Metrics</h2>
-<p>Equity is marked to market at every bar; ratios use daily returns with no risk-free rate; n/a marks an undefined value.</p>
-<table>{metric_rows}</table>
-<h2>Trades ({len(ledger)})</h2>
-{note}
-<table><tr>{header}</tr>
-{trade_rows}
-</table>
-</body></html>
-"""
+    del chart
+    if benchmark is None and prices is not None:
+        benchmark = Benchmark(record["symbol"], prices)
+    returns = daily_returns(curve)
+    headline = cards([(label, format_metric(name, metrics.get(name)),
+                       isinstance(metrics.get(name), float) and metrics[name] < 0) for label, name in HEADLINE])
+    metric_rows = [[name, format_metric(name, value)] for name, value in metrics.items()
+                   if name not in {"run_id", "strategy", "symbol"}]
+    half = (len(metric_rows) + 1) // 2
+    facts = [["bars", record.get("bar_type")], ["data sha256", record.get("data_hash")],
+             ["versions", ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items())]]
+    body = "".join([
+        headline,
+        equity_section(curve, metrics, benchmark),
+        drawdown_section(curve),
+        returns_section(returns),
+        price_section(prices, ledger, record["symbol"]),
+        "<h2>Metrics</h2><p class=note>Equity is marked to market at every bar; ratios use daily returns with no "
+        "risk-free rate; n/a marks an undefined value.</p>",
+        f'<div class="two">{table(["metric", "value"], metric_rows[:half])}{table(["metric", "value"], metric_rows[half:])}</div>',
+        trades_section(ledger),
+        "<h2>Run</h2>" + table(["", ""], facts),
+    ])
+    subtitle = f"{metrics.get('start')} → {metrics.get('end')}, {metrics.get('bars')} bars, " \
+               f"benchmark {metrics.get('benchmark') or record['symbol']}"
+    return render_page(chart_title(record), subtitle, body, "ntrader tearsheet: one file, no scripts, opens offline.")

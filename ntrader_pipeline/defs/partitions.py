@@ -36,6 +36,13 @@ def backtest_partitions(strategy_names: list[str]) -> MultiPartitionsDefinition:
     )
 
 
+# One key per parameter set of a sweep (``sma_crossover[fast_period=10,slow_period=30]``), added
+# when a sweep is requested: a dynamic dimension, so the static strategy dimension (one key per
+# file) and the automatic backtests on new bars stay as they are.
+parameter_set_partitions = DynamicPartitionsDefinition(name="parameter_set")
+sweep_set_partitions = MultiPartitionsDefinition({"parameter_set": parameter_set_partitions, "symbol": symbol_partitions})
+
+
 def backtest_key(strategy: str, symbol: str) -> str:
     return f"{strategy}|{symbol}"
 

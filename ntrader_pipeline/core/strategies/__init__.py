@@ -83,7 +83,8 @@ REGISTRY: dict[str, RegisteredStrategy] = {
             "RSI momentum: long when RSI rises above overbought; exit (or short) when it falls below oversold.",
             {"rsi_period": "bars in Wilder's RSI",
              "oversold": "RSI level (0-100) below which the strategy exits or goes short",
-             "overbought": "RSI level (0-100) above which the strategy goes long"},
+             "overbought": "RSI level (0-100) above which the strategy goes long",
+             "rsi_seed": "nautilus (averages start at the first change) or classic (means of the first rsi_period changes)"},
         ),
     ]
 }

@@ -24,8 +24,11 @@ LEADERBOARD_FILE = "leaderboard.csv"
     automation_condition=AFTER_BACKTESTS,
 )
 def leaderboard(stores: PipelineStores) -> Output[str]:
-    """One row per strategy × symbol (its newest run) with the key metrics, best Sharpe first."""
-    table = results_table(stores.warehouse().latest_results(), sort="sharpe")
+    """One row per strategy file × symbol (its newest run) with the key metrics, best Sharpe first;
+    sweep sets and walk-forward runs are left to their own reports."""
+    # a sweep's parameter sets and walk-forward runs ("name[...]") have their own sweep report
+    latest = [r for r in stores.warehouse().latest_results() if "[" not in r["strategy"]]
+    table = results_table(latest, sort="sharpe")
     path = write_text(Path(stores.reports_dir) / LEADERBOARD_FILE, table.to_csv(index=False))
     # Every record keeps every column: an undefined metric (no losing trade: no profit factor) is
     # null, since Dagster refuses a table whose records have different fields.

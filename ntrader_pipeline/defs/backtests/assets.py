@@ -37,7 +37,7 @@ from dagster import (
 from pydantic import Field
 
 from ntrader_pipeline.core.bars import Timeframe
-from ntrader_pipeline.core.metrics import KEY_METRICS
+from ntrader_pipeline.core.metrics import KEY_METRICS, PERCENT
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.defs.backtests.automation import WITH_BACKTEST
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, split_backtest_key, symbol_of
@@ -138,9 +138,15 @@ def backtest_partition(
     """Run one partition's backtest, store it, write its reports; the metadata of each asset."""
     from ntrader_pipeline.core.backtest import run_backtest
     from ntrader_pipeline.core.ledger import trade_ledger
-    from ntrader_pipeline.core.metrics import compute_metrics, equity_curve
+    from ntrader_pipeline.core.metrics import benchmark_for, compute_metrics, equity_curve
     from ntrader_pipeline.core.reports import write_reports
-    from ntrader_pipeline.core.tearsheet import chart_caption, chart_title, equity_drawdown_png, png_markdown
+    from ntrader_pipeline.core.tearsheet import (
+        chart_caption,
+        chart_title,
+        equity_drawdown_png,
+        png_markdown,
+        sparkline_markdown,
+    )
 
     strategy, key_symbol = split_backtest_key(key)
     symbol = symbol_of(key_symbol)
@@ -148,19 +154,22 @@ def backtest_partition(
         raise ValueError(f"spec_path is required on strategy partition {FILE_STRATEGY_KEY} and only there")
     spec = load_spec(config.spec_path or stores.strategy_file(strategy))
     timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
-    series = stores.catalog().read(symbol, timeframe)
+    catalog = stores.catalog()
+    series = catalog.read(symbol, timeframe)
     if series is None:
         raise ValueError(f"the catalog has no {timeframe.value} bars for {symbol}; import them first")
     result = run_backtest(series, spec, stores.venue, new_run_id(), _date(config.start), _date(config.end),
                           stores.strategy_module_allowlist)
     ledger = trade_ledger(result.fills)
-    metrics = compute_metrics(result, ledger)
+    benchmark = benchmark_for(result, catalog.closes_reader(timeframe))
+    metrics = compute_metrics(result, ledger, benchmark)
     record = run_record(result, dagster_run_id, stores)
     curve = equity_curve(result)
     warehouse.save_run(record, metrics, ledger.to_dict("records"), curve)
     directory = stores.reports_dir_for(result.run_id)
-    chart = equity_drawdown_png(curve, chart_title(record))  # once, for the tearsheet and the UI
-    paths = write_reports(directory, record, metrics, ledger, curve, chart)
+    chart = equity_drawdown_png(curve, chart_title(record))  # the UI's chart; the tearsheet draws SVG
+    paths = write_reports(directory, record, metrics, ledger, curve, chart, result.equity[["ts_event", "close"]],
+                          benchmark)
     return {
         "backtest": {
             "run_id": result.run_id,
@@ -172,6 +181,8 @@ def backtest_partition(
         "trade_ledger": {"run_id": result.run_id, "trades": len(ledger)},
         "backtest_metrics": {"run_id": result.run_id, **metric_metadata(metrics)},
         "backtest_report": {
+            # first and under Dagster's inline limit: the curve shows without a click
+            "equity": MetadataValue.md(sparkline_markdown(curve["equity"])),
             "run_id": result.run_id,
             "report_dir": MetadataValue.path(str(directory)),
             "tearsheet": MetadataValue.path(str(paths["html"])),
@@ -194,14 +205,26 @@ def add_partition_metadata(context: AssetExecutionContext, asset: str, key: str 
     )
 
 
+UI_METRICS = (*KEY_METRICS, "correlation", "up_capture", "down_capture")
+
+
 def metric_metadata(metrics: dict) -> dict[str, MetadataValue]:
-    """Key metrics as numeric metadata (the UI plots them across materializations); undefined is null."""
-    return {
-        name: MetadataValue.null() if metrics[name] is None
-        else MetadataValue.int(metrics[name]) if isinstance(metrics[name], int)
-        else MetadataValue.float(float(metrics[name]))
-        for name in KEY_METRICS
-    }
+    """Key metrics as numeric metadata (the UI plots them across materializations); undefined is null.
+
+    Read as people read them and still numbers: fractions as percent to 2 decimals under a
+    ``<name> %`` label (383.95, not 3.8395000000000001), ratios to 4 decimals.
+    """
+    out = {}
+    for name in UI_METRICS:
+        value = metrics.get(name)
+        label = f"{name} %" if name in PERCENT else name
+        if value is None:
+            out[label] = MetadataValue.null()
+        elif isinstance(value, int):
+            out[label] = MetadataValue.int(value)
+        else:
+            out[label] = MetadataValue.float(round(float(value) * 100, 2) if name in PERCENT else round(float(value), 4))
+    return out
 
 
 def run_record(result: "BacktestResult", dagster_run_id: str, stores: PipelineStores) -> dict:

@@ -1,0 +1,247 @@
+"""Sweeps and walk-forward runs over one bar series, in one process with the bars read once.
+
+Each parameter set runs in its own ``BacktestEngine`` (exactly what its own backtest partition
+would run), so a set's numbers are the same whether it ran in a sweep or alone. Progress goes to
+``core.progress``; the Dagster assets and the CLI decide how it is shown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ntrader_pipeline.core.backtest import BacktestResult, run_backtest, window
+from ntrader_pipeline.core.bars import BarSeries
+from ntrader_pipeline.core.ledger import trade_ledger
+from ntrader_pipeline.core.metrics import (
+    EXCHANGE_TZ,
+    KEY_METRICS,
+    Benchmark,
+    benchmark_for,
+    compute_metrics,
+    daily_returns,
+    equity_curve,
+)
+from ntrader_pipeline.core.overfitting import deflated_sharpe_ratio, probability_of_backtest_overfitting, sharpe
+from ntrader_pipeline.core.progress import progress
+from ntrader_pipeline.core.strategy_specs import StrategySpec
+from ntrader_pipeline.core.sweeps import WalkForwardSpec, Window, windows
+
+SWEEP_COLUMNS = ("total_return", "cagr", "sharpe_ratio", "sortino_ratio", "calmar_ratio", "max_drawdown",
+                 "volatility", "win_rate", "profit_factor", "trade_count", "exposure", "alpha", "beta",
+                 "information_ratio")
+PBO_BLOCKS = 16
+ClosesReader = Callable[[str], pd.DataFrame | None]
+
+
+@dataclass(frozen=True)
+class SetRun:
+    """One parameter set's run: its result, ledger, metrics and daily returns."""
+
+    key: str
+    params: dict[str, Any]
+    result: BacktestResult
+    ledger: pd.DataFrame
+    metrics: dict[str, Any]
+    returns: pd.Series
+
+
+def run_set(
+    series: BarSeries, spec: StrategySpec, params: dict[str, Any], venue: str, run_id: str,
+    start: date | None = None, end: date | None = None, allowlist: Sequence[str] = (),
+    closes: ClosesReader | None = None,
+) -> SetRun:
+    """Run ``spec`` with ``params`` applied on ``series`` and measure it (against the spec's benchmark)."""
+    applied = spec.with_parameters(params)
+    result = run_backtest(series, applied, venue, run_id, start, end, allowlist)
+    ledger = trade_ledger(result.fills)
+    benchmark = benchmark_for(result, closes or (lambda _symbol: None))
+    metrics = compute_metrics(result, ledger, benchmark)
+    return SetRun(applied.name, params, result, ledger, metrics, daily_returns(equity_curve(result)))
+
+
+def rank_key(metric: str) -> Callable[[dict[str, Any]], tuple]:
+    """Best first: the highest value (drawdowns are negative, so the shallowest), undefined last."""
+
+    def key(metrics: dict[str, Any]) -> tuple:
+        value = metrics.get(metric)
+        defined = value is not None and math.isfinite(value)
+        return (0, -value) if defined else (1, 0.0)
+
+    return key
+
+
+def sweep_rows(runs: list[SetRun], metric: str) -> list[dict[str, Any]]:
+    """One row per set, ranked by ``metric``: rank, key, params, run id and every key metric."""
+    ordered = sorted(runs, key=lambda r: rank_key(metric)(r.metrics))
+    return [
+        {"rank": i + 1, "key": run.key, "symbol": run.result.symbol, "params": dict(run.params),
+         "run_id": run.result.run_id, **{name: run.metrics.get(name) for name in KEY_METRICS}}
+        for i, run in enumerate(ordered)
+    ]
+
+
+def overfitting_summary(runs: list[SetRun], metric: str) -> dict[str, Any]:
+    """DSR of the best set by ``metric`` and PBO over all sets (None where too few sets or days)."""
+    out: dict[str, Any] = {"trials": len(runs), "dsr": None, "sharpe_threshold": None, "pbo": None,
+                           "pbo_blocks": None, "pbo_splits": None}
+    if len(runs) < 2:
+        return out
+    best = sorted(runs, key=lambda r: rank_key(metric)(r.metrics))[0]
+    trial_sharpes = np.array([sharpe(r.returns.to_numpy()) for r in runs])
+    dsr = deflated_sharpe_ratio(best.returns.to_numpy(), trial_sharpes)
+    out.update(dsr=_finite(dsr.dsr), sharpe_threshold=_finite(dsr.sharpe_threshold * math.sqrt(252)))
+    matrix = pd.concat([r.returns.rename(i) for i, r in enumerate(runs)], axis=1).dropna().to_numpy()
+    blocks = PBO_BLOCKS
+    while blocks > 2 and len(matrix) // blocks < 20:  # at least 20 days per block
+        blocks -= 2
+    if len(matrix) // blocks >= 2:
+        pbo = probability_of_backtest_overfitting(matrix, blocks)
+        out.update(pbo=pbo.pbo, pbo_blocks=pbo.blocks, pbo_splits=pbo.splits)
+    return out
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def run_sweep(
+    series: BarSeries, spec: StrategySpec, venue: str, new_run_id: Callable[[], str],
+    start: date | None = None, end: date | None = None, allowlist: Sequence[str] = (),
+    closes: ClosesReader | None = None, on_set: Callable[[SetRun], None] | None = None,
+) -> list[SetRun]:
+    """Every set of ``spec.sweep`` on ``series``; ``on_set`` sees each run as it finishes."""
+    if spec.sweep is None:
+        raise ValueError(f"{spec.source}: no sweep: block")
+    sets = spec.sweep.parameter_sets()
+    if not sets:
+        raise ValueError(f"{spec.source}: sweep: no parameter set satisfies the constraints")
+    runs = []
+    with progress(len(sets), f"sweep {spec.name} on {series.symbol}") as advance:
+        for params in sets:
+            run = run_set(series, spec, params, venue, new_run_id(), start, end, allowlist, closes)
+            runs.append(run)
+            if on_set:
+                on_set(run)
+            advance(run.key)
+    return runs
+
+
+# --- walk-forward ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WalkForwardWindow:
+    window: Window
+    params: dict[str, Any]
+    key: str
+    in_sample: dict[str, Any]  # metrics of the chosen set on in-sample bars
+    out_of_sample: dict[str, Any]  # its metrics on the following out-of-sample bars
+
+
+@dataclass(frozen=True)
+class WalkForward:
+    metric: str
+    windows: list[WalkForwardWindow]
+    result: BacktestResult  # the stitched out-of-sample run
+    ledger: pd.DataFrame
+    metrics: dict[str, Any]
+    benchmark: Benchmark | None = field(default=None)
+
+
+def exchange_days(series: BarSeries) -> list[date]:
+    stamps = pd.to_datetime(series.frame["ts_event"], utc=True).dt.tz_convert(EXCHANGE_TZ).dt.date
+    return sorted(set(stamps))
+
+
+def run_walk_forward(
+    series: BarSeries, spec: StrategySpec, venue: str, new_run_id: Callable[[], str],
+    allowlist: Sequence[str] = (), closes: ClosesReader | None = None,
+) -> WalkForward:
+    """Pick the best set on each in-sample window, run it on the next out-of-sample window, and stitch.
+
+    Each out-of-sample run starts with the previous one's final equity (to the cent) in cash: a
+    position open at the end of a window is valued at that window's last close and not carried.
+    """
+    if spec.sweep is None or spec.walk_forward is None:
+        raise ValueError(f"{spec.source}: walk-forward needs both a sweep: and a walk_forward: block")
+    wf: WalkForwardSpec = spec.walk_forward
+    metric = wf.metric or spec.sweep.metric
+    sets = spec.sweep.parameter_sets()
+    spans = windows(exchange_days(window(series, spec.backtest.start, spec.backtest.end)), wf)
+    if not spans:
+        raise ValueError(f"{spec.source}: walk_forward: the bars are too short for one in-sample window "
+                         f"of {wf.in_sample} sessions plus out-of-sample sessions")
+    chosen, pieces = [], []
+    balance = spec.backtest.starting_balance
+    with progress(len(spans) * (len(sets) + 1), f"walk-forward {spec.name} on {series.symbol}") as advance:
+        for span in spans:
+            trials = []
+            for params in sets:
+                trials.append(run_set(series, spec, params, venue, "in-sample", span.in_start, span.in_end,
+                                      allowlist, closes))
+                advance(f"{span.in_start}..{span.in_end}")
+            best = sorted(trials, key=lambda r: rank_key(metric)(r.metrics))[0]
+            funded = spec.model_copy(update={"backtest": spec.backtest.model_copy(update={"starting_balance": balance})})
+            out = run_set(series, funded, best.params, venue, new_run_id(), span.out_start, span.out_end,
+                          allowlist, closes)
+            advance(f"{span.out_start}..{span.out_end}")
+            balance = Decimal(repr(float(out.result.equity["equity"].iloc[-1]))).quantize(
+                Decimal("0.01"), rounding=ROUND_HALF_UP)
+            chosen.append(WalkForwardWindow(span, best.params, best.key, best.metrics, out.metrics))
+            pieces.append(out)
+    stitched = stitch([p.result for p in pieces], spec, new_run_id())
+    ledger = trade_ledger(stitched.fills)
+    benchmark = benchmark_for(stitched, closes or (lambda _symbol: None))
+    return WalkForward(metric, chosen, stitched, ledger, compute_metrics(stitched, ledger, benchmark), benchmark)
+
+
+def stitch(results: list[BacktestResult], spec: StrategySpec, run_id: str) -> BacktestResult:
+    """The out-of-sample runs as one result: equity rows and fills in time order, positions
+    renamed per window. A position still open at a window's end is closed in the fills at that
+    window's last close without commission, as the next window's cash assumes, so round trips
+    never join across windows."""
+    fills = []
+    for i, r in enumerate(results):
+        f = r.fills.copy()
+        f["position_id"] = f["position_id"].map(lambda p, i=i: f"W{i + 1}-{p}")
+        last = r.equity.iloc[-1]
+        if last["position"] != 0:
+            close = Decimal(f"{last['close']:.{r.price_precision}f}")
+            f = pd.concat([f, pd.DataFrame([{
+                "ts_event": int(last["ts_event"]), "side": -1 if last["position"] > 0 else 1,
+                "quantity": Decimal(int(abs(last["position"]))), "price": close, "commission": Decimal("0.00"),
+                "position_id": f"W{i + 1}-end",
+            }])], ignore_index=True)
+        fills.append(f)
+    equity = pd.concat([r.equity for r in results], ignore_index=True)
+    first, last_result = results[0], results[-1]
+    return replace(
+        first, strategy=f"{spec.name}[walk-forward]", run_id=run_id, spec=spec.canonical(),
+        starting_balance=spec.backtest.starting_balance, bar_count=len(equity), end_ns=last_result.end_ns,
+        data_hash=first.data_hash, equity=equity, fills=pd.concat(fills, ignore_index=True),
+        risk_events=[e for r in results for e in r.risk_events], engine_account=last_result.engine_account,
+    )
+
+
+def walk_forward_document(wf: WalkForward) -> dict[str, Any]:
+    """The windows (dates, chosen params, in- and out-of-sample metrics) and the stitched result."""
+    return {
+        "metric": wf.metric,
+        "windows": [
+            {"in_sample": [w.window.in_start.isoformat(), w.window.in_end.isoformat()],
+             "out_of_sample": [w.window.out_start.isoformat(), w.window.out_end.isoformat()],
+             "params": w.params, "key": w.key,
+             "in_sample_metrics": {k: w.in_sample.get(k) for k in KEY_METRICS},
+             "out_of_sample_metrics": {k: w.out_of_sample.get(k) for k in KEY_METRICS}}
+            for w in wf.windows
+        ],
+        "stitched": wf.metrics,
+    }
+

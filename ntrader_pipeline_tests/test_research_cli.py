@@ -1,0 +1,129 @@
+"""Sweeps and walk-forward as a user runs them: the commands, the Dagster partitions and assets
+they leave behind, the warehouse runs, and one set re-run alone as its own partition."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from dagster import AssetKey, DagsterInstance
+
+from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.cli.main import cli
+from ntrader_pipeline.core.metrics import KEY_METRICS
+from ntrader_pipeline.pipeline import Pipeline
+from ntrader_pipeline.settings import get_settings
+from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.test_cli_report import point_settings_at
+
+SWEEP_FILE = """\
+strategy: sma_crossover
+config: {fast_period: 10, slow_period: 30}
+backtest: {start: 2004-01-01, end: 2008-12-31}
+sweep:
+  grid: {fast_period: [5, 10], slow_period: [20, 40]}
+  constraints: ["fast_period < slow_period"]
+walk_forward: {in_sample: 400, out_of_sample: 250}
+"""
+KEYS = [f"sma_grid[fast_period={f},slow_period={s}]" for f in (5, 10) for s in (20, 40)]
+
+
+def ntrader(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture(scope="module")
+def research_home(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
+    home = tmp_path_factory.mktemp("research_home")
+    spec = home / "sma_grid.yaml"
+    spec.write_text(SWEEP_FILE)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        point_settings_at(monkeypatch, home / "state")
+        monkeypatch.setenv("DAGSTER_HOME", str(home / "state" / "dagster"))
+        done = ntrader("data", "import-csv", "--file", str(ORCL_DAILY), "--symbol", "ORCL")
+        assert done.exit_code == 0, done.output
+        yield home, spec
+    Warehouse.open.cache_clear()
+
+
+@pytest.fixture
+def home(research_home, monkeypatch) -> tuple[Path, Path]:
+    point_settings_at(monkeypatch, research_home[0] / "state")
+    monkeypatch.setenv("DAGSTER_HOME", str(research_home[0] / "state" / "dagster"))
+    return research_home
+
+
+@pytest.fixture(scope="module")
+def swept(research_home):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        point_settings_at(monkeypatch, research_home[0] / "state")
+        monkeypatch.setenv("DAGSTER_HOME", str(research_home[0] / "state" / "dagster"))
+        done = ntrader("backtest", "sweep", str(research_home[1]), "--symbol", "ORCL", "--format", "json")
+    assert done.exit_code == 0, done.output
+    return done
+
+
+def test_sweep_prints_every_set_ranked_with_params_run_id_and_key_metrics(home, swept):
+    rows = json.loads(swept.stdout)
+    assert sorted(r["key"] for r in rows) == sorted(KEYS)
+    for row in rows:
+        assert set(row["params"]) == {"fast_period", "slow_period"} and row["symbol"] == "ORCL"
+        assert set(KEY_METRICS) <= set(row) and len(row["run_id"]) == 12
+        assert 0 <= row["pbo"] <= 1 and 0 <= row["dsr"] <= 1
+    sharpes = [r["sharpe_ratio"] for r in rows]
+    assert sharpes == sorted(sharpes, reverse=True) and [r["rank"] for r in rows] == [1, 2, 3, 4]
+    assert "sweep sma_grid on ORCL: 4/4" in swept.stderr  # plain progress lines off a terminal
+
+    warehouse = Warehouse.open(get_settings().resolved_warehouse_url)
+    for row in rows:
+        stored = warehouse.get_run(row["run_id"])
+        assert stored["strategy"] == row["key"] and stored["config"]["config"]["fast_period"] == row["params"]["fast_period"]
+        assert warehouse.get_metrics(row["run_id"])["sharpe_ratio"] == pytest.approx(row["sharpe_ratio"], rel=1e-9)
+
+
+def test_each_set_is_its_own_partition_and_the_results_asset_holds_the_table(home, swept):
+    instance = DagsterInstance.get()
+    assert set(KEYS) <= set(instance.get_dynamic_partitions("parameter_set"))
+    records = instance.fetch_materializations(AssetKey("sweep_backtest"), limit=100).records
+    assert {r.partition_key for r in records} == {f"{k}|ORCL" for k in KEYS}
+    results = instance.get_latest_materialization_event(AssetKey("sweep_results")).asset_materialization
+    assert results.partition == "_file|ORCL"
+    meta = results.metadata
+    assert meta["sets"].value == 4 and len(meta["sweep"].records) == 4
+    assert list(meta)[0] == "sharpe_ratio by parameters"  # a Markdown table Dagster shows inline
+    assert meta["sharpe_ratio by parameters"].value.startswith("| fast_period \\ slow_period | 20 | 40 |")
+    assert meta["heatmap"].value.startswith("![sharpe_ratio by parameters](data:image/png;base64,")
+    assert 0 <= meta["pbo"].value <= 1
+    page = Path(meta["report"].value).read_text()
+    assert 'id="sweep-heatmap"' in page and "Deflated Sharpe" in page
+
+
+def test_one_set_rerun_alone_as_its_partition_gives_the_same_numbers(home, swept):
+    best = json.loads(swept.stdout)[0]
+    pipeline = Pipeline.open(get_settings(), DagsterInstance.get())
+    result = pipeline._execute("sweep_set_job", f"{best['key']}|ORCL",
+                               {"ops": {"sweep_backtest": {"config": {"spec_path": str(home[1])}}}})
+    metrics = result.output_for_node("sweep_backtest")
+    assert metrics["run_id"] != best["run_id"]
+    for name in KEY_METRICS:
+        assert metrics[name] == pytest.approx(best[name], rel=1e-9, abs=1e-12), name
+
+
+def test_walk_forward_prints_windows_and_a_stitched_stored_run(home):
+    done = ntrader("backtest", "walk-forward", str(home[1]), "--symbol", "ORCL", "--format", "json")
+    assert done.exit_code == 0, done.output
+    document = json.loads(done.stdout)
+    assert document["metric"] == "sharpe_ratio" and len(document["windows"]) >= 2
+    for window in document["windows"]:
+        assert window["in_sample"][1] < window["out_of_sample"][0]
+        assert window["key"] in KEYS and window["params"] == {
+            "fast_period": int(window["key"].split("fast_period=")[1].split(",")[0]),
+            "slow_period": int(window["key"].split("slow_period=")[1].rstrip("]"))}
+        assert "sharpe_ratio" in window["in_sample_metrics"] and "total_return" in window["out_of_sample_metrics"]
+    summary = ntrader("report", "summary", document["run_id"])
+    assert summary.exit_code == 0 and "sma_grid[walk-forward] on ORCL" in summary.output
+    table = ntrader("backtest", "walk-forward", str(home[1]), "--symbol", "ORCL")
+    assert table.exit_code == 0 and "stitched out of sample" in table.stdout

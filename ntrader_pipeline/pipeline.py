@@ -38,6 +38,10 @@ concurrency:
 run_monitoring:
   enabled: true
   free_slots_after_run_end_seconds: 300
+# A run the daemon cannot hand to a busy code server within gRPC's deadline is retried, not failed.
+run_queue:
+  max_user_code_failure_retries: 3
+  user_code_failure_retry_delay: 30
 event_log_storage:
   module: dagster.core.storage.event_log
   class: ConsolidatedSqliteEventLogStorage

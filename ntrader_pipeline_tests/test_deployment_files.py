@@ -50,3 +50,25 @@ def test_deployment_dagster_yaml_runs_a_real_run_on_postgres(postgres_url, tmp_p
 @asset
 def _probe() -> int:
     return 1
+
+
+def test_instances_retry_handing_a_run_to_a_busy_code_server(ntrader_home, postgres_url, tmp_path, monkeypatch):
+    """Under load the run launch RPC can pass its 60 s deadline: the daemon must retry, not fail the run."""
+    from sqlalchemy.engine import make_url
+
+    from ntrader_pipeline.pipeline import prepare_dagster_home
+
+    url = make_url(postgres_url)
+    for key, value in {"DAGSTER_POSTGRES_HOST": url.host, "DAGSTER_POSTGRES_PORT": str(url.port),
+                       "DAGSTER_POSTGRES_USER": url.username, "DAGSTER_POSTGRES_PASSWORD": url.password or "",
+                       "DAGSTER_POSTGRES_DB": url.database}.items():
+        monkeypatch.setenv(key, value)
+    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    for home in (tmp_path, prepare_dagster_home(ntrader_home)):
+        instance = DagsterInstance.from_config(str(home))
+        try:
+            queue = instance.get_concurrency_config().run_queue_config
+            assert queue.max_user_code_failure_retries >= 3, home
+            assert queue.max_concurrent_runs == 2
+        finally:
+            instance.dispose()

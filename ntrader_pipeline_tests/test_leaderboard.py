@@ -72,3 +72,24 @@ def test_leaderboard_depends_on_every_backtest_partition(ntrader_home):
     assert node.partitions_def is None
     assert AssetKey("backtest_metrics") in node.parent_keys
     assert isinstance(graph.get_partition_mapping(AssetKey("leaderboard"), AssetKey("backtest_metrics")), AllPartitionMapping)
+
+
+def test_leaderboard_builds_when_the_newest_run_has_no_losing_trade(ntrader_home):
+    """Undefined metrics (no losing trade: no profit factor, no average loss) are null, not a crash."""
+    stores = PipelineStores.from_settings(ntrader_home)
+    now = datetime.now(UTC)
+    winner = store_run(stores, ORCL_DAILY, "ORCL", date(1995, 12, 28), "orcl_wins_only", now)
+    loser = store_run(stores, NVDA_DAILY, "NVDA", date(2002, 12, 31), "nvda", now)
+    assert winner["trade_count"] == 2 and winner["win_rate"] == 1.0 and winner["profit_factor"] is None
+    assert loser["profit_factor"] is not None
+
+    with instance_for_test() as instance:
+        result = materialize([leaderboard], resources={"stores": stores}, instance=instance)
+
+    assert result.success
+    records = {r.data["run_id"]: r.data for r in result.asset_materializations_for_node("leaderboard")[0]
+               .metadata["leaderboard"].records}
+    assert records["orcl_wins_only"]["profit_factor"] is None
+    assert records["nvda"]["profit_factor"] == loser["profit_factor"]
+    table = pd.read_csv(ntrader_home.resolved_reports_dir / LEADERBOARD_FILE).set_index("run_id")
+    assert pd.isna(table.loc["orcl_wins_only", "profit_factor"])

@@ -109,3 +109,21 @@ def test_code_location_includes_ibkr_next_to_csv(ntrader_home):
     repository = defs.get_repository_def()
     assert repository.has_job(IBKR_JOB) and repository.has_job("import_csv_job")
     assert {"ibkr", "stores"} <= set(repository.get_top_level_resources())
+
+
+def test_ib_fetch_of_newer_sessions_appends_and_passes_every_check(ntrader_home, start_gateway, clean_bars):
+    """The IB path shares core.quality's rules: a second fetch of later sessions is an append."""
+    gateway = start_gateway(clean_bars)
+    with instance_for_test() as instance:
+        for start, end in (("2013-01-01", "2013-03-31"), ("2013-04-01", "2013-06-30")):
+            result = materialize(
+                [ibkr_bars, ibkr_bars_checks], resources=resources(ntrader_home, gateway.port, "ORCL"), instance=instance,
+                run_config={"ops": {"ibkr_bars": {"config": {"start": start, "end": end}}}},
+            )
+            assert result.success
+            checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+            assert all(checks[name].passed for name in checks if name != "fresh"), start
+        metadata = result.asset_materializations_for_node("ibkr_bars")[0].metadata
+        assert metadata["bars_written"].value == 64  # the 2013 Q2 sessions only
+    [row] = PipelineStores.from_settings(ntrader_home).warehouse().bar_inventory("ORCL")
+    assert row["bars"] == 124 and row["source"] == "ibkr"

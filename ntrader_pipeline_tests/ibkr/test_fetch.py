@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -23,6 +23,25 @@ from .conftest import AAPL_MINUTE, FAST_PACING, ORCL_DAILY, fast_settings
 from .fake_gateway import DISCONNECT, SERVE, FakeBar
 
 NEVER_CLOSED = 10**19  # "now" far in the future: every session of the sample data has closed
+
+
+def finishes_within(seconds: float, function, *args):
+    """``function(*args)``, failing the test if it is still running after ``seconds`` (a hang)."""
+    outcome: dict = {}
+
+    def call() -> None:
+        try:
+            outcome["value"] = function(*args)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def make_store(tmp_path: Path, url: str) -> MarketDataStore:
@@ -92,9 +111,7 @@ def test_a_long_fetch_keeps_every_pacing_rule(tmp_path, sqlite_url, start_gatewa
     store = make_store(tmp_path, sqlite_url)
     fetcher = IbkrFetcher(fast_settings(gateway.port), store, now_ns=NEVER_CLOSED)
 
-    started = time.monotonic()
     results = fetcher.fetch(["ORCL", "NVDA"], date(2007, 1, 1), date(2014, 12, 31), Timeframe.DAILY)
-    elapsed = time.monotonic() - started
 
     assert [r.error for r in results] == [None, None]
     assert sum(r.requests for r in results) == len(gateway.requests) == 16  # 8 yearly chunks each
@@ -108,8 +125,6 @@ def test_a_long_fetch_keeps_every_pacing_rule(tmp_path, sqlite_url, start_gatewa
         recent = [t for t in same_symbol if request.at - t < FAST_PACING.per_contract_window]
         assert len(recent) <= FAST_PACING.per_contract
     assert len({r.key for r in gateway.requests}) == 16  # no request repeated
-    # 16 requests at 6 per window cannot take less than 2 windows.
-    assert elapsed >= 2 * FAST_PACING.window
     assert store.catalog.read("NVDA", Timeframe.DAILY).first_ns < store.catalog.read("NVDA", Timeframe.DAILY).last_ns
 
 
@@ -121,10 +136,12 @@ def test_transient_errors_are_retried_and_definitive_ones_reported_at_once(tmp_p
 
     gateway = start_gateway(clean_bars, script=flaky)
     store = make_store(tmp_path, sqlite_url)
-    fetcher = IbkrFetcher(fast_settings(gateway.port, request_timeout=30), store, now_ns=NEVER_CLOSED)
+    # An error that waited out its request timeout instead of ending the request shows as a hang.
+    fetcher = IbkrFetcher(fast_settings(gateway.port, request_timeout=600), store, now_ns=NEVER_CLOSED)
 
-    started = time.monotonic()
-    orcl, missing = fetcher.fetch(["ORCL", "NOSUCH"], date(2013, 1, 1), date(2013, 12, 31), Timeframe.DAILY)
+    orcl, missing = finishes_within(
+        120, fetcher.fetch, ["ORCL", "NOSUCH"], date(2013, 1, 1), date(2013, 12, 31), Timeframe.DAILY
+    )
 
     assert (orcl.error, orcl.requests, orcl.bars_stored) == (None, 3, 252)
     first, retry = gateway.requests[0], gateway.requests[1]
@@ -133,7 +150,6 @@ def test_transient_errors_are_retried_and_definitive_ones_reported_at_once(tmp_p
     assert gateway.connections >= 3  # probe + first session + the session after the drop
     assert missing.error == "IB error 200: No security definition has been found for the request"
     assert missing.requests == 0
-    assert time.monotonic() - started < 10  # nothing waited out the 30 s request timeout
 
 
 def test_retries_give_up_with_the_reason(tmp_path, sqlite_url, start_gateway, clean_bars):

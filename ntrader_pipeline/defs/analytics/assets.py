@@ -27,10 +27,9 @@ def leaderboard(stores: PipelineStores) -> Output[str]:
     """One row per strategy × symbol (its newest run) with the key metrics, best Sharpe first."""
     table = results_table(stores.warehouse().latest_results(), sort="sharpe")
     path = write_text(Path(stores.reports_dir) / LEADERBOARD_FILE, table.to_csv(index=False))
-    records = [
-        TableRecord({k: v for k, v in to_jsonable(row).items() if v is not None})
-        for row in table.astype(object).to_dict("records")
-    ]
+    # Every record keeps every column: an undefined metric (no losing trade: no profit factor) is
+    # null, since Dagster refuses a table whose records have different fields.
+    records = [TableRecord(to_jsonable(row)) for row in table.astype(object).to_dict("records")]
     schema = TableSchema(
         columns=[
             TableColumn(name, "float" if table[name].dtype.kind == "f" else "int" if name == "trade_count" else "string")

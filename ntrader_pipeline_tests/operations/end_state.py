@@ -35,7 +35,10 @@ def stored_bars(record: SoakRecord) -> list[str]:
     expected_ns = session_close_ns(pd.Series(sessions))
     ib_session = pd.Timestamp(record.days[record.plan.ib_day].session)
     for symbol in SYMBOLS:
-        truth = [record.history.bars[symbol][s] for s in sessions]
+        truth = [
+            record.history.as_ib_sends(symbol, s) if (symbol, s) == (IB_SYMBOL, ib_session) else record.history.bars[symbol][s]
+            for s in sessions
+        ]
         series = stores.catalog().read(symbol, Timeframe.DAILY)
         frame = series.frame if series is not None else pd.DataFrame(columns=["ts_event", *PRICE_FIELDS, "volume"])
         if list(frame["ts_event"]) != list(expected_ns):

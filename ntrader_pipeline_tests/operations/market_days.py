@@ -55,6 +55,12 @@ class MarketHistory:
         path.write_text("\n".join([self.header[symbol], *rows]) + "\n")
         return path
 
+    def as_ib_sends(self, symbol: str, session: pd.Timestamp) -> Bar:
+        """The bar as IB quotes it: prices in whole cents (the tick size), volume as is."""
+        bar = self.bars[symbol][session]
+        cents = {name: getattr(bar, name).quantize(Decimal("0.01")) for name in PRICE_FIELDS}
+        return Bar(session, **cents, volume=bar.volume, line=f"(IB) {bar.line}")
+
     def write_malformed(self, path: Path, symbol: str, session: pd.Timestamp) -> Path:
         """The day's file with its high below its close: the rule names line 2, column high."""
         bar = self.bars[symbol][session]

@@ -17,18 +17,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from sqlalchemy.engine import make_url
 
-from ntrader_pipeline.core.csv_bars import read_bar_csv
+from ntrader_pipeline.core.calendar import session_close_ns
 from ntrader_pipeline.core.inbox import ARCHIVE, QUARANTINE
 from ntrader_pipeline.defs.ibkr.assets import IBKR_JOB
 from ntrader_pipeline.defs.market_data.sensors import UNFINISHED
 from ntrader_pipeline.settings import Settings
-from ntrader_pipeline_tests.ibkr.fake_gateway import FakeGateway, daily_bars
+from ntrader_pipeline_tests.ibkr.fake_gateway import FakeBar, FakeGateway, daily_bars
 
-from .market_days import SYMBOLS, SYNTHETIC, YAHOO_FILES, MarketHistory, market_history
+from .market_days import PRICE_FIELDS, SYMBOLS, SYNTHETIC, MarketHistory, market_history
 from .stack import DagsterStack, StackError, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -142,8 +143,7 @@ def soak(
     for file in chosen:
         shutil.copy(file, strategies_dir / file.name)
     history = market_history(days)
-    bars = {IB_SYMBOL: daily_bars(read_bar_csv(YAHOO_FILES[IB_SYMBOL], IB_SYMBOL).frame)}
-    with FakeGateway(bars) as gateway:
+    with FakeGateway({IB_SYMBOL: _ib_feed(history)}) as gateway:
         env = soak_environment(work, database_url, strategies_dir, gateway.port, interval)
         dagster_home = Path(env["DAGSTER_HOME"])
         dagster_home.mkdir(parents=True)
@@ -166,6 +166,13 @@ def soak(
                     yield record, instance
             finally:
                 instance.dispose()
+
+
+def _ib_feed(history: MarketHistory) -> list[FakeBar]:
+    """What the fake gateway serves for ``IB_SYMBOL``: the same days, priced as IB quotes them."""
+    bars = [history.as_ib_sends(IB_SYMBOL, session) for session in history.sessions]
+    columns = {name: [float(getattr(bar, name)) for bar in bars] for name in (*PRICE_FIELDS, "volume")}
+    return daily_bars(pd.DataFrame({"ts_event": session_close_ns(pd.Series(history.sessions)), **columns}))
 
 
 def _drive(stack: DagsterStack, instance: DagsterInstance, record: SoakRecord, timeout: float, progress) -> None:

@@ -197,7 +197,7 @@ LAUNCH_RUN = """
 mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } }
   ... on PythonError { message stack } ... on RunConfigValidationInvalid { errors { message } }
-  ... on InvalidSubsetError { message } ... on JobNotFoundError { message } } }"""
+  ... on InvalidSubsetError { message } ... on PipelineNotFoundError { message } } }"""
 
 LAUNCH_BACKFILL = """
 mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {

@@ -165,5 +165,6 @@ def inbox(record: SoakRecord) -> list[str]:
 
 
 def all_problems(record: SoakRecord, instance: DagsterInstance) -> list[str]:
-    backfill = [] if record.backfill_status == "COMPLETED_SUCCESS" else [f"backfill ended {record.backfill_status}"]
+    done = record.backfill_status in ("COMPLETED", "COMPLETED_SUCCESS")
+    backfill = [] if done else [f"backfill ended {record.backfill_status}"]
     return stored_bars(record) + runs(record, instance) + leaderboard(record, instance) + inbox(record) + backfill

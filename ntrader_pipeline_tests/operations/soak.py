@@ -118,6 +118,9 @@ def soak_environment(work: Path, database_url: str, strategies_dir: Path, gatewa
         "NTRADER_INBOX_DIR": str(work / "home" / "inbox"),
         "NTRADER_INBOX_SENSOR_INTERVAL": str(interval),
         "NTRADER_AUTOMATION_SENSOR_INTERVAL": str(interval),
+        # A hang-catcher, not a speed limit: on a loaded CI host Dagster's 60 s gRPC deadline was
+        # passed by runs that were merely slow to launch.
+        "DAGSTER_GRPC_TIMEOUT_SECONDS": "180",
         "NTRADER_IB_HOST": "127.0.0.1",
         "NTRADER_IB_PORT": str(gateway_port),
         "NTRADER_IB_CONNECT_TIMEOUT": "20",

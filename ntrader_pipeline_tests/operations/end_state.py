@@ -18,6 +18,7 @@ from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.calendar import session_close_ns
 from ntrader_pipeline.core.inbox import ARCHIVE, QUARANTINE
 from ntrader_pipeline.definitions import INGEST_JOB
+from ntrader_pipeline.defs.analytics.assets import LEADERBOARD_FILE
 from ntrader_pipeline.defs.ibkr.assets import IBKR_JOB
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -138,7 +139,8 @@ def leaderboard(record: SoakRecord, instance: DagsterInstance) -> list[str]:
         problems.append("the leaderboard was not rebuilt after the last backtest")
     else:
         rows = board.asset_materialization.metadata["rows"].value
-        table = pd.read_csv(board.asset_materialization.metadata["path"].value)
+        # Its own file; the materialization's "path" is the IO manager's pickle, which overwrites ours.
+        table = pd.read_csv(record.settings.resolved_reports_dir / LEADERBOARD_FILE)
         if rows != len(expected) or len(table) != len(expected):
             problems.append(f"leaderboard has {rows} rows ({len(table)} in its file), expected {len(expected)}")
     return problems

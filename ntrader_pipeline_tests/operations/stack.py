@@ -58,6 +58,8 @@ class DagsterStack:
 
     def __enter__(self) -> DagsterStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # A CI timeout's SIGTERM would end Python without unwinding and orphan both processes.
+        self._sigterm = signal.signal(signal.SIGTERM, _raise_exit)
         try:
             self._start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port),
                                       "-w", str(self.workspace)])
@@ -71,6 +73,7 @@ class DagsterStack:
     def __exit__(self, exc_type, exc, tb) -> None:
         for process in self.processes.values():
             _stop_group(process)
+        signal.signal(signal.SIGTERM, self._sigterm)
         if exc_type is not None:
             self.print_logs()
 
@@ -158,6 +161,10 @@ class DagsterStack:
         if data["__typename"] != "PartitionBackfill":
             raise StackError(f"backfill {backfill_id}: {data}")
         return data
+
+
+def _raise_exit(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _stop_group(process: subprocess.Popen, grace: float = 20) -> None:

@@ -16,15 +16,28 @@ from typing import Any
 from dagster import DagsterInstance, Definitions
 from dagster._core.errors import DagsterAssetCheckFailedError
 
+from ntrader_pipeline.adapters.locks import file_lock
+from ntrader_pipeline.core.backtest import bars_to_trade
+from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.definitions import BACKTEST_JOB, INGEST_JOB, build_definitions
-from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, backtest_key, symbol_partitions
+from ntrader_pipeline.defs.partitions import (
+    FILE_STRATEGY_KEY,
+    backtest_key,
+    drop_symbol_without_bars,
+    symbol_partitions,
+)
+from ntrader_pipeline.defs.resources import PipelineStores
 from ntrader_pipeline.settings import Settings, get_settings
 
 # The CLI reports a failed run as one line (PipelineError); Dagster's ERROR log would add a traceback.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 INSTANCE_YAML = """\
-# Dagster instance of the embedded ntrader setup (written by ntrader; edit freely).
+# Dagster instance of the embedded ntrader setup (edit freely). ntrader writes this file into a
+# new home; the repository ships a copy in .ntrader/dagster, so a plain `dagster dev` with the
+# DAGSTER_HOME of .env.example finds its instance before any ntrader command ran. Paths follow
+# DAGSTER_HOME, so the file works wherever the folder is.
 # Events go to one SQLite file instead of Dagster's default of one new database per run, which
 # cost about half a second per backtest partition here (see bench/backtest_overhead.py).
 # Runs launched from the UI each start a fresh Python process (~5 s of imports): two at a time is
@@ -49,7 +62,8 @@ event_log_storage:
   module: dagster.core.storage.event_log
   class: ConsolidatedSqliteEventLogStorage
   config:
-    base_dir: {home}/history
+    base_dir:
+      env: DAGSTER_HOME
 telemetry:
   enabled: false
 """
@@ -61,13 +75,34 @@ class PipelineError(RuntimeError):
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """Create the shared Dagster home and point ``DAGSTER_HOME`` at it."""
+    """Create the shared Dagster home and point ``DAGSTER_HOME`` at it.
+
+    Commands started at once on a new home all get here: the settings file appears whole or not
+    at all (written aside, then linked into place, which fails if another process won), so no
+    process reads a half-written ``dagster.yaml`` and starts an instance with default settings.
+    """
     home = settings.resolved_dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(INSTANCE_YAML.format(home=home))
+    target = home / "dagster.yaml"
+    if not target.exists():
+        draft = home / f".dagster.yaml.{os.getpid()}"
+        draft.write_text(INSTANCE_YAML)
+        try:
+            os.link(draft, target)
+        except FileExistsError:
+            pass  # another command created it first, with the same settings
+        finally:
+            draft.unlink()
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def open_instance(settings: Settings) -> DagsterInstance:
+    """The shared instance; one process at a time opens it, since the first opening of a new home
+    creates its SQLite storages and stamps their schema versions."""
+    home = prepare_dagster_home(settings)
+    with file_lock(home / ".open.lock"):
+        return DagsterInstance.get()
 
 
 @dataclass
@@ -80,8 +115,7 @@ class Pipeline:
     def open(cls, settings: Settings | None = None, instance: DagsterInstance | None = None) -> Pipeline:
         settings = settings or get_settings()
         if instance is None:
-            prepare_dagster_home(settings)
-            instance = DagsterInstance.get()
+            instance = open_instance(settings)
         return cls(settings, instance, build_definitions(settings))
 
     def _execute(self, job_name: str, partition_key: str, run_config: dict) -> Any:
@@ -108,11 +142,17 @@ class Pipeline:
     def symbols(self) -> list[str]:
         return sorted(self.instance.get_dynamic_partitions(symbol_partitions.name))
 
-    def add_symbols(self, symbols: list[str]) -> None:
+    @property
+    def stores(self) -> PipelineStores:
+        return PipelineStores.from_settings(self.settings)
+
+    def add_symbols(self, symbols: list[str]) -> list[str]:
+        """Add the symbols that are not partitions yet; returns those."""
         existing = set(self.instance.get_dynamic_partitions(symbol_partitions.name))
         new = [s for s in symbols if s not in existing]
         if new:
             self.instance.add_dynamic_partitions(symbol_partitions.name, new)
+        return new
 
     def import_csv(
         self,
@@ -124,9 +164,12 @@ class Pipeline:
         on_invalid: str = "reject",
         adjusted: bool = False,
     ) -> dict[str, Any]:
-        """Import a CSV for ``symbol`` (a new symbol becomes a partition); returns what was stored."""
+        """Import a CSV for ``symbol`` (a new symbol becomes a partition); returns what was stored.
+
+        A new symbol whose file is rejected loses its partition again (nothing was stored).
+        """
         symbol = symbol.upper()
-        self.add_symbols([symbol])
+        added = self.add_symbols([symbol])
         config = {
             "file": str(Path(file).resolve()),
             "timeframe": timeframe,
@@ -134,7 +177,12 @@ class Pipeline:
             "on_invalid": on_invalid,
             "adjusted": adjusted,
         }
-        result = self._execute(INGEST_JOB, symbol, {"ops": {"csv_bars": {"config": config}}})
+        try:
+            result = self._execute(INGEST_JOB, symbol, {"ops": {"csv_bars": {"config": config}}})
+        except Exception:
+            if added:
+                drop_symbol_without_bars(self.instance, self.stores.catalog(), symbol)
+            raise
         materialization = result.asset_materializations_for_node("csv_bars")[0]
         return {key: value.value for key, value in materialization.metadata.items()}
 
@@ -159,6 +207,7 @@ class Pipeline:
             raise PipelineError(f"unknown strategy {strategy!r}; strategy files: {', '.join(strategies)}")
         if symbol not in self.instance.get_dynamic_partitions(symbol_partitions.name):
             raise PipelineError(f"no bars imported for {symbol}; run `ntrader data import-csv` first")
+        self._refuse_what_cannot_run(strategy, symbol, start, end, timeframe, spec_path)
         config = {
             "start": start.isoformat() if start else None,
             "end": end.isoformat() if end else None,
@@ -167,3 +216,23 @@ class Pipeline:
         }
         result = self._execute(BACKTEST_JOB, backtest_key(strategy, symbol), {"ops": {"backtest": {"config": config}}})
         return result.output_for_node("backtest_metrics")
+
+    def _refuse_what_cannot_run(
+        self, strategy: str, symbol: str, start: date | None, end: date | None,
+        timeframe: str | None, spec_path: str | Path | None,
+    ) -> None:
+        """Refuse a backtest whose run could only fail (no bars to trade), before any run starts.
+
+        A run that fails on bad input would mark its partition failed in the UI, as if the stored
+        data or the strategy were broken.
+        """
+        stores = self.stores
+        spec = load_spec(spec_path if spec_path is not None else stores.strategy_file(strategy))
+        interval = Timeframe.parse(timeframe) if timeframe else spec.backtest.timeframe
+        series = stores.catalog().read(symbol, interval)
+        if series is None:
+            raise PipelineError(f"the catalog has no {interval.value} bars for {symbol}; import them first")
+        try:
+            bars_to_trade(series, spec, start, end)
+        except ValueError as exc:
+            raise PipelineError(str(exc)) from None

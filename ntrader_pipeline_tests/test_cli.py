@@ -39,7 +39,7 @@ def ntrader(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_demo_from_a_fresh_copy(repo_copy):
+def test_demo_from_a_fresh_copy(repo_copy, monkeypatch):
     done = ntrader(repo_copy, "demo")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -55,6 +55,7 @@ def test_demo_from_a_fresh_copy(repo_copy):
         assert {p.name for p in report.iterdir()} >= {"report.txt", "trades.csv", "equity.csv", "metrics.json"}
         assert str(report.relative_to(repo_copy)) in done.stdout.replace("\n", "")
 
+    monkeypatch.setenv("DAGSTER_HOME", str(state / "dagster"))  # its storage paths follow DAGSTER_HOME
     instance = DagsterInstance.from_config(str(state / "dagster"))
     runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
     assert len(runs) == 4  # two imports and two backtests, visible to `dagster dev` on this home

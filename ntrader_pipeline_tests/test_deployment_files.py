@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import yaml
@@ -20,6 +21,47 @@ def test_compose_publishes_ports_on_loopback_only_and_gateway_under_a_profile():
     example = (REPO_ROOT / ".env.example").read_text()
     for variable in ("POSTGRES_PASSWORD", "TWS_USERID", "TWS_PASSWORD"):
         assert f"{variable}=" in example
+
+
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+DAGSTER_SERVICES = ("dagster-webserver", "dagster-daemon")
+
+
+def compose_services() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+def test_every_variable_compose_uses_is_documented_in_env_example():
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)", COMPOSE.read_text()))  # $${X} is the container's own
+    example = (REPO_ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    assert {"POSTGRES_PASSWORD", "IB_GATEWAY_NETWORK_PORT", "NTRADER_UID"} <= used
+    assert used - documented == set()
+
+
+def test_dagster_containers_run_as_a_user_that_owns_what_they_write():
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    [user] = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    assert user not in ("root", "0")
+    assert re.search(rf"chown -R {user}:{user} /data /opt/dagster", dockerfile)
+    services = compose_services()
+    for name in DAGSTER_SERVICES:
+        assert services[name].get("user", user) not in ("root", "0", "0:0"), name
+        assert services[name]["build"]["args"] == {"UID": "${NTRADER_UID:-1000}", "GID": "${NTRADER_GID:-1000}"}
+
+
+def test_webserver_has_a_healthcheck_on_server_info():
+    check = compose_services()["dagster-webserver"]["healthcheck"]
+    assert "/server_info" in " ".join(check["test"])
+    assert check["retries"] >= 1
+
+
+def test_inbox_and_reports_are_host_folders_the_containers_use():
+    for name in DAGSTER_SERVICES:
+        service = compose_services()[name]
+        mounts = dict(volume.split(":")[:2] for volume in service["volumes"])
+        assert mounts["./data/inbox"] == service["environment"]["NTRADER_INBOX_DIR"] == "/data/inbox"
+        assert mounts["./data/reports"] == service["environment"]["NTRADER_REPORTS_DIR"] == "/data/reports"
 
 
 def test_deployment_dagster_yaml_runs_a_real_run_on_postgres(postgres_url, tmp_path, monkeypatch):

@@ -81,6 +81,19 @@ def window(series: BarSeries, start: date | None, end: date | None) -> BarSeries
     )
 
 
+def bars_to_trade(series: BarSeries, spec: StrategySpec, start: date | None, end: date | None) -> BarSeries:
+    """The bars a run of ``spec`` trades: the window given, else the spec's; ValueError when empty.
+
+    Callers check this before starting a run, so a request that can only fail is refused up front.
+    """
+    start = start or spec.backtest.start
+    end = end or spec.backtest.end
+    bars = window(series, start, end)
+    if len(bars) == 0:
+        raise ValueError(f"no {series.symbol} bars between {start or 'the start'} and {end or 'the end'}")
+    return bars
+
+
 def versions() -> dict[str, str]:
     return {pkg: version(pkg) for pkg in ("nautilus_trader", "ntrader-pipeline", "pandas")}
 
@@ -98,12 +111,7 @@ def run_backtest(
 
     ``strategy_modules`` is the operator's allowlist for a spec naming its own classes.
     """
-    start = start or spec.backtest.start
-    end = end or spec.backtest.end
-    series = window(series, start, end)
-    if len(series) == 0:
-        raise ValueError(f"no {series.symbol} bars between {start or 'the start'} and {end or 'the end'}")
-
+    series = bars_to_trade(series, spec, start, end)
     strategy_cls, config_cls = resolve_strategy(spec, strategy_modules)
     instrument = make_equity(series.symbol, venue, series.price_precision)
     bar_type = series.bar_type(venue)

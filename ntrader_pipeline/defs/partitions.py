@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import warnings
 
-from dagster import BetaWarning, DynamicPartitionsDefinition, MultiPartitionsDefinition, StaticPartitionsDefinition
+from dagster import (
+    BetaWarning,
+    DagsterInstance,
+    DagsterRunStatus,
+    DynamicPartitionsDefinition,
+    MultiPartitionsDefinition,
+    RunsFilter,
+    StaticPartitionsDefinition,
+)
+
+from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.core.bars import Timeframe
 
 symbol_partitions = DynamicPartitionsDefinition(name="symbol")
 # The strategy key of backtests run from a YAML file outside strategy_configs (`backtest run-config`).
@@ -23,6 +34,36 @@ def backtest_partitions(strategy_names: list[str]) -> MultiPartitionsDefinition:
 
 def backtest_key(strategy: str, symbol: str) -> str:
     return f"{strategy}|{symbol}"
+
+
+PARTITION_TAG = "dagster/partition"
+UNFINISHED = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+
+def drop_symbol_without_bars(instance: DagsterInstance, catalog: BarCatalog, symbol: str) -> bool:
+    """Remove ``symbol``'s partition after a rejected import when no bars of it are stored at all.
+
+    An import run needs its partition before it starts, so the partition is added when the import
+    is requested (by the inbox sensor or the CLI) and taken back here if the file was rejected:
+    otherwise a mistyped or broken file would leave a symbol whose backtests can never run. A
+    symbol with bars at any interval (from an earlier file or from IB), or with another import
+    still queued or running, keeps its partition. Returns whether it was removed.
+    """
+    if symbol not in instance.get_dynamic_partitions(symbol_partitions.name):
+        return False
+    if any(catalog.bar_files(symbol, timeframe) for timeframe in Timeframe):
+        return False
+    busy = instance.get_run_records(RunsFilter(statuses=UNFINISHED, tags={PARTITION_TAG: symbol}), limit=1)
+    if busy:
+        return False
+    instance.delete_dynamic_partition(symbol_partitions.name, symbol)
+    return True
 
 # MultiToSingleDimensionPartitionMapping (backtest ← bars of its symbol) is marked beta; it is
 # the documented way to map a multi-partition onto one of its dimensions, so don't nag users.

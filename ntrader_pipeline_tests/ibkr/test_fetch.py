@@ -221,7 +221,8 @@ def test_minute_chunks_across_the_dst_change_deliver_each_bar_once(tmp_path, sql
             bars.append(FakeBar((seconds + 60) * 10**9, str(seconds), price, price + 0.02, price - 0.02, price, 100))
     gateway = start_gateway({"SYN": bars})
     store = make_store(tmp_path, sqlite_url)
-    fetcher = IbkrFetcher(fast_settings(gateway.port), store, now_ns=NEVER_CLOSED)
+    # A generous request timeout: on a loaded machine 3 s could expire and retry, adding requests.
+    fetcher = IbkrFetcher(fast_settings(gateway.port, request_timeout=120), store, now_ns=NEVER_CLOSED)
 
     [result] = fetcher.fetch(["SYN"], date(2023, 2, 28), date(2023, 3, 13), Timeframe.MIN1)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -21,7 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import text as sql_text
 
+from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.adapters.warehouse.tables import (
     backtest_metrics,
     backtest_runs,
@@ -132,6 +134,7 @@ def _copy_bars(connection: Connection, series: BarSeries, bar_type: str) -> int:
 
 
 COPY_CHUNK = 1 << 20
+MIGRATION_LOCK_KEY = 0x6E74_7261_6465_72  # "ntrader": the advisory lock every migrating process takes
 
 
 class Warehouse:
@@ -156,15 +159,30 @@ class Warehouse:
         return self.engine.dialect.name
 
     def migrate(self) -> None:
-        """Bring the schema to the newest alembic revision (idempotent)."""
+        """Bring the schema to the newest alembic revision (idempotent, and safe when concurrent).
+
+        Commands started at once on a new warehouse would each see no schema, each create it and
+        each stamp ``alembic_version``, leaving two rows ("more than one head") that fail every
+        later command. So one process migrates at a time and the others then find it done: on
+        Postgres under a transaction-level advisory lock, on SQLite under a file lock beside the
+        database file.
+        """
         from alembic import command  # imported on use: ~0.4 s that a process which never migrates skips
         from alembic.config import Config
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
+        with self._migration_lock(), self.engine.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    def _migration_lock(self):
+        database = self.engine.url.database if self.dialect == "sqlite" else None
+        if not database or database == ":memory:":
+            return nullcontext()  # Postgres locks in the transaction; an in-memory SQLite is private
+        return file_lock(Path(f"{database}.migrate.lock"))
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

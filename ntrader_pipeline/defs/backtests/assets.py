@@ -26,6 +26,7 @@ from ntrader_pipeline.core.metrics import KEY_METRICS, compute_metrics, equity_c
 from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.tearsheet import chart_title, equity_drawdown_png, png_markdown
+from ntrader_pipeline.defs.backtests.automation import WITH_BACKTEST
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -48,8 +49,12 @@ def new_run_id() -> str:
 def build_backtest_assets(
     partitions_def: MultiPartitionsDefinition, automation_condition: AutomationCondition | None = None
 ) -> list[AssetsDefinition]:
-    """The backtest graph over the given strategy × symbol partitions (see ``automation.on_new_bars``
-    for when Dagster runs it by itself)."""
+    """The backtest graph over the given strategy × symbol partitions.
+
+    ``automation_condition`` says when Dagster runs ``backtest`` by itself (``automation.on_new_bars``);
+    what derives from it then follows in the same run (``automation.WITH_BACKTEST``).
+    """
+    follows = WITH_BACKTEST if automation_condition is not None else None
 
     @asset(
         partitions_def=partitions_def,
@@ -81,13 +86,13 @@ def build_backtest_assets(
             },
         )
 
-    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=automation_condition)
+    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=follows)
     def trade_ledger(backtest: BacktestResult) -> Output[pd.DataFrame]:
         """One row per round trip, exact decimals."""
         ledger = build_ledger(backtest.fills)
         return Output(ledger, metadata={"run_id": backtest.run_id, "trades": len(ledger)})
 
-    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=automation_condition)
+    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=follows)
     def backtest_metrics(
         context: AssetExecutionContext, backtest: BacktestResult, trade_ledger: pd.DataFrame, stores: PipelineStores
     ) -> Output[dict]:
@@ -97,7 +102,7 @@ def build_backtest_assets(
         stores.warehouse().save_run(record, metrics, trade_ledger.to_dict("records"), equity_curve(backtest))
         return Output(metrics, metadata={"run_id": backtest.run_id, **metric_metadata(metrics)})
 
-    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=automation_condition)
+    @asset(partitions_def=partitions_def, group_name="backtests", automation_condition=follows)
     def backtest_report(
         context: AssetExecutionContext,
         backtest: BacktestResult,

@@ -1,8 +1,9 @@
 """When Dagster re-runs backtests by itself: after new bars of their symbol passed their checks.
 
-``on_new_bars`` is ``eager()`` (a dependency updated, or the partition is newly missing, and
-nothing upstream is missing or running), gated on every blocking data-quality check of the bars,
-and limited to partitions whose symbol has bars at the strategy's interval.
+``on_new_bars`` (on ``backtest``) is ``eager()`` (a dependency updated, or the partition is newly
+missing, and nothing upstream is missing or running), gated on every blocking data-quality check
+of the bars, and limited to partitions whose symbol has bars at the strategy's interval.
+``WITH_BACKTEST`` (on ledger, metrics and report) only follows ``backtest`` into the same run.
 """
 
 from collections.abc import Mapping
@@ -47,6 +48,15 @@ def on_new_bars(catalog_path: str, venue: str, timeframes: Mapping[str, Timefram
         & AutomationCondition.all_deps_blocking_checks_passed()
         & BarsForStrategy(catalog_path, venue, timeframes)
     )
+
+
+WITH_BACKTEST = AutomationCondition.any_deps_match(AutomationCondition.will_be_requested()).with_label(
+    "with_backtest"
+)
+"""For ledger, metrics and report: requested in the tick that requests their ``backtest``, never on
+their own. Were they ``eager()``, a sensor tick in the middle of a CLI (or UI) run that had just
+written ``backtest`` saw a dependency updated and its own partition not yet written, and requested
+the rest of that partition again: extra runs of a partition that had just been run."""
 
 
 AFTER_BACKTESTS = AutomationCondition.any_deps_updated().since_last_handled() & ~AutomationCondition.any_deps_in_progress()

@@ -44,10 +44,11 @@ from dagster import (
     sensor,
 )
 
+from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.inbox import archive, file_key, quarantine, scan_inbox
 from ntrader_pipeline.core.validation import BarFileError
-from ntrader_pipeline.defs.partitions import symbol_partitions
+from ntrader_pipeline.defs.partitions import PARTITION_TAG, UNFINISHED, drop_symbol_without_bars, symbol_partitions
 from ntrader_pipeline.settings import Settings
 
 # Evaluating on_new_bars in our code server (it has a condition of our own) is a Dagster beta
@@ -56,14 +57,6 @@ warnings.filterwarnings("ignore", category=BetaWarning, message=".*use_user_code
 
 INBOX_FILE_TAG = "ntrader/inbox_file"
 INBOX_KEY_TAG = "ntrader/inbox_key"
-PARTITION_TAG = "dagster/partition"
-UNFINISHED = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
 
 
 def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefinition]:
@@ -71,6 +64,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
     inbox = settings.resolved_inbox_dir
     pattern = settings.inbox_symbol_pattern
     interval = settings.inbox_sensor_interval
+    catalog_path, venue = settings.resolved_catalog_path, settings.venue
 
     @sensor(
         name="inbox_csv_sensor",
@@ -90,7 +84,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves a successfully imported inbox file to the archive folder.",
     )
     def inbox_archive_sensor(context: RunStatusSensorContext) -> None:
-        _file_and_log(context)
+        _file_and_log(context, BarCatalog(catalog_path, venue))
 
     @run_failure_sensor(
         name="inbox_quarantine_sensor",
@@ -99,7 +93,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves an inbox file whose import failed to quarantine (or leaves it when the fault is elsewhere).",
     )
     def inbox_quarantine_sensor(context: RunFailureSensorContext) -> None:
-        _file_and_log(context)
+        _file_and_log(context, BarCatalog(catalog_path, venue))
 
     return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
 
@@ -118,9 +112,9 @@ def backtests_refresh_sensor(
     )
 
 
-def _file_and_log(context: RunStatusSensorContext) -> None:
+def _file_and_log(context: RunStatusSensorContext, catalog: BarCatalog) -> None:
     """File the inbox CSV of the run that just ended (archive or quarantine) and log where it went."""
-    outcome = file_inbox_run(context.instance, context.dagster_run)
+    outcome = file_inbox_run(context.instance, context.dagster_run, catalog)
     if outcome:
         context.log.info(outcome)
 
@@ -170,8 +164,12 @@ def _symbols_importing(instance: DagsterInstance, ingest_job: str) -> set[str]:
     }
 
 
-def file_inbox_run(instance: DagsterInstance, run: DagsterRun) -> str | None:
-    """Archive, quarantine or leave the inbox file of a finished run; returns what was done."""
+def file_inbox_run(instance: DagsterInstance, run: DagsterRun, catalog: BarCatalog | None = None) -> str | None:
+    """Archive, quarantine or leave the inbox file of a finished run; returns what was done.
+
+    With ``catalog``, a quarantined file's symbol loses its partition when it has no bars at all
+    (``partitions.drop_symbol_without_bars``).
+    """
     if INBOX_FILE_TAG not in run.tags:
         return None
     path = Path(run.tags[INBOX_FILE_TAG])
@@ -179,10 +177,13 @@ def file_inbox_run(instance: DagsterInstance, run: DagsterRun) -> str | None:
         return f"{path.name} changed or left the inbox since run {run.run_id} read it; not moved"
     if run.status == DagsterRunStatus.SUCCESS or _wrote_bars(instance, run):
         return f"{path.name} imported; archived as {archive(path)}"
-    problems = rejection(path, run.tags[PARTITION_TAG])
+    symbol = run.tags[PARTITION_TAG]
+    problems = rejection(path, symbol)
     if problems:
         target = quarantine(path, problems)
-        return f"{path.name} rejected ({len(problems)} problems); quarantined as {target}"
+        dropped = catalog is not None and drop_symbol_without_bars(instance, catalog, symbol)
+        note = f"; {symbol} has no bars, so its partition was removed" if dropped else ""
+        return f"{path.name} rejected ({len(problems)} problems); quarantined as {target}{note}"
     return f"{path.name} is readable, so run {run.run_id} failed elsewhere; left in the inbox to re-execute"
 
 

@@ -40,7 +40,10 @@ def build_definitions(settings: Settings) -> Definitions:
     base = Definitions(
         assets=[raw_bar_files, csv_bars, *backtest_assets, leaderboard, sweep_set, sweep_results, walk_forward],
         asset_checks=[stored_bar_checks],
-        sensors=[*build_inbox_sensors(settings, INGEST_JOB), backtests_refresh_sensor([*backtest_assets, leaderboard])],
+        sensors=[
+            *build_inbox_sensors(settings, INGEST_JOB),
+            backtests_refresh_sensor([*backtest_assets, leaderboard], settings.automation_sensor_interval),
+        ],
         jobs=[
             define_asset_job(INGEST_JOB, selection=[csv_bars]),
             define_asset_job(BACKTEST_JOB, selection=backtest_assets),

@@ -58,7 +58,14 @@ concurrency:
     default_limit: 1
 run_monitoring:
   enabled: true
+  start_timeout_seconds: 600  # a busy two-core machine can need minutes to start a run process
   free_slots_after_run_end_seconds: 300
+code_servers:
+  local_startup_timeout: 600
+# A run the daemon cannot hand to a busy code server within gRPC's deadline is retried, not failed.
+run_queue:
+  max_user_code_failure_retries: 3
+  user_code_failure_retry_delay: 30
 event_log_storage:
   module: dagster.core.storage.event_log
   class: ConsolidatedSqliteEventLogStorage

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     inbox_symbol_pattern: str = Field(
         DEFAULT_SYMBOL_PATTERN, description="Regex with a `symbol` group, matched against inbox file names."
     )
+    inbox_sensor_interval: int = Field(
+        30, ge=1, description="Seconds between ticks of the inbox sensor and of the two sensors filing its files."
+    )
+    automation_sensor_interval: int = Field(
+        30, ge=1, description="Seconds between evaluations of the backtests' automation conditions."
+    )
     venue: str = Field("XNAS", description="Venue every imported equity is placed on.")
     max_csv_bytes: int = Field(
         DEFAULT_MAX_CSV_BYTES, gt=0, description="Larger CSV files are refused before they are read."

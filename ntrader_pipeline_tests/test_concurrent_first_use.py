@@ -85,6 +85,6 @@ def test_concurrent_first_migrations_leave_one_schema_version(warehouse_url: str
     try:
         later.migrate()
         with later.engine.connect() as connection:
-            assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+            assert connection.execute(text("SELECT count(*) FROM ntrader_alembic_version")).scalar() == 1
     finally:
         later.dispose()

@@ -10,6 +10,7 @@ from dagster import AssetKey, Definitions
 
 from ntrader_pipeline.definitions import BACKTEST_JOB, build_definitions
 from ntrader_pipeline.pipeline import prepare_dagster_home
+from ntrader_pipeline.settings import get_settings
 from ntrader_pipeline_tests.conftest import REPO_ROOT
 
 
@@ -31,3 +32,14 @@ def test_dagster_cli_validates_the_workspace(ntrader_home):
         env={**os.environ, "DAGSTER_HOME": str(home)},
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_sensor_intervals_come_from_the_settings(ntrader_home, monkeypatch):
+    """30 s by default; an operator (or the soak test) may tick faster."""
+    default = {s.name: s.minimum_interval_seconds for s in build_definitions(ntrader_home).sensors}
+    assert set(default.values()) == {30}
+    monkeypatch.setenv("NTRADER_INBOX_SENSOR_INTERVAL", "2")
+    monkeypatch.setenv("NTRADER_AUTOMATION_SENSOR_INTERVAL", "3")
+    fast = {s.name: s.minimum_interval_seconds for s in build_definitions(get_settings()).sensors}
+    assert fast == {"inbox_csv_sensor": 2, "inbox_archive_sensor": 2, "inbox_quarantine_sensor": 2,
+                    "backtests_refresh_sensor": 3}

@@ -92,3 +92,28 @@ def test_deployment_dagster_yaml_runs_a_real_run_on_postgres(postgres_url, tmp_p
 @asset
 def _probe() -> int:
     return 1
+
+
+def test_instances_give_a_busy_host_time_to_start_runs(ntrader_home, postgres_url, tmp_path, monkeypatch):
+    """Under load a launch RPC passes its 60 s deadline and a run process takes minutes to start:
+    the daemon must retry the hand-over and wait, not fail the run."""
+    from sqlalchemy.engine import make_url
+
+    from ntrader_pipeline.pipeline import prepare_dagster_home
+
+    url = make_url(postgres_url)
+    for key, value in {"DAGSTER_POSTGRES_HOST": url.host, "DAGSTER_POSTGRES_PORT": str(url.port),
+                       "DAGSTER_POSTGRES_USER": url.username, "DAGSTER_POSTGRES_PASSWORD": url.password or "",
+                       "DAGSTER_POSTGRES_DB": url.database}.items():
+        monkeypatch.setenv(key, value)
+    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    for home in (tmp_path, prepare_dagster_home(ntrader_home)):
+        instance = DagsterInstance.from_config(str(home))
+        try:
+            queue = instance.get_concurrency_config().run_queue_config
+            assert queue.max_user_code_failure_retries >= 3, home
+            assert queue.max_concurrent_runs == 2
+            assert instance.run_monitoring_start_timeout_seconds >= 600
+            assert instance.code_server_process_startup_timeout >= 600
+        finally:
+            instance.dispose()

@@ -176,7 +176,7 @@ class Warehouse:
         """Bring the schema to the newest alembic revision (idempotent, and safe when concurrent).
 
         Commands started at once on a new warehouse would each see no schema, each create it and
-        each stamp ``alembic_version``, leaving two rows ("more than one head") that fail every
+        each stamp the version table, leaving two rows ("more than one head") that fail every
         later command. So one process migrates at a time and the others then find it done: on
         Postgres under a transaction-level advisory lock, on SQLite under a file lock beside the
         database file.

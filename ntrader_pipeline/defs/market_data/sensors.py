@@ -68,13 +68,14 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
     """The inbox sensor and the two sensors that file its runs' files, for ``settings``' inbox."""
     inbox = settings.resolved_inbox_dir
     pattern = settings.inbox_symbol_pattern
+    interval = settings.inbox_sensor_interval
     catalog_path, venue = settings.resolved_catalog_path, settings.venue
     max_bytes = settings.max_csv_bytes
 
     @sensor(
         name="inbox_csv_sensor",
         job_name=ingest_job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval,
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Imports CSV files dropped in {inbox}.",
     )
@@ -84,6 +85,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
     @run_status_sensor(
         name="inbox_archive_sensor",
         run_status=DagsterRunStatus.SUCCESS,
+        minimum_interval_seconds=interval,
         default_status=DefaultSensorStatus.RUNNING,
         description="Moves a successfully imported inbox file to the archive folder.",
     )
@@ -92,6 +94,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
 
     @run_failure_sensor(
         name="inbox_quarantine_sensor",
+        minimum_interval_seconds=interval,
         default_status=DefaultSensorStatus.RUNNING,
         description="Moves an inbox file whose import failed to quarantine (or leaves it when the fault is elsewhere).",
     )
@@ -101,11 +104,14 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
     return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
 
 
-def backtests_refresh_sensor(backtest_assets: list[AssetsDefinition]) -> AutomationConditionSensorDefinition:
-    """Requests the backtests whose automation condition says their bars changed."""
+def backtests_refresh_sensor(
+    backtest_assets: list[AssetsDefinition], interval: int = 30
+) -> AutomationConditionSensorDefinition:
+    """Requests the backtests whose automation condition says their bars changed (every ``interval`` s)."""
     return AutomationConditionSensorDefinition(
         "backtests_refresh_sensor",
         target=backtest_assets,
+        minimum_interval_seconds=interval,
         default_status=DefaultSensorStatus.RUNNING,
         description="Re-runs a symbol's backtests after its bars were re-imported and passed their checks.",
         use_user_code_server=True,  # on_new_bars has a condition of our own, evaluated in our code

@@ -1,0 +1,1 @@
+"""Operations tests: the deployed stack run as real processes (see ``soak.py``)."""

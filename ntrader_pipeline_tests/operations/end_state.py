@@ -10,7 +10,7 @@ from collections import Counter
 from decimal import Decimal
 
 import pandas as pd
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 from sqlalchemy import select
 
 from ntrader_pipeline.adapters.warehouse import market_data
@@ -86,15 +86,16 @@ def runs(record: SoakRecord, instance: DagsterInstance) -> list[str]:
     imports, failed_imports, backtests, other = Counter(), Counter(), Counter(), []
     for run in by_id.values():
         partition = run.tags.get(PARTITION, "")
+        covered = backtest_partitions(instance, run)
         if run.job_name == INGEST_JOB:
             (imports if run.status == DagsterRunStatus.SUCCESS else failed_imports)[partition] += 1
         elif run.job_name == IBKR_JOB:
             if run.run_id != record.ib_run_id or run.status != DagsterRunStatus.SUCCESS:
                 problems.append(f"IB run {run.run_id}: {run.status.value}, expected one successful run")
-        elif "|" in partition:
-            backtests[partition] += 1
+        elif covered:
+            backtests.update(covered)
             if run.status != DagsterRunStatus.SUCCESS:
-                problems.append(f"backtest run {run.run_id} of {partition}: {run.status.value}")
+                problems.append(f"backtest run {run.run_id} of {covered}: {run.status.value}")
         elif run.asset_selection == {AssetKey("leaderboard")}:
             if run.status != DagsterRunStatus.SUCCESS:
                 problems.append(f"leaderboard run {run.run_id}: {run.status.value}")
@@ -112,15 +113,28 @@ def runs(record: SoakRecord, instance: DagsterInstance) -> list[str]:
         problems.append(f"backtest runs per partition off by {extra} (expected {dict(expected_backtests)})")
     if other:
         problems.append(f"unexpected runs: {other}")
-    return problems + _leaderboard_runs(record, by_id)
+    return problems + _leaderboard_runs(record, by_id, instance)
 
 
-def _leaderboard_runs(record: SoakRecord, by_id: dict) -> list[str]:
+def backtest_partitions(instance: DagsterInstance, run) -> list[str]:
+    """The backtest partitions a run covers: its partition tag, or, for a run the automation or a
+    backfill gave several partitions (one step loops over them), those its ``backtest`` materialized."""
+    partition = run.tags.get(PARTITION, "")
+    if "|" in partition:
+        return [partition]
+    if AssetKey("backtest") not in (run.asset_selection or set()):
+        return []
+    records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+    return [m.partition for m in (r.event_log_entry.asset_materialization for r in records)
+            if m.asset_key == AssetKey("backtest") and m.partition]
+
+
+def _leaderboard_runs(record: SoakRecord, by_id: dict, instance: DagsterInstance) -> list[str]:
     """The leaderboard follows each day's backtests, and never runs more often than they do."""
     problems = []
     for day in record.days:
         runs = [by_id[i] for i in day.run_ids]
-        backtests = sum(1 for r in runs if "|" in r.tags.get(PARTITION, ""))
+        backtests = sum(1 for r in runs if backtest_partitions(instance, r))
         boards = sum(1 for r in runs if r.asset_selection == {AssetKey("leaderboard")})
         if backtests and not 1 <= boards <= backtests:
             problems.append(f"day {day.day}: {boards} leaderboard runs after {backtests} backtest runs")

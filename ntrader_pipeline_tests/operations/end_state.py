@@ -130,14 +130,24 @@ def backtest_partitions(instance: DagsterInstance, run) -> list[str]:
 
 
 def _leaderboard_runs(record: SoakRecord, by_id: dict, instance: DagsterInstance) -> list[str]:
-    """The leaderboard follows each day's backtests, and never runs more often than they do."""
+    """Each day's backtests are followed by a leaderboard build, and it never runs more often than they do.
+
+    The build may start in the next day's window: the automation waits until no backtest is in
+    progress, and a day is taken as settled once both sensors ticked without launching a run.
+    """
     problems = []
+    times = {r.dagster_run.run_id: r for r in instance.get_run_records()}
+    boards = [times[i] for i in by_id if by_id[i].asset_selection == {AssetKey("leaderboard")}]
+    all_backtests = 0
     for day in record.days:
-        runs = [by_id[i] for i in day.run_ids]
-        backtests = sum(1 for r in runs if backtest_partitions(instance, r))
-        boards = sum(1 for r in runs if r.asset_selection == {AssetKey("leaderboard")})
-        if backtests and not 1 <= boards <= backtests:
-            problems.append(f"day {day.day}: {boards} leaderboard runs after {backtests} backtest runs")
+        backtests = [times[i] for i in day.run_ids if backtest_partitions(instance, by_id[i])]
+        all_backtests += len(backtests)
+        if backtests:
+            finished = max(r.end_time or 0 for r in backtests)
+            if not any((r.start_time or 0) >= finished for r in boards):
+                problems.append(f"day {day.day}: no leaderboard build after its {len(backtests)} backtest runs")
+    if len(boards) > all_backtests + len(record.backfill_run_ids):
+        problems.append(f"{len(boards)} leaderboard builds for {all_backtests} backtest runs")
     return problems
 
 

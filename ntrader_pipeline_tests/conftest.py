@@ -89,3 +89,14 @@ def warehouse_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+def set_deployment_postgres_env(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``DAGSTER_POSTGRES_*`` variables docker-compose gives the repo ``dagster.yaml``, for this database."""
+    url = make_url(postgres_url)
+    for key, value in {
+        "DAGSTER_POSTGRES_HOST": url.host, "DAGSTER_POSTGRES_PORT": str(url.port),
+        "DAGSTER_POSTGRES_USER": url.username, "DAGSTER_POSTGRES_PASSWORD": url.password or "",
+        "DAGSTER_POSTGRES_DB": url.database,
+    }.items():
+        monkeypatch.setenv(key, value)

@@ -8,7 +8,7 @@ import shutil
 import yaml
 from dagster import DagsterInstance, asset, materialize
 
-from ntrader_pipeline_tests.conftest import REPO_ROOT
+from ntrader_pipeline_tests.conftest import REPO_ROOT, set_deployment_postgres_env
 
 
 def test_compose_publishes_ports_on_loopback_only_and_gateway_under_a_profile():
@@ -66,15 +66,7 @@ def test_inbox_and_reports_are_host_folders_the_containers_use():
 
 def test_deployment_dagster_yaml_runs_a_real_run_on_postgres(postgres_url, tmp_path, monkeypatch):
     """The repo-root dagster.yaml, with the variables docker-compose sets, on a real Postgres."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(postgres_url)
-    for key, value in {
-        "DAGSTER_POSTGRES_HOST": url.host, "DAGSTER_POSTGRES_PORT": str(url.port),
-        "DAGSTER_POSTGRES_USER": url.username, "DAGSTER_POSTGRES_PASSWORD": url.password or "",
-        "DAGSTER_POSTGRES_DB": url.database,
-    }.items():
-        monkeypatch.setenv(key, value)
+    set_deployment_postgres_env(postgres_url, monkeypatch)
     shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     instance = DagsterInstance.from_config(str(tmp_path))
     try:
@@ -97,15 +89,9 @@ def _probe() -> int:
 def test_instances_give_a_busy_host_time_to_start_runs(ntrader_home, postgres_url, tmp_path, monkeypatch):
     """Under load a launch RPC passes its 60 s deadline and a run process takes minutes to start:
     the daemon must retry the hand-over and wait, not fail the run."""
-    from sqlalchemy.engine import make_url
-
     from ntrader_pipeline.pipeline import prepare_dagster_home
 
-    url = make_url(postgres_url)
-    for key, value in {"DAGSTER_POSTGRES_HOST": url.host, "DAGSTER_POSTGRES_PORT": str(url.port),
-                       "DAGSTER_POSTGRES_USER": url.username, "DAGSTER_POSTGRES_PASSWORD": url.password or "",
-                       "DAGSTER_POSTGRES_DB": url.database}.items():
-        monkeypatch.setenv(key, value)
+    set_deployment_postgres_env(postgres_url, monkeypatch)
     shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     for home in (tmp_path, prepare_dagster_home(ntrader_home)):
         instance = DagsterInstance.from_config(str(home))

@@ -6,21 +6,14 @@ import shutil
 
 from dagster import DagsterInstance
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
-from ntrader_pipeline_tests.conftest import REPO_ROOT
+from ntrader_pipeline_tests.conftest import REPO_ROOT, set_deployment_postgres_env
 
 
 def test_warehouse_migrates_in_the_database_dagster_already_uses(postgres_url, tmp_path, monkeypatch):
     """docker-compose gives Dagster and the warehouse one database; Dagster stamps `alembic_version` first."""
-    url = make_url(postgres_url)
-    for key, value in {
-        "DAGSTER_POSTGRES_HOST": url.host, "DAGSTER_POSTGRES_PORT": str(url.port),
-        "DAGSTER_POSTGRES_USER": url.username, "DAGSTER_POSTGRES_PASSWORD": url.password or "",
-        "DAGSTER_POSTGRES_DB": url.database,
-    }.items():
-        monkeypatch.setenv(key, value)
+    set_deployment_postgres_env(postgres_url, monkeypatch)
     shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     instance = DagsterInstance.from_config(str(tmp_path))
     warehouse = Warehouse(postgres_url)

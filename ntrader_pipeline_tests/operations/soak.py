@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.core.calendar import session_close_ns
@@ -37,6 +38,9 @@ IB_SYMBOL = "NVDA"
 BACKTEST_ASSETS = ["backtest", "trade_ledger", "backtest_metrics", "backtest_report"]
 SENSORS = ["inbox_csv_sensor", "inbox_archive_sensor", "inbox_quarantine_sensor", "backtests_refresh_sensor"]
 POLL_SENSORS = ["inbox_csv_sensor", "backtests_refresh_sensor"]  # each settles a day only after a quiet tick
+# A backfill in these states may still launch runs: the automation sensor asks for several
+# partitions at once as a backfill, whose runs the daemon launches on a later tick.
+BACKFILL_UNFINISHED = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,8 @@ def _backfill(stack: DagsterStack, instance: DagsterInstance, record: SoakRecord
 
 
 def _settle(stack: DagsterStack, instance: DagsterInstance, inbox: Path, files: dict[str, str], timeout: float) -> None:
-    """Wait until the day's files are filed, nothing runs, and every sensor ticked since without a request."""
+    """Wait until the day's files are filed, no run or backfill is in progress, and every sensor ticked
+    since without asking for anything (neither a run nor a backfill)."""
 
     def filed() -> bool:
         stack.check_alive()
@@ -250,11 +255,11 @@ def _settle(stack: DagsterStack, instance: DagsterInstance, inbox: Path, files: 
     wait_for(f"{sorted(files)} to be filed", filed, timeout)
     while True:
         wait_for("runs to finish", lambda: not _unfinished(instance, stack), max(deadline - time.monotonic(), 1))
-        mark, known = time.time(), _run_ids(instance)
+        mark, known = time.time(), _activity(instance)
         for name in POLL_SENSORS:
             wait_for(f"a tick of {name}", lambda name=name, mark=mark: _ticked_since(stack, name, mark),
                      max(deadline - time.monotonic(), 1))
-        if not _unfinished(instance, stack) and _run_ids(instance) == known:
+        if not _unfinished(instance, stack) and _activity(instance) == known:
             return
         if time.monotonic() > deadline:
             raise StackError(f"the stack did not settle within {timeout:.0f} s")
@@ -267,7 +272,15 @@ def _ticked_since(stack: DagsterStack, sensor: str, mark: float) -> bool:
 
 def _unfinished(instance: DagsterInstance, stack: DagsterStack) -> bool:
     stack.check_alive()
-    return bool(instance.get_run_records(RunsFilter(statuses=UNFINISHED), limit=1))
+    return bool(
+        instance.get_run_records(RunsFilter(statuses=UNFINISHED), limit=1)
+        or instance.get_backfills(BulkActionsFilter(statuses=BACKFILL_UNFINISHED), limit=1)
+    )
+
+
+def _activity(instance: DagsterInstance) -> set[str]:
+    """Every run and backfill the instance knows: a sensor tick that asked for work adds one."""
+    return _run_ids(instance) | {b.backfill_id for b in instance.get_backfills()}
 
 
 def _run_ids(instance: DagsterInstance) -> set[str]:

@@ -28,11 +28,11 @@ import msgspec
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.fees import ZERO_COMMISSION, PerShareCommission
 from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, InputFileError, read_regular_file
 from ntrader_pipeline.core.strategies import REGISTRY, RISK_FIELDS, RegisteredStrategy
 from ntrader_pipeline.core.sweeps import SweepSpec, WalkForwardSpec, parameter_key
+from ntrader_pipeline.core.timeframes import Timeframe
 
 if TYPE_CHECKING:
     from ntrader_pipeline.core.strategies.base import SignalStrategy, SignalStrategyConfig

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -144,6 +143,8 @@ class SweepSpec(BaseModel):
         return out
 
     def _samples(self) -> list[dict[str, Scalar]]:
+        import numpy as np  # only where a random sweep is drawn: the code location loads without it
+
         rng = np.random.default_rng(self.seed)
         samples = []
         for _ in range(self.n or 0):

@@ -15,8 +15,8 @@ from dagster import (
     StaticPartitionsDefinition,
 )
 
-from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.symbols import SymbolError, parse_symbol
+from ntrader_pipeline.core.timeframes import Timeframe
 
 if TYPE_CHECKING:
     from ntrader_pipeline.adapters.catalog import BarCatalog

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit  # not SQLAlchemy's make_url: the code location loads without SQLAlchemy
 
 from dagster import ConfigurableResource, EnvVar
-from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, confined
 from ntrader_pipeline.settings import Settings
@@ -57,7 +57,7 @@ class PipelineStores(ConfigurableResource):
     def from_settings(cls, settings: Settings) -> PipelineStores:
         url = settings.warehouse_url
         return cls(
-            warehouse_url=by_name(WAREHOUSE_URL_VAR, url, secret=make_url(url).password is not None)
+            warehouse_url=by_name(WAREHOUSE_URL_VAR, url, secret=urlsplit(url).password is not None)
             if url else settings.resolved_warehouse_url,
             catalog_path=str(settings.resolved_catalog_path),
             reports_dir=str(settings.resolved_reports_dir),

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from dagster import AllPartitionMapping, AssetDep, MetadataValue, Output, TableColumn, TableRecord, TableSchema, asset
 
-from ntrader_pipeline.core.reports import results_table, to_jsonable, write_text
 from ntrader_pipeline.defs.backtests.automation import AFTER_BACKTESTS
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -26,6 +25,8 @@ LEADERBOARD_FILE = "leaderboard.csv"
 def leaderboard(stores: PipelineStores) -> Output[str]:
     """One row per strategy file × symbol (its newest run) with the key metrics, best Sharpe first;
     sweep sets and walk-forward runs are left to their own reports."""
+    from ntrader_pipeline.core.reports import results_table, to_jsonable, write_text  # pandas: only in the run
+
     # a sweep's parameter sets and walk-forward runs ("name[...]") have their own sweep report
     latest = [r for r in stores.warehouse().latest_results() if "[" not in r["strategy"]]
     table = results_table(latest, sort="sharpe")

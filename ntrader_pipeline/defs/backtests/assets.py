@@ -17,7 +17,6 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -36,9 +35,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from ntrader_pipeline.core.bars import Timeframe
-from ntrader_pipeline.core.metrics import KEY_METRICS, PERCENT
 from ntrader_pipeline.core.strategy_specs import load_spec
+from ntrader_pipeline.core.timeframes import Timeframe
 from ntrader_pipeline.defs.backtests.automation import WITH_BACKTEST
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, split_backtest_key, symbol_of
 from ntrader_pipeline.defs.resources import PipelineStores
@@ -205,17 +203,16 @@ def add_partition_metadata(context: AssetExecutionContext, asset: str, key: str 
     )
 
 
-UI_METRICS = (*KEY_METRICS, "correlation", "up_capture", "down_capture")
-
-
 def metric_metadata(metrics: dict) -> dict[str, MetadataValue]:
     """Key metrics as numeric metadata (the UI plots them across materializations); undefined is null.
 
     Read as people read them and still numbers: fractions as percent to 2 decimals under a
     ``<name> %`` label (383.95, not 3.8395000000000001), ratios to 4 decimals.
     """
+    from ntrader_pipeline.core.metrics import KEY_METRICS, PERCENT  # pandas: in the run only
+
     out = {}
-    for name in UI_METRICS:
+    for name in (*KEY_METRICS, "correlation", "up_capture", "down_capture"):
         value = metrics.get(name)
         label = f"{name} %" if name in PERCENT else name
         if value is None:
@@ -229,6 +226,8 @@ def metric_metadata(metrics: dict) -> dict[str, MetadataValue]:
 
 def run_record(result: "BacktestResult", dagster_run_id: str, stores: PipelineStores) -> dict:
     """The ``backtest_runs`` row: everything needed to say what ran and to run it again."""
+    import pandas as pd  # in the run only: the code location loads without pandas
+
     return {
         "run_id": result.run_id,
         "strategy": result.strategy,

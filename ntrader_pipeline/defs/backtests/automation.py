@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dagster import AutomationCondition, AutomationContext, AutomationResult
 
-from ntrader_pipeline.core.bars import Timeframe, bar_type_name
+from ntrader_pipeline.core.timeframes import Timeframe, bar_type_name
 from ntrader_pipeline.defs.partitions import split_backtest_key
 
 

@@ -9,7 +9,6 @@ errors that no retry can fix (unknown symbol, invalid bars) fail at once.
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -34,9 +33,8 @@ from dagster import (
 from pydantic import Field
 
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings, get_ibkr_settings
-from ntrader_pipeline.core import quality
-from ntrader_pipeline.core.bars import Timeframe, bar_type_name
 from ntrader_pipeline.core.symbols import SymbolError, parse_listings
+from ntrader_pipeline.core.timeframes import Timeframe, bar_type_name
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -196,6 +194,10 @@ def ibkr_bars_checks(
     context: AssetCheckExecutionContext, stores: PipelineStores, ibkr: IbkrGateway
 ) -> Iterator[AssetCheckResult]:
     """The rules CSV bars are checked by (``core.quality``), over every symbol of the last fetch."""
+    import pandas as pd  # in the run only: the code location loads without pandas
+
+    from ntrader_pipeline.core import quality  # pandas: in the run only
+
     materialization = context.instance.get_latest_materialization_event(ibkr_bars.key)
     metadata = materialization.asset_materialization.metadata if materialization else {}
     timeframe = Timeframe.parse(str(metadata["timeframe"].value)) if "timeframe" in metadata else Timeframe.parse(ibkr.timeframe)

@@ -4,7 +4,6 @@
 from pathlib import Path
 from typing import Literal
 
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetSpec,
@@ -15,8 +14,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from ntrader_pipeline.core.bars import Timeframe
-from ntrader_pipeline.core.validation import describe_problems
+from ntrader_pipeline.core.timeframes import Timeframe
 from ntrader_pipeline.defs.partitions import symbol_of, symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 from ntrader_pipeline.settings import SAMPLE_DATA_DIR
@@ -58,6 +56,8 @@ def bundled_file(symbol: str) -> Path | None:
 )
 def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: PipelineStores):
     """Import one symbol's CSV into both stores at once (all or nothing)."""
+    import pandas as pd  # in the run only: the code location loads without pandas
+
     symbol = symbol_of(context.partition_key)
     path = Path(config.file) if config.file else bundled_file(symbol)
     if path is None:
@@ -66,6 +66,7 @@ def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: Pi
         )
     timeframe = Timeframe.parse(config.timeframe) if config.timeframe else None
     from ntrader_pipeline.core.csv_bars import read_bar_csv  # pyarrow: only when a file is imported
+    from ntrader_pipeline.core.validation import describe_problems
 
     series = read_bar_csv(
         path, symbol, timeframe, config.timezone, on_invalid=config.on_invalid, adjusted=config.adjusted,

@@ -9,8 +9,8 @@ through the backtests' automation condition in later ones).
 
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -23,10 +23,12 @@ from dagster import (
     multi_asset_check,
 )
 
-from ntrader_pipeline.core import quality
-from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.timeframes import Timeframe
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
+
+if TYPE_CHECKING:
+    from ntrader_pipeline.core import quality
 
 # Partitioned asset checks are a Dagster preview feature; they are what makes a failed check
 # block only the backtests of *that* symbol, so use them without the warning on every load.
@@ -63,6 +65,10 @@ BAR_CHECKS = [
 @multi_asset_check(specs=BAR_CHECKS, name="stored_bar_checks")
 def stored_bar_checks(context: AssetCheckExecutionContext, stores: PipelineStores) -> Iterator[AssetCheckResult]:
     """Check the series the latest import of this symbol wrote, in both stores."""
+    import pandas as pd  # in the run only: the code location loads without pandas
+
+    from ntrader_pipeline.core import quality  # pandas: in the run only
+
     symbol = context.partition_key
     last_import = latest_import(context, symbol)
     bar_type = str(last_import["bar_type"])
@@ -113,8 +119,10 @@ def stored_bar_checks(context: AssetCheckExecutionContext, stores: PipelineStore
     yield _result(MARKET_DATA, "content_matches", content)
 
 
-def content_check(stores: PipelineStores, series, symbol: str, bar_type: str) -> quality.Finding:
+def content_check(stores: PipelineStores, series, symbol: str, bar_type: str) -> "quality.Finding":
     """Both stores' bars compared by content (equal counts with different prices fail)."""
+    from ntrader_pipeline.core import quality  # pandas: in the run only
+
     if series is None:
         return quality.Finding(False, f"no {bar_type} bars in the catalog")
     from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_ticks  # SQLAlchemy: only in a run
@@ -145,7 +153,7 @@ def timeframe_of(bar_type: str) -> Timeframe:
 def _result(
     asset: AssetKey,
     name: str,
-    finding: quality.Finding,
+    finding: "quality.Finding",
     severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
 ) -> AssetCheckResult:
     metadata = {"summary": MetadataValue.text(finding.summary)}

@@ -49,7 +49,6 @@ from dagster import (
 
 from ntrader_pipeline.core.inbox import archive, file_key, quarantine, scan_inbox
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
-from ntrader_pipeline.core.validation import BarFileError
 from ntrader_pipeline.defs.partitions import PARTITION_TAG, UNFINISHED, drop_symbol_without_bars, symbol_partitions
 from ntrader_pipeline.settings import Settings
 
@@ -214,6 +213,7 @@ def _wrote_bars(instance: DagsterInstance, run: DagsterRun) -> bool:
 def rejection(path: Path, symbol: str, max_bytes: int = DEFAULT_MAX_CSV_BYTES) -> list[str]:
     """Every reason the file cannot become bars, read as the inbox run read it; [] when it can."""
     from ntrader_pipeline.core.csv_bars import read_bar_csv  # pyarrow: only when a file is checked
+    from ntrader_pipeline.core.validation import BarFileError
 
     try:
         read_bar_csv(path, symbol, max_bytes=max_bytes)

@@ -34,8 +34,8 @@ from dagster import (
 )
 from pydantic import Field
 
-from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.sweeps import parse_parameter_key
+from ntrader_pipeline.core.timeframes import Timeframe
 from ntrader_pipeline.defs.backtests.assets import metric_metadata, new_run_id, run_record
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, parameter_set_partitions, sweep_set_partitions
 from ntrader_pipeline.defs.resources import PipelineStores

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from ntrader_pipeline.cli.results import SORT_CHOICES
-from ntrader_pipeline.core.reports import SORT_KEYS
+from ntrader_pipeline.core.metric_display import SORT_KEYS
 from ntrader_pipeline_tests.conftest import REPO_ROOT
 
 HEAVY = ("dagster", "nautilus_trader", "pandas", "sqlalchemy", "matplotlib")

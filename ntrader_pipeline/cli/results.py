@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ntrader_pipeline.cli.common import console, open_warehouse
 
-# core.reports.SORT_KEYS, spelled out so that `--help` need not import pandas; a test keeps them equal.
+# core.metric_display.SORT_KEYS, spelled out so that `--help` imports nothing more; a test keeps them equal.
 SORT_CHOICES = ["sharpe", "return", "drawdown"]
 
 
@@ -23,18 +23,17 @@ SORT_CHOICES = ["sharpe", "return", "drawdown"]
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def list_results(strategy: str | None, symbol: str | None, sort: str, fmt: str) -> None:
     """Stored backtest runs with their key metrics."""
-    from ntrader_pipeline.core.metrics import format_metric
-    from ntrader_pipeline.core.reports import results_table, to_jsonable
+    from ntrader_pipeline.core.metric_display import format_metric, ranked_results
 
-    table = results_table(open_warehouse().list_results(strategy, symbol), sort)
+    table = ranked_results(open_warehouse().list_results(strategy, symbol), sort)
     if fmt == "json":
-        click.echo(json.dumps([to_jsonable(row) for row in table.astype(object).to_dict("records")], indent=2))
+        click.echo(json.dumps(table, indent=2))
         return
     shown = {"total_return": "return", "cagr": "CAGR", "sharpe_ratio": "Sharpe", "max_drawdown": "max DD",
              "trade_count": "trades"}
     out = Table("run id", "strategy", "symbol", "created (UTC)", *shown.values(), title=f"{len(table)} runs, by {sort}")
-    for row in table.astype(object).to_dict("records"):
-        values = [format_metric(n, to_jsonable(row[n])) for n in shown]
+    for row in table:
+        values = [format_metric(n, row[n]) for n in shown]
         # escaped: a sweep set's name ("sma[fast_period=10]") is not a Rich style tag
         out.add_row(row["run_id"], escape(row["strategy"]), row["symbol"], row["created_at"][:19], *values)
     console.print(out)
@@ -45,7 +44,7 @@ def list_results(strategy: str | None, symbol: str | None, sort: str, fmt: str) 
 def compare(run_ids: tuple[str, ...]) -> None:
     """Metrics of two or more runs side by side."""
     from ntrader_pipeline.adapters.warehouse.results import load_run
-    from ntrader_pipeline.core.metrics import KEY_METRICS, format_metric
+    from ntrader_pipeline.core.metric_display import KEY_METRICS, format_metric
 
     if len(run_ids) < 2:
         raise click.UsageError("compare needs at least two run ids")

@@ -32,30 +32,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ntrader_pipeline.core.metric_display import KEY_METRICS, MONEY, PERCENT, format_metric  # noqa: F401
+
 if TYPE_CHECKING:  # the statistics import NautilusTrader: only where metrics are computed
     from ntrader_pipeline.core.backtest import BacktestResult
 
 TRADING_DAYS = 252
 EXCHANGE_TZ = "America/New_York"
 
-# The headline figures every surface shows (UI metadata, leaderboard, list-results, compare).
-KEY_METRICS = (
-    "total_return",
-    "cagr",
-    "volatility",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "calmar_ratio",
-    "max_drawdown",
-    "win_rate",
-    "profit_factor",
-    "trade_count",
-    "exposure",
-    "benchmark_return",
-    "alpha",
-    "beta",
-    "information_ratio",
-)
 
 
 def iso(ns: int | None) -> str | None:
@@ -267,15 +251,6 @@ def compute_metrics(
 
 # --- presentation and storage round trip ---------------------------------------------------
 
-PERCENT = {
-    "total_return", "cagr", "volatility", "max_drawdown", "max_drawdown_daily", "win_rate", "exposure",
-    "benchmark_return", "alpha",
-}
-# Amounts of money: shown to the cent.
-MONEY = {
-    "starting_equity", "final_equity", "expectancy", "average_win", "average_loss", "largest_win",
-    "largest_loss", "commissions",
-}
 INTEGER_METRICS = {"bars", "daily_returns", "trade_count", "risk_controls_triggered"}
 # compute_metrics' key order: reports list metrics in this order.
 METRIC_NAMES = (
@@ -287,20 +262,6 @@ METRIC_NAMES = (
     "benchmark", "benchmark_return", "alpha", "beta", "information_ratio", "correlation", "up_capture",
     "down_capture",
 )
-
-
-def format_metric(name: str, value: Any) -> str:
-    """How a metric reads on screen: percentages for fractions, money to the cent, other ratios to
-    4 decimals, "n/a" where undefined."""
-    if value is None:
-        return "n/a"
-    if name in PERCENT and isinstance(value, float):
-        return f"{value:.2%}"
-    if name in MONEY and isinstance(value, float):
-        return f"{value:,.2f}"
-    if isinstance(value, float):
-        return f"{value:,.4f}"
-    return str(value)
 
 
 def typed_metrics(stored: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from ntrader_pipeline.core.metrics import KEY_METRICS, MONEY, Benchmark, format_metric
+from ntrader_pipeline.core.metric_display import (
+    MONEY,
+    RESULT_COLUMNS,
+    decimal_text,
+    format_metric,
+    plain_jsonable,
+    ranked_results,
+)
+from ntrader_pipeline.core.metrics import Benchmark
 from ntrader_pipeline.core.tearsheet import tearsheet_html
 
 REPORT_FILES = {
@@ -45,31 +52,21 @@ class ReportWriteError(OSError):
     """A report file could not be written; the message names the file and the reason."""
 
 
-def decimal_text(value: Decimal) -> str:
-    """The exact value in plain notation without trailing zeros (``Decimal('1E+2')`` → ``"100"``,
-    ``Decimal('2.50')`` → ``"2.5"``): the same text whether the Decimal was just computed or read back
-    from the warehouse, which normalizes."""
-    return format(value.normalize(), "f")
-
-
 def to_jsonable(value: Any) -> Any:
-    """Decimals as exact strings, timestamps as ISO-8601 UTC, NaN as null."""
-    if value is None or value is pd.NA:
+    """Decimals as exact strings, timestamps as ISO-8601 UTC, NaN as null; numpy and pandas scalars too."""
+    if value is pd.NA:
         return None
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    if isinstance(value, pd.Timestamp | datetime):
-        stamp = pd.Timestamp(value)
-        return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp.tz_localize("UTC")).isoformat()
+    if isinstance(value, pd.Timestamp):
+        return (value.tz_convert("UTC") if value.tzinfo else value.tz_localize("UTC")).isoformat()
     if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.floating):
+        return plain_jsonable(float(value))
     if isinstance(value, dict):
         return {k: to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
-    return value
+    return plain_jsonable(value)
 
 
 def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame) -> str:
@@ -217,28 +214,10 @@ def write_reports(
 
 # --- across runs ---------------------------------------------------------------------------
 
-SORT_KEYS = {"sharpe": "sharpe_ratio", "return": "total_return", "drawdown": "max_drawdown"}
 
 
 def results_table(results: list[dict[str, Any]], sort: str = "sharpe") -> pd.DataFrame:
-    """One row per stored run (as ``Warehouse.list_results`` gives them) with the key metrics.
-
-    Sorted best first: highest Sharpe or return, shallowest drawdown; undefined values last.
-    """
-    rows = [
-        {
-            "strategy": r["strategy"],
-            "symbol": r["symbol"],
-            "run_id": r["run_id"],
-            "created_at": to_jsonable(r["created_at"]),
-            "start": to_jsonable(r["start"]),
-            "end": to_jsonable(r["end"]),
-            **{name: r["metrics"].get(name) for name in KEY_METRICS},
-        }
-        for r in results
-    ]
-    table = pd.DataFrame(rows, columns=["strategy", "symbol", "run_id", "created_at", "start", "end", *KEY_METRICS])
-    if sort not in SORT_KEYS:
-        raise ValueError(f"unknown sort {sort!r}; use one of {', '.join(SORT_KEYS)}")
+    """``ranked_results`` as a table (the leaderboard's file and UI table)."""
+    table = pd.DataFrame(ranked_results(results, sort), columns=list(RESULT_COLUMNS))
     table["trade_count"] = table["trade_count"].astype("Int64")
-    return table.sort_values(SORT_KEYS[sort], ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    return table

@@ -1,0 +1,214 @@
+"""The "scale" deployment as real processes: a Redis broker, the webserver and the daemon on the
+Postgres instance of ``deploy/dagster.scale.yaml``, and Celery workers (``ntrader worker``), each
+in its own working directory. ``scale_env`` is the one place that says what every process shares.
+
+Used by ``test_scaleout.py`` and ``bench/scaleout.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from ntrader_pipeline.adapters.celery_runs import WORKER_TAG
+from ntrader_pipeline.settings import Settings
+
+from .soak import patched_environ
+from .stack import BIN, DagsterStack, StackError, _stop_group, free_port, wait_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCALE_INSTANCE = REPO_ROOT / "deploy" / "dagster.scale.yaml"
+BACKTEST_ASSETS = ["backtest", "trade_ledger", "backtest_metrics", "backtest_report"]
+BACKFILL_TAG = "dagster/backfill"
+
+
+def scale_env(work: Path, instance_url: str, warehouse_url: str, broker_url: str, shared: Path,
+              backtests_per_run: int, max_concurrent_runs: int) -> dict[str, str]:
+    """The environment of every process of the deployment (webserver, daemon, each worker).
+
+    The catalog and the reports sit in ``shared`` (a folder all processes see) until they move to
+    object storage: then NTRADER_CATALOG_PATH and NTRADER_REPORTS_DIR become s3:// URLs here, with
+    the NTRADER_S3_* variables beside them, and nothing else changes.
+    """
+    url = make_url(instance_url)
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("NTRADER_", "DAGSTER_"))}
+    return {
+        **inherited,
+        "DAGSTER_HOME": str(work / "dagster_home"),
+        "DAGSTER_POSTGRES_HOST": url.host or "127.0.0.1",
+        "DAGSTER_POSTGRES_PORT": str(url.port or 5432),
+        "DAGSTER_POSTGRES_USER": url.username or "postgres",
+        "DAGSTER_POSTGRES_PASSWORD": url.password or "",
+        "DAGSTER_POSTGRES_DB": url.database or "",
+        "NTRADER_WAREHOUSE_URL": warehouse_url,
+        "NTRADER_CELERY_BROKER_URL": broker_url,
+        "NTRADER_CELERY_BACKEND_URL": broker_url,
+        "NTRADER_CATALOG_PATH": str(shared / "catalog"),
+        "NTRADER_REPORTS_DIR": str(shared / "reports"),
+        "NTRADER_STRATEGY_CONFIGS_DIR": str(REPO_ROOT / "strategy_configs"),  # deployed with the code
+        "NTRADER_BACKTESTS_PER_RUN": str(backtests_per_run),
+        "NTRADER_MAX_CONCURRENT_RUNS": str(max_concurrent_runs),
+        # A hang-catcher, not a speed limit: a loaded host can pass Dagster's 60 s gRPC deadline.
+        "DAGSTER_GRPC_TIMEOUT_SECONDS": "180",
+    }
+
+
+@contextmanager
+def fresh_database(admin: Engine, prefix: str) -> Iterator[str]:
+    """A new, empty Postgres database on the admin engine's server; dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def redis_broker(work: Path) -> Iterator[str]:
+    """A private ``redis-server`` on a free loopback port (no other user's queues to steal from)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StackError("redis-server is not installed")
+    port = free_port()
+    work.mkdir(parents=True, exist_ok=True)
+    log = open(work / "redis.log", "wb")  # noqa: SIM115 - closed once the child holds it
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(work)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log.close()
+    try:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=port)
+        wait_for("redis-server to answer", lambda: _pings(client), 30, 0.2)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop_group(process, grace=5)
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - not listening yet
+        return False
+
+
+class Workers:
+    """``ntrader worker`` processes, each in its own working directory with its own DAGSTER_HOME
+    copy of the instance file: they share only what the environment names."""
+
+    def __init__(self, env: dict[str, str], work: Path):
+        self.env, self.work = env, work
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str) -> str:
+        """Start worker ``name``; returns its Celery node name (the ``ntrader/worker`` run tag)."""
+        root = self.work / name
+        cwd, home = root / "cwd", root / "dagster_home"
+        cwd.mkdir(parents=True)
+        home.mkdir()
+        shutil.copy(SCALE_INSTANCE, home / "dagster.yaml")
+        node = f"{name}@scaleout-test"
+        log = open(root / "worker.log", "wb")  # noqa: SIM115 - closed once the child holds it
+        self.processes[node] = subprocess.Popen(
+            [str(BIN / "ntrader"), "worker", f"--name={node}"], cwd=cwd, env={**self.env, "DAGSTER_HOME": str(home)},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        return node
+
+    def kill(self, node: str) -> None:
+        """SIGKILL the worker and every process it started, as a machine that dies."""
+        os.killpg(self.processes[node].pid, signal.SIGKILL)
+        self.processes[node].wait(timeout=30)
+
+    def working_directory(self, node: str) -> Path:
+        return self.work / node.split("@")[0] / "cwd"
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            _stop_group(process, grace=20)
+
+    def print_logs(self, lines: int = 80) -> None:
+        for node in self.processes:
+            text_ = (self.work / node.split("@")[0] / "worker.log").read_text(errors="replace").splitlines()
+            print(f"\n===== worker {node} (last {lines} of {len(text_)} lines) =====", file=sys.stderr)
+            print("\n".join(text_[-lines:]), file=sys.stderr)
+
+
+@contextmanager
+def scale_deployment(work: Path, env: dict[str, str], workers: int) -> Iterator[tuple[DagsterStack, Workers, DagsterInstance]]:
+    """The webserver, the daemon and ``workers`` workers on ``env``; all stopped on the way out,
+    with their logs printed when the caller's block fails."""
+    home = Path(env["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SCALE_INSTANCE, home / "dagster.yaml")
+    workspace = yaml.safe_load((REPO_ROOT / "workspace.yaml").read_text())
+    workspace["load_from"][0]["python_module"]["working_directory"] = str(work)
+    (work / "workspace.yaml").write_text(yaml.safe_dump(workspace))
+    pool = Workers(env, work / "workers")
+    with patched_environ({k: v for k, v in env.items() if k.startswith(("DAGSTER_", "NTRADER_"))}):
+        instance = DagsterInstance.from_config(str(home))
+        try:
+            for index in range(workers):
+                pool.start(f"w{index + 1}")
+            with DagsterStack(work / "workspace.yaml", env, work / "logs", cwd=work) as stack:
+                try:
+                    yield stack, pool, instance
+                except BaseException:
+                    pool.print_logs()
+                    raise
+        finally:
+            pool.stop()
+            instance.dispose()
+
+
+def settings_for(env: dict[str, str], work: Path) -> Settings:
+    """The settings the deployment's processes read from ``env``."""
+    return Settings(
+        home=work / "home", warehouse_url=env["NTRADER_WAREHOUSE_URL"], catalog_path=Path(env["NTRADER_CATALOG_PATH"]),
+        reports_dir=Path(env["NTRADER_REPORTS_DIR"]), strategy_configs_dir=Path(env["NTRADER_STRATEGY_CONFIGS_DIR"]),
+        backtests_per_run=int(env["NTRADER_BACKTESTS_PER_RUN"]),
+    )
+
+
+def backfill_runs(instance: DagsterInstance, backfill_id: str) -> list:
+    """Every run of the backfill, retries included (they keep the backfill's tag)."""
+    return [r.dagster_run for r in instance.get_run_records(RunsFilter(tags={BACKFILL_TAG: backfill_id}))]
+
+
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+def settled(instance: DagsterInstance, backfill_id: str, stack: DagsterStack) -> list | None:
+    """The backfill's runs once it is finished and no run of it is queued, running or due a retry."""
+    stack.check_alive()
+    if stack.backfill(backfill_id)["status"] in ("REQUESTED", "CANCELING", "FAILING"):
+        return None
+    runs = backfill_runs(instance, backfill_id)
+    if any(r.status not in FINISHED for r in runs):
+        return None
+    if any(r.status == DagsterRunStatus.FAILURE and r.tags.get("dagster/will_retry") == "true"
+           and not any(c.parent_run_id == r.run_id for c in runs) for r in runs):
+        return None
+    return runs
+
+
+def worker_of(run) -> str | None:
+    return run.tags.get(WORKER_TAG)

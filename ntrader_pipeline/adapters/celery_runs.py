@@ -88,6 +88,8 @@ class WorkerCheckedCeleryRunLauncher(CeleryRunLauncher):
         self._missed_pings: dict[str, int] = {}  # run id -> consecutive missed pings (this daemon's memory)
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        if DAGSTER_CELERY_TASK_ID_TAG not in run.tags:  # a run the CLI executes in its own process
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "not executed by a worker")
         health = super().check_run_worker_health(run)
         if health.status != WorkerStatus.RUNNING:
             self._missed_pings.pop(run.run_id, None)

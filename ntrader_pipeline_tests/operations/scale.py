@@ -80,10 +80,15 @@ def fresh_database(admin: Engine, prefix: str) -> Iterator[str]:
 
 @contextmanager
 def redis_broker(work: Path) -> Iterator[str]:
-    """A private ``redis-server`` on a free loopback port (no other user's queues to steal from)."""
+    """A Redis broker no other user's workers read: a private ``redis-server`` on a free loopback
+    port when the binary is installed, else an empty database of the server at
+    ``NTRADER_TEST_REDIS_URL`` (default 127.0.0.1:6379), emptied again afterwards."""
+    import redis
+
     binary = shutil.which("redis-server")
     if binary is None:
-        raise StackError("redis-server is not installed")
+        yield from _shared_redis_database()
+        return
     port = free_port()
     work.mkdir(parents=True, exist_ok=True)
     log = open(work / "redis.log", "wb")  # noqa: SIM115 - closed once the child holds it
@@ -93,13 +98,34 @@ def redis_broker(work: Path) -> Iterator[str]:
     )
     log.close()
     try:
-        import redis
-
         client = redis.Redis(host="127.0.0.1", port=port)
         wait_for("redis-server to answer", lambda: _pings(client), 30, 0.2)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         _stop_group(process, grace=5)
+
+
+def _shared_redis_database() -> Iterator[str]:
+    import redis
+
+    base = os.environ.get("NTRADER_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+    for db in range(15, 0, -1):
+        client = redis.Redis.from_url(f"{base}/{db}")
+        try:
+            if client.dbsize() == 0:
+                break
+        except redis.RedisError as exc:
+            raise RedisUnavailable(f"no redis-server binary, and Redis unreachable at {base}: {exc}") from None
+    else:
+        raise RedisUnavailable(f"no redis-server binary, and no empty database on {base}")
+    try:
+        yield f"{base}/{db}"
+    finally:
+        client.flushdb()
+
+
+class RedisUnavailable(StackError):
+    """No Redis to use as a broker (the test skips, as Postgres tests do without a server)."""
 
 
 def _pings(client) -> bool:

@@ -31,6 +31,7 @@ from dagster import (
     BackfillPolicy,
     Config,
     DagsterRun,
+    DagsterRunStatus,
     MaterializeResult,
     MetadataValue,
     MultiPartitionsDefinition,
@@ -82,6 +83,18 @@ def strategy_spec(strategy: str, spec_file: StrategyFile | None, stores: Pipelin
 
 class BacktestBatchError(RuntimeError):
     """Some partitions of a batch failed; the others were recorded as materialized."""
+
+
+class RunGivenUpError(RuntimeError):
+    """Run monitoring marked this run failed while it was still executing (its retry takes over)."""
+
+
+def given_up(context: AssetExecutionContext) -> bool:
+    """Whether the instance already records this run as failed. A worker that missed its health
+    checks (a loaded host) may still be alive; once its run is retried elsewhere it must stop, so
+    the two never work on the batch side by side. One query per partition."""
+    run = context.instance.get_run_by_id(context.run.run_id)
+    return run is not None and run.status == DagsterRunStatus.FAILURE
 
 
 def _date(text: str | None) -> date | None:
@@ -138,6 +151,9 @@ def build_backtest_assets(
         done: dict[str, dict[str, dict]] = {}
         failed: list[str] = []
         for key in keys:
+            if given_up(context):
+                raise RunGivenUpError(f"run {context.run.run_id} was marked failed while it ran (its worker looked "
+                                      f"dead); its retry runs the batch, so this one stops before {key}")
             try:
                 done[key] = backtest_partition(key, config, stores, warehouse, context.run)
             except Exception as exc:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import yaml
@@ -63,6 +63,16 @@ def scale_env(work: Path, instance_url: str, warehouse_url: str, broker_url: str
         # A hang-catcher, not a speed limit: a loaded host can pass Dagster's 60 s gRPC deadline.
         "DAGSTER_GRPC_TIMEOUT_SECONDS": "180",
     }
+
+
+SERVICE_URL_VARS = ("NTRADER_WAREHOUSE_URL", "NTRADER_CELERY_BROKER_URL", "NTRADER_CELERY_BACKEND_URL")
+
+
+def with_service_host(env: dict[str, str], host: str) -> dict[str, str]:
+    """``env`` for a process that reaches the services (Postgres, Redis) at ``host`` instead of loopback."""
+    moved = {name: env[name].replace("@127.0.0.1:", f"@{host}:").replace("//127.0.0.1:", f"//{host}:")
+             for name in SERVICE_URL_VARS}
+    return {**env, **moved, "DAGSTER_POSTGRES_HOST": host}
 
 
 @contextmanager
@@ -135,6 +145,67 @@ def _pings(client) -> bool:
         return False
 
 
+class NetworkNamespace:
+    """A network namespace whose one link is a veth pair to this host, where ``socat`` forwards the
+    given loopback ports: a process in it reaches those services and nothing else (as root)."""
+
+    def __init__(self, index: int, ports: list[int], log_dir: Path):
+        tag = f"{os.getpid() % 10000}{index}"
+        self.name, self.host_link, self.peer_link = f"ntr{tag}", f"ntrh{tag}", f"ntrn{tag}"
+        octet = 100 + (os.getpid() + index * 7) % 150
+        self.host_ip, self.inner_ip = f"10.231.{octet}.1", f"10.231.{octet}.2"
+        self.ports, self.log_dir = ports, log_dir
+        self.forwarders: list[subprocess.Popen] = []
+
+    def __enter__(self) -> NetworkNamespace:
+        try:
+            for argv in (
+                ["ip", "netns", "add", self.name],
+                ["ip", "link", "add", self.host_link, "type", "veth", "peer", "name", self.peer_link],
+                ["ip", "link", "set", self.peer_link, "netns", self.name],
+                ["ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_link],
+                ["ip", "link", "set", self.host_link, "up"],
+                ["ip", "netns", "exec", self.name, "ip", "addr", "add", f"{self.inner_ip}/30", "dev", self.peer_link],
+                ["ip", "netns", "exec", self.name, "ip", "link", "set", self.peer_link, "up"],
+                ["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"],
+            ):
+                subprocess.run(argv, check=True, capture_output=True, timeout=30)
+            for port in self.ports:
+                self.forwarders.append(subprocess.Popen(
+                    ["socat", f"TCP-LISTEN:{port},bind={self.host_ip},fork,reuseaddr", f"TCP:127.0.0.1:{port}"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                ))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        for forwarder in self.forwarders:
+            _stop_group(forwarder, grace=5)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)  # takes its veth peer along
+        subprocess.run(["ip", "link", "del", self.host_link], capture_output=True, timeout=30)
+
+    def command(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def can_connect(self, host: str, port: int) -> bool:
+        """Whether a process inside the namespace opens a TCP connection to ``host:port``."""
+        probe = f"import socket; socket.create_connection(({host!r}, {port}), timeout=5)"
+        return subprocess.run(self.command([sys.executable, "-c", probe]), capture_output=True, timeout=60).returncode == 0
+
+
+def network_namespaces_available() -> bool:
+    """Whether this process may create network namespaces with veth pairs (root, ``ip``, ``socat``)."""
+    if not (shutil.which("ip") and shutil.which("socat")):
+        return False
+    probe = f"ntrprobe{os.getpid() % 100000}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, timeout=30).returncode == 0
+    if made:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=30)
+    return made
+
+
 class Workers:
     """``ntrader worker`` processes, each in its own working directory with its own DAGSTER_HOME
     copy of the instance file: they share only what the environment names."""
@@ -142,9 +213,13 @@ class Workers:
     def __init__(self, env: dict[str, str], work: Path):
         self.env, self.work = env, work
         self.processes: dict[str, subprocess.Popen] = {}
+        self.namespaces: dict[str, NetworkNamespace] = {}
 
-    def start(self, name: str) -> str:
-        """Start worker ``name``; returns its Celery node name (the ``ntrader/worker`` run tag)."""
+    def start(self, name: str, namespace: NetworkNamespace | None = None) -> str:
+        """Start worker ``name`` (inside ``namespace`` if given); returns its Celery node name (the
+        ``ntrader/worker`` run tag)."""
+        env = self.env if namespace is None else with_service_host(self.env, namespace.host_ip)
+        argv = [str(BIN / "ntrader"), "worker"]
         root = self.work / name
         cwd, home = root / "cwd", root / "dagster_home"
         cwd.mkdir(parents=True)
@@ -152,8 +227,11 @@ class Workers:
         shutil.copy(SCALE_INSTANCE, home / "dagster.yaml")
         node = f"{name}@scaleout-test"
         log = open(root / "worker.log", "wb")  # noqa: SIM115 - closed once the child holds it
+        argv.append(f"--name={node}")
+        if namespace is not None:
+            self.namespaces[node] = namespace
         self.processes[node] = subprocess.Popen(
-            [str(BIN / "ntrader"), "worker", f"--name={node}"], cwd=cwd, env={**self.env, "DAGSTER_HOME": str(home)},
+            namespace.command(argv) if namespace else argv, cwd=cwd, env={**env, "DAGSTER_HOME": str(home)},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
@@ -179,9 +257,12 @@ class Workers:
 
 
 @contextmanager
-def scale_deployment(work: Path, env: dict[str, str], workers: int) -> Iterator[tuple[DagsterStack, Workers, DagsterInstance]]:
+def scale_deployment(
+    work: Path, env: dict[str, str], workers: int, isolate: bool = False
+) -> Iterator[tuple[DagsterStack, Workers, DagsterInstance]]:
     """The webserver, the daemon and ``workers`` workers on ``env``; all stopped on the way out,
-    with their logs printed when the caller's block fails."""
+    with their logs printed when the caller's block fails. With ``isolate`` each worker runs in its
+    own network namespace, reaching only Postgres and Redis."""
     home = Path(env["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(SCALE_INSTANCE, home / "dagster.yaml")
@@ -191,9 +272,13 @@ def scale_deployment(work: Path, env: dict[str, str], workers: int) -> Iterator[
     pool = Workers(env, work / "workers")
     with patched_environ({k: v for k, v in env.items() if k.startswith(("DAGSTER_", "NTRADER_"))}):
         instance = DagsterInstance.from_config(str(home))
+        namespaces = ExitStack()
         try:
+            ports = sorted({make_url(env["NTRADER_WAREHOUSE_URL"]).port or 5432, int(env["DAGSTER_POSTGRES_PORT"]),
+                            redis_port(env["NTRADER_CELERY_BROKER_URL"])})
             for index in range(workers):
-                pool.start(f"w{index + 1}")
+                namespace = namespaces.enter_context(NetworkNamespace(index, ports, work)) if isolate else None
+                pool.start(f"w{index + 1}", namespace)
             with DagsterStack(work / "workspace.yaml", env, work / "logs", cwd=work) as stack:
                 try:
                     yield stack, pool, instance
@@ -202,7 +287,12 @@ def scale_deployment(work: Path, env: dict[str, str], workers: int) -> Iterator[
                     raise
         finally:
             pool.stop()
+            namespaces.close()
             instance.dispose()
+
+
+def redis_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
 
 
 def settings_for(env: dict[str, str], work: Path) -> Settings:

@@ -41,7 +41,9 @@ from ntrader_pipeline_tests.operations.scale import (  # noqa: E402
 )
 from ntrader_pipeline_tests.operations.stack import wait_for  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get("NTRADER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "NTRADER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 STRATEGIES = sorted(p.stem for p in (REPO / "strategy_configs").glob("*.yaml"))
 
 
@@ -79,7 +81,8 @@ def sweep(work: Path, workers: int, names: list[str], per_run: int) -> dict[str,
                     for run in runs:
                         record = instance.get_run_record_by_id(run.run_id)
                         busy += (record.end_time or 0) - (record.start_time or 0)
-                    commands = sum(v["calls"] for k, v in client.info("commandstats").items() if k.startswith("cmdstat_"))
+                    stats = client.info("commandstats")
+                    commands = sum(v["calls"] for k, v in stats.items() if k.startswith("cmdstat_"))
                     return {"seconds": seconds, "runs": len(runs), "events_per_partition": events / len(partitions),
                             "broker_commands_per_run": commands / len(runs),
                             "worker_seconds_per_partition": busy / len(partitions)}

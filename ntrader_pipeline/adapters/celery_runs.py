@@ -106,5 +106,6 @@ class WorkerCheckedCeleryRunLauncher(CeleryRunLauncher):
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"worker {worker} missed a ping")
         self._missed_pings.pop(run.run_id, None)
         return CheckRunHealthResult(
-            WorkerStatus.FAILED, f"worker {worker} does not answer ({missed} pings of {PING_TIMEOUT_SECONDS:.0f} s missed)"
+            WorkerStatus.FAILED,
+            f"worker {worker} does not answer ({missed} pings of {PING_TIMEOUT_SECONDS:.0f} s missed)",
         )

@@ -27,7 +27,9 @@ def missing_worker_settings(environ: Mapping[str, str]) -> list[str]:
     if not warehouse:
         problems.append("NTRADER_WAREHOUSE_URL is not set (the shared Postgres warehouse)")
     elif warehouse.startswith("sqlite"):
-        problems.append("NTRADER_WAREHOUSE_URL is SQLite, which no other worker sees; use the shared Postgres warehouse")
+        problems.append(
+            "NTRADER_WAREHOUSE_URL is SQLite, which no other worker sees; use the shared Postgres warehouse"
+        )
     problems += _instance_problems(environ.get("DAGSTER_HOME", ""))
     for name in (BROKER_URL_VAR, BACKEND_URL_VAR):
         if not environ.get(name):

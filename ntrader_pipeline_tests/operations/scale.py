@@ -192,7 +192,8 @@ class NetworkNamespace:
     def can_connect(self, host: str, port: int) -> bool:
         """Whether a process inside the namespace opens a TCP connection to ``host:port``."""
         probe = f"import socket; socket.create_connection(({host!r}, {port}), timeout=5)"
-        return subprocess.run(self.command([sys.executable, "-c", probe]), capture_output=True, timeout=60).returncode == 0
+        probed = subprocess.run(self.command([sys.executable, "-c", probe]), capture_output=True, timeout=60)
+        return probed.returncode == 0
 
 
 def network_namespaces_available() -> bool:

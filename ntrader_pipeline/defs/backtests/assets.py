@@ -72,13 +72,11 @@ class BacktestRunConfig(Config):
     )
 
 
-def strategy_spec(strategy: str, spec_file: StrategyFile | None, stores: PipelineStores) -> StrategySpec:
-    """The spec a partition runs: the run config's file on ``_file``, else the strategy's own file."""
-    if (strategy == FILE_STRATEGY_KEY) != (spec_file is not None):
-        raise ValueError(f"spec_file is required on strategy partition {FILE_STRATEGY_KEY} and only there")
+def load_strategy(name: str, spec_file: StrategyFile | None, stores: PipelineStores) -> StrategySpec:
+    """The run config's strategy file when it carries one, else strategy ``name``'s own file."""
     if spec_file is not None:
         return spec_from_text(spec_file.name, spec_file.yaml)
-    return load_spec(stores.strategy_file(strategy))
+    return load_spec(stores.strategy_file(name))
 
 
 class BacktestBatchError(RuntimeError):
@@ -193,14 +191,16 @@ def backtest_partition(
 
     strategy, key_symbol = split_backtest_key(key)
     symbol = symbol_of(key_symbol)
-    spec = strategy_spec(strategy, config.spec_file, stores)
+    if (strategy == FILE_STRATEGY_KEY) != (config.spec_file is not None):
+        raise ValueError(f"spec_file is required on strategy partition {FILE_STRATEGY_KEY} and only there")
+    spec = load_strategy(strategy, config.spec_file, stores)
     timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
     catalog = stores.catalog()
     series = catalog.read(symbol, timeframe)
     if series is None:
         raise ValueError(f"the catalog has no {timeframe.value} bars for {symbol}; import them first")
-    result = run_backtest(series, spec, stores.venue, run_ids(dagster_run, key)(), _date(config.start), _date(config.end),
-                          stores.strategy_module_allowlist)
+    result = run_backtest(series, spec, stores.venue, run_ids(dagster_run, key)(), _date(config.start),
+                          _date(config.end), stores.strategy_module_allowlist)
     ledger = trade_ledger(result.fills)
     benchmark = benchmark_for(result, catalog.closes_reader(timeframe))
     metrics = compute_metrics(result, ledger, benchmark)

@@ -36,7 +36,7 @@ from pydantic import Field
 
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.sweeps import parse_parameter_key
-from ntrader_pipeline.defs.backtests.assets import StrategyFile, metric_metadata, run_ids, run_record
+from ntrader_pipeline.defs.backtests.assets import StrategyFile, load_strategy, metric_metadata, run_ids, run_record
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, parameter_set_partitions, sweep_set_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -57,13 +57,9 @@ def _date(text: str | None) -> date | None:
 
 
 def _spec(name: str, config: ResearchConfig, stores: PipelineStores):
-    from ntrader_pipeline.core.strategy_specs import load_spec, spec_from_text
-
     if name == FILE_STRATEGY_KEY and config.spec_file is None:
         raise ValueError(f"spec_file is required on strategy partition {FILE_STRATEGY_KEY}")
-    if config.spec_file is not None:
-        return spec_from_text(config.spec_file.name, config.spec_file.yaml)
-    return load_spec(stores.strategy_file(name))
+    return load_strategy(name, config.spec_file, stores)
 
 
 def _series(stores: PipelineStores, symbol: str, timeframe: Timeframe):
@@ -109,8 +105,8 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         spec = _spec(base, config, stores)
         series = _series(stores, keys["symbol"], spec.backtest.timeframe)
         run = run_set(series, spec, params, stores.venue, run_ids(context.run, context.partition_key)(),
-                      _date(config.start), _date(config.end),
-                      stores.strategy_module_allowlist, stores.catalog().closes_reader(spec.backtest.timeframe))
+                      _date(config.start), _date(config.end), stores.strategy_module_allowlist,
+                      stores.catalog().closes_reader(spec.backtest.timeframe))
         _save(stores, run, context.run.run_id)
         return Output(run.metrics, metadata={"params": MetadataValue.json(params), "run_id": run.result.run_id,
                                              **metric_metadata(run.metrics)})
@@ -149,9 +145,8 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
             ))
 
         runs = run_sweep(series, spec, stores.venue, run_ids(context.run, context.partition_key), _date(config.start),
-                         _date(config.end),
-                         stores.strategy_module_allowlist, stores.catalog().closes_reader(spec.backtest.timeframe),
-                         on_set=record)
+                         _date(config.end), stores.strategy_module_allowlist,
+                         stores.catalog().closes_reader(spec.backtest.timeframe), on_set=record)
         rows = sweep_rows(runs, metric)
         summary = overfitting_summary(runs, metric)
         document = {"strategy": spec.name, "symbol": symbol, "metric": metric, "parameters": spec.sweep.parameters,
@@ -190,8 +185,7 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         spec = _spec(keys["strategy"], config, stores)
         series = _series(stores, keys["symbol"], spec.backtest.timeframe)
         wf = run_walk_forward(series, spec, stores.venue, run_ids(context.run, context.partition_key),
-                              stores.strategy_module_allowlist,
-                              stores.catalog().closes_reader(spec.backtest.timeframe))
+                              stores.strategy_module_allowlist, stores.catalog().closes_reader(spec.backtest.timeframe))
         record = run_record(wf.result, context.run.run_id, stores)
         curve = equity_curve(wf.result)
         stores.warehouse().save_run(record, wf.metrics, wf.ledger.to_dict("records"), curve)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.cli.worker import missing_worker_settings
-from ntrader_pipeline_tests.conftest import REPO_ROOT
+from ntrader_pipeline_tests.conftest import REPO_ROOT, STRATEGY_CONFIGS
 
 SCALE_INSTANCE = REPO_ROOT / "deploy" / "dagster.scale.yaml"
 
@@ -22,6 +22,10 @@ def shared_settings(dagster_home) -> dict[str, str]:
         "NTRADER_CELERY_BACKEND_URL": "redis://redis:6379/1",
         "NTRADER_CATALOG_PATH": "/data/ntrader/catalog",
         "NTRADER_REPORTS_DIR": "s3://bucket/reports",
+        "NTRADER_STRATEGY_CONFIGS_DIR": str(STRATEGY_CONFIGS),
+        "NTRADER_MAX_CONCURRENT_RUNS": "4",
+        **{f"DAGSTER_POSTGRES_{part}": "x" for part in ("HOST", "PORT", "USER", "DB")},
+        "DAGSTER_POSTGRES_PASSWORD": "",  # trust authentication: empty is a value
     }
 
 
@@ -42,6 +46,12 @@ def test_the_scale_settings_pass_and_each_local_one_is_named(tmp_path):
     problems = missing_worker_settings(local)
     assert len(problems) == 2
     assert "NTRADER_WAREHOUSE_URL is SQLite" in problems[0] and "relative path" in problems[1]
+    unread = {k: v for k, v in env.items() if k not in ("NTRADER_MAX_CONCURRENT_RUNS", "NTRADER_STRATEGY_CONFIGS_DIR")}
+    (tmp_path / "empty").mkdir()
+    assert missing_worker_settings({**unread, "NTRADER_STRATEGY_CONFIGS_DIR": str(tmp_path / "empty")}) == [
+        f"NTRADER_MAX_CONCURRENT_RUNS is not set (read by {tmp_path / 'dagster.yaml'})",
+        f"NTRADER_STRATEGY_CONFIGS_DIR: no strategy files in {tmp_path / 'empty'}",
+    ]
 
 
 def test_an_instance_that_runs_in_place_or_on_sqlite_is_refused(tmp_path):

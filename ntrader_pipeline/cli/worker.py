@@ -30,7 +30,7 @@ def missing_worker_settings(environ: Mapping[str, str]) -> list[str]:
         problems.append(
             "NTRADER_WAREHOUSE_URL is SQLite, which no other worker sees; use the shared Postgres warehouse"
         )
-    problems += _instance_problems(environ.get("DAGSTER_HOME", ""))
+    problems += _instance_problems(environ.get("DAGSTER_HOME", ""), environ)
     for name in (BROKER_URL_VAR, BACKEND_URL_VAR):
         if not environ.get(name):
             problems.append(f"{name} is not set (e.g. redis://host:6379/0)")
@@ -40,10 +40,13 @@ def missing_worker_settings(environ: Mapping[str, str]) -> list[str]:
             problems.append(f"{name} is not set (a shared folder or an object-storage URL)")
         elif "://" not in value and not Path(value).is_absolute():
             problems.append(f"{name}={value} is a relative path, local to this worker's working directory")
+    strategies = Path(environ.get("NTRADER_STRATEGY_CONFIGS_DIR", "strategy_configs"))
+    if not any(strategies.glob("*.yaml")):  # the code location's strategies, deployed with the code
+        problems.append(f"NTRADER_STRATEGY_CONFIGS_DIR: no strategy files in {strategies.resolve()}")
     return problems
 
 
-def _instance_problems(home: str) -> list[str]:
+def _instance_problems(home: str, environ: Mapping[str, str]) -> list[str]:
     import yaml
 
     if not home:
@@ -59,7 +62,23 @@ def _instance_problems(home: str) -> list[str]:
         problems.append(f"DAGSTER_HOME: {path} does not keep runs in Postgres (see deploy/dagster.scale.yaml)")
     if (config.get("run_launcher") or {}).get("class") != "WorkerCheckedCeleryRunLauncher":
         problems.append(f"DAGSTER_HOME: {path} does not send runs to workers (see deploy/dagster.scale.yaml)")
+    problems += [f"{name} is not set (read by {path})" for name in _env_references(config)
+                 if name not in environ and name not in (BROKER_URL_VAR, BACKEND_URL_VAR)]  # those: below
     return problems
+
+
+def _env_references(config) -> list[str]:
+    """The variables an instance file reads (``{env: NAME}`` values), in order, once each."""
+    found, stack = [], [config]
+    while stack:
+        value = stack.pop(0)
+        if isinstance(value, dict):
+            if set(value) == {"env"} and isinstance(value["env"], str):
+                found.append(value["env"])
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return list(dict.fromkeys(found))
 
 
 @click.command()
@@ -71,8 +90,9 @@ def worker(name: str | None, concurrency: int, loglevel: str) -> None:
     """Execute the daemon's queued runs on this machine (deployment mode "scale").
 
     Needs NTRADER_WAREHOUSE_URL (Postgres), DAGSTER_HOME with the Postgres instance of
-    deploy/dagster.scale.yaml, NTRADER_CELERY_BROKER_URL, NTRADER_CELERY_BACKEND_URL, and shared
-    NTRADER_CATALOG_PATH and NTRADER_REPORTS_DIR; refuses to start, naming what is missing, otherwise.
+    deploy/dagster.scale.yaml and the variables it reads, NTRADER_CELERY_BROKER_URL,
+    NTRADER_CELERY_BACKEND_URL, shared NTRADER_CATALOG_PATH and NTRADER_REPORTS_DIR, and the
+    strategy files; refuses to start, naming what is missing, otherwise.
     """
     if problems := missing_worker_settings(os.environ):
         raise click.ClickException("this worker would not share its results; missing:\n  " + "\n  ".join(problems))

@@ -24,7 +24,7 @@ SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
 # by the daemon on one machine starts a process that imports Dagster and NautilusTrader (~5-8 s
 # here), more than 10 daily-bar backtests cost; larger batches amortize it further but show their
 # materializations later (at the end of the run). On a pool of warm workers a run starts in about a
-# second, and batches must be small enough to give every worker a run (deploy: 10). Dagster cuts a
+# second, and batches must be small enough to give every worker a run (scale mode: 10). Dagster cuts a
 # backfill into ranges of one strategy (or one symbol, whichever has fewer keys) first.
 DEFAULT_BACKTESTS_PER_RUN = 50
 

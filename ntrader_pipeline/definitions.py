@@ -34,7 +34,7 @@ def build_definitions(settings: Settings) -> Definitions:
     stores = PipelineStores.from_settings(settings)
     timeframes = {name: spec.backtest.timeframe for name, spec in specs.items()}
     backtest_assets = build_backtest_assets(
-        partitions, on_new_bars(stores.catalog_path, stores.venue, timeframes)
+        partitions, on_new_bars(stores.catalog_path, stores.venue, timeframes), settings.backtests_per_run
     )
     sweep_set, sweep_results, walk_forward = build_research_assets(partitions)
     base = Definitions(

@@ -19,6 +19,7 @@ from dagster._core.errors import DagsterAssetCheckFailedError
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, read_regular_file
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.symbols import parse_symbol, parse_symbols
 from ntrader_pipeline.definitions import (
@@ -75,6 +76,14 @@ event_log_storage:
 telemetry:
   enabled: false
 """
+
+
+def strategy_file_config(path: str | Path) -> dict[str, str]:
+    """A strategy file as the run config carries it (``StrategyFile``): its name and its text, so
+    the run needs no file wherever it executes."""
+    path = Path(path)
+    raw = read_regular_file(path, MAX_SPEC_BYTES, "strategy file")
+    return {"name": path.stem, "yaml": raw.decode("utf-8")}
 
 
 class PipelineError(RuntimeError):
@@ -263,7 +272,7 @@ class Pipeline:
             "start": start.isoformat() if start else None,
             "end": end.isoformat() if end else None,
             "timeframe": timeframe,
-            "spec_path": str(Path(spec_path).resolve()) if spec_path is not None else None,
+            "spec_file": strategy_file_config(spec_path) if spec_path is not None else None,
         }
         key = backtest_key(strategy, symbol)
         result = self._execute(BACKTEST_JOB, key, {"ops": {"backtest": {"config": config}}})
@@ -295,11 +304,9 @@ class Pipeline:
         self, strategy: str, symbols: list[str], start: date | None = None, end: date | None = None
     ) -> dict[str, dict[str, Any] | str]:
         """Materialize ``strategy`` on many symbols, in the runs a UI backfill would make: ranges of
-        consecutive symbol partitions, at most ``MAX_PARTITIONS_PER_RUN`` each, so a run's fixed
+        consecutive symbol partitions, at most ``backtests_per_run`` (setting) each, so a run's fixed
         cost is paid once per batch. Returns each symbol's metrics, or why it failed."""
         from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-        from ntrader_pipeline.defs.backtests.assets import MAX_PARTITIONS_PER_RUN
 
         if strategy not in self.strategy_names():
             reason = f"unknown strategy {strategy!r}; strategy files: {', '.join(self.strategy_names())}"
@@ -311,7 +318,7 @@ class Pipeline:
         wanted = sorted({known.index(s) for s in symbols if s in known})
         batches: list[list[int]] = []
         for index in wanted:
-            if batches and batches[-1][-1] == index - 1 and len(batches[-1]) < MAX_PARTITIONS_PER_RUN:
+            if batches and batches[-1][-1] == index - 1 and len(batches[-1]) < self.settings.backtests_per_run:
                 batches[-1].append(index)
             else:
                 batches.append([index])
@@ -349,19 +356,21 @@ class Pipeline:
             if m.asset_key.to_user_string() == "backtest_metrics"
         }
 
-    def _file_partition(self, spec_path: str | Path) -> tuple[str, str | None]:
+    def _file_partition(self, spec_path: str | Path) -> tuple[str, dict[str, str] | None]:
         """A file in strategy_configs runs on its own strategy partition; any other on ``_file``
-        with its path in the run config."""
+        with its text in the run config."""
         path = Path(spec_path).resolve()
         own = path == (Path(self.settings.strategy_configs_dir) / f"{path.stem}.yaml").resolve()
-        return (path.stem, None) if own and path.stem in self.strategy_names() else (FILE_STRATEGY_KEY, str(path))
+        if own and path.stem in self.strategy_names():
+            return path.stem, None
+        return FILE_STRATEGY_KEY, strategy_file_config(path)
 
     def _research(self, job: str, asset: str, spec_path: str | Path, symbol: str, config: dict) -> dict[str, Any]:
         symbol = parse_symbol(symbol)
         if symbol not in self.instance.get_dynamic_partitions(symbol_partitions.name):
             raise PipelineError(f"no bars imported for {symbol}; run `ntrader data import-csv` first")
-        strategy, path = self._file_partition(spec_path)
-        run_config = {"ops": {asset: {"config": {**config, "spec_path": path}}}}
+        strategy, spec_file = self._file_partition(spec_path)
+        run_config = {"ops": {asset: {"config": {**config, "spec_file": spec_file}}}}
         return self._execute(job, backtest_key(strategy, symbol), run_config).output_for_node(asset)
 
     def run_sweep(

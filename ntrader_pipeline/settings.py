@@ -20,6 +20,13 @@ from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLE_DATA_DIR = PACKAGE_DIR / "sample_data"
+# Partitions per run of a backfill, unless NTRADER_BACKTESTS_PER_RUN says otherwise. A run launched
+# by the daemon on one machine starts a process that imports Dagster and NautilusTrader (~5-8 s
+# here), more than 10 daily-bar backtests cost; larger batches amortize it further but show their
+# materializations later (at the end of the run). On a pool of warm workers a run starts in about a
+# second, and batches must be small enough to give every worker a run (scale mode: 10). Dagster cuts a
+# backfill into ranges of one strategy (or one symbol, whichever has fewer keys) first.
+DEFAULT_BACKTESTS_PER_RUN = 50
 
 
 class Settings(BaseSettings):
@@ -47,6 +54,10 @@ class Settings(BaseSettings):
     )
     automation_sensor_interval: int = Field(
         30, ge=1, description="Seconds between evaluations of the backtests' automation conditions."
+    )
+    backtests_per_run: int = Field(
+        DEFAULT_BACKTESTS_PER_RUN, ge=1, description="Backtest partitions per run of a backfill (BackfillPolicy.multi_run); "
+        "smaller batches spread a sweep over more workers, larger ones pay a run's start-up fewer times.",
     )
     venue: str = Field("XNAS", description="Venue every imported equity is placed on.")
     max_csv_bytes: int = Field(

@@ -158,3 +158,24 @@ def test_create_refuses_to_overwrite_and_unknown_types(ntrader_home, tmp_path):
     assert path.read_text() == "keep me"
     unknown = ntrader("strategy", "create", "--type", "magic", "--output", str(tmp_path / "x.yaml"))
     assert unknown.exit_code == 2 and "use one of sma_crossover, mean_reversion, momentum" in unknown.stderr
+
+
+def test_a_file_run_carries_the_file_in_its_run_config_not_its_path(orcl_home, tmp_path):
+    """A run may execute on a worker that never had the file: the run config holds its text."""
+    from ntrader_pipeline.definitions import BACKTEST_JOB
+    from ntrader_pipeline.pipeline import Pipeline
+
+    path = tmp_path / "travelling.yaml"
+    assert ntrader("strategy", "create", "--type", "momentum", "--output", str(path)).exit_code == 0
+    text = path.read_text()
+    run_id = run_config(str(path), "--symbol", "ORCL")
+    instance = DagsterInstance.get()
+    dagster_run = instance.get_run_by_id(Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_id)["dagster_run_id"])
+    assert dagster_run.run_config["ops"]["backtest"]["config"]["spec_file"] == {"name": "travelling", "yaml": text}
+    assert str(tmp_path) not in json.dumps(dagster_run.run_config)
+    path.unlink()  # the same run config, where the file does not exist
+    again = Pipeline.open(orcl_home, instance)._execute(BACKTEST_JOB, "_file|ORCL", dagster_run.run_config)
+    assert again.success
+    [stored] = [m.metadata["run_id"].value for m in again.asset_materializations_for_node("backtest")
+                if m.asset_key == AssetKey("backtest")]
+    assert Warehouse.open(orcl_home.resolved_warehouse_url).get_run(stored)["strategy"] == "travelling"

@@ -103,3 +103,59 @@ def test_instances_give_a_busy_host_time_to_start_runs(ntrader_home, postgres_ur
             assert instance.code_server_process_startup_timeout >= 600
         finally:
             instance.dispose()
+
+
+SCALE_SERVICES = ("redis", "minio", "worker")
+
+
+def test_the_scale_profile_adds_a_broker_object_storage_and_a_scalable_non_root_worker():
+    compose = COMPOSE.read_text()
+    services = compose_services()
+    for name in SCALE_SERVICES:
+        assert services[name]["profiles"] == ["scale"], name
+        assert services[name].get("user", "ntrader") not in ("root", "0", "0:0"), name
+    worker = services["worker"]
+    assert worker["command"] == ["ntrader", "worker"]
+    assert "ports" not in worker and "container_name" not in worker  # `--scale worker=N` needs both absent
+    assert worker["build"]["args"] == services["dagster-daemon"]["build"]["args"]  # the image's plain user
+    assert set(worker["depends_on"]) == {"postgres", "redis"}
+    # Every Dagster process reads the instance file .env chooses: the embedded one unless told otherwise.
+    for name in (*DAGSTER_SERVICES, "worker"):
+        assert "${NTRADER_INSTANCE_FILE:-./dagster.yaml}:/opt/dagster/home/dagster.yaml:ro" in services[name]["volumes"]
+    assert "NTRADER_INSTANCE_FILE=./deploy/dagster.scale.yaml" in (REPO_ROOT / ".env.example").read_text()
+    assert "--profile scale up -d --scale worker=" in compose
+
+
+def test_the_scale_worker_environment_passes_the_worker_checks(tmp_path):
+    """What compose gives a worker, with .env's variables filled in and the scale instance file."""
+    from ntrader_pipeline.cli.worker import missing_worker_settings
+
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.scale.yaml", tmp_path / "dagster.yaml")
+    environment = {k: re.sub(r"\$\{[^}]+\}", "x", str(v)) for k, v in compose_services()["worker"]["environment"].items()}
+    assert missing_worker_settings({**environment, "DAGSTER_HOME": str(tmp_path)}) == []
+
+
+def test_scale_instance_file_loads_on_postgres_with_workers_monitoring_and_retries(postgres_url, tmp_path, monkeypatch):
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    from ntrader_pipeline.adapters.celery_runs import WorkerCheckedCeleryRunLauncher
+
+    set_deployment_postgres_env(postgres_url, monkeypatch)
+    for name, value in {"NTRADER_CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+                        "NTRADER_CELERY_BACKEND_URL": "redis://127.0.0.1:6379/0", "NTRADER_MAX_CONCURRENT_RUNS": "3"}.items():
+        monkeypatch.setenv(name, value)
+    shutil.copy(REPO_ROOT / "deploy" / "dagster.scale.yaml", tmp_path / "dagster.yaml")
+    instance = DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert isinstance(instance.run_launcher, WorkerCheckedCeleryRunLauncher)
+        assert instance.run_launcher.broker == "redis://127.0.0.1:6379/0"
+        assert instance.run_launcher.celery.conf.worker_disable_prefetch is True
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 3
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1  # `ibkr`: one run at a time
+        assert instance.run_monitoring_enabled and instance.run_monitoring_max_resume_run_attempts == 0
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
+        assert not instance.run_retries_retry_on_asset_or_op_failure
+    finally:
+        instance.dispose()

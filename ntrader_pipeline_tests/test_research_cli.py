@@ -14,7 +14,7 @@ from dagster import AssetKey, DagsterInstance
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.metrics import KEY_METRICS
-from ntrader_pipeline.pipeline import Pipeline
+from ntrader_pipeline.pipeline import Pipeline, strategy_file_config
 from ntrader_pipeline.settings import get_settings
 from ntrader_pipeline_tests.conftest import ORCL_DAILY
 from ntrader_pipeline_tests.test_cli_report import point_settings_at
@@ -105,7 +105,7 @@ def test_one_set_rerun_alone_as_its_partition_gives_the_same_numbers(home, swept
     best = json.loads(swept.stdout)[0]
     pipeline = Pipeline.open(get_settings(), DagsterInstance.get())
     result = pipeline._execute("sweep_set_job", f"{best['key']}|ORCL",
-                               {"ops": {"sweep_backtest": {"config": {"spec_path": str(home[1])}}}})
+                               {"ops": {"sweep_backtest": {"config": {"spec_file": strategy_file_config(home[1])}}}})
     metrics = result.output_for_node("sweep_backtest")
     assert metrics["run_id"] != best["run_id"]
     for name in KEY_METRICS:

@@ -14,7 +14,14 @@ import pytest
 
 from ntrader_pipeline.core.backtest import run_backtest
 from ntrader_pipeline.core.strategies import REGISTRY
-from ntrader_pipeline.core.strategy_specs import StrategySpecError, check_spec, load_spec, load_specs, module_allowed
+from ntrader_pipeline.core.strategy_specs import (
+    StrategySpecError,
+    check_spec,
+    load_spec,
+    load_specs,
+    module_allowed,
+    spec_from_text,
+)
 from ntrader_pipeline.settings import get_settings
 from ntrader_pipeline_tests.conftest import STRATEGY_CONFIGS
 from ntrader_pipeline_tests.strategy_series import VENUE, daily_series
@@ -192,3 +199,16 @@ def test_user_config_is_validated_after_import(tmp_path, user_package):
 def test_allowlist_setting_reads_comma_separated_env(monkeypatch):
     monkeypatch.setenv("NTRADER_STRATEGY_MODULE_ALLOWLIST", "team.strats, lab.models")
     assert get_settings().strategy_module_allowlist == ["team.strats", "lab.models"]
+
+
+def test_a_files_text_gives_the_files_spec_within_the_same_limits():
+    """What a run config carries (``spec_file``) reads as the file does, and is refused as it is."""
+    path = STRATEGY_CONFIGS / "sma_crossover.yaml"
+    carried, read = spec_from_text("sma_crossover", path.read_text()), load_spec(path)
+    assert (carried.name, carried.canonical()) == (read.name, read.canonical())
+    with pytest.raises(StrategySpecError, match=r"^big\.yaml: larger than"):
+        spec_from_text("big", "#" * ((1 << 20) + 1))
+    with pytest.raises(StrategySpecError, match=r"^deep\.yaml: nested more than 32 levels"):
+        spec_from_text("deep", "[" * 40 + "]" * 40)
+    with pytest.raises(StrategySpecError, match=r"^bad\.yaml:1:"):
+        spec_from_text("bad", "strategy: [unclosed")

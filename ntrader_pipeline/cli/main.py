@@ -15,6 +15,7 @@ from ntrader_pipeline.cli.demo import demo, ui
 from ntrader_pipeline.cli.report import report
 from ntrader_pipeline.cli.results import compare, list_results, reproduce
 from ntrader_pipeline.cli.strategy import strategy
+from ntrader_pipeline.cli.worker import worker
 
 
 class NtraderGroup(click.Group):
@@ -38,7 +39,7 @@ def cli() -> None:
     """Backtest US-equity strategies with NautilusTrader, orchestrated by Dagster."""
 
 
-for command in (demo, ui, data, backtest, report, strategy):
+for command in (demo, ui, data, backtest, report, strategy, worker):
     cli.add_command(command)
 for command in (list_results, compare, reproduce):
     backtest.add_command(command)

@@ -388,13 +388,26 @@ def _reason(err: dict) -> str:
 
 def load_spec(path: str | Path, check_config: bool = True) -> StrategySpec:
     path = Path(path)
-    data = read_spec_yaml(path)
+    return _parsed(path.stem, read_spec_yaml(path), str(path), check_config)
+
+
+def spec_from_text(name: str, text: str, check_config: bool = True) -> StrategySpec:
+    """The spec of a strategy file's text (carried in a run's config, so no worker needs the file),
+    with the limits a file has; ``name`` is the file's stem, which names the strategy."""
+    source = f"{name}.yaml"
+    raw = text.encode("utf-8")
+    if len(raw) > MAX_SPEC_BYTES:
+        raise StrategySpecError(f"{source}: larger than {MAX_SPEC_BYTES:,} bytes")
+    return _parsed(name, parse_spec_yaml(raw, source), source, check_config)
+
+
+def _parsed(name: str, data: Any, source: str, check_config: bool) -> StrategySpec:
     try:
-        return parse_spec(path.stem, data, str(path), check_config)
+        return parse_spec(name, data, source, check_config)
     except StrategySpecError:
         raise
     except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:  # odd values the model trips on
-        raise StrategySpecError(f"{path}: {type(exc).__name__}: {exc}") from None
+        raise StrategySpecError(f"{source}: {type(exc).__name__}: {exc}") from None
 
 
 def read_spec_yaml(path: Path) -> Any:
@@ -408,6 +421,11 @@ def read_spec_yaml(path: Path) -> Any:
         raw = read_regular_file(path, MAX_SPEC_BYTES, "strategy file")
     except InputFileError as exc:
         raise StrategySpecError(str(exc)) from None
+    return parse_spec_yaml(raw, str(path))
+
+
+def parse_spec_yaml(raw: bytes, path: str) -> Any:
+    """``raw`` parsed with ``yaml.safe_load`` within the limits above; errors name ``path``."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -442,7 +460,7 @@ def _bracket_depth(raw: bytes) -> int:
     return deepest
 
 
-def _check_shape(path: Path, data: Any) -> None:
+def _check_shape(path: str, data: Any) -> None:
     """Walk the data without recursion, counting values and depth (aliases expand here)."""
     stack, seen = [(data, 1)], 0
     while stack:

@@ -5,7 +5,7 @@ the metrics, the warehouse and the reports in memory: no pickles through an IO m
 quarter of the step events (each a write to Dagster's event log), which made up half of a
 partition's cost beside a sub-second engine run (``bench/backtest_overhead.py``).
 
-A backfill runs up to ``MAX_PARTITIONS_PER_RUN`` partitions per run (``BackfillPolicy.multi_run``),
+A backfill runs up to ``backtests_per_run`` partitions per run (``BackfillPolicy.multi_run``),
 so a run launched by the daemon pays its process start-up once per batch, not once per partition.
 Every partition still gets its own materialization of each asset, with its own metadata, warehouse
 run record and reports. When some partitions of a batch fail, the others are recorded as
@@ -13,7 +13,9 @@ materialized and the step fails naming each failed partition with its reason.
 """
 
 
+import itertools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,8 @@ from dagster import (
     AutomationCondition,
     BackfillPolicy,
     Config,
+    DagsterRun,
+    DagsterRunStatus,
     MaterializeResult,
     MetadataValue,
     MultiPartitionsDefinition,
@@ -35,45 +39,79 @@ from dagster import (
 )
 from pydantic import Field
 
-from ntrader_pipeline.core.strategy_specs import load_spec
+from ntrader_pipeline.core.strategy_specs import StrategySpec, load_spec, spec_from_text
 from ntrader_pipeline.core.timeframes import Timeframe
 from ntrader_pipeline.defs.backtests.automation import WITH_BACKTEST
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, split_backtest_key, symbol_of
 from ntrader_pipeline.defs.resources import PipelineStores
+from ntrader_pipeline.settings import DEFAULT_BACKTESTS_PER_RUN
 
 if TYPE_CHECKING:  # NautilusTrader is imported when a backtest runs, never when the code location loads
     from ntrader_pipeline.adapters.warehouse import Warehouse
     from ntrader_pipeline.core.backtest import BacktestResult
 
 BACKTEST_ASSET_KEYS = ("backtest", "trade_ledger", "backtest_metrics", "backtest_report")
-# Partitions per run of a backfill. A run launched by the daemon starts a process that imports
-# Dagster and NautilusTrader (~5-8 s here), more than 10 daily-bar backtests cost; larger batches
-# amortize it further but show their materializations later (at the end of the run). Dagster cuts
-# a backfill into ranges of one strategy (or one symbol, whichever has fewer keys) first.
-MAX_PARTITIONS_PER_RUN = 50
+
+
+class StrategyFile(Config):
+    """A strategy file carried in the run config: a run may execute on any worker, where the
+    client's path does not exist."""
+
+    name: str = Field(description="The file's name without .yaml: names the strategy in the results.")
+    yaml: str = Field(description="The file's text.")
 
 
 class BacktestRunConfig(Config):
     start: str | None = Field(None, description="First date (YYYY-MM-DD); default: the YAML's or all bars.")
     end: str | None = Field(None, description="Last date (YYYY-MM-DD); default: the YAML's or all bars.")
     timeframe: str | None = Field(None, description="Bar interval; default: the YAML's (DAILY).")
-    spec_path: str | None = Field(None, description=f"Strategy YAML to run; only on strategy partition {FILE_STRATEGY_KEY}.")
+    spec_file: StrategyFile | None = Field(
+        None, description=f"Strategy file to run; only on strategy partition {FILE_STRATEGY_KEY}."
+    )
+
+
+def load_strategy(name: str, spec_file: StrategyFile | None, stores: PipelineStores) -> StrategySpec:
+    """The run config's strategy file when it carries one, else strategy ``name``'s own file."""
+    if spec_file is not None:
+        return spec_from_text(spec_file.name, spec_file.yaml)
+    return load_spec(stores.strategy_file(name))
 
 
 class BacktestBatchError(RuntimeError):
     """Some partitions of a batch failed; the others were recorded as materialized."""
 
 
+class RunGivenUpError(RuntimeError):
+    """Run monitoring marked this run failed while it was still executing (its retry takes over)."""
+
+
+def given_up(context: AssetExecutionContext) -> bool:
+    """Whether the instance already records this run as failed. A worker that missed its health
+    checks (a loaded host) may still be alive; once its run is retried elsewhere it must stop, so
+    the two never work on the batch side by side. One query per partition."""
+    run = context.instance.get_run_by_id(context.run.run_id)
+    return run is not None and run.status == DagsterRunStatus.FAILURE
+
+
 def _date(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
+def run_ids(run: DagsterRun, key: str) -> Callable[[], str]:
+    """Successive warehouse run ids for partition ``key`` of ``run``, the same in every retry of it.
+
+    Derived from the run's root (the first attempt): a retry of a run whose worker died, or a task
+    the broker delivered twice, overwrites the results it stored (``Warehouse.save_run`` replaces a
+    run id's rows) instead of adding a second copy.
+    """
+    root = run.root_run_id or run.run_id
+    counter = itertools.count()
+    return lambda: uuid.uuid5(uuid.NAMESPACE_URL, f"ntrader:{root}:{key}:{next(counter)}").hex[:12]
 
 
 def build_backtest_assets(
-    partitions_def: MultiPartitionsDefinition, automation_condition: AutomationCondition | None = None
+    partitions_def: MultiPartitionsDefinition, automation_condition: AutomationCondition | None = None,
+    partitions_per_run: int = DEFAULT_BACKTESTS_PER_RUN,
 ) -> list[AssetsDefinition]:
     """The backtest graph over the given strategy × symbol partitions.
 
@@ -100,7 +138,7 @@ def build_backtest_assets(
                  "its chart in the UI.", ["backtest", "trade_ledger", "backtest_metrics"]),
         ],
         partitions_def=partitions_def,
-        backfill_policy=BackfillPolicy.multi_run(MAX_PARTITIONS_PER_RUN),
+        backfill_policy=BackfillPolicy.multi_run(partitions_per_run),
         can_subset=False,
     )
     def backtests(context: AssetExecutionContext, config: BacktestRunConfig, stores: PipelineStores):
@@ -109,8 +147,11 @@ def build_backtest_assets(
         done: dict[str, dict[str, dict]] = {}
         failed: list[str] = []
         for key in keys:
+            if given_up(context):
+                raise RunGivenUpError(f"run {context.run.run_id} was marked failed while it ran (its worker looked "
+                                      f"dead); its retry runs the batch, so this one stops before {key}")
             try:
-                done[key] = backtest_partition(key, config, stores, warehouse, context.run.run_id)
+                done[key] = backtest_partition(key, config, stores, warehouse, context.run)
             except Exception as exc:
                 if len(keys) == 1:
                     raise
@@ -131,7 +172,7 @@ def build_backtest_assets(
 
 
 def backtest_partition(
-    key: str, config: BacktestRunConfig, stores: PipelineStores, warehouse: "Warehouse", dagster_run_id: str
+    key: str, config: BacktestRunConfig, stores: PipelineStores, warehouse: "Warehouse", dagster_run: DagsterRun
 ) -> dict[str, dict[str, Any]]:
     """Run one partition's backtest, store it, write its reports; the metadata of each asset."""
     from ntrader_pipeline.core.backtest import run_backtest
@@ -148,20 +189,20 @@ def backtest_partition(
 
     strategy, key_symbol = split_backtest_key(key)
     symbol = symbol_of(key_symbol)
-    if (strategy == FILE_STRATEGY_KEY) != bool(config.spec_path):
-        raise ValueError(f"spec_path is required on strategy partition {FILE_STRATEGY_KEY} and only there")
-    spec = load_spec(config.spec_path or stores.strategy_file(strategy))
+    if (strategy == FILE_STRATEGY_KEY) != (config.spec_file is not None):
+        raise ValueError(f"spec_file is required on strategy partition {FILE_STRATEGY_KEY} and only there")
+    spec = load_strategy(strategy, config.spec_file, stores)
     timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
     catalog = stores.catalog()
     series = catalog.read(symbol, timeframe)
     if series is None:
         raise ValueError(f"the catalog has no {timeframe.value} bars for {symbol}; import them first")
-    result = run_backtest(series, spec, stores.venue, new_run_id(), _date(config.start), _date(config.end),
-                          stores.strategy_module_allowlist)
+    result = run_backtest(series, spec, stores.venue, run_ids(dagster_run, key)(), _date(config.start),
+                          _date(config.end), stores.strategy_module_allowlist)
     ledger = trade_ledger(result.fills)
     benchmark = benchmark_for(result, catalog.closes_reader(timeframe))
     metrics = compute_metrics(result, ledger, benchmark)
-    record = run_record(result, dagster_run_id, stores)
+    record = run_record(result, dagster_run.run_id, stores)
     curve = equity_curve(result)
     warehouse.save_run(record, metrics, ledger.to_dict("records"), curve)
     directory = stores.reports_dir_for(result.run_id)

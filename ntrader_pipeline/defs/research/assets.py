@@ -36,7 +36,7 @@ from pydantic import Field
 
 from ntrader_pipeline.core.sweeps import parse_parameter_key
 from ntrader_pipeline.core.timeframes import Timeframe
-from ntrader_pipeline.defs.backtests.assets import metric_metadata, new_run_id, run_record
+from ntrader_pipeline.defs.backtests.assets import StrategyFile, load_strategy, metric_metadata, run_ids, run_record
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, parameter_set_partitions, sweep_set_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 
@@ -44,7 +44,9 @@ SWEEP_SET_ASSET = "sweep_backtest"
 
 
 class ResearchConfig(Config):
-    spec_path: str | None = Field(None, description=f"Strategy YAML; required on strategy partition {FILE_STRATEGY_KEY}.")
+    spec_file: StrategyFile | None = Field(
+        None, description=f"Strategy file; required on strategy partition {FILE_STRATEGY_KEY}."
+    )
     start: str | None = Field(None, description="First date (YYYY-MM-DD); default: the YAML's or all bars.")
     end: str | None = Field(None, description="Last date (YYYY-MM-DD); default: the YAML's or all bars.")
     metric: str | None = Field(None, description="Metric that ranks the sets; default: the YAML's sweep metric.")
@@ -55,11 +57,9 @@ def _date(text: str | None) -> date | None:
 
 
 def _spec(name: str, config: ResearchConfig, stores: PipelineStores):
-    from ntrader_pipeline.core.strategy_specs import load_spec
-
-    if name == FILE_STRATEGY_KEY and not config.spec_path:
-        raise ValueError(f"spec_path is required on strategy partition {FILE_STRATEGY_KEY}")
-    return load_spec(config.spec_path or stores.strategy_file(name))
+    if name == FILE_STRATEGY_KEY and config.spec_file is None:
+        raise ValueError(f"spec_file is required on strategy partition {FILE_STRATEGY_KEY}")
+    return load_strategy(name, config.spec_file, stores)
 
 
 def _series(stores: PipelineStores, symbol: str, timeframe: Timeframe):
@@ -104,8 +104,9 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         base, params = parse_parameter_key(keys["parameter_set"])
         spec = _spec(base, config, stores)
         series = _series(stores, keys["symbol"], spec.backtest.timeframe)
-        run = run_set(series, spec, params, stores.venue, new_run_id(), _date(config.start), _date(config.end),
-                      stores.strategy_module_allowlist, stores.catalog().closes_reader(spec.backtest.timeframe))
+        run = run_set(series, spec, params, stores.venue, run_ids(context.run, context.partition_key)(),
+                      _date(config.start), _date(config.end), stores.strategy_module_allowlist,
+                      stores.catalog().closes_reader(spec.backtest.timeframe))
         _save(stores, run, context.run.run_id)
         return Output(run.metrics, metadata={"params": MetadataValue.json(params), "run_id": run.result.run_id,
                                              **metric_metadata(run.metrics)})
@@ -143,9 +144,9 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
                           **metric_metadata(run.metrics)},
             ))
 
-        runs = run_sweep(series, spec, stores.venue, new_run_id, _date(config.start), _date(config.end),
-                         stores.strategy_module_allowlist, stores.catalog().closes_reader(spec.backtest.timeframe),
-                         on_set=record)
+        runs = run_sweep(series, spec, stores.venue, run_ids(context.run, context.partition_key), _date(config.start),
+                         _date(config.end), stores.strategy_module_allowlist,
+                         stores.catalog().closes_reader(spec.backtest.timeframe), on_set=record)
         rows = sweep_rows(runs, metric)
         summary = overfitting_summary(runs, metric)
         document = {"strategy": spec.name, "symbol": symbol, "metric": metric, "parameters": spec.sweep.parameters,
@@ -183,8 +184,8 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         keys = context.partition_key.keys_by_dimension
         spec = _spec(keys["strategy"], config, stores)
         series = _series(stores, keys["symbol"], spec.backtest.timeframe)
-        wf = run_walk_forward(series, spec, stores.venue, new_run_id, stores.strategy_module_allowlist,
-                              stores.catalog().closes_reader(spec.backtest.timeframe))
+        wf = run_walk_forward(series, spec, stores.venue, run_ids(context.run, context.partition_key),
+                              stores.strategy_module_allowlist, stores.catalog().closes_reader(spec.backtest.timeframe))
         record = run_record(wf.result, context.run.run_id, stores)
         curve = equity_curve(wf.result)
         stores.warehouse().save_run(record, wf.metrics, wf.ledger.to_dict("records"), curve)

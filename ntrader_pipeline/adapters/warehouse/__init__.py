@@ -95,28 +95,40 @@ def _constant(value: str, n: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value]))
 
 
-def bar_copy_payload(series: BarSeries, bar_type: str, ingested_at: datetime) -> bytes:
-    """``market_data`` rows of ``series`` as CSV for COPY (timestamps in UTC, no header)."""
-    n = len(series)
-    micros = series.frame["ts_event"].to_numpy(dtype=np.int64) // 1000
-    table = pa.table(
-        {
-            "symbol": _constant(series.symbol, n),
-            "bar_type": _constant(bar_type, n),
-            "timestamp": pc.cast(pa.array(micros, pa.timestamp("us")), pa.string()),
-            **bar_text_columns(series),
-            "data_source": _constant(series.source, n),
-            "ingested_at": _constant(ingested_at.astimezone(UTC).isoformat(), n),
-        }
-    )
-    sink = io.BytesIO()
-    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
-    return sink.getvalue()
+BAR_BATCH = 100_000  # rows formatted at a time: the text of a whole big import never sits in memory
+
+
+def bar_row_batches(series: BarSeries, bar_type: str, ingested_at: str) -> Iterator[pa.Table]:
+    """``market_data`` rows of ``series`` as text columns (timestamps in UTC), ``BAR_BATCH`` at a time."""
+    frame = series.frame
+    for start in range(0, len(frame), BAR_BATCH):
+        part = BarSeries(series.symbol, series.timeframe, frame.iloc[start : start + BAR_BATCH],
+                         series.price_precision, series.source)
+        n = len(part)
+        micros = part.frame["ts_event"].to_numpy(dtype=np.int64) // 1000
+        yield pa.table(
+            {
+                "symbol": _constant(series.symbol, n),
+                "bar_type": _constant(bar_type, n),
+                "timestamp": pc.cast(pa.array(micros, pa.timestamp("us")), pa.string()),
+                **bar_text_columns(part),
+                "data_source": _constant(series.source, n),
+                "ingested_at": _constant(ingested_at, n),
+            }
+        )
+
+
+def bar_copy_payload(series: BarSeries, bar_type: str, ingested_at: datetime) -> Iterator[bytes]:
+    """``market_data`` rows of ``series`` as CSV for COPY (no header), one chunk per batch of rows."""
+    stamp = ingested_at.astimezone(UTC).isoformat()
+    for table in bar_row_batches(series, bar_type, stamp):
+        sink = io.BytesIO()
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
+        yield sink.getvalue()
 
 
 def _copy_bars(connection: Connection, series: BarSeries, bar_type: str) -> int:
     """COPY the rows in: directly when the range holds none of them, else via a temp table."""
-    payload = bar_copy_payload(series, bar_type, datetime.now(UTC))
     columns = ", ".join(f'"{c}"' for c in BAR_COLUMNS_SQL)
     cursor = connection.connection.dbapi_connection.cursor()
     try:
@@ -130,9 +142,8 @@ def _copy_bars(connection: Connection, series: BarSeries, bar_type: str) -> int:
             target = "incoming_bars"
             cursor.execute("CREATE TEMP TABLE incoming_bars (LIKE market_data) ON COMMIT DROP")
         with cursor.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-            view = memoryview(payload)
-            for start in range(0, len(payload), COPY_CHUNK):
-                copy.write(view[start : start + COPY_CHUNK])
+            for payload in bar_copy_payload(series, bar_type, datetime.now(UTC)):
+                copy.write(payload)
         if taken:
             updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in BAR_COLUMNS_SQL if c not in BAR_KEY)
             cursor.execute(
@@ -145,7 +156,25 @@ def _copy_bars(connection: Connection, series: BarSeries, bar_type: str) -> int:
     return len(series)
 
 
-COPY_CHUNK = 1 << 20
+def _insert_bars_sqlite(connection: Connection, series: BarSeries, bar_type: str) -> int:
+    """Rows in the text SQLAlchemy itself stores on SQLite (``YYYY-MM-DD HH:MM:SS.ffffff`` UTC times,
+    exact decimal text), through the DBAPI cursor of ``connection``'s transaction."""
+    now = pc.cast(pa.scalar(datetime.now(UTC).replace(tzinfo=None), pa.timestamp("us")), pa.string()).as_py()
+    columns = ", ".join(f'"{c}"' for c in BAR_COLUMNS_SQL)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in BAR_COLUMNS_SQL if c not in BAR_KEY)
+    statement = (
+        f"INSERT INTO market_data ({columns}) VALUES ({', '.join('?' * len(BAR_COLUMNS_SQL))}) "
+        f'ON CONFLICT (symbol, bar_type, "timestamp") DO UPDATE SET {updates}'
+    )
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        for table in bar_row_batches(series, bar_type, now):
+            cursor.executemany(statement, zip(*(table.column(c).to_pylist() for c in BAR_COLUMNS_SQL), strict=True))
+    finally:
+        cursor.close()
+    return len(series)
+
+
 MIGRATION_LOCK_KEY = 0x6E74_7261_6465_72  # "ntrader": the advisory lock every migrating process takes
 
 
@@ -245,34 +274,14 @@ class Warehouse:
         """Insert or replace ``series``' bars (key: symbol, bar type, timestamp).
 
         Postgres gets the rows by COPY (straight into the table when none of them exists yet,
-        else through a temporary table and ``INSERT ... ON CONFLICT``); SQLite by executemany.
+        else through a temporary table and ``INSERT ... ON CONFLICT``); SQLite by
+        executemany, one batch of plain tuples at a time (no per-row dicts or SQLAlchemy binds).
         """
         if len(series) == 0:
             return 0
         if self.dialect == "postgresql":
             return _copy_bars(connection, series, bar_type)
-        text = bar_text_columns(series)
-        now = datetime.now(UTC)
-        stamps = _utc(series.frame["ts_event"].to_numpy())
-        values = {c: text[c].to_pylist() for c in PRICE_COLUMNS + ["volume"]}
-        rows = [
-            {
-                "symbol": series.symbol,
-                "bar_type": bar_type,
-                "timestamp": ts,
-                **{c: values[c][i] for c in values},
-                "data_source": series.source,
-                "ingested_at": now,
-            }
-            for i, ts in enumerate(stamps)
-        ]
-        statement = self._insert(market_data)
-        statement = statement.on_conflict_do_update(
-            index_elements=BAR_KEY,
-            set_={c: statement.excluded[c] for c in rows[0] if c not in BAR_KEY},
-        )
-        connection.execute(statement, rows)
-        return len(rows)
+        return _insert_bars_sqlite(connection, series, bar_type)
 
     def mark_publish(self, connection: Connection, publish_id: str, bar_type: str) -> None:
         """Record, inside the bars' transaction, which catalog publish this commit belongs to."""

@@ -175,6 +175,29 @@ def _insert_bars_sqlite(connection: Connection, series: BarSeries, bar_type: str
     return len(series)
 
 
+def _insert_curve(connection: Connection, run_id: str, curve: pd.DataFrame) -> None:
+    """The equity curve (a row per bar: hundreds of thousands for one-minute bars) by COPY on
+    Postgres and plain-tuple ``executemany`` on SQLite, in ``connection``'s transaction; times as
+    UTC text (the form SQLAlchemy stores on SQLite), floats as Python floats (exact)."""
+    utc = curve["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    stamps = pc.cast(pa.array(utc), pa.string()).to_pylist()
+    equity = curve["equity"].to_numpy(dtype=np.float64).tolist()
+    drawdown = curve["drawdown"].to_numpy(dtype=np.float64).tolist()
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            with cursor.copy('COPY equity_curve (run_id, "timestamp", equity, drawdown) FROM STDIN') as copy:
+                for row in zip(stamps, equity, drawdown, strict=True):
+                    copy.write_row((run_id, f"{row[0]}+00", row[1], row[2]))
+        else:
+            cursor.executemany(
+                'INSERT INTO equity_curve (run_id, "timestamp", equity, drawdown) VALUES (?, ?, ?, ?)',
+                ((run_id, *row) for row in zip(stamps, equity, drawdown, strict=True)),
+            )
+    finally:
+        cursor.close()
+
+
 MIGRATION_LOCK_KEY = 0x6E74_7261_6465_72  # "ntrader": the advisory lock every migrating process takes
 
 
@@ -363,15 +386,6 @@ class Warehouse:
             for name, value in metrics.items()
             if not isinstance(value, bool)
         ]
-        curve_rows = [
-            {"run_id": run["run_id"], "timestamp": ts, "equity": equity, "drawdown": dd}
-            for ts, equity, dd in zip(
-                curve["timestamp"].dt.to_pydatetime(),
-                curve["equity"].to_numpy(dtype=np.float64).tolist(),
-                curve["drawdown"].to_numpy(dtype=np.float64).tolist(),
-                strict=True,
-            )
-        ]
 
         def write(connection: Connection) -> None:  # delete then insert: a retry writes nothing twice
             connection.execute(delete(backtest_runs).where(backtest_runs.c.run_id == run["run_id"]))
@@ -380,8 +394,8 @@ class Warehouse:
                 connection.execute(insert(backtest_metrics), metric_rows)
             if trade_rows:
                 connection.execute(insert(trades), [{"run_id": run["run_id"], **t} for t in trade_rows])
-            if curve_rows:
-                connection.execute(insert(equity_curve), curve_rows)
+            if len(curve):
+                _insert_curve(connection, run["run_id"], curve)
 
         self.run(f"saving backtest run {run['run_id']}", write)
 

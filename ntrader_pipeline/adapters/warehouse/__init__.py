@@ -12,6 +12,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -98,30 +99,32 @@ def _constant(value: str, n: int) -> pa.DictionaryArray:
 BAR_BATCH = 100_000  # rows formatted at a time: the text of a whole big import never sits in memory
 
 
-def bar_row_batches(series: BarSeries, bar_type: str, ingested_at: str) -> Iterator[pa.Table]:
-    """``market_data`` rows of ``series`` as text columns (timestamps in UTC), ``BAR_BATCH`` at a time."""
+def bar_text_batches(series: BarSeries) -> Iterator[tuple[pa.Array, dict[str, pa.Array]]]:
+    """``series``' UTC times (``YYYY-MM-DD HH:MM:SS.ffffff``) and exact OHLCV text, ``BAR_BATCH``
+    rows at a time."""
     frame = series.frame
     for start in range(0, len(frame), BAR_BATCH):
         part = BarSeries(series.symbol, series.timeframe, frame.iloc[start : start + BAR_BATCH],
                          series.price_precision, series.source)
-        n = len(part)
         micros = part.frame["ts_event"].to_numpy(dtype=np.int64) // 1000
-        yield pa.table(
-            {
-                "symbol": _constant(series.symbol, n),
-                "bar_type": _constant(bar_type, n),
-                "timestamp": pc.cast(pa.array(micros, pa.timestamp("us")), pa.string()),
-                **bar_text_columns(part),
-                "data_source": _constant(series.source, n),
-                "ingested_at": _constant(ingested_at, n),
-            }
-        )
+        yield pc.cast(pa.array(micros, pa.timestamp("us")), pa.string()), bar_text_columns(part)
 
 
 def bar_copy_payload(series: BarSeries, bar_type: str, ingested_at: datetime) -> Iterator[bytes]:
     """``market_data`` rows of ``series`` as CSV for COPY (no header), one chunk per batch of rows."""
     stamp = ingested_at.astimezone(UTC).isoformat()
-    for table in bar_row_batches(series, bar_type, stamp):
+    for times, text in bar_text_batches(series):
+        n = len(times)
+        table = pa.table(
+            {
+                "symbol": _constant(series.symbol, n),
+                "bar_type": _constant(bar_type, n),
+                "timestamp": times,
+                **text,
+                "data_source": _constant(series.source, n),
+                "ingested_at": _constant(stamp, n),
+            }
+        )
         sink = io.BytesIO()
         pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
         yield sink.getvalue()
@@ -160,16 +163,20 @@ def _insert_bars_sqlite(connection: Connection, series: BarSeries, bar_type: str
     """Rows in the text SQLAlchemy itself stores on SQLite (``YYYY-MM-DD HH:MM:SS.ffffff`` UTC times,
     exact decimal text), through the DBAPI cursor of ``connection``'s transaction."""
     now = pc.cast(pa.scalar(datetime.now(UTC).replace(tzinfo=None), pa.timestamp("us")), pa.string()).as_py()
-    columns = ", ".join(f'"{c}"' for c in BAR_COLUMNS_SQL)
-    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in BAR_COLUMNS_SQL if c not in BAR_KEY)
+    order = ["symbol", "bar_type", "timestamp", *PRICE_COLUMNS, "volume", "data_source", "ingested_at"]  # the tuples'
+    columns = ", ".join(f'"{c}"' for c in order)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in order if c not in BAR_KEY)
     statement = (
-        f"INSERT INTO market_data ({columns}) VALUES ({', '.join('?' * len(BAR_COLUMNS_SQL))}) "
+        f"INSERT INTO market_data ({columns}) VALUES ({', '.join('?' * len(order))}) "
         f'ON CONFLICT (symbol, bar_type, "timestamp") DO UPDATE SET {updates}'
     )
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        for table in bar_row_batches(series, bar_type, now):
-            cursor.executemany(statement, zip(*(table.column(c).to_pylist() for c in BAR_COLUMNS_SQL), strict=True))
+        for times, text in bar_text_batches(series):
+            values = [text[c].to_pylist() for c in PRICE_COLUMNS + ["volume"]]
+            constant = [repeat(v) for v in (series.symbol, bar_type, series.source, now)]
+            rows = zip(constant[0], constant[1], times.to_pylist(), *values, constant[2], constant[3])
+            cursor.executemany(statement, rows)
     finally:
         cursor.close()
     return len(series)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.instruments import Equity
@@ -30,7 +31,6 @@ from ntrader_pipeline.core.bars import (
     BarSeries,
     Timeframe,
     bar_type_for,
-    frame_from_nautilus_bars,
     to_nautilus_bars,
 )
 from ntrader_pipeline.core.instruments import make_equity
@@ -90,6 +90,34 @@ def bars_table(series: BarSeries, venue: str) -> pa.Table:
     return pa.Table.from_arrays([*columns, ts, ts], schema=reference.schema)
 
 
+def decimals_from_fixed_point(column: pa.ChunkedArray | pa.Array, precision: int) -> np.ndarray:
+    """Inverse of ``fixed_point_128``: the int128 values are read as Arrow decimals (the same bytes),
+    rescaled exactly to ``precision`` places and divided as ticks, so each float is the one
+    ``np.round(value, precision)`` gives."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    exact = pa.Array.from_buffers(pa.decimal128(38, FIXED_PRECISION), len(column), column.buffers(), offset=column.offset)
+    scaled = pc.cast(pc.round(exact, precision), pa.decimal128(38, precision))
+    limbs = np.frombuffer(scaled.buffers()[1], dtype="<i8")[2 * scaled.offset : 2 * (scaled.offset + len(scaled))]
+    return limbs[0::2] / 10.0**precision  # the low limb: ticks stay below 2**53 (see csv_bars.EXACT_TICKS)
+
+
+def frame_from_bars_table(table: pa.Table, price_precision: int) -> pd.DataFrame:
+    """The ``BAR_COLUMNS`` frame of a catalog bar table, sorted by close time."""
+    frame = pd.DataFrame(
+        {
+            "ts_event": table.column("ts_event").to_numpy().astype(np.int64),
+            **{c: decimals_from_fixed_point(table.column(c), price_precision) for c in PRICE_COLUMNS},
+            "volume": decimals_from_fixed_point(table.column("volume"), SIZE_PRECISION),
+        }
+    )
+    return frame.sort_values("ts_event", kind="stable", ignore_index=True)
+
+
+def _stored_precision(table: pa.Table) -> int:
+    """The price precision NautilusTrader wrote into the file's schema metadata."""
+    return int((table.schema.metadata or {}).get(b"price_precision", b"0"))
+
+
 @dataclass(frozen=True)
 class StagedSeries:
     """A merged series written to staging, waiting to be swapped into the live catalog."""
@@ -135,13 +163,20 @@ class BarCatalog:
         return found[0] if found else None
 
     def read(self, symbol: str, timeframe: Timeframe) -> BarSeries | None:
-        """The stored series, or None when the catalog has no bars for it."""
-        bars = self.read_bars(symbol, timeframe)
-        if not bars:
+        """The stored series, or None when the catalog has no bars for it.
+
+        Read column-wise from the Parquet files: no ``Bar`` object is built (a million of them
+        cost gigabytes and seconds), and the values equal ``frame_from_nautilus_bars``' exactly.
+        """
+        files = self.bar_files(symbol, timeframe)
+        if not files:
             return None
         instrument = self.instrument(symbol)
-        precision = instrument.price_precision if instrument else bars[0].open.precision
-        return BarSeries(symbol, timeframe, frame_from_nautilus_bars(bars), precision, source="catalog")
+        table = pq.read_table(files[0]) if len(files) == 1 else pa.concat_tables(pq.read_table(f) for f in files)
+        if table.num_rows == 0:
+            return None
+        precision = instrument.price_precision if instrument else _stored_precision(table)
+        return BarSeries(symbol, timeframe, frame_from_bars_table(table, precision), precision, source="catalog")
 
     def closes_reader(self, timeframe: Timeframe):
         """``symbol -> DataFrame[ts_event, close] | None``: what a benchmark is read with."""

@@ -70,12 +70,13 @@ def window(series: BarSeries, start: date | None, end: date | None) -> BarSeries
     frame = series.frame
     if start is None and end is None:
         return series
-    local_day = pd.to_datetime(frame["ts_event"], utc=True).dt.tz_convert("America/New_York").dt.date
+    local = pd.to_datetime(frame["ts_event"], utc=True).dt.tz_convert("America/New_York").dt.tz_localize(None)
+    local_day = local.to_numpy(dtype="datetime64[D]")  # not a date object per bar
     mask = np.ones(len(frame), dtype=bool)
     if start is not None:
-        mask &= (local_day >= start).to_numpy()
+        mask &= local_day >= np.datetime64(start, "D")
     if end is not None:
-        mask &= (local_day <= end).to_numpy()
+        mask &= local_day <= np.datetime64(end, "D")
     return BarSeries(
         series.symbol, series.timeframe, frame[mask].reset_index(drop=True),
         series.price_precision, series.source, series.notes,

@@ -66,6 +66,29 @@ ALIASES = {
 }
 
 
+class _Cells:
+    """The source text of a column's cells at ``rows``, made a Python string only when asked for:
+    a million ``str`` objects per column would cost far more than the Arrow text they come from."""
+
+    def __init__(self, text: pa.Array, rows: np.ndarray):
+        self.text, self.rows = text, rows
+
+    def __getitem__(self, i: int) -> str:
+        return str(self.text[int(self.rows[i])])
+
+
+class _LineCells:
+    """One column's cells at file ``rows`` (0-based lines), split from the line text when asked for:
+    the text of the number columns is dropped once parsed, and only problems quote it again."""
+
+    def __init__(self, lines: _LineIndex, rows: np.ndarray, index: int, delimiter: str):
+        self.lines, self.rows, self.index, self.delimiter = lines, rows, index, delimiter
+
+    def __getitem__(self, i: int) -> str:
+        fields = next(csv.reader([self.lines.text(int(self.rows[i]))], delimiter=self.delimiter))
+        return fields[self.index].strip() if self.index < len(fields) else ""
+
+
 @dataclass(frozen=True)
 class _Columns:
     """Which source column (by position and header text) plays which role."""
@@ -120,14 +143,12 @@ def read_bar_csv(
     ]
     if unclosed := _unclosed_quotes(lines, data_rows, delimiter):  # pyarrow would join or drop such rows
         raise BarFileError(path, sorted(problems + unclosed, key=lambda p: p.line))
-    table = _read_table(lines, delimiter, names, columns)
     rows = data_rows[shape_ok]
-    if table.num_rows != len(rows):  # pyarrow read quotes differently from the delimiter count
-        raise BarFileError(path, _quote_problems(lines, data_rows, problems))
     file_lines = rows + 1
-
-    raw = {role: _trimmed(table.column(f"c{index}")) for role, index in columns.index.items()}
-    numbers, decimals, cell_problems = _parse_numbers(raw, columns, file_lines, adjusted)
+    read = _read_cells(lines, delimiter, names, columns, file_lines, adjusted)
+    if read is None:  # pyarrow read quotes differently from the delimiter count
+        raise BarFileError(path, _quote_problems(lines, data_rows, problems))
+    raw, numbers, decimals, cell_problems = read
     problems += cell_problems
     wall, utc_ns, time_problems = _parse_times(raw, columns, file_lines, timezone)
     problems += time_problems
@@ -148,26 +169,28 @@ def read_bar_csv(
             if problems:
                 raise BarFileError(path, sorted(problems, key=lambda p: p.line)) from None
             raise
-    grid_bad, grid_problems = _off_grid(wall, parsed, timeframe, file_lines, time_name, _time_text(raw))
+    time_text = _time_text(raw)
+    grid_bad, grid_problems = _off_grid(wall, parsed, timeframe, file_lines, time_name, time_text)
     problems += grid_problems
     parsed &= ~grid_bad
 
     ts_event = _stamp(wall, utc_ns, timeframe)
     frame = pd.DataFrame({"ts_event": ts_event, **{c: numbers[c] for c in PRICE_COLUMNS + ["volume"]}})
-    shown = {c: np.asarray(raw[c].to_numpy(zero_copy_only=False)) for c in PRICE_COLUMNS + ["volume"]}
-    shown["ts_event"] = _time_text(raw)
     keep_idx = np.flatnonzero(parsed)
+    shown = {c: _LineCells(lines, rows[keep_idx], columns.index[c], delimiter) for c in PRICE_COLUMNS + ["volume"]}
+    shown["ts_event"] = _Cells(time_text, keep_idx)
     source_names = {c: columns.name(c) for c in PRICE_COLUMNS + ["volume"]}
     problems += [
         replace(p, column=source_names.get(p.column, p.column))
         for p in validate_bars(
             frame.iloc[keep_idx].reset_index(drop=True),
             file_lines[keep_idx],
-            {k: v[keep_idx] for k, v in shown.items()},
+            shown,
             time_name,
         )
     ]
-    problems += _inexact_prices(numbers, decimals, file_lines, parsed, problems, raw, source_names)
+    price_cells = {c: _LineCells(lines, rows, columns.index[c], delimiter) for c in PRICE_COLUMNS}
+    problems += _inexact_prices(numbers, decimals, file_lines, parsed, problems, price_cells, source_names)
     problems.sort(key=lambda p: p.line)
     if problems and on_invalid == "reject":
         raise BarFileError(path, problems)
@@ -354,12 +377,54 @@ def _map_columns(path: Path, names: list[str], line: int, header: str, adjusted:
     return _Columns(index, {role: names[i] for role, i in index.items()})
 
 
-def _read_table(lines, delimiter, names, columns) -> pa.Table:
+READ_BLOCK = 1 << 24  # bytes pyarrow parses at a time: the unit of the bounded-memory read
+
+
+def _read_cells(lines, delimiter, names, columns: _Columns, file_lines: np.ndarray, adjusted: bool):
+    """Parse the file ``READ_BLOCK`` bytes at a time: the number cells become floats, decimal places
+    and problems batch by batch (their text is dropped at once); the time text is kept whole,
+    because its format (offsets, epoch unit, layout) is decided over the whole column.
+
+    Returns the time text by role, numbers, decimal places and problems; or None when pyarrow split
+    the rows differently from the delimiter count (a quoted delimiter).
+    """
+    number_roles = PRICE_COLUMNS + ["volume"] + (["adj close"] if adjusted else [])
+    time_roles = [role for role in ("timestamp", "date", "time") if role in columns.index]
+    numbers: dict[str, list] = {role: [] for role in number_roles}
+    decimals: dict[str, list] = {role: [] for role in number_roles}
+    times: dict[str, list] = {role: [] for role in time_roles}
+    problems: list[BarProblem] = []
+    done = 0
+    for batch in _open_table(lines, delimiter, names, columns):
+        n = batch.num_rows
+        if done + n > len(file_lines):
+            return None
+        raw = {role: pc.utf8_trim_whitespace(batch.column(f"c{columns.index[role]}")) for role in number_roles}
+        got_numbers, got_decimals, got_problems = _parse_numbers(raw, columns, file_lines[done : done + n], adjusted)
+        for role in number_roles:
+            numbers[role].append(got_numbers[role])
+            decimals[role].append(np.minimum(got_decimals[role], 127).astype(np.int8))  # > 9 is a problem anyway
+        problems += got_problems
+        for role in time_roles:
+            times[role].append(pc.utf8_trim_whitespace(batch.column(f"c{columns.index[role]}")))
+        done += n
+    if done != len(file_lines):
+        return None
+    time_text = {role: pa.chunked_array(times[role], pa.string()).combine_chunks() for role in time_roles}
+    return (
+        time_text,
+        {role: np.concatenate(numbers[role] or [np.empty(0)]) for role in number_roles},
+        {role: np.concatenate(decimals[role] or [np.empty(0, np.int8)]) for role in number_roles},
+        problems,
+    )
+
+
+def _open_table(lines, delimiter, names, columns):
     names = [f"c{i}" for i in range(len(names))]
     wanted = [f"c{i}" for i in columns.index.values()]
-    return pacsv.read_csv(
+    return pacsv.open_csv(
         lines.body(),
-        read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+        read_options=pacsv.ReadOptions(column_names=names, block_size=READ_BLOCK),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=lambda row: "skip"),
         convert_options=pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names},
@@ -368,10 +433,6 @@ def _read_table(lines, delimiter, names, columns) -> pa.Table:
             quoted_strings_can_be_null=False,
         ),
     )
-
-
-def _trimmed(column: pa.ChunkedArray) -> pa.Array:
-    return pc.utf8_trim_whitespace(column.combine_chunks())
 
 
 # --- numbers -----------------------------------------------------------------------------------
@@ -400,11 +461,9 @@ def _parse_numbers(raw, columns: _Columns, lines: np.ndarray, adjusted: bool):
             plain = pc.match_substring_regex(pc.take(text, pa.array(rows)), NUMBER).to_numpy(zero_copy_only=False)
             unparsed[rows[~plain]] = True
         bad = unparsed | np.isnan(values)  # a number too large for float64 is +-inf: a range problem below
-        if bad.any():
-            cells = np.asarray(text.to_numpy(zero_copy_only=False))
-            for i in np.flatnonzero(bad):
-                rule = "missing value" if cells[i] == "" else "not a number"
-                problems.append(BarProblem(int(lines[i]), name, cells[i], rule))
+        for i in np.flatnonzero(bad):
+            cell = str(text[i])
+            problems.append(BarProblem(int(lines[i]), name, cell, "missing value" if cell == "" else "not a number"))
         label, limit = ("volume", QUANTITY_MAX) if role == "volume" else ("price", PRICE_MAX)
         over = ~bad & (values > limit)
         for i in np.flatnonzero(over):
@@ -445,7 +504,7 @@ def _decimal_places(text: pa.Array) -> np.ndarray:
     return places
 
 
-def _inexact_prices(numbers, decimals, lines, parsed, problems, raw, names) -> list[BarProblem]:
+def _inexact_prices(numbers, decimals, lines, parsed, problems, cells, names) -> list[BarProblem]:
     """Prices too large for the file's precision: stored as ``price * 10**decimals`` in 64 bits
     and read through float64, they would come back changed beyond 2**53 ticks."""
     ok = parsed & ~np.isin(lines, np.array([p.line for p in problems], dtype=np.int64))
@@ -454,7 +513,7 @@ def _inexact_prices(numbers, decimals, lines, parsed, problems, raw, names) -> l
     precision = int(max(decimals[c][ok].max() for c in PRICE_COLUMNS))
     rule = f"too large to store exactly at the file's {precision} decimals (price x 10^{precision} must stay below 2^53)"
     return [
-        BarProblem(int(lines[i]), names[c], str(raw[c][i]), rule)
+        BarProblem(int(lines[i]), names[c], cells[c][i], rule)
         for c in PRICE_COLUMNS
         for i in np.flatnonzero(ok & (np.abs(numbers[c]) * 10.0**precision >= EXACT_TICKS))
     ]
@@ -471,11 +530,10 @@ def _time_name(columns: _Columns) -> str:
     return f"{columns.name('date')}+{columns.name('time')}"
 
 
-def _time_text(raw) -> np.ndarray:
+def _time_text(raw) -> pa.Array:
     if "timestamp" in raw:
-        return np.asarray(raw["timestamp"].to_numpy(zero_copy_only=False))
-    joined = pc.binary_join_element_wise(raw["date"], raw["time"], " ")
-    return np.asarray(joined.to_numpy(zero_copy_only=False))
+        return raw["timestamp"]
+    return pc.binary_join_element_wise(raw["date"], raw["time"], " ")
 
 
 def _parse_times(raw, columns: _Columns, lines: np.ndarray, timezone: str):
@@ -487,15 +545,11 @@ def _parse_times(raw, columns: _Columns, lines: np.ndarray, timezone: str):
         name = _time_name(columns)
     n = len(text)
     problems: list[BarProblem] = []
-    cells = None
 
     def flag(mask: np.ndarray, rule: str) -> None:
-        nonlocal cells
-        if not mask.any():
-            return
-        cells = cells if cells is not None else np.asarray(text.to_numpy(zero_copy_only=False))
         for i in np.flatnonzero(mask):
-            problems.append(BarProblem(int(lines[i]), name, cells[i], "missing value" if cells[i] == "" else rule))
+            cell = str(text[i])
+            problems.append(BarProblem(int(lines[i]), name, cell, "missing value" if cell == "" else rule))
 
     digits = pc.match_substring_regex(text, r"^-?\d+$").to_numpy(zero_copy_only=False)
     if digits.all() and n:

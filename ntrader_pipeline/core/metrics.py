@@ -65,7 +65,8 @@ def equity_curve(result: BacktestResult) -> pd.DataFrame:
 
 def daily_returns(curve: pd.DataFrame) -> pd.Series:
     """Percent change of each trading day's last equity, indexed by that day's last bar time."""
-    day = curve["timestamp"].dt.tz_convert(EXCHANGE_TZ).dt.date
+    # The local day as datetime64[D], not as a date object per bar: minute curves have 100ks of bars.
+    day = curve["timestamp"].dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).to_numpy(dtype="datetime64[D]")
     last = curve.groupby(day, sort=True).tail(1)
     index = pd.DatetimeIndex(last["timestamp"])
     return pd.Series(last["equity"].to_numpy(), index=index).pct_change().iloc[1:]

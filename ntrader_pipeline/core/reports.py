@@ -119,15 +119,41 @@ def ratio(value: float) -> float:
 
 def equity_csv(curve: pd.DataFrame) -> str:
     """``timestamp,equity,drawdown``: one row per bar, ISO-8601 UTC, equity to the cent,
-    drawdown (a fraction) to ``RATIO_DECIMALS`` decimals."""
+    drawdown (a fraction) to ``RATIO_DECIMALS`` decimals. Column-wise: a one-minute backtest has
+    hundreds of thousands of rows, and the same text cell by cell took seconds."""
     out = pd.DataFrame(
         {
-            "timestamp": curve["timestamp"].dt.tz_convert("UTC").map(lambda t: t.isoformat()),
-            "equity": curve["equity"].map(money_text),
-            "drawdown": curve["drawdown"].map(ratio),
+            "timestamp": iso_utc(curve["timestamp"]),
+            "equity": money_texts(curve["equity"].to_numpy(dtype=np.float64)),
+            "drawdown": [round(v, RATIO_DECIMALS) + 0.0 for v in curve["drawdown"].to_numpy(dtype=np.float64).tolist()],
         }
     )
     return out.to_csv(index=False)
+
+
+def iso_utc(times: pd.Series) -> list[str]:
+    """``Timestamp.isoformat()`` of each UTC time (``2024-01-02T14:31:00+00:00``), whole seconds
+    formatted by numpy; any time with a fraction of a second by pandas itself."""
+    utc = times.dt.tz_convert("UTC")
+    ns = utc.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    if (ns.astype(np.int64) % 1_000_000_000 != 0).any():
+        return [t.isoformat() for t in utc]
+    return [f"{t}+00:00" for t in np.datetime_as_string(ns.astype("datetime64[s]"), unit="s").tolist()]
+
+
+def money_texts(values: np.ndarray) -> list[str]:
+    """``money_text`` of each value. The cents come from ``value * 100`` where that product is
+    clearly not near a half cent (its float error is far below the distance); the rest (ties,
+    huge or non-positive amounts, non-finite values) go through ``money_text`` itself."""
+    cents = np.abs(values) * 100
+    whole = np.floor(cents)
+    fraction = cents - whole
+    clear = np.isfinite(cents) & (values > 0) & (np.abs(fraction - 0.5) > cents * 1e-14 + 1e-9) & (cents < 2.0**52)
+    rounded = (whole + (fraction > 0.5)).astype(np.int64)
+    texts = [f"{c // 100}.{c % 100:02d}" for c in rounded.tolist()]
+    for i in np.flatnonzero(~clear).tolist():
+        texts[i] = money_text(float(values[i]))
+    return texts
 
 
 def rounded_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,13 +53,13 @@ class BarFileError(ValueError):
 def validate_bars(
     frame: pd.DataFrame,
     lines: np.ndarray,
-    raw: Mapping[str, np.ndarray] | None = None,
+    raw: Mapping[str, Any] | None = None,
     time_column: str = "timestamp",
 ) -> list[BarProblem]:
     """Every OHLCV rule a bar must obey, checked column-wise (no per-row Python).
 
     ``frame`` holds ``ts_event`` and the OHLCV floats in source order; ``lines[i]`` is row i's line
-    in the source. ``raw`` (optional) maps a column to the source text of its cells, so messages
+    in the source. ``raw`` (optional) maps a column to the source text of its cells (anything indexed by row), so messages
     quote the file's own text; ``time_column`` is the source's name for the timestamp column.
     """
     o, h, low, c, v = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
@@ -105,7 +106,7 @@ def _order_problems(ts, lines, frame, raw, time_column) -> list[BarProblem]:
     return problems
 
 
-def _cell(frame: pd.DataFrame, raw: Mapping[str, np.ndarray] | None, column: str, i: int) -> str:
+def _cell(frame: pd.DataFrame, raw: Mapping[str, Any] | None, column: str, i: int) -> str:
     if raw is not None and column in raw:
         return str(raw[column][i])
     return repr_value(frame, column, i)

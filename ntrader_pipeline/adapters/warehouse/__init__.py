@@ -12,6 +12,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -95,28 +96,42 @@ def _constant(value: str, n: int) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value]))
 
 
-def bar_copy_payload(series: BarSeries, bar_type: str, ingested_at: datetime) -> bytes:
-    """``market_data`` rows of ``series`` as CSV for COPY (timestamps in UTC, no header)."""
-    n = len(series)
-    micros = series.frame["ts_event"].to_numpy(dtype=np.int64) // 1000
-    table = pa.table(
-        {
-            "symbol": _constant(series.symbol, n),
-            "bar_type": _constant(bar_type, n),
-            "timestamp": pc.cast(pa.array(micros, pa.timestamp("us")), pa.string()),
-            **bar_text_columns(series),
-            "data_source": _constant(series.source, n),
-            "ingested_at": _constant(ingested_at.astimezone(UTC).isoformat(), n),
-        }
-    )
-    sink = io.BytesIO()
-    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
-    return sink.getvalue()
+BAR_BATCH = 100_000  # rows formatted at a time: the text of a whole big import never sits in memory
+
+
+def bar_text_batches(series: BarSeries) -> Iterator[tuple[pa.Array, dict[str, pa.Array]]]:
+    """``series``' UTC times (``YYYY-MM-DD HH:MM:SS.ffffff``) and exact OHLCV text, ``BAR_BATCH``
+    rows at a time."""
+    frame = series.frame
+    for start in range(0, len(frame), BAR_BATCH):
+        part = BarSeries(series.symbol, series.timeframe, frame.iloc[start : start + BAR_BATCH],
+                         series.price_precision, series.source)
+        micros = part.frame["ts_event"].to_numpy(dtype=np.int64) // 1000
+        yield pc.cast(pa.array(micros, pa.timestamp("us")), pa.string()), bar_text_columns(part)
+
+
+def bar_copy_payload(series: BarSeries, bar_type: str, ingested_at: datetime) -> Iterator[bytes]:
+    """``market_data`` rows of ``series`` as CSV for COPY (no header), one chunk per batch of rows."""
+    stamp = ingested_at.astimezone(UTC).isoformat()
+    for times, text in bar_text_batches(series):
+        n = len(times)
+        table = pa.table(
+            {
+                "symbol": _constant(series.symbol, n),
+                "bar_type": _constant(bar_type, n),
+                "timestamp": times,
+                **text,
+                "data_source": _constant(series.source, n),
+                "ingested_at": _constant(stamp, n),
+            }
+        )
+        sink = io.BytesIO()
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
+        yield sink.getvalue()
 
 
 def _copy_bars(connection: Connection, series: BarSeries, bar_type: str) -> int:
     """COPY the rows in: directly when the range holds none of them, else via a temp table."""
-    payload = bar_copy_payload(series, bar_type, datetime.now(UTC))
     columns = ", ".join(f'"{c}"' for c in BAR_COLUMNS_SQL)
     cursor = connection.connection.dbapi_connection.cursor()
     try:
@@ -130,9 +145,8 @@ def _copy_bars(connection: Connection, series: BarSeries, bar_type: str) -> int:
             target = "incoming_bars"
             cursor.execute("CREATE TEMP TABLE incoming_bars (LIKE market_data) ON COMMIT DROP")
         with cursor.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-            view = memoryview(payload)
-            for start in range(0, len(payload), COPY_CHUNK):
-                copy.write(view[start : start + COPY_CHUNK])
+            for payload in bar_copy_payload(series, bar_type, datetime.now(UTC)):
+                copy.write(payload)
         if taken:
             updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in BAR_COLUMNS_SQL if c not in BAR_KEY)
             cursor.execute(
@@ -145,7 +159,52 @@ def _copy_bars(connection: Connection, series: BarSeries, bar_type: str) -> int:
     return len(series)
 
 
-COPY_CHUNK = 1 << 20
+def _insert_bars_sqlite(connection: Connection, series: BarSeries, bar_type: str) -> int:
+    """Rows in the text SQLAlchemy itself stores on SQLite (``YYYY-MM-DD HH:MM:SS.ffffff`` UTC times,
+    exact decimal text), through the DBAPI cursor of ``connection``'s transaction."""
+    now = pc.cast(pa.scalar(datetime.now(UTC).replace(tzinfo=None), pa.timestamp("us")), pa.string()).as_py()
+    order = ["symbol", "bar_type", "timestamp", *PRICE_COLUMNS, "volume", "data_source", "ingested_at"]  # the tuples'
+    columns = ", ".join(f'"{c}"' for c in order)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in order if c not in BAR_KEY)
+    statement = (
+        f"INSERT INTO market_data ({columns}) VALUES ({', '.join('?' * len(order))}) "
+        f'ON CONFLICT (symbol, bar_type, "timestamp") DO UPDATE SET {updates}'
+    )
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        for times, text in bar_text_batches(series):
+            values = [text[c].to_pylist() for c in PRICE_COLUMNS + ["volume"]]
+            constant = [repeat(v) for v in (series.symbol, bar_type, series.source, now)]
+            rows = zip(constant[0], constant[1], times.to_pylist(), *values, constant[2], constant[3])
+            cursor.executemany(statement, rows)
+    finally:
+        cursor.close()
+    return len(series)
+
+
+def _insert_curve(connection: Connection, run_id: str, curve: pd.DataFrame) -> None:
+    """The equity curve (a row per bar: hundreds of thousands for one-minute bars) by COPY on
+    Postgres and plain-tuple ``executemany`` on SQLite, in ``connection``'s transaction; times as
+    UTC text (the form SQLAlchemy stores on SQLite), floats as Python floats (exact)."""
+    utc = curve["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+    stamps = pc.cast(pa.array(utc), pa.string()).to_pylist()
+    equity = curve["equity"].to_numpy(dtype=np.float64).tolist()
+    drawdown = curve["drawdown"].to_numpy(dtype=np.float64).tolist()
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        if connection.dialect.name == "postgresql":
+            with cursor.copy('COPY equity_curve (run_id, "timestamp", equity, drawdown) FROM STDIN') as copy:
+                for row in zip(stamps, equity, drawdown, strict=True):
+                    copy.write_row((run_id, f"{row[0]}+00", row[1], row[2]))
+        else:
+            cursor.executemany(
+                'INSERT INTO equity_curve (run_id, "timestamp", equity, drawdown) VALUES (?, ?, ?, ?)',
+                ((run_id, *row) for row in zip(stamps, equity, drawdown, strict=True)),
+            )
+    finally:
+        cursor.close()
+
+
 MIGRATION_LOCK_KEY = 0x6E74_7261_6465_72  # "ntrader": the advisory lock every migrating process takes
 
 
@@ -245,34 +304,14 @@ class Warehouse:
         """Insert or replace ``series``' bars (key: symbol, bar type, timestamp).
 
         Postgres gets the rows by COPY (straight into the table when none of them exists yet,
-        else through a temporary table and ``INSERT ... ON CONFLICT``); SQLite by executemany.
+        else through a temporary table and ``INSERT ... ON CONFLICT``); SQLite by
+        executemany, one batch of plain tuples at a time (no per-row dicts or SQLAlchemy binds).
         """
         if len(series) == 0:
             return 0
         if self.dialect == "postgresql":
             return _copy_bars(connection, series, bar_type)
-        text = bar_text_columns(series)
-        now = datetime.now(UTC)
-        stamps = _utc(series.frame["ts_event"].to_numpy())
-        values = {c: text[c].to_pylist() for c in PRICE_COLUMNS + ["volume"]}
-        rows = [
-            {
-                "symbol": series.symbol,
-                "bar_type": bar_type,
-                "timestamp": ts,
-                **{c: values[c][i] for c in values},
-                "data_source": series.source,
-                "ingested_at": now,
-            }
-            for i, ts in enumerate(stamps)
-        ]
-        statement = self._insert(market_data)
-        statement = statement.on_conflict_do_update(
-            index_elements=BAR_KEY,
-            set_={c: statement.excluded[c] for c in rows[0] if c not in BAR_KEY},
-        )
-        connection.execute(statement, rows)
-        return len(rows)
+        return _insert_bars_sqlite(connection, series, bar_type)
 
     def mark_publish(self, connection: Connection, publish_id: str, bar_type: str) -> None:
         """Record, inside the bars' transaction, which catalog publish this commit belongs to."""
@@ -354,15 +393,6 @@ class Warehouse:
             for name, value in metrics.items()
             if not isinstance(value, bool)
         ]
-        curve_rows = [
-            {"run_id": run["run_id"], "timestamp": ts, "equity": equity, "drawdown": dd}
-            for ts, equity, dd in zip(
-                curve["timestamp"].dt.to_pydatetime(),
-                curve["equity"].to_numpy(dtype=np.float64).tolist(),
-                curve["drawdown"].to_numpy(dtype=np.float64).tolist(),
-                strict=True,
-            )
-        ]
 
         def write(connection: Connection) -> None:  # delete then insert: a retry writes nothing twice
             connection.execute(delete(backtest_runs).where(backtest_runs.c.run_id == run["run_id"]))
@@ -371,8 +401,8 @@ class Warehouse:
                 connection.execute(insert(backtest_metrics), metric_rows)
             if trade_rows:
                 connection.execute(insert(trades), [{"run_id": run["run_id"], **t} for t in trade_rows])
-            if curve_rows:
-                connection.execute(insert(equity_curve), curve_rows)
+            if len(curve):
+                _insert_curve(connection, run["run_id"], curve)
 
         self.run(f"saving backtest run {run['run_id']}", write)
 

@@ -95,8 +95,9 @@ def _parse_ticks(buffer: io.BytesIO, delimiter: str, time_type: pa.DataType) -> 
     if buffer.tell() == 0:
         return np.empty((0, 6), dtype=np.int64)
     names = [f"c{i}" for i in range(6)]
+    buffer.seek(0)  # read in place: a copy of the text would double what a big series costs here
     table = pacsv.read_csv(
-        io.BytesIO(buffer.getvalue()),
+        buffer,
         read_options=pacsv.ReadOptions(column_names=names),
         parse_options=pacsv.ParseOptions(delimiter=delimiter),
         convert_options=pacsv.ConvertOptions(column_types={"c0": time_type, **dict.fromkeys(names[1:], pa.int64())}),

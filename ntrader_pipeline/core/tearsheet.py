@@ -117,7 +117,7 @@ def _exact(value: Any) -> str:
 
 def _ns(frame: pd.DataFrame) -> np.ndarray:
     column = frame["ts_event"] if "ts_event" in frame else frame["timestamp"]
-    if np.issubdtype(np.asarray(column).dtype, np.integer):
+    if pd.api.types.is_integer_dtype(column.dtype):  # np.asarray of a tz-aware column makes a Timestamp per row
         return np.asarray(column, dtype=np.int64)
     return pd.DatetimeIndex(pd.to_datetime(column, utc=True)).as_unit("ns").asi8
 

@@ -34,8 +34,8 @@ from sqlalchemy import delete, select
 from ntrader_pipeline.adapters.catalog import BarCatalog, StagedSeries
 from ntrader_pipeline.adapters.catalog_manifest import ManifestPublish
 from ntrader_pipeline.adapters.catalog_publish import Publish
-from ntrader_pipeline.adapters.locks import warehouse_lock
 from ntrader_pipeline.adapters.faults import kill_point
+from ntrader_pipeline.adapters.locks import warehouse_lock
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.adapters.warehouse.retry import with_retries
 from ntrader_pipeline.core.bars import BarSeries

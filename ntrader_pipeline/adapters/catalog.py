@@ -33,7 +33,7 @@ from ntrader_pipeline.adapters import catalog_manifest, catalog_publish
 from ntrader_pipeline.adapters.catalog_manifest import ManifestPublish, read_manifest
 from ntrader_pipeline.adapters.catalog_publish import Publish
 from ntrader_pipeline.adapters.faults import kill_point
-from ntrader_pipeline.adapters.object_store import ObjectStore, S3Options, is_remote
+from ntrader_pipeline.adapters.object_store import S3Options, is_remote, open_store
 from ntrader_pipeline.core.bars import (
     PRICE_COLUMNS,
     SIZE_PRECISION,
@@ -151,7 +151,7 @@ class BarCatalog:
         self.remote = is_remote(path)
         self.path = str(path).rstrip("/") if self.remote else Path(path)
         self.venue = venue
-        self.objects = ObjectStore(self.path, s3) if self.remote else None
+        self.objects = open_store(self.path, s3) if self.remote else None
 
     @property
     def _catalog(self) -> ParquetDataCatalog:

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import os
 import posixpath
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +186,26 @@ class ObjectStore:
             relative = file.relative_to(folder).as_posix()
             written[relative] = self.put(f"{prefix}/{relative}" if prefix else relative, file.read_bytes())
         return written
+
+
+@lru_cache(maxsize=16)
+def open_store(root: str, s3: S3Options | None = None) -> ObjectStore:
+    """One ``ObjectStore`` per root and options in a process (an S3 client keeps its connections)."""
+    return ObjectStore(root, s3)
+
+
+@contextmanager
+def written_folder(store: ObjectStore, prefix: str) -> Iterator[Path]:
+    """A local folder for code that writes files, whose contents end up under ``prefix``.
+
+    Locally it is the destination itself (the writers rename their files into place); on object
+    storage a temporary folder, uploaded once the block finished without error.
+    """
+    if not store.remote:
+        folder = Path(store.path(prefix))
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="ntrader-out-") as temporary:
+        yield Path(temporary)
+        store.upload_folder(Path(temporary), prefix)

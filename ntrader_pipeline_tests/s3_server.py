@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -46,27 +47,29 @@ def s3_server(timeout: float = START_TIMEOUT) -> Iterator[str]:
     """A running ``moto_server`` on 127.0.0.1; yields its endpoint URL (``http://127.0.0.1:<port>``)."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [_moto_server(), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-        env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
-    )
-    try:
-        _wait_until_up(process, endpoint, timeout)
-        yield endpoint
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-        if process.stderr:
-            process.stderr.close()
+    # Its log goes to a file, never a pipe: it logs every request, and a pipe nobody reads fills
+    # up after a few hundred and then blocks the server (and every client) for good.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [_moto_server(), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+        )
+        try:
+            _wait_until_up(process, endpoint, timeout, log)
+            yield endpoint
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
-def _wait_until_up(process: subprocess.Popen, endpoint: str, timeout: float) -> None:
+def _wait_until_up(process: subprocess.Popen, endpoint: str, timeout: float, log) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {process.returncode}: {process.stderr.read().decode()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"moto_server exited with {process.returncode}: {log.read().decode()[-2000:]}")
         try:
             with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
                 return

@@ -82,9 +82,7 @@ def test_a_backtest_on_s3_matches_the_local_one_and_its_reports_are_in_the_bucke
 ) -> None:
     def run() -> tuple[dict, dict]:
         settings = get_settings()
-        (tmp_path / "instances").mkdir(exist_ok=True)
-        with instance_for_test(temp_dir=str(tmp_path / "instances" / str(len(list((tmp_path / "instances").iterdir()))))) \
-                as instance:
+        with instance_for_test() as instance:
             pipeline = Pipeline(settings, instance, build_definitions(settings))
             pipeline.import_csv(ORCL_DAILY, "ORCL")
             metrics = pipeline.run_backtest("sma_crossover", "ORCL", end=date(2004, 12, 31))

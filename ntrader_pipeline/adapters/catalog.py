@@ -274,7 +274,6 @@ class BarCatalog:
 
     def remove_garbage(self, bar_type: str, garbage: list) -> None:
         if self.remote:
-            catalog_manifest.remove_garbage(self.objects, bar_type, garbage)
-            catalog_manifest.collect_garbage(self.objects, bar_type)
+            catalog_manifest.remove_garbage(self.objects, bar_type, garbage)  # versions: settling collects
         else:
             catalog_publish.remove_garbage(garbage)

@@ -129,12 +129,19 @@ class ManifestPublish:
 def collect_garbage(store: ObjectStore, bar_type: str, settling: str | None = None) -> list[str]:
     """Delete the series' versions that neither the manifest nor another open journal names.
 
+    An open journal names its own version and the one it replaced (its roll-back target).
     ``settling``: the publish being settled, whose own version goes too unless it is live.
     Only while holding the series' lock. Returns the versions deleted.
     """
     current = read_manifest(store, bar_type)
     keep = {current["version"]} if current else set()
-    keep |= {Path(name).stem for name in store.children(f"{STAGING}/{bar_type}")} - {settling}
+    others, unsealed = pending(store, bar_type)
+    keep |= set(unsealed) - {settling}
+    for publish in others:
+        if publish.publish_id != settling:
+            keep.add(publish.publish_id)
+            if publish.previous:
+                keep.add(publish.previous["version"])
     doomed = [v for v in store.children(f"{SERIES}/{bar_type}") if v not in keep]
     for version in doomed:
         store.delete_prefix(version_prefix(bar_type, version))

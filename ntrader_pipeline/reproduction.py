@@ -76,7 +76,7 @@ def reproduce_run(warehouse: Warehouse, run_id: str, catalog: BarCatalog | None 
     record = stored.record
     symbol, venue = record["bar_type"].split("-", 1)[0].rsplit(".", 1)
     if catalog is None:  # opened through the store, so a publish a killed import left is settled first
-        catalog = MarketDataStore(BarCatalog(get_settings().resolved_catalog_path, venue), warehouse).catalog
+        catalog = MarketDataStore(BarCatalog(get_settings().catalog_location, venue, get_settings().s3_options()), warehouse).catalog
     timeframe = _timeframe(record["bar_type"])
     outcome = Reproduction(run_id, record["data_hash"], None)
     series = catalog.read(symbol, timeframe)

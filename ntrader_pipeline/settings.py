@@ -3,6 +3,7 @@
 Everything lives under one state folder, ``NTRADER_HOME`` (default ``.ntrader`` in the working
 directory), unless a setting points a part elsewhere. With no settings at all the pipeline runs
 embedded: a SQLite warehouse, a Dagster home, a Parquet catalog and the reports, side by side.
+The catalog and the reports may instead live on object storage (``s3://`` URLs, ``NTRADER_S3_*``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ntrader_pipeline.adapters.object_store import S3Options, is_remote, local_path
 from ntrader_pipeline.core.inbox import DEFAULT_SYMBOL_PATTERN
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
 
@@ -36,8 +38,18 @@ class Settings(BaseSettings):
     warehouse_url: str | None = Field(
         None, description="SQLAlchemy URL of the warehouse; SQLite under home when unset."
     )
-    catalog_path: Path | None = Field(None, description="NautilusTrader Parquet catalog folder.")
-    reports_dir: Path | None = Field(None, description="Where per-run reports are written.")
+    catalog_path: str | None = Field(
+        None, description="NautilusTrader Parquet catalog: a folder, or an S3-API URL (s3://bucket/prefix)."
+    )
+    reports_dir: str | None = Field(
+        None, description="Where per-run reports are written: a folder, or an S3-API URL (s3://bucket/prefix)."
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-API server for s3:// locations (MinIO, moto...); unset: AWS."
+    )
+    s3_region: str | None = Field(None, description="Region of the s3:// bucket(s).")
+    s3_access_key_id: str | None = Field(None, description="Access key id for s3:// locations (secret).")
+    s3_secret_access_key: str | None = Field(None, description="Secret access key for s3:// locations (secret).")
     dagster_home: Path | None = Field(
         None, description="Dagster instance folder shared by the CLI and `dagster dev`; "
         "default: $DAGSTER_HOME if set, else <home>/dagster."
@@ -84,12 +96,27 @@ class Settings(BaseSettings):
         return self.warehouse_url or f"sqlite:///{self.home_dir / 'warehouse.sqlite'}"
 
     @property
+    def catalog_location(self) -> str:
+        """The catalog: an ``s3://`` URL as given, else the absolute folder."""
+        return _location(self.catalog_path, self.home_dir / "catalog")
+
+    @property
+    def reports_location(self) -> str:
+        """Where reports go: an ``s3://`` URL as given, else the absolute folder."""
+        return _location(self.reports_dir, self.home_dir / "reports")
+
+    @property
     def resolved_catalog_path(self) -> Path:
-        return (self.catalog_path or self.home_dir / "catalog").expanduser().resolve()
+        """The catalog folder, for code that needs a local one (refused when it is on object storage)."""
+        return _local(self.catalog_location, "NTRADER_CATALOG_PATH")
 
     @property
     def resolved_reports_dir(self) -> Path:
-        return (self.reports_dir or self.home_dir / "reports").expanduser().resolve()
+        """The reports folder, for code that needs a local one (refused when it is on object storage)."""
+        return _local(self.reports_location, "NTRADER_REPORTS_DIR")
+
+    def s3_options(self) -> S3Options:
+        return S3Options(self.s3_endpoint_url, self.s3_region, self.s3_access_key_id, self.s3_secret_access_key)
 
     @property
     def resolved_dagster_home(self) -> Path:
@@ -100,6 +127,18 @@ class Settings(BaseSettings):
     @property
     def resolved_inbox_dir(self) -> Path:
         return (self.inbox_dir or self.home_dir / "inbox").expanduser().resolve()
+
+
+def _location(value: str | None, default: Path) -> str:
+    if value and is_remote(value):
+        return value.rstrip("/")
+    return str(local_path(value or default))
+
+
+def _local(location: str, variable: str) -> Path:
+    if is_remote(location):
+        raise ValueError(f"{variable} is {location}, not a local folder")
+    return Path(location)
 
 
 def get_settings() -> Settings:

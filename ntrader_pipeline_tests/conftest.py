@@ -1,4 +1,5 @@
-"""Shared fixtures: a private ntrader home per test, and real SQLite and Postgres warehouses.
+"""Shared fixtures: a private ntrader home per test, real SQLite and Postgres warehouses, and a
+real S3-API server (``s3_server``, one per session) with a fresh bucket per test (``s3_bucket``).
 
 Postgres tests use ``NTRADER_TEST_POSTGRES_URL`` (default: the local server on 127.0.0.1:5432).
 Each test gets its own freshly created database, dropped after it. When the server is
@@ -20,6 +21,8 @@ from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.settings import SAMPLE_DATA_DIR, Settings, get_settings
+from ntrader_pipeline_tests.s3_server import create_bucket, s3_environment
+from ntrader_pipeline_tests.s3_server import s3_server as run_s3_server
 
 # Property tests explore the same examples on every run (a red CI must be reproducible), and
 # no example has a time limit: the machines are small and shared.
@@ -100,3 +103,19 @@ def set_deployment_postgres_env(postgres_url: str, monkeypatch: pytest.MonkeyPat
         "DAGSTER_POSTGRES_DB": url.database,
     }.items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3-API server (``moto_server``) for the session; its endpoint URL."""
+    with run_s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str) -> dict[str, str]:
+    """A fresh, empty bucket on ``s3_server``: the ``NTRADER_S3_*`` variables that reach it, plus
+    ``"bucket"``, its name. Set the variables in the environment (monkeypatch) where ntrader runs."""
+    name = f"ntrader-test-{uuid.uuid4().hex[:12]}"
+    create_bucket(s3_server, name)
+    return {**s3_environment(s3_server), "bucket": name}

@@ -28,9 +28,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
+from ntrader_pipeline.adapters.object_store import ObjectStore
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.definitions import build_definitions
-from ntrader_pipeline.defs.resources import WAREHOUSE_URL_VAR, PipelineStores
+from ntrader_pipeline.defs.resources import (
+    S3_ACCESS_KEY_ID_VAR,
+    S3_SECRET_ACCESS_KEY_VAR,
+    WAREHOUSE_URL_VAR,
+    PipelineStores,
+)
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import Settings, get_settings
 from ntrader_pipeline_tests.conftest import ORCL_DAILY, REPO_ROOT
@@ -44,11 +50,19 @@ SECRETS = {
     "DAGSTER_POSTGRES_PASSWORD": f"dagster-{MARK}",  # Dagster's own storage (dagster.yaml reads it)
     "TWS_USERID": f"user-{MARK}",  # the IB Gateway login, read only by its container
     "TWS_PASSWORD": f"tws-{MARK}",
+    S3_ACCESS_KEY_ID_VAR: f"s3id-{MARK}",  # object storage (catalog and reports on s3://)
+    S3_SECRET_ACCESS_KEY_VAR: f"s3key-{MARK}",
 }
 # Settings fields whose names look secret, each with the variable the row above (or the warehouse
 # URL) covers: a new one fails test_every_secret_looking_setting_is_covered until it has a row.
 SECRET_LOOKING = re.compile(r"password|secret|token|key|url|user", re.IGNORECASE)
-COVERED_SETTINGS = {"warehouse_url": WAREHOUSE_URL_VAR}
+COVERED_SETTINGS = {
+    "warehouse_url": WAREHOUSE_URL_VAR,
+    "s3_access_key_id": S3_ACCESS_KEY_ID_VAR,
+    "s3_secret_access_key": S3_SECRET_ACCESS_KEY_VAR,
+}
+# Settings whose names look secret but hold none, each with the reason.
+PLAIN_SETTINGS = {"s3_endpoint_url": "the S3-API server's address; its credentials are the two s3 keys"}
 
 
 def secret_url(url: str) -> str:
@@ -76,7 +90,7 @@ def secret_env(ntrader_home, monkeypatch) -> None:
 
 def test_every_secret_looking_setting_is_covered():
     looking = {name for model in (Settings, IbkrSettings) for name in model.model_fields if SECRET_LOOKING.search(name)}
-    assert looking == set(COVERED_SETTINGS)
+    assert looking == set(COVERED_SETTINGS) | set(PLAIN_SETTINGS)
     assert set(COVERED_SETTINGS.values()) <= {*SECRETS, WAREHOUSE_URL_VAR}
 
 
@@ -88,18 +102,30 @@ def test_a_password_given_in_code_is_refused_and_a_url_without_one_is_kept(tmp_p
     assert PipelineStores.from_settings(Settings(home=tmp_path, warehouse_url=plain)).warehouse_url == plain
 
 
-@pytest.mark.parametrize("warehouse", ["sqlite", "postgres"])
+@pytest.mark.parametrize("warehouse", ["sqlite", "postgres", "sqlite+s3"])
 def test_no_secret_in_snapshot_runs_events_metadata_or_reports(
     warehouse, secret_env, instance, tmp_path, monkeypatch, request
 ):
+    """With ``sqlite+s3`` the catalog and the reports are in a real S3-API bucket reached with the
+    marked keys (the test server takes any), and its objects are searched too."""
     if warehouse == "postgres":
         monkeypatch.setenv(WAREHOUSE_URL_VAR, secret_url(request.getfixturevalue("postgres_url")))
+    bucket = None
+    if warehouse == "sqlite+s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        for variable in ("NTRADER_S3_ENDPOINT_URL", "NTRADER_S3_REGION"):
+            monkeypatch.setenv(variable, bucket[variable])
+        monkeypatch.setenv("NTRADER_CATALOG_PATH", f"s3://{bucket['bucket']}/catalog")
+        monkeypatch.setenv("NTRADER_REPORTS_DIR", f"s3://{bucket['bucket']}/reports")
     settings = get_settings()
     defs = build_definitions(settings)
 
     snapshot = RepositorySnap.from_def(defs.get_repository_def())  # what the code server sends the UI
     assert_clean("the repository snapshot", serialize_value(snapshot))
-    stores = next(r for r in snapshot.resources if r.name == "stores").configured_values["warehouse_url"]
+    configured = next(r for r in snapshot.resources if r.name == "stores").configured_values
+    for field in ("s3_access_key_id", "s3_secret_access_key"):
+        assert configured[field] == ResourceConfigEnvVarSnap(name=COVERED_SETTINGS[field])
+    stores = configured["warehouse_url"]
     if warehouse == "postgres":
         assert stores == ResourceConfigEnvVarSnap(name=WAREHOUSE_URL_VAR)
     else:
@@ -131,6 +157,12 @@ def test_no_secret_in_snapshot_runs_events_metadata_or_reports(
     with Warehouse.open(settings.resolved_warehouse_url).transaction() as connection:
         rows = connection.execute(text("SELECT * FROM backtest_runs")).all()
     assert rows and all(MARK not in str(row) for row in rows)
+    if bucket:
+        objects = ObjectStore(f"s3://{bucket['bucket']}", settings.s3_options())
+        keys = objects.list()
+        assert any(k.startswith("catalog/manifests/") for k in keys) and any(k.endswith("/metrics.json") for k in keys)
+        for key in keys:
+            assert_clean(f"s3 object {key}", objects.get(key))
 
 
 def test_a_failing_warehouse_logs_no_password(secret_env, instance, postgres_url, monkeypatch):

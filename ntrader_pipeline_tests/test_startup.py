@@ -13,7 +13,7 @@ from ntrader_pipeline.cli.results import SORT_CHOICES
 from ntrader_pipeline.core.metric_display import SORT_KEYS
 from ntrader_pipeline_tests.conftest import REPO_ROOT
 
-HEAVY = ("dagster", "nautilus_trader", "pandas", "sqlalchemy", "matplotlib")
+HEAVY = ("dagster", "nautilus_trader", "pandas", "sqlalchemy", "matplotlib", "s3fs", "botocore", "aiobotocore", "boto3")
 
 
 def loaded_after(code: str, env: dict[str, str]) -> set[str]:
@@ -36,8 +36,15 @@ def cli(*commands: list[str]) -> str:
 
 
 def test_loading_the_code_location_imports_dagster_alone(ntrader_home):
-    """Every UI, daemon, sensor and run process loads it: pandas, SQLAlchemy and the engine wait for a run."""
+    """Every UI, daemon, sensor and run process loads it: pandas, SQLAlchemy, the engine and any S3
+    client wait for a run."""
     assert loaded_after("import ntrader_pipeline.definitions", {}) == {"dagster"}
+
+
+def test_loading_a_code_location_on_object_storage_imports_dagster_alone(ntrader_home):
+    """With the catalog and reports on s3:// the client (botocore, ~1 s) is still left to the runs."""
+    env = {"NTRADER_CATALOG_PATH": "s3://bucket/catalog", "NTRADER_REPORTS_DIR": "s3://bucket/reports"}
+    assert loaded_after("import ntrader_pipeline.definitions", env) == {"dagster"}
 
 
 def test_help_imports_neither_dagster_nor_the_engine(ntrader_home):

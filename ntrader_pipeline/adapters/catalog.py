@@ -2,12 +2,19 @@
 
 The catalog itself silently skips a write whose range already exists and raises on a partial
 overlap, so we never append: a write builds the series' complete new contents in a staging
-catalog and swaps its folders in. The staged ``Publish`` (see ``catalog_publish``) lets a caller
-make the swap part of a larger transaction (the warehouse write), recoverable after a crash.
+catalog and swaps it in. The staged publish lets a caller make the swap part of a larger
+transaction (the warehouse write), recoverable after a crash.
+
+The catalog lives in a local folder or under an ``s3://`` URL, and the swap takes the form each
+can make atomic: on disk, folders renamed into the layout NautilusTrader reads (``catalog_publish``);
+on object storage, which has no rename, a new version prefix and a manifest object PUT last
+(``catalog_manifest``). Either way a series' files are the same NautilusTrader Parquet files.
 """
 
 from __future__ import annotations
 
+import io
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +30,11 @@ from nautilus_trader.persistence.catalog import ParquetDataCatalog
 from nautilus_trader.persistence.catalog.parquet import _timestamps_to_filename
 from nautilus_trader.serialization.arrow.serializer import ArrowSerializer
 
+from ntrader_pipeline.adapters import catalog_manifest, catalog_publish
+from ntrader_pipeline.adapters.catalog_manifest import ManifestPublish, read_manifest
 from ntrader_pipeline.adapters.catalog_publish import Publish
 from ntrader_pipeline.adapters.faults import kill_point
+from ntrader_pipeline.adapters.object_store import S3Options, is_remote, open_store
 from ntrader_pipeline.core.bars import (
     PRICE_COLUMNS,
     SIZE_PRECISION,
@@ -123,7 +133,7 @@ class StagedSeries:
     """A merged series written to staging, waiting to be swapped into the live catalog."""
 
     series: BarSeries
-    publish: Publish
+    publish: Publish | ManifestPublish
 
 
 def series_folders(symbol: str, venue: str, bar_type: str) -> list[Path]:
@@ -138,22 +148,57 @@ def series_folders(symbol: str, venue: str, bar_type: str) -> list[Path]:
     return [bars / bar_type, instruments / f"{symbol}.{venue}"]
 
 
-class BarCatalog:
-    """Bars and instruments in a ``ParquetDataCatalog``, one series per symbol and interval."""
+def write_series_folders(root: Path, series: BarSeries, venue: str) -> None:
+    """``series``' bars and instrument as a complete NautilusTrader catalog under ``root``."""
+    bar_type = str(series.bar_type(venue))
+    staging = ParquetDataCatalog(str(root))
+    staging.write_data([make_equity(series.symbol, venue, series.price_precision)])
+    folder = root / "data" / "bar" / bar_type
+    folder.mkdir(parents=True)
+    pq.write_table(
+        bars_table(series, venue),
+        folder / _timestamps_to_filename(series.first_ns, series.last_ns),
+        row_group_size=staging.max_rows_per_group,
+    )
 
-    def __init__(self, path: str | Path, venue: str):
-        self.path = Path(path)
+
+class VersionGoneError(FileNotFoundError):
+    """A version vanished while being read: a newer publish settled and removed it."""
+
+
+READ_ATTEMPTS = 5  # each retry re-resolves the manifest; one is enough unless publishes race the reader
+
+
+class BarCatalog:
+    """Bars and instruments in a ``ParquetDataCatalog``, one series per symbol and interval.
+
+    ``path``: a local folder, or an ``s3://bucket/prefix`` URL reached with ``s3``.
+    """
+
+    def __init__(self, path: str | Path, venue: str, s3: S3Options | None = None):
+        self.remote = is_remote(path)
+        self.path = str(path).rstrip("/") if self.remote else Path(path)
         self.venue = venue
+        self.objects = open_store(self.path, s3) if self.remote else None
 
     @property
     def _catalog(self) -> ParquetDataCatalog:
         return ParquetDataCatalog(str(self.path))
 
-    def bar_files(self, symbol: str, timeframe: Timeframe) -> list[Path]:
-        folder = confined(self.path / "data" / "bar", str(bar_type_for(symbol, self.venue, timeframe)))
+    def bar_files(self, symbol: str, timeframe: Timeframe) -> list[Path] | list[str]:
+        bar_type = str(bar_type_for(symbol, self.venue, timeframe))
+        if self.remote:
+            manifest = read_manifest(self.objects, bar_type)
+            prefix = catalog_manifest.version_prefix(bar_type, manifest["version"]) if manifest else ""
+            return [self.objects.url(f"{prefix}/{f}") for f in manifest["files"] if f.startswith("data/bar/")] \
+                if manifest else []
+        folder = confined(self.path / "data" / "bar", bar_type)
         return sorted(folder.glob("*.parquet")) if folder.exists() else []
 
     def read_bars(self, symbol: str, timeframe: Timeframe) -> list[Bar]:
+        if self.remote:
+            found = self._read_version(str(bar_type_for(symbol, self.venue, timeframe)))
+            return ArrowSerializer.deserialize(Bar, found[0]) if found else []
         if not self.bar_files(symbol, timeframe):
             return []
         return self._catalog.bars([str(bar_type_for(symbol, self.venue, timeframe))])
@@ -168,15 +213,45 @@ class BarCatalog:
         Read column-wise from the Parquet files: no ``Bar`` object is built (a million of them
         cost gigabytes and seconds), and the values equal ``frame_from_nautilus_bars``' exactly.
         """
-        files = self.bar_files(symbol, timeframe)
-        if not files:
-            return None
-        instrument = self.instrument(symbol)
-        table = pq.read_table(files[0]) if len(files) == 1 else pa.concat_tables(pq.read_table(f) for f in files)
+        if self.remote:
+            found = self._read_version(str(bar_type_for(symbol, self.venue, timeframe)))
+            if found is None:
+                return None
+            table, instrument = found
+        else:
+            files = self.bar_files(symbol, timeframe)
+            if not files:
+                return None
+            instrument = self.instrument(symbol)
+            table = pq.read_table(files[0]) if len(files) == 1 else pa.concat_tables(pq.read_table(f) for f in files)
         if table.num_rows == 0:
             return None
         precision = instrument.price_precision if instrument else _stored_precision(table)
         return BarSeries(symbol, timeframe, frame_from_bars_table(table, precision), precision, source="catalog")
+
+    def _read_version(self, bar_type: str) -> tuple[pa.Table, Equity | None] | None:
+        """The live version's bars (as one Arrow table) and instrument, from the manifest resolved
+        once per attempt.
+
+        A version is deleted once a newer publish settles, so a reader that resolved the old
+        manifest just before can find its files gone: it then resolves the manifest again.
+        """
+        for _ in range(READ_ATTEMPTS):
+            manifest = read_manifest(self.objects, bar_type)
+            if manifest is None:
+                return None
+            prefix = catalog_manifest.version_prefix(bar_type, manifest["version"])
+            try:
+                tables = {f: pq.read_table(io.BytesIO(self.objects.get(f"{prefix}/{f}"))) for f in manifest["files"]}
+            except FileNotFoundError:
+                continue
+            bars = [t for f, t in tables.items() if f.startswith("data/bar/")]
+            equities = [e for f, t in tables.items() if f.startswith("data/equity/")
+                        for e in ArrowSerializer.deserialize(Equity, t)]
+            if not bars:
+                return None
+            return (bars[0] if len(bars) == 1 else pa.concat_tables(bars)), (equities[0] if equities else None)
+        raise VersionGoneError(f"{bar_type}: every version read was replaced meanwhile ({READ_ATTEMPTS} tries)")
 
     def closes_reader(self, timeframe: Timeframe):
         """``symbol -> DataFrame[ts_event, close] | None``: what a benchmark is read with."""
@@ -188,20 +263,14 @@ class BarCatalog:
         return closes
 
     def stage(self, series: BarSeries) -> StagedSeries:
-        """Write ``series`` (merged with what is stored) to a staging catalog beside the live one."""
+        """Write ``series`` (merged with what is stored) to staging, beside the live catalog."""
         merged = merge_series(self.read(series.symbol, series.timeframe), series)
         bar_type = str(merged.bar_type(self.venue))
+        if self.remote:
+            return StagedSeries(merged, self._stage_version(merged, bar_type))
         publish = Publish.create(self.path, bar_type, series_folders(merged.symbol, self.venue, bar_type))
         try:
-            staging = ParquetDataCatalog(str(publish.new))
-            staging.write_data([make_equity(merged.symbol, self.venue, merged.price_precision)])
-            folder = publish.new / "data" / "bar" / bar_type
-            folder.mkdir(parents=True)
-            pq.write_table(
-                bars_table(merged, self.venue),
-                folder / _timestamps_to_filename(merged.first_ns, merged.last_ns),
-                row_group_size=staging.max_rows_per_group,
-            )
+            write_series_folders(publish.new, merged, self.venue)
             kill_point("staging")  # staged files written, no journal yet: garbage to whoever opens next
             publish.seal()
         except BaseException:
@@ -209,9 +278,42 @@ class BarCatalog:
             raise
         return StagedSeries(merged, publish)
 
+    def _stage_version(self, merged: BarSeries, bar_type: str) -> ManifestPublish:
+        publish = ManifestPublish.begin(self.objects, bar_type)
+        try:
+            with tempfile.TemporaryDirectory(prefix="ntrader-stage-") as folder:
+                write_series_folders(Path(folder), merged, self.venue)
+                publish = publish.upload(Path(folder))
+            kill_point("staging")  # the version uploaded, its journal still empty: garbage
+            publish.seal()
+        except BaseException:
+            catalog_manifest.remove_garbage(self.objects, bar_type, [publish.publish_id])
+            raise
+        return publish
+
     def write(self, series: BarSeries) -> BarSeries:
         """Replace the stored bars in ``series``' range, catalog only; returns the full stored series."""
         staged = self.stage(series)
         staged.publish.swap_in()
         staged.publish.remove()
         return staged.series
+
+    # --- settling what killed writers left (see market_data_store) ---------------------------
+
+    def unsettled_series(self) -> list[str]:
+        """Bar types with a publish left open: unsettled, or garbage from a killed writer."""
+        if self.remote:
+            return catalog_manifest.staged_series(self.objects)
+        return catalog_publish.staged_series(self.path)
+
+    def pending(self, bar_type: str) -> tuple[list[Publish] | list[ManifestPublish], list]:
+        """The journaled publishes of a series and its unfinished staging (only under its lock)."""
+        if self.remote:
+            return catalog_manifest.pending(self.objects, bar_type)
+        return catalog_publish.pending(self.path, bar_type)
+
+    def remove_garbage(self, bar_type: str, garbage: list) -> None:
+        if self.remote:
+            catalog_manifest.remove_garbage(self.objects, bar_type, garbage)  # versions: settling collects
+        else:
+            catalog_publish.remove_garbage(garbage)

@@ -12,7 +12,8 @@ whether its transaction committed (the marker row): if so the catalog is rolled 
 staged folders, else back to the old ones. So the two stores always end up holding the same
 bars, old or new. Transient database failures are retried whole (``warehouse.retry``).
 
-Writers of one series take turns (an exclusive file lock beside the catalog): the staged contents
+Writers of one series take turns (an exclusive lock: a file beside a local catalog, the warehouse
+for one on object storage): the staged contents
 are a merge with what is stored, so two concurrent imports (the CLI and the inbox sensor, say)
 would otherwise each publish a merge that lacks the other's bars. Recovery takes the same lock,
 so it never touches a publish another live process is making.
@@ -31,8 +32,10 @@ import pandas as pd
 from sqlalchemy import delete, select
 
 from ntrader_pipeline.adapters.catalog import BarCatalog, StagedSeries
-from ntrader_pipeline.adapters.catalog_publish import Publish, pending, remove_garbage, staged_series
+from ntrader_pipeline.adapters.catalog_manifest import ManifestPublish
+from ntrader_pipeline.adapters.catalog_publish import Publish
 from ntrader_pipeline.adapters.faults import kill_point
+from ntrader_pipeline.adapters.locks import warehouse_lock
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.adapters.warehouse.retry import with_retries
 from ntrader_pipeline.core.bars import BarSeries
@@ -66,15 +69,15 @@ class MarketDataStore:
         A series another live process is writing (its lock is held) is left to that process.
         """
         settled = []
-        for bar_type in staged_series(self.catalog.path):
-            with series_lock(self.catalog, bar_type, wait=False) as held:
+        for bar_type in self.catalog.unsettled_series():
+            with series_lock(self.catalog, bar_type, wait=False, warehouse=self.warehouse) as held:
                 if held and self._recover_locked(bar_type):
                     settled.append(bar_type)
         return settled
 
     def _recover_locked(self, bar_type: str) -> bool:
-        publishes, garbage = pending(self.catalog.path, bar_type)
-        remove_garbage(garbage)
+        publishes, garbage = self.catalog.pending(bar_type)
+        self.catalog.remove_garbage(bar_type, garbage)
         for publish in publishes:
             committed = self.warehouse.publish_committed(publish.publish_id, bar_type)
             if committed:
@@ -91,7 +94,7 @@ class MarketDataStore:
         if len(series) == 0:
             raise ValueError(f"no bars to store for {series.symbol}")
         bar_type = str(series.bar_type(self.catalog.venue))
-        with series_lock(self.catalog, bar_type):
+        with series_lock(self.catalog, bar_type, warehouse=self.warehouse):
             self._recover_locked(bar_type)  # a writer killed since this store was opened
             refuse_mixed_adjustment(self.warehouse, series, bar_type)
             return self._replace_locked(series, bar_type)
@@ -126,7 +129,7 @@ class _PublishAttempt:
         self.commit_unknown = False  # a COMMIT failed: the database alone knows whether it landed
 
     @property
-    def publish(self) -> Publish:
+    def publish(self) -> Publish | ManifestPublish:
         return self.staged.publish
 
     def __call__(self) -> None:
@@ -217,11 +220,19 @@ def refuse_mixed_adjustment(warehouse: Warehouse, series: BarSeries, bar_type: s
 
 
 @contextmanager
-def series_lock(catalog: BarCatalog, bar_type: str, wait: bool = True) -> Iterator[bool]:
+def series_lock(catalog: BarCatalog, bar_type: str, wait: bool = True, warehouse: Warehouse | None = None) -> Iterator[bool]:
     """Hold an exclusive lock on one series while the block runs (released on exit or crash).
 
+    A local catalog keeps its locks beside it (its writers share its machine). A catalog on object
+    storage is shared by machines, so its lock lives in the warehouse they share (``warehouse_lock``).
     With ``wait=False`` the block gets False instead of waiting when another process holds it.
     """
+    if catalog.remote:
+        if warehouse is None:
+            raise ValueError("a catalog on object storage is locked through the warehouse: pass it")
+        with warehouse_lock(warehouse, f"series:{catalog.path}:{bar_type}", wait) as held:
+            yield held
+        return
     folder = Path(catalog.path) / ".locks"
     folder.mkdir(parents=True, exist_ok=True)
     with open(confined(folder, f"{bar_type}.lock"), "a") as handle:

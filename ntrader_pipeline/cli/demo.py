@@ -42,7 +42,7 @@ def demo() -> None:
             advance(f"backtested {symbol}")
             table.add_row(symbol, DEMO_STRATEGY, _pct(metrics["total_return"]), _num(metrics["sharpe_ratio"]),
                           _pct(metrics["max_drawdown"]), str(metrics["trade_count"]), metrics["run_id"])
-            reports.append(pipeline.settings.resolved_reports_dir / metrics["run_id"])
+            reports.append(pipeline.stores.reports_dir_for(metrics["run_id"]))
     console.print(table)
     for path in reports:
         console.print(f"reports: {path}")

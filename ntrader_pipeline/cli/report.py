@@ -30,7 +30,9 @@ def _market(record: dict):
 
     try:
         symbol, venue = record["bar_type"].split("-", 1)[0].rsplit(".", 1)
-        read = BarCatalog(get_settings().resolved_catalog_path, venue).closes_reader(Timeframe.of_bar_type(record["bar_type"]))
+        settings = get_settings()
+        catalog = BarCatalog(settings.catalog_location, venue, settings.s3_options())
+        read = catalog.closes_reader(Timeframe.of_bar_type(record["bar_type"]))
         span = [pd.Timestamp(record[k]).tz_localize("UTC") if pd.Timestamp(record[k]).tzinfo is None
                 else pd.Timestamp(record[k]) for k in ("start", "end")]
 

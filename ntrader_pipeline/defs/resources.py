@@ -14,6 +14,7 @@ from urllib.parse import urlsplit  # not SQLAlchemy's make_url: the code locatio
 
 from dagster import ConfigurableResource, EnvVar
 
+from ntrader_pipeline.adapters.object_store import ObjectStore, S3Options, open_store
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, confined
 from ntrader_pipeline.settings import Settings
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # the stores import NautilusTrader, pandas and SQLAlchemy: on
     from ntrader_pipeline.adapters.warehouse import Warehouse
 
 WAREHOUSE_URL_VAR = "NTRADER_WAREHOUSE_URL"
+S3_ACCESS_KEY_ID_VAR = "NTRADER_S3_ACCESS_KEY_ID"
+S3_SECRET_ACCESS_KEY_VAR = "NTRADER_S3_SECRET_ACCESS_KEY"
 
 
 def by_name(variable: str, value: str, *, secret: bool = True) -> str:
@@ -37,21 +40,29 @@ def by_name(variable: str, value: str, *, secret: bool = True) -> str:
     return value
 
 
-def resolved(value: str) -> str:
+def resolved(value: str | None) -> str | None:
     """A field's value; outside a run (the CLI, tests) an ``EnvVar`` is still unresolved."""
     return value.get_value() if isinstance(value, EnvVar) else value
+
+
+def secret_by_name(variable: str, value: str | None) -> str | None:
+    return None if value is None else by_name(variable, value)
 
 
 class PipelineStores(ConfigurableResource):
     """Where bars, results and reports live (see ``ntrader_pipeline.settings``)."""
 
     warehouse_url: str  # the embedded SQLite URL, else EnvVar(WAREHOUSE_URL_VAR): it may hold a password
-    catalog_path: str
-    reports_dir: str
+    catalog_path: str  # a folder, or s3://bucket/prefix
+    reports_dir: str  # a folder, or s3://bucket/prefix
     strategy_configs_dir: str
     venue: str
     strategy_module_allowlist: list[str] = []
     max_csv_bytes: int = DEFAULT_MAX_CSV_BYTES
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None  # EnvVar(S3_ACCESS_KEY_ID_VAR) when set
+    s3_secret_access_key: str | None = None  # EnvVar(S3_SECRET_ACCESS_KEY_VAR) when set
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineStores:
@@ -59,13 +70,22 @@ class PipelineStores(ConfigurableResource):
         return cls(
             warehouse_url=by_name(WAREHOUSE_URL_VAR, url, secret=urlsplit(url).password is not None)
             if url else settings.resolved_warehouse_url,
-            catalog_path=str(settings.resolved_catalog_path),
-            reports_dir=str(settings.resolved_reports_dir),
+            catalog_path=settings.catalog_location,
+            reports_dir=settings.reports_location,
             strategy_configs_dir=str(Path(settings.strategy_configs_dir).resolve()),
             venue=settings.venue,
             strategy_module_allowlist=settings.strategy_module_allowlist,
             max_csv_bytes=settings.max_csv_bytes,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+            s3_access_key_id=secret_by_name(S3_ACCESS_KEY_ID_VAR, settings.s3_access_key_id),
+            s3_secret_access_key=secret_by_name(S3_SECRET_ACCESS_KEY_VAR, settings.s3_secret_access_key),
         )
+
+    def s3(self) -> S3Options:
+        """How to reach the ``s3://`` locations (keys read from the environment only now)."""
+        return S3Options(self.s3_endpoint_url, self.s3_region, resolved(self.s3_access_key_id),
+                         resolved(self.s3_secret_access_key))
 
     def catalog(self) -> BarCatalog:
         """The catalog, once any publish a killed writer left is settled (see ``market_data_store``)."""
@@ -80,10 +100,15 @@ class PipelineStores(ConfigurableResource):
         from ntrader_pipeline.adapters.catalog import BarCatalog
         from ntrader_pipeline.adapters.market_data_store import MarketDataStore
 
-        return MarketDataStore(BarCatalog(self.catalog_path, self.venue), self.warehouse())
+        return MarketDataStore(BarCatalog(self.catalog_path, self.venue, self.s3()), self.warehouse())
 
-    def reports_dir_for(self, run_id: str) -> Path:
-        return confined(self.reports_dir, run_id)
+    def reports(self) -> ObjectStore:
+        """The reports destination (a folder or an ``s3://`` prefix)."""
+        return open_store(self.reports_dir, self.s3())
+
+    def reports_dir_for(self, run_id: str) -> str:
+        """Where one run's reports go: a folder, or an ``s3://`` URL (what the UI shows)."""
+        return self.reports().url(run_id)
 
     def strategy_file(self, name: str) -> Path:
         return confined(self.strategy_configs_dir, f"{name}.yaml")

@@ -6,8 +6,6 @@ never materialized is simply absent instead of failing the load, and it costs on
 one unpickling per partition. The ``AllPartitionMapping`` dependency still draws the lineage.
 """
 
-from pathlib import Path
-
 from dagster import AllPartitionMapping, AssetDep, MetadataValue, Output, TableColumn, TableRecord, TableSchema, asset
 
 from ntrader_pipeline.defs.backtests.automation import AFTER_BACKTESTS
@@ -25,12 +23,12 @@ LEADERBOARD_FILE = "leaderboard.csv"
 def leaderboard(stores: PipelineStores) -> Output[str]:
     """One row per strategy file × symbol (its newest run) with the key metrics, best Sharpe first;
     sweep sets and walk-forward runs are left to their own reports."""
-    from ntrader_pipeline.core.reports import results_table, to_jsonable, write_text  # pandas: only in the run
+    from ntrader_pipeline.core.reports import results_table, to_jsonable  # pandas: only in the run
 
     # a sweep's parameter sets and walk-forward runs ("name[...]") have their own sweep report
     latest = [r for r in stores.warehouse().latest_results() if "[" not in r["strategy"]]
     table = results_table(latest, sort="sharpe")
-    path = write_text(Path(stores.reports_dir) / LEADERBOARD_FILE, table.to_csv(index=False))
+    path = stores.reports().put(LEADERBOARD_FILE, table.to_csv(index=False).encode())
     # Every record keeps every column: an undefined metric (no losing trade: no profit factor) is
     # null, since Dagster refuses a table whose records have different fields.
     records = [TableRecord(to_jsonable(row)) for row in table.astype(object).to_dict("records")]
@@ -41,10 +39,10 @@ def leaderboard(stores: PipelineStores) -> Output[str]:
         ]
     )
     return Output(
-        str(path),
+        path,
         metadata={
             "rows": len(table),
-            "path": MetadataValue.path(str(path)),
+            "path": MetadataValue.path(path),
             "leaderboard": MetadataValue.table(records, schema=schema),
         },
     )

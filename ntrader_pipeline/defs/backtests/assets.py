@@ -175,6 +175,7 @@ def backtest_partition(
     key: str, config: BacktestRunConfig, stores: PipelineStores, warehouse: "Warehouse", dagster_run: DagsterRun
 ) -> dict[str, dict[str, Any]]:
     """Run one partition's backtest, store it, write its reports; the metadata of each asset."""
+    from ntrader_pipeline.adapters.object_store import written_folder
     from ntrader_pipeline.core.backtest import run_backtest
     from ntrader_pipeline.core.ledger import trade_ledger
     from ntrader_pipeline.core.metrics import benchmark_for, compute_metrics, equity_curve
@@ -205,10 +206,12 @@ def backtest_partition(
     record = run_record(result, dagster_run.run_id, stores)
     curve = equity_curve(result)
     warehouse.save_run(record, metrics, ledger.to_dict("records"), curve)
-    directory = stores.reports_dir_for(result.run_id)
     chart = equity_drawdown_png(curve, chart_title(record))  # the UI's chart; the tearsheet draws SVG
-    paths = write_reports(directory, record, metrics, ledger, curve, chart, result.equity[["ts_event", "close"]],
-                          benchmark)
+    reports = stores.reports()
+    with written_folder(reports, result.run_id) as folder:
+        paths = write_reports(folder, record, metrics, ledger, curve, chart, result.equity[["ts_event", "close"]],
+                              benchmark)
+        report_text = paths["text"].read_text()
     return {
         "backtest": {
             "run_id": result.run_id,
@@ -223,12 +226,12 @@ def backtest_partition(
             # first and under Dagster's inline limit: the curve shows without a click
             "equity": MetadataValue.md(sparkline_markdown(curve["equity"])),
             "run_id": result.run_id,
-            "report_dir": MetadataValue.path(str(directory)),
-            "tearsheet": MetadataValue.path(str(paths["html"])),
+            "report_dir": MetadataValue.path(reports.url(result.run_id)),
+            "tearsheet": MetadataValue.path(reports.url(f"{result.run_id}/{paths['html'].name}")),
             "equity_and_drawdown": MetadataValue.md(
                 f"{png_markdown(chart, 'equity and drawdown')}\n\n{chart_caption(curve)}"
             ),
-            "report": MetadataValue.md(f"```\n{paths['text'].read_text()}\n```"),
+            "report": MetadataValue.md(f"```\n{report_text}\n```"),
         },
     }
 

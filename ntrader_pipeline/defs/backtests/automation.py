@@ -6,13 +6,16 @@ of the bars, and limited to partitions whose symbol has bars at the strategy's i
 ``WITH_BACKTEST`` (on ledger, metrics and report) only follows ``backtest`` into the same run.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dagster import AutomationCondition, AutomationContext, AutomationResult
 
+from ntrader_pipeline.adapters.catalog_manifest import manifest_key
+from ntrader_pipeline.adapters.object_store import is_remote, open_store
 from ntrader_pipeline.core.timeframes import Timeframe, bar_type_name
 from ntrader_pipeline.defs.partitions import split_backtest_key
+from ntrader_pipeline.settings import get_settings
 
 
 class BarsForStrategy(AutomationCondition):
@@ -24,7 +27,7 @@ class BarsForStrategy(AutomationCondition):
     """
 
     def __init__(self, catalog_path: str, venue: str, timeframes: Mapping[str, Timeframe]):
-        self._bars = Path(catalog_path) / "data" / "bar"
+        self._catalog = catalog_path
         self._venue = venue
         self._timeframes = dict(timeframes)
 
@@ -34,12 +37,26 @@ class BarsForStrategy(AutomationCondition):
 
     def evaluate(self, context: AutomationContext) -> AutomationResult:
         keys = set()
+        has_bars = series_reader(self._catalog)
         for key in context.candidate_subset.expensively_compute_partition_keys():
             strategy, symbol = split_backtest_key(key)
             timeframe = self._timeframes.get(strategy)
-            if timeframe and (self._bars / bar_type_name(symbol, self._venue, timeframe)).is_dir():
+            if timeframe and has_bars(bar_type_name(symbol, self._venue, timeframe)):
                 keys.add(key)
         return AutomationResult(context, context.candidate_subset.compute_intersection_with_partition_keys(keys))
+
+
+def series_reader(catalog: str) -> Callable[[str], bool]:
+    """``bar type -> whether the catalog holds that series``, without NautilusTrader.
+
+    A local catalog has the series' folder; one on object storage has its manifest (the S3
+    settings are read from this process's environment: the condition itself keeps no secret).
+    """
+    if not is_remote(catalog):
+        bars = Path(catalog) / "data" / "bar"
+        return lambda bar_type: (bars / bar_type).is_dir()
+    store = open_store(catalog, get_settings().s3_options())
+    return lambda bar_type: store.exists(manifest_key(bar_type))
 
 
 def on_new_bars(catalog_path: str, venue: str, timeframes: Mapping[str, Timeframe]) -> AutomationCondition:

@@ -13,7 +13,6 @@ without it.
 
 import re
 from datetime import date
-from pathlib import Path
 
 from dagster import (
     AllPartitionMapping,
@@ -34,6 +33,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from ntrader_pipeline.adapters.object_store import written_folder
 from ntrader_pipeline.core.sweeps import parse_parameter_key
 from ntrader_pipeline.core.timeframes import Timeframe
 from ntrader_pipeline.defs.backtests.assets import StrategyFile, load_strategy, metric_metadata, run_ids, run_record
@@ -76,8 +76,9 @@ def _save(stores: PipelineStores, run, dagster_run_id: str) -> None:
     stores.warehouse().save_run(record, run.metrics, run.ledger.to_dict("records"), equity_curve(run.result))
 
 
-def sweep_report_dir(stores: PipelineStores, strategy: str, symbol: str) -> Path:
-    return Path(stores.reports_dir) / "research" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', strategy)}__{symbol}"
+def sweep_report_prefix(strategy: str, symbol: str) -> str:
+    """Where a strategy's sweep and walk-forward reports on a symbol go, under the reports root."""
+    return f"research/{re.sub(r'[^A-Za-z0-9_.-]', '_', strategy)}__{symbol}"
 
 
 def _table_metadata(rows: list[dict]) -> MetadataValue:
@@ -152,8 +153,9 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         document = {"strategy": spec.name, "symbol": symbol, "metric": metric, "parameters": spec.sweep.parameters,
                     "overfitting": summary, "sets": rows}
         heatmap = sweep_heatmap_png(rows, spec.sweep.parameters, metric)
-        directory = sweep_report_dir(stores, spec.name, symbol)
-        paths = write_sweep_reports(directory, document, heatmap)
+        reports, prefix = stores.reports(), sweep_report_prefix(spec.name, symbol)
+        with written_folder(reports, prefix) as folder:
+            paths = write_sweep_reports(folder, document, heatmap)
         metadata = {}
         grid = sweep_grid_markdown(rows, spec.sweep.parameters, metric)
         if grid is not None and len(grid) < INLINE_MARKDOWN_LIMIT:  # first, and shown without a click
@@ -164,7 +166,7 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
             "deflated_sharpe_ratio": MetadataValue.float(round(summary["dsr"], 4)) if summary["dsr"] is not None
             else MetadataValue.null(),
             "pbo": MetadataValue.float(round(summary["pbo"], 4)) if summary["pbo"] is not None else MetadataValue.null(),
-            "report": MetadataValue.path(str(paths["html"])),
+            "report": MetadataValue.path(reports.url(f"{prefix}/{paths['html'].name}")),
             "sweep": _table_metadata(rows),
         }
         if heatmap is not None:
@@ -189,17 +191,20 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         record = run_record(wf.result, context.run.run_id, stores)
         curve = equity_curve(wf.result)
         stores.warehouse().save_run(record, wf.metrics, wf.ledger.to_dict("records"), curve)
-        write_reports(stores.reports_dir_for(wf.result.run_id), record, wf.metrics, wf.ledger, curve)
+        reports, prefix = stores.reports(), sweep_report_prefix(spec.name, keys["symbol"])
+        with written_folder(reports, wf.result.run_id) as folder:
+            write_reports(folder, record, wf.metrics, wf.ledger, curve)
         document = {"strategy": spec.name, "symbol": keys["symbol"], "run_id": wf.result.run_id,
                     **walk_forward_document(wf)}
-        paths = write_walk_forward_reports(sweep_report_dir(stores, spec.name, keys["symbol"]), document, curve)
+        with written_folder(reports, prefix) as folder:
+            paths = write_walk_forward_reports(folder, document, curve)
         return Output(document, metadata={
             "out_of_sample_equity": MetadataValue.md(sparkline_markdown(curve["equity"], "out-of-sample equity")),
             "run_id": wf.result.run_id,
             "windows": len(wf.windows),
             "chosen": MetadataValue.json([{"out_of_sample": w["out_of_sample"], "params": w["params"]}
                                           for w in document["windows"]]),
-            "report": MetadataValue.path(str(paths["html"])),
+            "report": MetadataValue.path(reports.url(f"{prefix}/{paths['html'].name}")),
             **metric_metadata(wf.metrics),
         })
 

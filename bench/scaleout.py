@@ -32,6 +32,7 @@ from ntrader_pipeline.pipeline import Pipeline  # noqa: E402
 from ntrader_pipeline_tests.conftest import ORCL_DAILY  # noqa: E402
 from ntrader_pipeline_tests.operations.scale import (  # noqa: E402
     BACKTEST_ASSETS,
+    folder_storage,
     fresh_database,
     redis_broker,
     scale_deployment,
@@ -60,7 +61,7 @@ def sweep(work: Path, workers: int, names: list[str], per_run: int) -> dict[str,
         with fresh_database(admin, "ntrader_bench_instance") as instance_url, \
                 fresh_database(admin, "ntrader_bench_warehouse") as warehouse_url, \
                 redis_broker(work / "redis") as broker:
-            env = scale_env(work, instance_url, warehouse_url, broker, work / "shared", per_run, workers)
+            env = scale_env(work, instance_url, warehouse_url, broker, folder_storage(work / "shared"), per_run, workers)
             try:
                 with scale_deployment(work, env, workers) as (stack, _pool, instance):
                     pipeline = Pipeline.open(settings_for(env, work), instance)

@@ -61,7 +61,9 @@ def test_inbox_and_reports_are_host_folders_the_containers_use():
         service = compose_services()[name]
         mounts = dict(volume.split(":")[:2] for volume in service["volumes"])
         assert mounts["./data/inbox"] == service["environment"]["NTRADER_INBOX_DIR"] == "/data/inbox"
-        assert mounts["./data/reports"] == service["environment"]["NTRADER_REPORTS_DIR"] == "/data/reports"
+        # the embedded mode's default; the scale profile's .env points it at the bucket instead
+        assert service["environment"]["NTRADER_REPORTS_DIR"] == "${NTRADER_REPORTS_DIR:-/data/reports}"
+        assert mounts["./data/reports"] == "/data/reports"
 
 
 def test_deployment_dagster_yaml_runs_a_real_run_on_postgres(postgres_url, tmp_path, monkeypatch):
@@ -105,7 +107,7 @@ def test_instances_give_a_busy_host_time_to_start_runs(ntrader_home, postgres_ur
             instance.dispose()
 
 
-SCALE_SERVICES = ("redis", "minio", "worker")
+SCALE_SERVICES = ("redis", "minio", "minio-bucket", "worker")
 
 
 def test_the_scale_profile_adds_a_broker_object_storage_and_a_scalable_non_root_worker():
@@ -118,7 +120,7 @@ def test_the_scale_profile_adds_a_broker_object_storage_and_a_scalable_non_root_
     assert worker["command"] == ["ntrader", "worker"]
     assert "ports" not in worker and "container_name" not in worker  # `--scale worker=N` needs both absent
     assert worker["build"]["args"] == services["dagster-daemon"]["build"]["args"]  # the image's plain user
-    assert set(worker["depends_on"]) == {"postgres", "redis"}
+    assert set(worker["depends_on"]) == {"postgres", "redis", "minio-bucket"}  # the bucket exists before a run
     # Every Dagster process reads the instance file .env chooses: the embedded one unless told otherwise.
     for name in (*DAGSTER_SERVICES, "worker"):
         assert "${NTRADER_INSTANCE_FILE:-./dagster.yaml}:/opt/dagster/home/dagster.yaml:ro" in services[name]["volumes"]
@@ -131,7 +133,10 @@ def test_the_scale_worker_environment_passes_the_worker_checks(tmp_path):
     from ntrader_pipeline.cli.worker import missing_worker_settings
 
     shutil.copy(REPO_ROOT / "deploy" / "dagster.scale.yaml", tmp_path / "dagster.yaml")
-    environment = {k: re.sub(r"\$\{[^}]+\}", "x", str(v)) for k, v in compose_services()["worker"]["environment"].items()}
+    def filled(value: str) -> str:  # ${X:-default} as its default, any other ${X} as "x"
+        return re.sub(r"\$\{[A-Z0-9_]+(?::-([^}]*))?[^}]*\}", lambda m: m.group(1) if m.group(1) is not None else "x", value)
+
+    environment = {k: filled(str(v)) for k, v in compose_services()["worker"]["environment"].items()}
     assert missing_worker_settings({**environment, "DAGSTER_HOME": str(tmp_path)}) == []
 
 

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
@@ -34,13 +35,24 @@ BACKTEST_ASSETS = ["backtest", "trade_ledger", "backtest_metrics", "backtest_rep
 BACKFILL_TAG = "dagster/backfill"
 
 
-def scale_env(work: Path, instance_url: str, warehouse_url: str, broker_url: str, shared: Path,
+def bucket_storage(s3_bucket: dict[str, str]) -> dict[str, str]:
+    """The catalog and the reports in a bucket of an S3-API server (``s3_bucket``: the test fixture's
+    ``NTRADER_S3_*`` variables and ``"bucket"``), as a deployment keeps them."""
+    name = s3_bucket["bucket"]
+    return {**{k: v for k, v in s3_bucket.items() if k.startswith("NTRADER_S3_")},
+            "NTRADER_CATALOG_PATH": f"s3://{name}/catalog", "NTRADER_REPORTS_DIR": f"s3://{name}/reports"}
+
+
+def folder_storage(shared: Path) -> dict[str, str]:
+    """The catalog and the reports in a folder every process sees (one machine)."""
+    return {"NTRADER_CATALOG_PATH": str(shared / "catalog"), "NTRADER_REPORTS_DIR": str(shared / "reports")}
+
+
+def scale_env(work: Path, instance_url: str, warehouse_url: str, broker_url: str, storage: dict[str, str],
               backtests_per_run: int, max_concurrent_runs: int) -> dict[str, str]:
     """The environment of every process of the deployment (webserver, daemon, each worker).
 
-    The catalog and the reports sit in ``shared`` (a folder all processes see) until they move to
-    object storage: then NTRADER_CATALOG_PATH and NTRADER_REPORTS_DIR become s3:// URLs here, with
-    the NTRADER_S3_* variables beside them, and nothing else changes.
+    ``storage`` says where the catalog and the reports live (``bucket_storage`` or ``folder_storage``).
     """
     url = make_url(instance_url)
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("NTRADER_", "DAGSTER_"))}
@@ -55,8 +67,7 @@ def scale_env(work: Path, instance_url: str, warehouse_url: str, broker_url: str
         "NTRADER_WAREHOUSE_URL": warehouse_url,
         "NTRADER_CELERY_BROKER_URL": broker_url,
         "NTRADER_CELERY_BACKEND_URL": broker_url,
-        "NTRADER_CATALOG_PATH": str(shared / "catalog"),
-        "NTRADER_REPORTS_DIR": str(shared / "reports"),
+        **storage,
         "NTRADER_STRATEGY_CONFIGS_DIR": str(REPO_ROOT / "strategy_configs"),  # deployed with the code
         "NTRADER_BACKTESTS_PER_RUN": str(backtests_per_run),
         "NTRADER_MAX_CONCURRENT_RUNS": str(max_concurrent_runs),
@@ -65,13 +76,14 @@ def scale_env(work: Path, instance_url: str, warehouse_url: str, broker_url: str
     }
 
 
-SERVICE_URL_VARS = ("NTRADER_WAREHOUSE_URL", "NTRADER_CELERY_BROKER_URL", "NTRADER_CELERY_BACKEND_URL")
+SERVICE_URL_VARS = ("NTRADER_WAREHOUSE_URL", "NTRADER_CELERY_BROKER_URL", "NTRADER_CELERY_BACKEND_URL",
+                    "NTRADER_S3_ENDPOINT_URL")
 
 
 def with_service_host(env: dict[str, str], host: str) -> dict[str, str]:
-    """``env`` for a process that reaches the services (Postgres, Redis) at ``host`` instead of loopback."""
+    """``env`` for a process that reaches the services (Postgres, Redis, S3) at ``host`` instead of loopback."""
     moved = {name: env[name].replace("@127.0.0.1:", f"@{host}:").replace("//127.0.0.1:", f"//{host}:")
-             for name in SERVICE_URL_VARS}
+             for name in SERVICE_URL_VARS if name in env}
     return {**env, **moved, "DAGSTER_POSTGRES_HOST": host}
 
 
@@ -263,7 +275,7 @@ def scale_deployment(
 ) -> Iterator[tuple[DagsterStack, Workers, DagsterInstance]]:
     """The webserver, the daemon and ``workers`` workers on ``env``; all stopped on the way out,
     with their logs printed when the caller's block fails. With ``isolate`` each worker runs in its
-    own network namespace, reaching only Postgres and Redis."""
+    own network namespace, reaching only Postgres, Redis and the S3 endpoint."""
     home = Path(env["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(SCALE_INSTANCE, home / "dagster.yaml")
@@ -276,7 +288,8 @@ def scale_deployment(
         namespaces = ExitStack()
         try:
             ports = sorted({make_url(env["NTRADER_WAREHOUSE_URL"]).port or 5432, int(env["DAGSTER_POSTGRES_PORT"]),
-                            redis_port(env["NTRADER_CELERY_BROKER_URL"])})
+                            redis_port(env["NTRADER_CELERY_BROKER_URL"]),
+                            *([urlsplit(env["NTRADER_S3_ENDPOINT_URL"]).port] if "NTRADER_S3_ENDPOINT_URL" in env else [])})
             for index in range(workers):
                 namespace = namespaces.enter_context(NetworkNamespace(index, ports, work)) if isolate else None
                 pool.start(f"w{index + 1}", namespace)
@@ -299,9 +312,11 @@ def redis_port(url: str) -> int:
 def settings_for(env: dict[str, str], work: Path) -> Settings:
     """The settings the deployment's processes read from ``env``."""
     return Settings(
-        home=work / "home", warehouse_url=env["NTRADER_WAREHOUSE_URL"], catalog_path=Path(env["NTRADER_CATALOG_PATH"]),
-        reports_dir=Path(env["NTRADER_REPORTS_DIR"]), strategy_configs_dir=Path(env["NTRADER_STRATEGY_CONFIGS_DIR"]),
+        home=work / "home", warehouse_url=env["NTRADER_WAREHOUSE_URL"], catalog_path=env["NTRADER_CATALOG_PATH"],
+        reports_dir=env["NTRADER_REPORTS_DIR"], strategy_configs_dir=Path(env["NTRADER_STRATEGY_CONFIGS_DIR"]),
         backtests_per_run=int(env["NTRADER_BACKTESTS_PER_RUN"]),
+        s3_endpoint_url=env.get("NTRADER_S3_ENDPOINT_URL"), s3_region=env.get("NTRADER_S3_REGION"),
+        s3_access_key_id=env.get("NTRADER_S3_ACCESS_KEY_ID"), s3_secret_access_key=env.get("NTRADER_S3_SECRET_ACCESS_KEY"),
     )
 
 

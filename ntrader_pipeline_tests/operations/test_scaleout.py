@@ -1,6 +1,7 @@
 """A backtest backfill on the "scale" deployment: real Postgres (instance and warehouse), a real
-Redis broker, the real webserver and daemon, and two Celery workers (``ntrader worker``) in their
-own working directories. One worker is killed with SIGKILL in the middle of a run.
+Redis broker, a real S3-API server holding the catalog and the reports, the real webserver and
+daemon, and two Celery workers (``ntrader worker``) in their own working directories (and, as root,
+their own network namespaces). One worker is killed with SIGKILL in the middle of a run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterRunStatus
 
+from ntrader_pipeline.adapters.catalog_manifest import manifest_key
+from ntrader_pipeline.adapters.object_store import open_store
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.core.metrics import typed_metrics
 from ntrader_pipeline.pipeline import Pipeline
@@ -22,6 +25,7 @@ from .scale import (
     BACKTEST_ASSETS,
     RedisUnavailable,
     backfill_runs,
+    bucket_storage,
     fresh_database,
     network_namespaces_available,
     redis_broker,
@@ -54,11 +58,11 @@ def redis_url(tmp_path: Path):
         broker.__exit__(None, None, None)
 
 
-def test_a_backfill_runs_on_two_workers_and_survives_a_killed_one(tmp_path, postgres_admin, redis_url):
+def test_a_backfill_runs_on_two_workers_and_survives_a_killed_one(tmp_path, postgres_admin, redis_url, s3_bucket):
     with fresh_database(postgres_admin, "ntrader_scale_instance") as instance_url, \
             fresh_database(postgres_admin, "ntrader_scale_warehouse") as warehouse_url:
         warehouse_url = warehouse_url.replace("postgresql+psycopg2", "postgresql+psycopg")
-        env = scale_env(tmp_path, instance_url, warehouse_url, redis_url, tmp_path / "shared",
+        env = scale_env(tmp_path, instance_url, warehouse_url, redis_url, bucket_storage(s3_bucket),
                         backtests_per_run=2, max_concurrent_runs=2)
         settings = settings_for(env, tmp_path)
         try:
@@ -114,10 +118,17 @@ def test_a_backfill_runs_on_two_workers_and_survives_a_killed_one(tmp_path, post
 
                 distributed = stored_metrics(warehouse_url, {r.run_id for r in runs})
                 assert sorted(distributed) == sorted((s, x) for s in STRATEGIES for x in SYMBOLS)  # one each
+                # The catalog and every run's reports are objects in the bucket.
+                catalog = open_store(settings.catalog_location, settings.s3_options())
+                for symbol in SYMBOLS:
+                    assert catalog.exists(manifest_key(f"{symbol}.{settings.venue}-1-DAY-LAST-EXTERNAL")), symbol
+                reports = open_store(settings.reports_location, settings.s3_options())
+                for stored in distributed.values():
+                    assert reports.exists(f"{stored['run_id']}/tearsheet.html"), stored["run_id"]
                 # The same partitions in this process, as `ntrader backtest backfill` runs them.
-                local = Settings(home=tmp_path / "local", warehouse_url=f"sqlite:///{tmp_path / 'local.sqlite'}",
-                                 catalog_path=settings.catalog_path, reports_dir=tmp_path / "local_reports",
-                                 strategy_configs_dir=settings.strategy_configs_dir)
+                local = Settings(**{**settings.model_dump(), "home": tmp_path / "local",
+                                    "reports_dir": str(tmp_path / "local_reports"),
+                                    "warehouse_url": f"sqlite:///{tmp_path / 'local.sqlite'}"})
                 in_process = Pipeline.open(local, instance)
                 for strategy in STRATEGIES:
                     for symbol, metrics in in_process.run_backtests(strategy, list(SYMBOLS)).items():

@@ -20,16 +20,21 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
     """Hold an exclusive lock on ``path`` (created if missing) while the block runs.
 
-    The lock dies with its process, so a crash never leaves a stale lock behind.
+    The lock dies with its process, so a crash never leaves a stale lock behind. With
+    ``wait=False`` the block gets False instead of waiting when another process holds it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -50,18 +55,8 @@ def warehouse_lock(warehouse: Warehouse, name: str, wait: bool = True) -> Iterat
     """
     if warehouse.dialect != "postgresql":
         folder = Path(warehouse.engine.url.database or ".").resolve().parent / ".ntrader-locks"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{hashlib.sha256(name.encode()).hexdigest()[:32]}.lock"
-        with open(path, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(folder / f"{hashlib.sha256(name.encode()).hexdigest()[:32]}.lock", wait) as held:
+            yield held
         return
     key = lock_key(name)
     with warehouse.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

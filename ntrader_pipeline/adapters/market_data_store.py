@@ -21,7 +21,6 @@ so it never touches a publish another live process is making.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from ntrader_pipeline.adapters.catalog import BarCatalog, StagedSeries
 from ntrader_pipeline.adapters.catalog_manifest import ManifestPublish
 from ntrader_pipeline.adapters.catalog_publish import Publish
 from ntrader_pipeline.adapters.faults import kill_point
-from ntrader_pipeline.adapters.locks import warehouse_lock
+from ntrader_pipeline.adapters.locks import file_lock, warehouse_lock
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.adapters.warehouse.retry import with_retries
 from ntrader_pipeline.core.bars import BarSeries
@@ -233,18 +232,8 @@ def series_lock(catalog: BarCatalog, bar_type: str, wait: bool = True, warehouse
         with warehouse_lock(warehouse, f"series:{catalog.path}:{bar_type}", wait) as held:
             yield held
         return
-    folder = Path(catalog.path) / ".locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(confined(folder, f"{bar_type}.lock"), "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(confined(Path(catalog.path) / ".locks", f"{bar_type}.lock"), wait) as held:
+        yield held
 
 
 def _utc(ns: int):

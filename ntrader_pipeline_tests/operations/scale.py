@@ -27,7 +27,7 @@ from ntrader_pipeline.adapters.celery_runs import WORKER_TAG
 from ntrader_pipeline.settings import Settings
 
 from .soak import patched_environ
-from .stack import BIN, DagsterStack, StackError, _stop_group, free_port, wait_for
+from .stack import BIN, DagsterStack, StackError, _stop_group, free_port, instance_environment, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCALE_INSTANCE = REPO_ROOT / "deploy" / "dagster.scale.yaml"
@@ -54,16 +54,8 @@ def scale_env(work: Path, instance_url: str, warehouse_url: str, broker_url: str
 
     ``storage`` says where the catalog and the reports live (``bucket_storage`` or ``folder_storage``).
     """
-    url = make_url(instance_url)
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("NTRADER_", "DAGSTER_"))}
     return {
-        **inherited,
-        "DAGSTER_HOME": str(work / "dagster_home"),
-        "DAGSTER_POSTGRES_HOST": url.host or "127.0.0.1",
-        "DAGSTER_POSTGRES_PORT": str(url.port or 5432),
-        "DAGSTER_POSTGRES_USER": url.username or "postgres",
-        "DAGSTER_POSTGRES_PASSWORD": url.password or "",
-        "DAGSTER_POSTGRES_DB": url.database or "",
+        **instance_environment(work, instance_url),
         "NTRADER_WAREHOUSE_URL": warehouse_url,
         "NTRADER_CELERY_BROKER_URL": broker_url,
         "NTRADER_CELERY_BACKEND_URL": broker_url,

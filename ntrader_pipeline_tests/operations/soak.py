@@ -31,7 +31,7 @@ from ntrader_pipeline.settings import Settings
 from ntrader_pipeline_tests.ibkr.fake_gateway import FakeBar, FakeGateway, daily_bars
 
 from .market_days import PRICE_FIELDS, SYMBOLS, SYNTHETIC, MarketHistory, market_history
-from .stack import DagsterStack, StackError, wait_for
+from .stack import DagsterStack, StackError, instance_environment, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IB_SYMBOL = "NVDA"
@@ -107,15 +107,8 @@ def soak_environment(work: Path, database_url: str, strategies_dir: Path, gatewa
     """What docker-compose gives the containers, pointed at this machine: one Postgres database for
     Dagster and the warehouse, every other store under ``work``, and the fake gateway."""
     url = make_url(database_url)
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("NTRADER_", "DAGSTER_"))}
     return {
-        **inherited,
-        "DAGSTER_HOME": str(work / "dagster_home"),
-        "DAGSTER_POSTGRES_HOST": url.host or "127.0.0.1",
-        "DAGSTER_POSTGRES_PORT": str(url.port or 5432),
-        "DAGSTER_POSTGRES_USER": url.username or "postgres",
-        "DAGSTER_POSTGRES_PASSWORD": url.password or "",
-        "DAGSTER_POSTGRES_DB": url.database,
+        **instance_environment(work, database_url),
         "NTRADER_HOME": str(work / "home"),
         "NTRADER_WAREHOUSE_URL": url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
         "NTRADER_STRATEGY_CONFIGS_DIR": str(strategies_dir),

@@ -34,6 +34,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def instance_environment(work: Path, database_url: str) -> dict[str, str]:
+    """This process's environment without any NTRADER_/DAGSTER_ setting, plus a Dagster home under
+    ``work`` and the ``DAGSTER_POSTGRES_*`` variables the deployment's instance files read."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("NTRADER_", "DAGSTER_"))}
+    return {
+        **inherited,
+        "DAGSTER_HOME": str(work / "dagster_home"),
+        "DAGSTER_POSTGRES_HOST": url.host or "127.0.0.1",
+        "DAGSTER_POSTGRES_PORT": str(url.port or 5432),
+        "DAGSTER_POSTGRES_USER": url.username or "postgres",
+        "DAGSTER_POSTGRES_PASSWORD": url.password or "",
+        "DAGSTER_POSTGRES_DB": url.database or "",
+    }
+
+
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
     """Poll ``probe`` until it returns something truthy; a hang fails after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -219,7 +219,7 @@ def test_a_lock_for_a_hostile_series_name_is_never_created_outside_the_catalog(t
     with pytest.raises(PathEscapeError):
         with series_lock(catalog, "../../../../ESCAPE/E.XNAS-1-DAY-LAST-EXTERNAL"):
             pass
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog"]
+    assert {p.name for p in tmp_path.iterdir()} <= {"catalog"}
 
 
 # --- things that are not files, and files too large -------------------------------------------

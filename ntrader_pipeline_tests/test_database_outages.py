@@ -38,13 +38,14 @@ class TerminateWhenBlocked(threading.Thread):
     """Locks ``table`` until a backend of the database waits on it, then terminates that backend
     (or, with ``action``, does that instead)."""
 
-    def __init__(self, url: str, table: str, action=None):
+    def __init__(self, url: str, table: str, action=None, mode: str = "EXCLUSIVE"):
         super().__init__(daemon=True)
         self.action = action
         self.engine = create_engine(url, isolation_level="AUTOCOMMIT")
         self.holder = create_engine(url).connect()
         self.holder.begin()
-        self.holder.execute(text(f"LOCK TABLE {table} IN EXCLUSIVE MODE"))  # writers wait, readers do not
+        # EXCLUSIVE: writers wait, readers do not. ACCESS EXCLUSIVE: readers wait too.
+        self.holder.execute(text(f"LOCK TABLE {table} IN {mode} MODE"))
         self.terminated: list[int] = []
 
     def run(self) -> None:
@@ -98,6 +99,26 @@ def test_import_and_backtest_retry_after_their_connections_are_terminated_mid_wr
     assert run["run_id"] == metrics["run_id"] and run["data_hash"] == new
     assert store.warehouse.get_metrics(run["run_id"])["trade_count"] == metrics["trade_count"] > 0
     assert len(store.warehouse.get_trades(run["run_id"])) == metrics["trade_count"]  # written once, whole
+
+
+def test_an_append_survives_a_terminated_connection_while_it_reads_the_stored_sources(tmp_path, postgres_url, caplog):
+    """Before an append, the import reads which sources the series already holds: a retried read too."""
+    caplog.set_level(logging.WARNING, logger="ntrader_pipeline.warehouse")
+    settings = Settings(home=tmp_path / "home", strategy_configs_dir=STRATEGY_CONFIGS, warehouse_url=postgres_url)
+    pipeline = Pipeline.open(settings, DagsterInstance.ephemeral())
+    pipeline.import_csv(ORCL_DAILY, "ORCL")
+    new_file = repriced(tmp_path / "ORCL_repriced.csv")
+
+    watcher = TerminateWhenBlocked(postgres_url, "market_data", mode="ACCESS EXCLUSIVE")
+    watcher.start()
+    stored = pipeline.import_csv(new_file, "ORCL")
+    watcher.join(timeout=60)
+
+    assert len(watcher.terminated) == 1 and stored["bars_written"] == 5036
+    assert "checking the sources of ORCL" in caplog.text and "retrying" in caplog.text
+    store = MarketDataStore(BarCatalog(settings.resolved_catalog_path, "XNAS"), Warehouse.open(postgres_url))
+    new = expected_hash(new_file)
+    assert stored_content(store) == (new, new)
 
 
 STARTING_UP = b"".join(  # ErrorResponse: FATAL 57P03, as a server in recovery answers a login

@@ -95,7 +95,8 @@ class MarketDataStore:
         bar_type = str(series.bar_type(self.catalog.venue))
         with series_lock(self.catalog, bar_type, warehouse=self.warehouse):
             self._recover_locked(bar_type)  # a writer killed since this store was opened
-            refuse_mixed_adjustment(self.warehouse, series, bar_type)
+            with_retries(self.warehouse.url, f"checking the sources of {bar_type}",
+                         lambda: refuse_mixed_adjustment(self.warehouse, series, bar_type))
             return self._replace_locked(series, bar_type)
 
     def _replace_locked(self, series: BarSeries, bar_type: str) -> StoredSeries:

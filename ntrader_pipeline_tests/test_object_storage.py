@@ -13,14 +13,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import date
 
 import pytest
 from dagster import AssetKey, instance_for_test
+from sqlalchemy import create_engine, text
 
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.catalog_manifest import read_manifest
-from ntrader_pipeline.adapters.market_data_store import MarketDataStore
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore, series_lock
 from ntrader_pipeline.adapters.object_store import S3Options
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.core.bars import Timeframe
@@ -158,6 +160,47 @@ def test_a_kill_at_any_phase_of_an_s3_publish_is_settled_by_the_next_open(s3_buc
     assert stored_content(reopened) == ((old, old) if PHASES[phase] == "old" else (new, new))
     assert not reopened.catalog.objects.list("staging")
     assert versions(reopened) == [read_manifest(reopened.catalog.objects, BAR_TYPE)["version"]]  # no garbage
+
+
+def test_a_writer_in_another_process_waits_for_the_series_lock_held_through_the_warehouse(
+    s3_bucket, postgres_url, tmp_path
+) -> None:
+    """Writers of an S3 catalog may sit on different machines, so the series lock is a Postgres
+    advisory lock: a second writer blocks on the server until the holder lets go, then publishes."""
+    url = f"s3://{s3_bucket['bucket']}/catalog"
+    store = open_store(url, s3_bucket, postgres_url)
+    store.replace(read_bar_csv(ORCL_DAILY, "ORCL"))
+    old, new_file = expected_hash(ORCL_DAILY), repriced(tmp_path / "ORCL_repriced.csv")
+    manifest = read_manifest(store.catalog.objects, BAR_TYPE)
+
+    env = {**os.environ, **{v: s3_bucket[v] for v in S3_VARIABLES}}
+    watcher = create_engine(postgres_url)
+    with series_lock(store.catalog, BAR_TYPE, warehouse=store.warehouse):
+        writer = subprocess.Popen([sys.executable, "-c", DRIVER, url, postgres_url, str(new_file)], env=env,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            with watcher.connect() as connection:
+                waiting = []
+                for _ in range(3000):  # a hang-catcher: the writer waits within seconds
+                    waiting = connection.execute(text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                    )).scalars().all()
+                    if waiting or writer.poll() is not None:
+                        break
+                    connection.rollback()
+                    time.sleep(0.1)
+            assert waiting and writer.poll() is None, "the second writer did not wait for the lock"
+            assert read_manifest(store.catalog.objects, BAR_TYPE) == manifest  # nothing published meanwhile
+            assert not store.catalog.objects.list("staging")
+        except BaseException:
+            writer.kill()
+            raise
+    _, errors = writer.communicate(timeout=300)
+    watcher.dispose()
+    assert writer.returncode == 0, errors[-2000:]
+    new = expected_hash(new_file)
+    assert stored_content(open_store(url, s3_bucket, postgres_url)) == (new, new) != (old, old)
 
 
 READER = """

@@ -29,6 +29,17 @@ from ntrader_pipeline_tests.s3_server import s3_server as run_s3_server
 hypothesis_settings.register_profile("ntrader", derandomize=True, deadline=None)
 hypothesis_settings.load_profile("ntrader")
 
+# The two tests that run whole deployments take half the suite's time. pytest runs on two
+# processes (pytest-xdist, one file per unit of work, in this order): the soak starts at once on
+# one, the other files fill the other around it, and the scale-out test, which wants the machine
+# most, runs last.
+ORDER = {"operations/test_soak.py": -1, "operations/test_scaleout.py": 1}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: ORDER.get(item.nodeid.split("::")[0].removeprefix("ntrader_pipeline_tests/"), 0))
+
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STRATEGY_CONFIGS = REPO_ROOT / "strategy_configs"
 ORCL_DAILY = SAMPLE_DATA_DIR / "ORCL_1995-2014_daily_yahoo.csv"

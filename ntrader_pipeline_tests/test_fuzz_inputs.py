@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ntrader_pipeline.adapters.catalog import bars_table
-from ntrader_pipeline.adapters.warehouse import bar_text_columns
+from ntrader_pipeline.adapters.warehouse.bulk import bar_text_columns
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.strategy_specs import StrategySpecError, check_spec, load_spec
 from ntrader_pipeline.core.validation import BarFileError

@@ -16,13 +16,13 @@ from ntrader_pipeline_tests.conftest import REPO_ROOT
 HEAVY = ("dagster", "nautilus_trader", "pandas", "sqlalchemy", "matplotlib", "s3fs", "botocore", "aiobotocore", "boto3")
 
 
-def loaded_after(code: str, env: dict[str, str]) -> set[str]:
-    """The heavy top-level packages a fresh interpreter holds after running ``code``."""
+def loaded_after(code: str, env: dict[str, str], heavy: tuple[str, ...] = HEAVY) -> set[str]:
+    """The ``heavy`` top-level packages a fresh interpreter holds after running ``code``."""
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, **env})
     assert done.returncode == 0, done.stderr
-    return set(json.loads(done.stdout.strip().splitlines()[-1])) & set(HEAVY)
+    return set(json.loads(done.stdout.strip().splitlines()[-1])) & set(heavy)
 
 
 def cli(*commands: list[str]) -> str:
@@ -55,6 +55,26 @@ def test_help_imports_neither_dagster_nor_the_engine(ntrader_home):
 
 def test_commands_that_only_read_the_warehouse_skip_dagster_and_the_engine(ntrader_home):
     assert not loaded_after(cli(["backtest", "list-results"], ["data", "list"]), {}) & {"dagster", "nautilus_trader"}
+
+
+def test_reading_a_current_warehouse_needs_sqlalchemy_alone(ntrader_home):
+    """Once the schema is at the newest revision, listing needs no alembic (it only migrates) and no
+    numpy, pandas or pyarrow (they only write bars): each costs seconds of every command's start."""
+    commands = cli(["backtest", "list-results"], ["data", "list"])
+    assert "alembic" in loaded_after(commands, {}, ("alembic",))  # the first command creates the schema
+    assert loaded_after(commands, {}, (*HEAVY, "alembic", "numpy", "pyarrow")) == {"sqlalchemy"}
+
+
+def test_the_schema_revision_the_warehouse_checks_is_alembics_head():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from ntrader_pipeline.adapters.warehouse import MIGRATIONS
+    from ntrader_pipeline.adapters.warehouse.tables import SCHEMA_REVISION
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_REVISION]
 
 
 def test_sort_choices_of_list_results_are_the_sort_keys():

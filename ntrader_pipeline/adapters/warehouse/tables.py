@@ -42,6 +42,11 @@ class ExactDecimal(TypeDecorator):
         return None if value is None else Decimal(str(value)).normalize()
 
 
+# Where the warehouse keeps its alembic revision (not ``alembic_version``: see migrations/env.py),
+# and the newest revision: a warehouse already there opens without importing alembic.
+VERSION_TABLE = "ntrader_alembic_version"
+SCHEMA_REVISION = "0005"
+
 metadata = MetaData()
 
 market_data = Table(

@@ -12,9 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from ntrader_pipeline.adapters.warehouse.tables import metadata
+from ntrader_pipeline.adapters.warehouse.tables import VERSION_TABLE, metadata
 
-VERSION_TABLE = "ntrader_alembic_version"
 LEGACY_VERSION_TABLE = "alembic_version"
 
 

@@ -21,17 +21,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from ingest import DEFAULT_URL, generate_csv  # noqa: E402 - the sibling benchmark's generator
+
+from ntrader_pipeline_tests.databases import fresh_database  # noqa: E402
 
 DRIVER = """
 import sys
@@ -99,24 +101,16 @@ def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     admin_url = make_url(os.environ.get("NTRADER_BENCH_POSTGRES_URL", DEFAULT_URL))
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    database = f"ntrader_bench_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="ntrader-bench-"))
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{database}"'))
     try:
-        csv, changed = work / "bars.csv", work / "bars_changed.csv"
-        generate_csv(csv, rows)
-        repriced(csv, changed)
-        print(f"rows={rows}")
-        measure(work, f"sqlite:///{work / 'warehouse.sqlite'}", csv, changed, "sqlite")
-        pg_url = admin_url.set(database=database).render_as_string(hide_password=False)
-        measure(work, pg_url, csv, changed, "postgres")
+        with fresh_database(admin, "ntrader_bench") as pg_url:
+            csv, changed = work / "bars.csv", work / "bars_changed.csv"
+            generate_csv(csv, rows)
+            repriced(csv, changed)
+            print(f"rows={rows}")
+            measure(work, f"sqlite:///{work / 'warehouse.sqlite'}", csv, changed, "sqlite")
+            measure(work, pg_url, csv, changed, "postgres")
     finally:
-        from ntrader_pipeline.adapters.warehouse import Warehouse
-
-        Warehouse.open.cache_clear()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin.dispose()
         shutil.rmtree(work, ignore_errors=True)
 

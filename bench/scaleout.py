@@ -32,10 +32,10 @@ sys.path.insert(0, str(REPO))
 from ntrader_pipeline.adapters.warehouse import Warehouse  # noqa: E402
 from ntrader_pipeline.pipeline import Pipeline  # noqa: E402
 from ntrader_pipeline_tests.conftest import ORCL_DAILY  # noqa: E402
+from ntrader_pipeline_tests.databases import fresh_database  # noqa: E402
 from ntrader_pipeline_tests.operations.scale import (  # noqa: E402
     BACKTEST_ASSETS,
     folder_storage,
-    fresh_database,
     redis_broker,
     scale_deployment,
     scale_env,

@@ -14,15 +14,15 @@ import argparse
 import os
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ntrader_pipeline_tests.databases import fresh_database  # noqa: E402
 from ntrader_pipeline_tests.operations import end_state  # noqa: E402
 from ntrader_pipeline_tests.operations.soak import soak, summary  # noqa: E402
 
@@ -39,23 +39,14 @@ def main() -> int:
 
     admin_url = make_url(os.environ.get("NTRADER_BENCH_POSTGRES_URL", DEFAULT_URL))
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    database = f"ntrader_soak_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{database}"'))
-    url = admin_url.set(database=database).render_as_string(hide_password=False)
     try:
-        with tempfile.TemporaryDirectory(prefix="ntrader-soak-") as work:
+        with fresh_database(admin, "ntrader_soak") as url, tempfile.TemporaryDirectory(prefix="ntrader-soak-") as work:
             with soak(Path(work), url, args.days, strategies, args.interval) as (record, instance):
                 figures = summary(record, instance)
                 problems = end_state.all_problems(record, instance)
                 for problem in problems:
                     print(f"problem: {problem}")
     finally:
-        from ntrader_pipeline.adapters.warehouse import Warehouse
-
-        Warehouse.open.cache_clear()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         admin.dispose()
     print(" ".join(f"{key}={value}" for key, value in figures.items()))
     print(f"end_state_problems={len(problems)}")

@@ -19,8 +19,8 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.settings import SAMPLE_DATA_DIR, Settings, get_settings
+from ntrader_pipeline_tests.databases import fresh_database
 from ntrader_pipeline_tests.s3_server import create_bucket, s3_environment
 from ntrader_pipeline_tests.s3_server import s3_server as run_s3_server
 
@@ -81,15 +81,8 @@ def postgres_admin() -> Iterator[Engine]:
 @pytest.fixture
 def postgres_url(postgres_admin: Engine) -> Iterator[str]:
     """URL of a fresh, empty Postgres database, dropped after the test."""
-    name = f"ntrader_test_{uuid.uuid4().hex[:10]}"
-    with postgres_admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield postgres_admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        Warehouse.open.cache_clear()  # drop pooled connections before the database goes
-        with postgres_admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_database(postgres_admin, "ntrader_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -20,7 +19,6 @@ from urllib.parse import urlsplit
 
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
-from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.adapters.celery_runs import WORKER_TAG
@@ -77,19 +75,6 @@ def with_service_host(env: dict[str, str], host: str) -> dict[str, str]:
     moved = {name: env[name].replace("@127.0.0.1:", f"@{host}:").replace("//127.0.0.1:", f"//{host}:")
              for name in SERVICE_URL_VARS if name in env}
     return {**env, **moved, "DAGSTER_POSTGRES_HOST": host}
-
-
-@contextmanager
-def fresh_database(admin: Engine, prefix: str) -> Iterator[str]:
-    """A new, empty Postgres database on the admin engine's server; dropped afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextmanager

@@ -20,13 +20,13 @@ from ntrader_pipeline.core.metrics import typed_metrics
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import Settings
 from ntrader_pipeline_tests.conftest import NVDA_DAILY, ORCL_DAILY
+from ntrader_pipeline_tests.databases import fresh_database
 
 from .scale import (
     BACKTEST_ASSETS,
     RedisUnavailable,
     backfill_runs,
     bucket_storage,
-    fresh_database,
     network_namespaces_available,
     redis_broker,
     scale_deployment,

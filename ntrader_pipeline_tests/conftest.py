@@ -51,13 +51,19 @@ DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 @pytest.fixture
 def ntrader_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings whose every store lives under a fresh temporary home (SQLite warehouse)."""
+    point_settings_at(monkeypatch, tmp_path / "home")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    return get_settings()
+
+
+def point_settings_at(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Settings read from the environment now find every store under ``home`` (and the bundled
+    strategies): every other ``NTRADER_`` variable but the test switches is removed."""
     for key in list(os.environ):
         if key.startswith("NTRADER_") and key not in {"NTRADER_REQUIRE_POSTGRES", "NTRADER_TEST_POSTGRES_URL"}:
             monkeypatch.delenv(key)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.setenv("NTRADER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NTRADER_HOME", str(home))
     monkeypatch.setenv("NTRADER_STRATEGY_CONFIGS_DIR", str(STRATEGY_CONFIGS))
-    return get_settings()
 
 
 @pytest.fixture(scope="session")

@@ -184,13 +184,26 @@ def test_failed_error_check_blocks_backtests_of_that_symbol_only(tmp_path: Path)
     assert after.get_requested_partitions(AssetKey("backtest_report")) == every_strategy_on_nvda
 
 
-def test_checks_catch_stores_that_drift_apart(tmp_path: Path, warehouse_url: str) -> None:
+def nvda_imported(tmp_path: Path, warehouse_url: str):
+    """60 NVDA sessions imported through the job: the settings, definitions, instance and file."""
     settings = settings_for(tmp_path, warehouse_url)
     defs = build_definitions(settings)
     instance = DagsterInstance.ephemeral()
     source = tmp_path / "NVDA.csv"
     source.write_text(head(NVDA_DAILY, 60))
     assert import_file(defs, instance, source, "NVDA").success
+    return settings, defs, instance, source
+
+
+def checks_alone(defs, instance: DagsterInstance, symbol: str) -> dict:
+    """The ingest job's checks without its assets (the UI's "Execute checks") on what is stored now."""
+    ingest = defs.resolve_job_def(INGEST_JOB)
+    checks = ingest.get_subset(asset_selection=set(), asset_check_selection=set(ingest.asset_layer.asset_graph.asset_check_keys))
+    return evaluations(checks.execute_in_process(instance=instance, partition_key=symbol, raise_on_error=False))
+
+
+def test_checks_catch_stores_that_drift_apart(tmp_path: Path, warehouse_url: str) -> None:
+    settings, defs, instance, source = nvda_imported(tmp_path, warehouse_url)
 
     warehouse = Warehouse.open(settings.resolved_warehouse_url)
     with warehouse.transaction() as connection:  # someone edits the table behind the pipeline's back
@@ -198,11 +211,7 @@ def test_checks_catch_stores_that_drift_apart(tmp_path: Path, warehouse_url: str
         connection.execute(
             text("UPDATE market_data SET high = '0.5' WHERE timestamp = (SELECT MAX(timestamp) FROM market_data)")
         )
-    ingest = defs.resolve_job_def(INGEST_JOB)
-    checks_only = ingest.get_subset(asset_selection=set(), asset_check_selection=set(ingest.asset_layer.asset_graph.asset_check_keys))
-    execution = checks_only.execute_in_process(instance=instance, partition_key="NVDA", raise_on_error=False)
-
-    found = evaluations(execution)
+    found = checks_alone(defs, instance, "NVDA")
     counts = found[("market_data", "row_count_matches_source")]
     assert not counts.passed
     assert counts.metadata["table_rows"].value == 59 and counts.metadata["catalog_bars"].value == 60
@@ -263,12 +272,7 @@ def test_new_minute_bars_do_not_request_daily_backtests(tmp_path: Path) -> None:
 
 def test_content_check_fails_when_counts_agree_but_prices_differ(tmp_path: Path, warehouse_url: str) -> None:
     """The F1 shape: both stores hold 60 bars, but the table has one close a cent off."""
-    settings = settings_for(tmp_path, warehouse_url)
-    defs = build_definitions(settings)
-    instance = DagsterInstance.ephemeral()
-    source = tmp_path / "NVDA.csv"
-    source.write_text(head(NVDA_DAILY, 60))
-    assert import_file(defs, instance, source, "NVDA").success
+    settings, defs, instance, source = nvda_imported(tmp_path, warehouse_url)
     assert all(e.passed for k, e in evaluations(import_file(defs, instance, source, "NVDA")).items()
                if k[1] == "content_matches")
 
@@ -276,9 +280,7 @@ def test_content_check_fails_when_counts_agree_but_prices_differ(tmp_path: Path,
     with warehouse.transaction() as connection:
         last = connection.execute(text("SELECT MAX(timestamp), MAX(close) FROM market_data")).one()
         connection.execute(text("UPDATE market_data SET close = close + 0.01 WHERE timestamp = :t"), {"t": last[0]})
-    ingest = defs.resolve_job_def(INGEST_JOB)
-    checks_only = ingest.get_subset(asset_selection=set(), asset_check_selection=set(ingest.asset_layer.asset_graph.asset_check_keys))
-    found = evaluations(checks_only.execute_in_process(instance=instance, partition_key="NVDA", raise_on_error=False))
+    found = checks_alone(defs, instance, "NVDA")
 
     assert found[("market_data", "row_count_matches_source")].passed  # counts cannot see it
     for asset in ("bar_catalog", "market_data"):

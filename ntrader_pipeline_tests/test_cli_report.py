@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from datetime import date
@@ -19,15 +18,7 @@ from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.reports import REPORT_FILES
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
-
-
-def point_settings_at(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("NTRADER_") and key not in {"NTRADER_REQUIRE_POSTGRES", "NTRADER_TEST_POSTGRES_URL"}:
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("NTRADER_HOME", str(home))
-    monkeypatch.setenv("NTRADER_STRATEGY_CONFIGS_DIR", str(STRATEGY_CONFIGS))
+from ntrader_pipeline_tests.conftest import ORCL_DAILY, point_settings_at
 
 
 @pytest.fixture(scope="module")

@@ -70,12 +70,18 @@ class TerminateWhenBlocked(threading.Thread):
             self.engine.dispose()
 
 
-def test_import_and_backtest_retry_after_their_connections_are_terminated_mid_write(tmp_path, postgres_url, caplog):
+@pytest.fixture
+def orcl_stored(tmp_path, postgres_url, caplog):
+    """ORCL imported into a Postgres warehouse, and a repriced copy of its file to import over it."""
     caplog.set_level(logging.WARNING, logger="ntrader_pipeline.warehouse")
     settings = Settings(home=tmp_path / "home", strategy_configs_dir=STRATEGY_CONFIGS, warehouse_url=postgres_url)
     pipeline = Pipeline.open(settings, DagsterInstance.ephemeral())
     pipeline.import_csv(ORCL_DAILY, "ORCL")
-    new_file = repriced(tmp_path / "ORCL_repriced.csv")
+    return settings, pipeline, repriced(tmp_path / "ORCL_repriced.csv")
+
+
+def test_import_and_backtest_retry_after_their_connections_are_terminated_mid_write(orcl_stored, postgres_url, caplog):
+    settings, pipeline, new_file = orcl_stored
 
     watcher = TerminateWhenBlocked(postgres_url, "store_publishes")  # the import's last statement
     watcher.start()
@@ -101,13 +107,9 @@ def test_import_and_backtest_retry_after_their_connections_are_terminated_mid_wr
     assert len(store.warehouse.get_trades(run["run_id"])) == metrics["trade_count"]  # written once, whole
 
 
-def test_an_append_survives_a_terminated_connection_while_it_reads_the_stored_sources(tmp_path, postgres_url, caplog):
+def test_an_append_survives_a_terminated_connection_while_it_reads_the_stored_sources(orcl_stored, postgres_url, caplog):
     """Before an append, the import reads which sources the series already holds: a retried read too."""
-    caplog.set_level(logging.WARNING, logger="ntrader_pipeline.warehouse")
-    settings = Settings(home=tmp_path / "home", strategy_configs_dir=STRATEGY_CONFIGS, warehouse_url=postgres_url)
-    pipeline = Pipeline.open(settings, DagsterInstance.ephemeral())
-    pipeline.import_csv(ORCL_DAILY, "ORCL")
-    new_file = repriced(tmp_path / "ORCL_repriced.csv")
+    settings, pipeline, new_file = orcl_stored
 
     watcher = TerminateWhenBlocked(postgres_url, "market_data", mode="ACCESS EXCLUSIVE")
     watcher.start()

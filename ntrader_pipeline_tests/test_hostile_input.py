@@ -32,7 +32,7 @@ from ntrader_pipeline.core.validation import BarFileError, BarProblem
 from ntrader_pipeline.definitions import INGEST_JOB
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, REPO_ROOT, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.conftest import ORCL_DAILY, REPO_ROOT, STRATEGY_CONFIGS, point_settings_at
 
 CORPUS = Path(__file__).parent / "corpus"
 CSV_EXPECTED: dict[str, list[list]] = json.loads((CORPUS / "csv" / "expected.json").read_text())
@@ -55,20 +55,12 @@ HOSTILE_SYMBOLS = [
 ]
 
 
-def _point_settings_at(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("NTRADER_") and key not in {"NTRADER_REQUIRE_POSTGRES", "NTRADER_TEST_POSTGRES_URL"}:
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("NTRADER_HOME", str(home))
-    monkeypatch.setenv("NTRADER_STRATEGY_CONFIGS_DIR", str(STRATEGY_CONFIGS))
-
-
 @pytest.fixture(scope="module")
 def orcl_home(tmp_path_factory) -> Iterator[tuple[Pipeline, DagsterInstance]]:
     """A home holding the real ORCL daily bars, imported through the Dagster job."""
     root = tmp_path_factory.mktemp("hostile")
     with pytest.MonkeyPatch.context() as monkeypatch, instance_for_test() as instance:
-        _point_settings_at(monkeypatch, root / "home")
+        point_settings_at(monkeypatch, root / "home")
         monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
         pipeline = Pipeline.open(get_settings(), instance)
         pipeline.import_csv(ORCL_DAILY, "ORCL")
@@ -80,7 +72,7 @@ def orcl_home(tmp_path_factory) -> Iterator[tuple[Pipeline, DagsterInstance]]:
 def pipeline(orcl_home, monkeypatch) -> Iterator[Pipeline]:
     """The ORCL home, with a check afterwards that nothing in it (or beside it) changed."""
     pipeline, instance = orcl_home
-    _point_settings_at(monkeypatch, pipeline.settings.home_dir)
+    point_settings_at(monkeypatch, pipeline.settings.home_dir)
     monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
     before = store_digest(pipeline)
     yield pipeline

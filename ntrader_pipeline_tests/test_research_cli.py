@@ -16,8 +16,7 @@ from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.metrics import KEY_METRICS
 from ntrader_pipeline.pipeline import Pipeline, strategy_file_config
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
-from ntrader_pipeline_tests.test_cli_report import point_settings_at
+from ntrader_pipeline_tests.conftest import ORCL_DAILY, point_settings_at
 
 SWEEP_FILE = """\
 strategy: sma_crossover

@@ -200,13 +200,16 @@ def sweep(n: int, instance_kind: str, skip_cli: bool) -> None:
         check_materializations(pipeline.instance, keys)
         print(f"sweep_ratio_ui={ui_s / floor:.3f}")
         if not skip_cli:
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "ntrader_pipeline.cli", "backtest", "backfill"], check=True,
-                           capture_output=True, cwd=REPO, env=env, timeout=7200)
-            cli_s = time.perf_counter() - start
-            print(f"ntrader backtest backfill:      {cli_s:8.1f} s  ({cli_s / n:.3f} s/partition, "
-                  f"{cli_s / (n * bare):.2f}× N × bare on one core)")
-            print(f"sweep_ratio_cli={cli_s / floor:.3f}")
+            seconds = {}
+            for jobs in ("1", str(cores)):  # one process, then the default: one per core
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "ntrader_pipeline.cli", "backtest", "backfill", "--jobs", jobs],
+                               check=True, capture_output=True, cwd=REPO, env=env, timeout=7200)
+                seconds[jobs] = time.perf_counter() - start
+                print(f"ntrader backtest backfill --jobs {jobs}: {seconds[jobs]:8.1f} s  ({seconds[jobs] / n:.3f} "
+                      f"s/partition, {seconds[jobs] / (n * bare):.2f}× N × bare on one core)")
+            print(f"sweep_ratio_cli_one_process={seconds['1'] / floor:.3f}")
+            print(f"sweep_ratio_cli={seconds[str(cores)] / floor:.3f}")
     finally:
         if drop is not None:
             drop()

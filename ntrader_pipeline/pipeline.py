@@ -300,6 +300,15 @@ class Pipeline:
         except ValueError as exc:
             raise PipelineError(str(exc)) from None
 
+    def backfill_shares(self, strategies: list[str], symbols: list[str], shares: int) -> list[tuple[str, list[str]]]:
+        """Strategy × symbol work cut into pieces for ``shares`` processes: each strategy's symbols in
+        partition order, cut into about ``shares`` runs of consecutive partitions, so each piece
+        still makes ``run_backtests``' batches."""
+        known = {s: i for i, s in enumerate(self.instance.get_dynamic_partitions(symbol_partitions.name))}
+        ordered = sorted(symbols, key=lambda s: (known.get(s, len(known)), s))
+        size = max(1, min(-(-len(ordered) // shares), self.settings.backtests_per_run))
+        return [(strategy, ordered[i:i + size]) for strategy in strategies for i in range(0, len(ordered), size)]
+
     def run_backtests(
         self, strategy: str, symbols: list[str], start: date | None = None, end: date | None = None
     ) -> dict[str, dict[str, Any] | str]:

@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
-from ntrader_pipeline_tests.conftest import AAPL_MINUTE, ORCL_DAILY, REPO_ROOT
+from ntrader_pipeline_tests.conftest import AAPL_MINUTE, NVDA_DAILY, ORCL_DAILY, REPO_ROOT
 
 SHIPPED = ["pyproject.toml", "workspace.yaml", "dagster.yaml", "ntrader_pipeline", "strategy_configs"]
 
@@ -91,7 +92,7 @@ def test_import_backtest_and_summary_commands(cli_home):
     assert summary.exit_code == 0
     assert f"Backtest {run_id}: sma_crossover on ORCL" in summary.stdout
 
-    # A backfill runs every named partition in this process; a bad one fails alone and loudly.
+    # A backfill runs every named partition (in a pool of processes); a bad one fails alone and loudly.
     filled = invoke("backtest", "backfill", "--strategy", "sma_crossover", "--strategy", "momentum",
                     "--symbol", "ORCL", "--symbol", "NOPE", "--start", "2010-01-01")
     assert filled.exit_code == 1
@@ -116,3 +117,32 @@ def test_user_mistakes_exit_non_zero_with_one_line_reason(cli_home, args, reason
     assert done.exit_code != 0
     assert reason in done.stderr.strip().splitlines()[-1]  # the reason is one line, the last
     assert "Traceback" not in done.stderr
+
+
+def test_a_backfill_on_two_processes_stores_what_one_process_stores(tmp_path):
+    """``--jobs 2`` splits the partitions between two fresh processes; each partition is run once,
+    and its figures equal a one-process backfill's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NTRADER_", "DAGSTER_"))}
+    env.update(NTRADER_HOME=str(tmp_path / "home"), NTRADER_STRATEGY_CONFIGS_DIR=str(REPO_ROOT / "strategy_configs"))
+
+    def ntrader_here(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "ntrader_pipeline.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    for symbol, path in (("ORCL", ORCL_DAILY), ("NVDA", NVDA_DAILY)):
+        ntrader_here("data", "import-csv", "--file", str(path), "--symbol", symbol)
+    ntrader_here("backtest", "backfill", "--jobs", "2", "--start", "2010-01-01")
+    ntrader_here("backtest", "backfill", "--jobs", "1", "--start", "2010-01-01")
+
+    warehouse = Warehouse.open(f"sqlite:///{tmp_path / 'home' / 'warehouse.sqlite'}")
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for run in warehouse.list_results():
+        runs.setdefault((run["strategy"], run["symbol"]), []).append(run)
+    strategies = sorted(p.stem for p in (REPO_ROOT / "strategy_configs").glob("*.yaml"))
+    assert sorted(runs) == sorted((s, x) for s in strategies for x in ("NVDA", "ORCL"))
+    for (strategy, symbol), (one, two) in runs.items():  # newest first: the one-process run, then two
+        assert one["data_hash"] == two["data_hash"]
+        figures = [{k: v for k, v in run["metrics"].items() if k != "run_id"} for run in (one, two)]
+        assert figures[0] == figures[1] and figures[0]["bars"] > 0, (strategy, symbol)

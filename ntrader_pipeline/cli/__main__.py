@@ -2,4 +2,5 @@
 
 from ntrader_pipeline.cli.main import main
 
-main()
+if __name__ == "__main__":  # not again in a process the backfill's pool starts
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -35,12 +36,14 @@ def run(strategy: str, symbol: str, start, end, timeframe: str | None) -> None:
 @click.option("--symbol", "symbols", multiple=True, callback=symbol_param, help="Symbol to run (repeatable; default: all imported).")
 @click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD.")
 @click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD.")
-def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end) -> None:
-    """Run many strategy × symbol partitions in this one process.
+@click.option("--jobs", type=click.IntRange(1), default=None,
+              help="Processes to run partitions in at once (default: one per core).")
+def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end, jobs: int | None) -> None:
+    """Run many strategy × symbol partitions on this machine's cores.
 
     The same runs a backfill from the UI makes (up to 50 partitions of a strategy per run), without
-    a fresh interpreter per run. A failed partition is reported and the others still run; exit 1 if
-    any failed.
+    a fresh interpreter per run: each of ``--jobs`` processes starts once and runs its share. A
+    failed partition is reported and the others still run; exit 1 if any failed.
     """
     from rich.table import Table
 
@@ -52,22 +55,75 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end) 
     from ntrader_pipeline.cli.common import showing_progress
     from ntrader_pipeline.core.progress import progress
 
+    jobs = jobs or os.cpu_count() or 1
+    shares = pipeline.backfill_shares(list(strategies), list(symbols), jobs)
+    results: dict[tuple[str, str], dict | str] = {}
+    with showing_progress(), progress(len(strategies) * len(symbols), "backfill") as advance:
+        for strategy, outcome in _backfill_shares(pipeline, shares, start, end, jobs):
+            for symbol, m in outcome.items():
+                results[strategy, symbol] = m
+                advance(f"{strategy}|{symbol}" + (" failed" if isinstance(m, str) else ""))
     table = Table("strategy", "symbol", "run id", "total return", "Sharpe", "trades", "error")
     failed = 0
-    with showing_progress(), progress(len(strategies) * len(symbols), "backfill") as advance:
-        for strategy in strategies:
-            for symbol, m in pipeline.run_backtests(strategy, list(symbols), start, end).items():
-                if isinstance(m, str):
-                    failed += 1
-                    table.add_row(strategy, symbol, "", "", "", "", m.splitlines()[0][:80])
-                    advance(f"{strategy}|{symbol} failed")
-                    continue
-                sharpe = "n/a" if m["sharpe_ratio"] is None else f"{m['sharpe_ratio']:.2f}"
-                table.add_row(strategy, symbol, m["run_id"], f"{m['total_return']:.2%}", sharpe, str(m["trade_count"]), "")
-                advance(f"{strategy}|{symbol}")
+    for strategy in strategies:
+        for symbol in symbols:
+            m = results[strategy, symbol]
+            if isinstance(m, str):
+                failed += 1
+                table.add_row(strategy, symbol, "", "", "", "", m.splitlines()[0][:80])
+                continue
+            sharpe = "n/a" if m["sharpe_ratio"] is None else f"{m['sharpe_ratio']:.2f}"
+            table.add_row(strategy, symbol, m["run_id"], f"{m['total_return']:.2%}", sharpe, str(m["trade_count"]), "")
     console.print(table)
     if failed:
         raise click.ClickException(f"{failed} of {len(strategies) * len(symbols)} partitions failed")
+
+
+def _backfill_shares(pipeline, shares: list[tuple[str, list[str]]], start, end, jobs: int):
+    """Each share's ``(strategy, {symbol: metrics or why it failed})``, as shares finish.
+
+    This process, already started, runs shares itself; the other ``jobs - 1`` are fresh processes
+    (spawned: no forked locks) that each start once and keep one share queued, so they never wait
+    for this one.
+    """
+    pending = list(shares)
+    helpers = min(jobs, len(shares)) - 1
+    if helpers == 0:
+        for strategy, symbols in pending:
+            yield strategy, pipeline.run_backtests(strategy, symbols, start, end)
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(helpers, mp_context=context, initializer=_open_share_pipeline) as pool:
+        running: dict = {}
+        while pending or running:
+            while pending and len(running) < 2 * helpers:
+                strategy, symbols = share = pending.pop(0)
+                running[pool.submit(_run_share, strategy, symbols, start, end)] = share
+            if pending:
+                strategy, symbols = pending.pop(0)
+                yield strategy, pipeline.run_backtests(strategy, symbols, start, end)
+            finished, _ = wait(running, timeout=None if not pending else 0, return_when=FIRST_COMPLETED)
+            for future in finished:
+                strategy, symbols = running.pop(future)
+                try:
+                    yield strategy, future.result()
+                except Exception as exc:  # the process running it died: its partitions failed, the rest go on
+                    yield strategy, {symbol: f"the backfill process failed: {exc!r}" for symbol in symbols}
+
+
+_share_pipeline = None  # one per pool process, opened once by ``_open_share_pipeline``
+
+
+def _open_share_pipeline() -> None:
+    global _share_pipeline
+    _share_pipeline = open_pipeline()
+
+
+def _run_share(strategy: str, symbols: list[str], start, end) -> dict:
+    return _share_pipeline.run_backtests(strategy, symbols, start, end)
 
 
 @backtest.command("run-config")

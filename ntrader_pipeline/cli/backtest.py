@@ -87,8 +87,8 @@ def _backfill_shares(pipeline, shares: list[tuple[str, list[str]]], start, end, 
     for this one.
     """
     pending = list(shares)
-    helpers = min(jobs, len(shares)) - 1
-    if helpers == 0:
+    spawned = min(jobs, len(shares)) - 1
+    if spawned == 0:
         for strategy, symbols in pending:
             yield strategy, pipeline.run_backtests(strategy, symbols, start, end)
         return
@@ -96,10 +96,10 @@ def _backfill_shares(pipeline, shares: list[tuple[str, list[str]]], start, end, 
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(helpers, mp_context=context, initializer=_open_share_pipeline) as pool:
+    with ProcessPoolExecutor(spawned, mp_context=context, initializer=_open_share_pipeline) as pool:
         running: dict = {}
         while pending or running:
-            while pending and len(running) < 2 * helpers:
+            while pending and len(running) < 2 * spawned:
                 strategy, symbols = share = pending.pop(0)
                 running[pool.submit(_run_share, strategy, symbols, start, end)] = share
             if pending:

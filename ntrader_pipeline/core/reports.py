@@ -241,7 +241,6 @@ def write_reports(
 # --- across runs ---------------------------------------------------------------------------
 
 
-
 def results_table(results: list[dict[str, Any]], sort: str = "sharpe") -> pd.DataFrame:
     """``ranked_results`` as a table (the leaderboard's file and UI table)."""
     table = pd.DataFrame(ranked_results(results, sort), columns=list(RESULT_COLUMNS))

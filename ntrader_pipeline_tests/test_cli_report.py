@@ -98,9 +98,11 @@ def test_list_results_and_compare(home):
     assert listed.exit_code == 0
     rows = json.loads(listed.output)
     assert [r["run_id"] for r in rows] == [run_id] and rows[0]["sharpe_ratio"] is not None
+    assert type(rows[0]["trade_count"]) is int  # a count, though the warehouse stores it as a float
     assert json.loads(ntrader("backtest", "list-results", "--strategy", "nope", "--format", "json").output) == []
     table = ntrader("backtest", "list-results")
     assert table.exit_code == 0 and run_id in table.output
+    assert f" {rows[0]['trade_count']} " in table.output.splitlines()[-2]  # "12", not "12.0000"
     compared = ntrader("backtest", "compare", run_id, run_id)
     assert compared.exit_code == 0 and "sharpe_ratio" in compared.output and compared.output.count(run_id) == 2
 

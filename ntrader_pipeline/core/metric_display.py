@@ -30,6 +30,9 @@ KEY_METRICS = (
     "information_ratio",
 )
 
+# Counts: the warehouse stores every number as a float, so these are made integers again on the way out.
+INTEGER_METRICS = {"bars", "daily_returns", "trade_count", "risk_controls_triggered"}
+
 SORT_KEYS = {"sharpe": "sharpe_ratio", "return": "total_return", "drawdown": "max_drawdown"}
 RESULT_COLUMNS = ("strategy", "symbol", "run_id", "created_at", "start", "end", *KEY_METRICS)
 
@@ -98,7 +101,7 @@ def ranked_results(results: list[dict[str, Any]], sort: str = "sharpe") -> list[
             "created_at": plain_jsonable(r["created_at"]),
             "start": plain_jsonable(r["start"]),
             "end": plain_jsonable(r["end"]),
-            **{name: _number(r["metrics"].get(name)) for name in KEY_METRICS},
+            **{name: _number(name, r["metrics"].get(name)) for name in KEY_METRICS},
         }
         for r in results
     ]
@@ -107,7 +110,9 @@ def ranked_results(results: list[dict[str, Any]], sort: str = "sharpe") -> list[
     return sorted(defined, key=lambda row: row[key], reverse=True) + [row for row in rows if row[key] is None]
 
 
-def _number(value: Any) -> Any:
+def _number(name: str, value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if name in INTEGER_METRICS and value is not None:
+        return int(value)
     return value

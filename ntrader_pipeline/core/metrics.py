@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ntrader_pipeline.core.metric_display import KEY_METRICS, MONEY, PERCENT, format_metric  # noqa: F401
+from ntrader_pipeline.core.metric_display import INTEGER_METRICS, KEY_METRICS, MONEY, PERCENT, format_metric  # noqa: F401
 
 if TYPE_CHECKING:  # the statistics import NautilusTrader: only where metrics are computed
     from ntrader_pipeline.core.backtest import BacktestResult
@@ -252,7 +252,6 @@ def compute_metrics(
 
 # --- presentation and storage round trip ---------------------------------------------------
 
-INTEGER_METRICS = {"bars", "daily_returns", "trade_count", "risk_controls_triggered"}
 # compute_metrics' key order: reports list metrics in this order.
 METRIC_NAMES = (
     "run_id", "strategy", "symbol", "start", "end", "bars", "daily_returns", "starting_equity", "final_equity",

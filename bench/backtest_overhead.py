@@ -73,9 +73,13 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=1, help="backtest partitions per round")
     parser.add_argument("--years", type=int, default=10, help="years of ORCL daily bars (≤ 20)")
     parser.add_argument("--repeat", type=int, default=5, help="timed rounds; medians are reported")
-    parser.add_argument("--dagster-postgres", metavar="URL", default=None,
-                        help="keep Dagster's run and event storage in this Postgres database (as "
-                             "dagster.yaml does in deployments) instead of the embedded SQLite")
+    parser.add_argument(
+        "--dagster-postgres",
+        metavar="URL",
+        default=None,
+        help="keep Dagster's run and event storage in this Postgres database (as "
+        "dagster.yaml does in deployments) instead of the embedded SQLite",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -114,8 +118,9 @@ def main() -> None:
 
     def backtest_alone() -> None:
         for symbol in symbols:
-            run_backtest(stores.catalog().read(symbol, spec.backtest.timeframe), load_spec(spec.source),
-                         stores.venue, "bench")
+            run_backtest(
+                stores.catalog().read(symbol, spec.backtest.timeframe), load_spec(spec.source), stores.venue, "bench"
+            )
 
     bench_run = DagsterRun(job_name="bench", run_id=uuid.uuid4().hex)  # only its ids are read
 
@@ -133,25 +138,46 @@ def main() -> None:
 
     def fresh_process() -> None:
         subprocess.run(
-            [sys.executable, "-m", "ntrader_pipeline.cli", "backtest", "run", "--strategy", "sma_crossover",
-             "--symbol", "ORCL"], check=True, capture_output=True, env={**os.environ, "DAGSTER_HOME": ""},
+            [
+                sys.executable,
+                "-m",
+                "ntrader_pipeline.cli",
+                "backtest",
+                "run",
+                "--strategy",
+                "sma_crossover",
+                "--symbol",
+                "ORCL",
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DAGSTER_HOME": ""},
         )
 
     bare(), backtest_alone(), work_without_dagster(), whole_graph(), batch()  # warm up
-    rounds = [(timed(bare), timed(backtest_alone), timed(work_without_dagster), timed(whole_graph), timed(batch))
-              for _ in range(args.repeat)]
+    rounds = [
+        (timed(bare), timed(backtest_alone), timed(work_without_dagster), timed(whole_graph), timed(batch))
+        for _ in range(args.repeat)
+    ]
     bare_s, alone_s, work_s, graph_s, batch_s = (statistics.median(r[i] for r in rounds) for i in range(5))
     process_s = timed(fresh_process)
     n = len(symbols)
     dagster_s = max(graph_s - work_s, 0.0)  # Dagster's own cost: runs, events, partition lookups
 
     storage = "Postgres" if args.dagster_postgres else "embedded SQLite"
-    print(f"{len(series)} daily bars ({args.years} years) x {n} partition(s), median of {args.repeat} rounds, "
-          f"Dagster storage: {storage}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(series)} daily bars ({args.years} years) x {n} partition(s), median of {args.repeat} rounds, "
+        f"Dagster storage: {storage}, load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"bare BacktestEngine:                   {bare_s / n:7.3f} s/partition")
     print(f"backtest alone (read, engine, result): {alone_s / n:7.3f} s/partition")
-    print(f"whole graph without Dagster:           {work_s / n:7.3f} s/partition  (+ ledger, metrics, warehouse, reports)")
-    print(f"whole graph, one Dagster run each:     {graph_s / n:7.3f} s/partition  (Dagster's share {dagster_s / n:.3f} s)")
+    print(
+        f"whole graph without Dagster:           {work_s / n:7.3f} s/partition  (+ ledger, metrics, warehouse, reports)"
+    )
+    print(
+        f"whole graph, one Dagster run each:     {graph_s / n:7.3f} s/partition  "
+        f"(Dagster's share {dagster_s / n:.3f} s)"
+    )
     print(f"whole graph, {n} partitions in one run: {batch_s / n:7.3f} s/partition")
     print(f"whole graph in a fresh process:        {process_s:7.3f} s  (one partition, imports included)")
     print(f"overhead_ratio={(alone_s + dagster_s) / bare_s:.3f}")

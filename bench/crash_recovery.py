@@ -91,8 +91,10 @@ def measure(work: Path, url: str, csv: Path, changed: Path, label: str) -> None:
     check_seconds = time.perf_counter() - started
     assert finding.passed, finding.summary
     assert stored.content_hash() == series.content_hash()  # rolled back to the bars the table holds
-    print(f"{label}: import_seconds={import_seconds:.2f} recovery_seconds={recovery_seconds:.3f} "
-          f"content_check_seconds={check_seconds:.2f}")
+    print(
+        f"{label}: import_seconds={import_seconds:.2f} recovery_seconds={recovery_seconds:.3f} "
+        f"content_check_seconds={check_seconds:.2f}"
+    )
     print(f"recovery_ratio_{label}={recovery_seconds / import_seconds:.4f}")
     print(f"content_check_ratio_{label}={check_seconds / import_seconds:.3f}")
 

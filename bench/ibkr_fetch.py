@@ -40,9 +40,16 @@ TIMEOUT = 3
 
 def settings(port: int, **extra) -> IbkrSettings:
     return IbkrSettings(
-        port=port, connect_timeout=3, request_timeout=TIMEOUT, retry_backoff=0.05,
-        max_requests=PACING.max_requests, pacing_window=PACING.window, identical_interval=PACING.identical_interval,
-        per_contract_requests=PACING.per_contract, per_contract_window=PACING.per_contract_window, **extra,
+        port=port,
+        connect_timeout=3,
+        request_timeout=TIMEOUT,
+        retry_backoff=0.05,
+        max_requests=PACING.max_requests,
+        pacing_window=PACING.window,
+        identical_interval=PACING.identical_interval,
+        per_contract_requests=PACING.per_contract,
+        per_contract_window=PACING.per_contract_window,
+        **extra,
     )
 
 
@@ -53,6 +60,7 @@ def error_latency(bars) -> None:
 
     pacing_error = (162, "Historical Market Data Service error message:pacing violation")
     with FakeGateway(bars, pacing=None, script=lambda request: pacing_error) as gateway:
+
         async def ours() -> float:
             async with IbkrSession(settings(gateway.port)) as session:
                 await session.instrument("ORCL")  # contract details first, as the historic client caches them
@@ -69,16 +77,24 @@ def error_latency(bars) -> None:
             await client.connect()
             contract = IBContract(secType="STK", symbol="ORCL", exchange="SMART", primaryExchange="NASDAQ")
             started = time.perf_counter()
-            bars = await client.request_bars(["1-DAY-LAST"], pd.Timestamp("2014-01-10 21:00"), "UTC",
-                                             duration="10 D", contracts=[contract], timeout=TIMEOUT)
+            bars = await client.request_bars(
+                ["1-DAY-LAST"],
+                pd.Timestamp("2014-01-10 21:00"),
+                "UTC",
+                duration="10 D",
+                contracts=[contract],
+                timeout=TIMEOUT,
+            )
             elapsed = time.perf_counter() - started
             await client._client._stop_async()  # it has no public disconnect
             return elapsed, len(bars)
 
         fast = asyncio.run(ours())
         slow, returned = asyncio.run(nautilus())
-    print(f"IB error 162 on a request: ours raised in {fast * 1000:.1f} ms; NautilusTrader's historic client "
-          f"returned {returned} bars after {slow:.2f} s (timeout {TIMEOUT} s): ratio {slow / fast:,.0f}x")
+    print(
+        f"IB error 162 on a request: ours raised in {fast * 1000:.1f} ms; NautilusTrader's historic client "
+        f"returned {returned} bars after {slow:.2f} s (timeout {TIMEOUT} s): ratio {slow / fast:,.0f}x"
+    )
 
 
 def pacing_efficiency(bars) -> None:
@@ -91,8 +107,10 @@ def pacing_efficiency(bars) -> None:
         elapsed = time.perf_counter() - started
         requests = sum(r.requests for r in results)
         floor = (math.ceil(requests / PACING.max_requests) - 1) * PACING.window
-        print(f"pacing: {requests} requests in {elapsed:.2f} s, rules allow {floor:.2f} s at best: ratio "
-              f"{elapsed / floor:.2f} (violations seen by the gateway: {len(gateway.violations)})")
+        print(
+            f"pacing: {requests} requests in {elapsed:.2f} s, rules allow {floor:.2f} s at best: ratio "
+            f"{elapsed / floor:.2f} (violations seen by the gateway: {len(gateway.violations)})"
+        )
 
 
 def minute_throughput(max_version: int) -> float:
@@ -106,8 +124,10 @@ def minute_throughput(max_version: int) -> float:
             seconds = int(t.timestamp())
             fake.append(FakeBar((seconds + 60) * 10**9, str(seconds), price, price + 0.05, price - 0.05, price, 1000))
     loose = dict(max_requests=1000, pacing_window=1, per_contract_requests=1000, per_contract_window=0.01)
-    with FakeGateway({"SYN": fake}, pacing=None, max_version=max_version) as gateway, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        FakeGateway({"SYN": fake}, pacing=None, max_version=max_version) as gateway,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         store = MarketDataStore(BarCatalog(Path(tmp) / "catalog", "XNAS"), Warehouse.open(f"sqlite:///{tmp}/w.sqlite"))
         fetcher = IbkrFetcher(IbkrSettings(port=gateway.port, **loose), store, now_ns=10**19)
         started = time.perf_counter()
@@ -116,8 +136,10 @@ def minute_throughput(max_version: int) -> float:
     if result.error:
         raise SystemExit(f"minute fetch failed: {result.error}")
     rate = result.bars_stored / elapsed
-    print(f"minute bars at server version {max_version}: {result.bars_stored} bars in {result.requests} requests, "
-          f"{elapsed:.2f} s: {rate:,.0f} bars/s end to end (no pacing waits)")
+    print(
+        f"minute bars at server version {max_version}: {result.bars_stored} bars in {result.requests} requests, "
+        f"{elapsed:.2f} s: {rate:,.0f} bars/s end to end (no pacing waits)"
+    )
     return rate
 
 
@@ -135,8 +157,10 @@ def ledger_cost(n: int = 300) -> None:
             for i in range(n):
                 ledger.reserve("SYM", ("SYM", i), time.time(), limits)
             costs[name] = (time.perf_counter() - started) / n
-    print(f"pacing reservation: {costs['memory'] * 1e6:.0f} µs in memory, {costs['sqlite'] * 1e3:.2f} ms in the "
-          f"SQLite warehouse ({costs['sqlite'] / costs['memory']:,.0f}x; IB allows one request per 10 s on average)")
+    print(
+        f"pacing reservation: {costs['memory'] * 1e6:.0f} µs in memory, {costs['sqlite'] * 1e3:.2f} ms in the "
+        f"SQLite warehouse ({costs['sqlite'] / costs['memory']:,.0f}x; IB allows one request per 10 s on average)"
+    )
 
 
 if __name__ == "__main__":

@@ -81,10 +81,10 @@ def _nautilus_bars_to_catalog(table: pa.Table, catalog_dir: Path) -> np.ndarray:
 
     local = pd.DatetimeIndex(table.column("timestamp").to_numpy()).tz_localize("America/New_York")
     ts = (local.tz_convert("UTC").as_unit("ns").asi8 + Timeframe.MIN1.nanos).astype(np.uint64)
-    columns = [np.array(table.column(c).to_numpy(), dtype=np.float64) for c in ("open", "high", "low", "close", "volume")]
-    bars = Bar.from_raw_arrays_to_list(
-        bar_type_for("FLOOR", "XNAS", Timeframe.MIN1), 2, 0, *columns, ts, ts.copy()
-    )
+    columns = [
+        np.array(table.column(c).to_numpy(), dtype=np.float64) for c in ("open", "high", "low", "close", "volume")
+    ]
+    bars = Bar.from_raw_arrays_to_list(bar_type_for("FLOOR", "XNAS", Timeframe.MIN1), 2, 0, *columns, ts, ts.copy())
     catalog = ParquetDataCatalog(str(catalog_dir))
     catalog.write_data([make_equity("FLOOR", "XNAS", 2)])
     catalog.write_data(bars)
@@ -97,8 +97,12 @@ def floor_postgres(csv: Path, catalog_dir: Path, url: str) -> float:
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE floor_bars (LIKE market_data INCLUDING ALL)"))
-        for column, value in (("symbol", "'FLOOR'"), ("bar_type", "'FLOOR'"), ("data_source", "'csv'"),
-                              ("ingested_at", "now()")):
+        for column, value in (
+            ("symbol", "'FLOOR'"),
+            ("bar_type", "'FLOOR'"),
+            ("data_source", "'csv'"),
+            ("ingested_at", "now()"),
+        ):
             connection.execute(text(f"ALTER TABLE floor_bars ALTER COLUMN {column} SET DEFAULT {value}"))
     started = time.perf_counter()
     _nautilus_bars_to_catalog(pacsv.read_csv(csv), catalog_dir)
@@ -106,9 +110,12 @@ def floor_postgres(csv: Path, catalog_dir: Path, url: str) -> float:
     try:
         cursor = raw.cursor()
         cursor.execute("SET TIME ZONE 'America/New_York'")
-        with cursor.copy(
-            'COPY floor_bars ("timestamp", open, high, low, close, volume) FROM STDIN (FORMAT csv, HEADER true)'
-        ) as copy, open(csv, "rb") as source:
+        with (
+            cursor.copy(
+                'COPY floor_bars ("timestamp", open, high, low, close, volume) FROM STDIN (FORMAT csv, HEADER true)'
+            ) as copy,
+            open(csv, "rb") as source,
+        ):
             while chunk := source.read(1 << 20):
                 copy.write(chunk)
         raw.commit()
@@ -136,9 +143,20 @@ def floor_sqlite(csv: Path, catalog_dir: Path, url: str) -> float:
     with connection:
         connection.executemany(
             "INSERT INTO market_data VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            zip(*[["FLOOR"] * n, ["FLOOR"] * n, stamps.to_pylist(),
-                  *(pc.cast(table.column(c), pa.string()).to_pylist() for c in ("open", "high", "low", "close", "volume")),
-                  ["csv"] * n, ["2000-01-01 00:00:00.000000"] * n], strict=True),
+            zip(
+                *[
+                    ["FLOOR"] * n,
+                    ["FLOOR"] * n,
+                    stamps.to_pylist(),
+                    *(
+                        pc.cast(table.column(c), pa.string()).to_pylist()
+                        for c in ("open", "high", "low", "close", "volume")
+                    ),
+                    ["csv"] * n,
+                    ["2000-01-01 00:00:00.000000"] * n,
+                ],
+                strict=True,
+            ),
         )
     connection.close()
     return time.perf_counter() - started
@@ -185,7 +203,9 @@ def in_child(kind: str, csv: Path, work: Path, url: str) -> dict[str, float]:
     work.mkdir(parents=True, exist_ok=True)
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--csv", str(csv), "--work", str(work), "--url", url],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     return {key: float(value) for key, value in (field.split("=") for field in out if "=" in field)}
 
@@ -208,8 +228,10 @@ def measure(warehouse: str, csv: Path, rows: int, work: Path, admin_url) -> None
         floor_run = in_child("floor", csv, work / "floor", floor_url)
         project_run = in_child("project", csv, work / "project", project_url)
         assert project_run["bars_written"] == rows, project_run
-        print(f"[{warehouse}] floor_seconds={floor_run['seconds']:.2f} project_seconds={project_run['seconds']:.2f} "
-              f"rss_before_import_mb={project_run['rss_before_mb']:.0f}")
+        print(
+            f"[{warehouse}] floor_seconds={floor_run['seconds']:.2f} project_seconds={project_run['seconds']:.2f} "
+            f"rss_before_import_mb={project_run['rss_before_mb']:.0f}"
+        )
         suffix = "" if warehouse == "postgres" else f"_{warehouse}"
         print(f"ingest_ratio{suffix}={floor_run['seconds'] / project_run['seconds']:.3f}")
         print(f"peak_rss_mb{suffix}={project_run['peak_rss_mb']:.0f}")

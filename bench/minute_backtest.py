@@ -68,8 +68,16 @@ def breakdown(pipeline, symbol: str) -> dict[str, float]:
     with timer(laps, "chart"):
         chart = equity_drawdown_png(curve, chart_title(record))
     with timer(laps, "reports"):
-        write_reports(stores.reports_dir_for(result.run_id), record, metrics, ledger, curve, chart,
-                      result.equity[["ts_event", "close"]], benchmark)
+        write_reports(
+            stores.reports_dir_for(result.run_id),
+            record,
+            metrics,
+            ledger,
+            curve,
+            chart,
+            result.equity[["ts_event", "close"]],
+            benchmark,
+        )
     return laps
 
 

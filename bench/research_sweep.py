@@ -29,8 +29,13 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     fast, slow = grid(args.sets)
     home = Path(tempfile.mkdtemp(prefix="ntrader-bench-sweep-"))
-    os.environ.update({"NTRADER_HOME": str(home / "state"), "DAGSTER_HOME": str(home / "state" / "dagster"),
-                       "NTRADER_STRATEGY_CONFIGS_DIR": str(REPO / "strategy_configs")})
+    os.environ.update(
+        {
+            "NTRADER_HOME": str(home / "state"),
+            "DAGSTER_HOME": str(home / "state" / "dagster"),
+            "NTRADER_STRATEGY_CONFIGS_DIR": str(REPO / "strategy_configs"),
+        }
+    )
     spec_file = home / "sma_grid.yaml"
     spec_file.write_text(
         "strategy: sma_crossover\nconfig: {fast_period: 10, slow_period: 30}\n"
@@ -60,8 +65,10 @@ def main() -> None:
     n = len(document["sets"])
     print(f"sets={n} bars=5036")
     print(f"bare run_backtest + metrics: {bare:.1f} s ({bare / n:.3f} s per set)")
-    print(f"sweep_results Dagster run:   {swept:.1f} s ({swept / n:.3f} s per set), "
-          f"DSR {document['overfitting']['dsr']:.3f}, PBO {document['overfitting']['pbo']:.3f}")
+    print(
+        f"sweep_results Dagster run:   {swept:.1f} s ({swept / n:.3f} s per set), "
+        f"DSR {document['overfitting']['dsr']:.3f}, PBO {document['overfitting']['pbo']:.3f}"
+    )
     print(f"sweep_ratio={swept / bare:.2f}")
 
 

@@ -60,10 +60,14 @@ def sweep(work: Path, workers: int, names: list[str], per_run: int) -> dict[str,
 
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
-        with fresh_database(admin, "ntrader_bench_instance") as instance_url, \
-                fresh_database(admin, "ntrader_bench_warehouse") as warehouse_url, \
-                redis_broker(work / "redis") as broker:
-            env = scale_env(work, instance_url, warehouse_url, broker, folder_storage(work / "shared"), per_run, workers)
+        with (
+            fresh_database(admin, "ntrader_bench_instance") as instance_url,
+            fresh_database(admin, "ntrader_bench_warehouse") as warehouse_url,
+            redis_broker(work / "redis") as broker,
+        ):
+            env = scale_env(
+                work, instance_url, warehouse_url, broker, folder_storage(work / "shared"), per_run, workers
+            )
             try:
                 with scale_deployment(work, env, workers) as (stack, _pool, instance):
                     pipeline = Pipeline.open(settings_for(env, work), instance)
@@ -86,12 +90,15 @@ def sweep(work: Path, workers: int, names: list[str], per_run: int) -> dict[str,
                     commands = sum(v["calls"] for k, v in stats.items() if k.startswith("cmdstat_"))
                     # Until the last run ended: the backfill itself is marked done only on the backfill
                     # daemon's next 30 s loop, which would round every sweep up to that loop.
-                    return {"seconds": max(r.end_time for r in records) - submitted,
-                            "first_run_started": min(r.start_time for r in records) - submitted,
-                            "marked_done": marked_done,
-                            "runs": len(runs), "events_per_partition": events / len(partitions),
-                            "broker_commands_per_run": commands / len(runs),
-                            "worker_seconds_per_partition": busy / len(partitions)}
+                    return {
+                        "seconds": max(r.end_time for r in records) - submitted,
+                        "first_run_started": min(r.start_time for r in records) - submitted,
+                        "marked_done": marked_done,
+                        "runs": len(runs),
+                        "events_per_partition": events / len(partitions),
+                        "broker_commands_per_run": commands / len(runs),
+                        "worker_seconds_per_partition": busy / len(partitions),
+                    }
             finally:
                 Warehouse.open.cache_clear()
     finally:

@@ -45,15 +45,33 @@ def code_server_rss_mb(env: dict[str, str]) -> float:
     """Resident memory of an idle gRPC code server once it serves the location (Linux only)."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "api", "grpc", "-m", "ntrader_pipeline.definitions", "-h", "127.0.0.1",
-         "-p", str(port)], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "api",
+            "grpc",
+            "-m",
+            "ntrader_pipeline.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             health = subprocess.run(
                 [sys.executable, "-m", "dagster", "api", "grpc-health-check", "-p", str(port)],
-                cwd=REPO, env=env, capture_output=True, timeout=120,
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                timeout=120,
             )
             if health.returncode == 0:
                 break
@@ -75,8 +93,13 @@ def main() -> None:
     parser.add_argument("--no-code-server", action="store_true", help="skip the code-server memory figure")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="ntrader-bench-startup-")
-    env = {**os.environ, "NTRADER_HOME": home, "NTRADER_STRATEGY_CONFIGS_DIR": str(REPO / "strategy_configs"),
-           "DAGSTER_HOME": "", "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "NTRADER_HOME": home,
+        "NTRADER_STRATEGY_CONFIGS_DIR": str(REPO / "strategy_configs"),
+        "DAGSTER_HOME": "",
+        "PYTHONWARNINGS": "ignore",
+    }
     ntrader = [sys.executable, "-m", "ntrader_pipeline.cli"]
     subprocess.run([*ntrader, "data", "list"], check=True, capture_output=True, cwd=REPO, env=env)  # warm disk cache
 

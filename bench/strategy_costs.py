@@ -36,11 +36,15 @@ def main() -> None:
     for name in ("sma_crossover", "mean_reversion", "momentum"):
         spec = load_spec(REPO / "strategy_configs" / f"{name}.yaml")
         backtest = spec.backtest
-        cases[f"{name} zero fees"] = spec.model_copy(update={"backtest": backtest.model_copy(
-            update={"fees": backtest.fees.model_copy(update={"model": "zero"})})})
+        cases[f"{name} zero fees"] = spec.model_copy(
+            update={
+                "backtest": backtest.model_copy(update={"fees": backtest.fees.model_copy(update={"model": "zero"})})
+            }
+        )
         cases[f"{name} per-share fees"] = spec
-        cases[f"{name} per-share + risk"] = spec.model_copy(update={"backtest": backtest.model_copy(
-            update={"risk": backtest.risk.model_copy(update=risk)})})
+        cases[f"{name} per-share + risk"] = spec.model_copy(
+            update={"backtest": backtest.model_copy(update={"risk": backtest.risk.model_copy(update=risk)})}
+        )
 
     run_backtest(series, cases["sma_crossover zero fees"], "XNAS", "warmup")
     timings = {}
@@ -54,8 +58,10 @@ def main() -> None:
 
     base = timings["sma_crossover zero fees"][0]
     for label, (seconds, fills) in timings.items():
-        print(f"{label:34s} {seconds:6.3f} s  {len(series) / seconds:8.0f} bars/s  {fills:4d} fills  "
-              f"ratio={seconds / base:.2f}")
+        print(
+            f"{label:34s} {seconds:6.3f} s  {len(series) / seconds:8.0f} bars/s  {fills:4d} fills  "
+            f"ratio={seconds / base:.2f}"
+        )
     fee_ratio = statistics.mean(
         timings[f"{n} per-share fees"][0] / timings[f"{n} zero fees"][0]
         for n in ("sma_crossover", "mean_reversion", "momentum")

@@ -43,8 +43,9 @@ def postgres_instance(dagster_home: Path) -> tuple[str, callable]:
     from sqlalchemy import create_engine, text
 
     name = f"ntrader_sweep_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"),
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
@@ -97,19 +98,33 @@ def ui_sweep(pipeline, keys: list[str], env: dict[str, str]) -> tuple[float, int
     from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
     from dagster._core.utils import make_new_backfill_id
 
-    daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for_daemon(pipeline.instance)
         backfill_id = make_new_backfill_id()
         start, submitted = time.perf_counter(), time.time()
-        pipeline.instance.add_backfill(PartitionBackfill.from_asset_partitions(
-            backfill_id=backfill_id, asset_graph=pipeline.defs.resolve_asset_graph(), backfill_timestamp=submitted,
-            tags={}, asset_selection=[AssetKey(k) for k in BACKTEST_ASSETS], partition_names=keys,
-            dynamic_partitions_store=pipeline.instance, all_partitions=False, title="bench sweep",
-            description=None, run_config=None,
-        ))
+        pipeline.instance.add_backfill(
+            PartitionBackfill.from_asset_partitions(
+                backfill_id=backfill_id,
+                asset_graph=pipeline.defs.resolve_asset_graph(),
+                backfill_timestamp=submitted,
+                tags={},
+                asset_selection=[AssetKey(k) for k in BACKTEST_ASSETS],
+                partition_names=keys,
+                dynamic_partitions_store=pipeline.instance,
+                all_partitions=False,
+                title="bench sweep",
+                description=None,
+                run_config=None,
+            )
+        )
         while True:
             backfill = pipeline.instance.get_backfill(backfill_id)
             if backfill.status not in (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING):
@@ -118,12 +133,16 @@ def ui_sweep(pipeline, keys: list[str], env: dict[str, str]) -> tuple[float, int
         marked_done = time.perf_counter() - start
         runs = pipeline.instance.get_run_records(filters=RunsFilter(tags={"dagster/backfill": backfill_id}))
         if backfill.status != BulkActionStatus.COMPLETED_SUCCESS:
-            raise RuntimeError(f"the backfill ended {backfill.status.value}: {backfill.error}; "
-                               + "; ".join(_failure(pipeline.instance, r.dagster_run) for r in runs))
+            raise RuntimeError(
+                f"the backfill ended {backfill.status.value}: {backfill.error}; "
+                + "; ".join(_failure(pipeline.instance, r.dagster_run) for r in runs)
+            )
         starts = [r.start_time for r in runs if r.start_time]
         ends = [r.end_time for r in runs if r.end_time]
-        print(f"UI backfill: first run started {min(starts) - submitted:.1f} s after submission, "
-              f"runs spanned {max(ends) - min(starts):.1f} s, marked done after {marked_done:.1f} s")
+        print(
+            f"UI backfill: first run started {min(starts) - submitted:.1f} s after submission, "
+            f"runs spanned {max(ends) - min(starts):.1f} s, marked done after {marked_done:.1f} s"
+        )
         # Until the last run ended: the daemon marks the backfill done on its next 30 s loop.
         return max(ends) - submitted, len(runs)
     finally:
@@ -135,11 +154,16 @@ def _failure(instance, run) -> str:
     """A run's status and, when it failed, the first error in its log."""
     if run.status.value == "SUCCESS":
         return f"{run.run_id[:8]} SUCCESS"
-    errors = [e.dagster_event.event_specific_data.error.message.splitlines()[0]
-              for e in instance.all_logs(run.run_id)
-              if e.dagster_event and e.dagster_event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")
-              and getattr(e.dagster_event.event_specific_data, "error", None)]
-    return f"{run.run_id[:8]} {run.status.value} {run.tags.get('dagster/asset_partition_range_start')}..{run.tags.get('dagster/asset_partition_range_end')}: {errors[:1]}"
+    errors = [
+        e.dagster_event.event_specific_data.error.message.splitlines()[0]
+        for e in instance.all_logs(run.run_id)
+        if e.dagster_event
+        and e.dagster_event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE")
+        and getattr(e.dagster_event.event_specific_data, "error", None)
+    ]
+    first = run.tags.get("dagster/asset_partition_range_start")
+    last = run.tags.get("dagster/asset_partition_range_end")
+    return f"{run.run_id[:8]} {run.status.value} {first}..{last}: {errors[:1]}"
 
 
 def check_materializations(instance, keys: list[str]) -> None:
@@ -155,14 +179,21 @@ def check_materializations(instance, keys: list[str]) -> None:
         assert all(len(v) == 1 for v in by_partition.values()), f"{asset}: a partition materialized twice"
         run_ids = {r.asset_materialization.metadata["run_id"].value for r in records}
         assert len(run_ids) == len(keys), f"{asset}: {len(run_ids)} run ids for {len(keys)} partitions"
-    print(f"checked: {len(keys)} partitions × {len(BACKTEST_ASSETS)} assets, one materialization each, "
-          "each with its own run id")
+    print(
+        f"checked: {len(keys)} partitions × {len(BACKTEST_ASSETS)} assets, one materialization each, "
+        "each with its own run id"
+    )
 
 
 def sweep(n: int, instance_kind: str, skip_cli: bool) -> None:
     home = Path(tempfile.mkdtemp(prefix="ntrader-sweep-"))
-    env = {**os.environ, "NTRADER_HOME": str(home), "NTRADER_STRATEGY_CONFIGS_DIR": str(REPO / "strategy_configs"),
-           "DAGSTER_HOME": str(home / "dagster"), "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "NTRADER_HOME": str(home),
+        "NTRADER_STRATEGY_CONFIGS_DIR": str(REPO / "strategy_configs"),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "PYTHONWARNINGS": "ignore",
+    }
     os.environ.update(env)
     from ntrader_pipeline.core.backtest import window
     from ntrader_pipeline.core.bars import BarSeries
@@ -191,8 +222,10 @@ def sweep(n: int, instance_kind: str, skip_cli: bool) -> None:
         cores = os.cpu_count() or 1
         bare = bare_seconds_per_partition(series, stores.venue)
         floor = n * bare / cores
-        print(f"{n} partitions ({len(strategies)} strategies × {len(symbols)} symbols, {len(series)} daily bars each), "
-              f"Dagster storage: {instance_kind}, {cores} cores, load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"{n} partitions ({len(strategies)} strategies × {len(symbols)} symbols, {len(series)} daily bars each), "
+            f"Dagster storage: {instance_kind}, {cores} cores, load average {os.getloadavg()[0]:.1f}"
+        )
         print(f"bare engine: {bare:.3f} s/partition; floor N × bare ÷ cores = {floor:.1f} s")
 
         ui_s, runs = ui_sweep(pipeline, keys, env)
@@ -203,11 +236,19 @@ def sweep(n: int, instance_kind: str, skip_cli: bool) -> None:
             seconds = {}
             for jobs in ("1", str(cores)):  # one process, then the default: one per core
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "ntrader_pipeline.cli", "backtest", "backfill", "--jobs", jobs],
-                               check=True, capture_output=True, cwd=REPO, env=env, timeout=7200)
+                subprocess.run(
+                    [sys.executable, "-m", "ntrader_pipeline.cli", "backtest", "backfill", "--jobs", jobs],
+                    check=True,
+                    capture_output=True,
+                    cwd=REPO,
+                    env=env,
+                    timeout=7200,
+                )
                 seconds[jobs] = time.perf_counter() - start
-                print(f"ntrader backtest backfill --jobs {jobs}: {seconds[jobs]:8.1f} s  ({seconds[jobs] / n:.3f} "
-                      f"s/partition, {seconds[jobs] / (n * bare):.2f}× N × bare on one core)")
+                print(
+                    f"ntrader backtest backfill --jobs {jobs}: {seconds[jobs]:8.1f} s  ({seconds[jobs] / n:.3f} "
+                    f"s/partition, {seconds[jobs] / (n * bare):.2f}× N × bare on one core)"
+                )
             print(f"sweep_ratio_cli_one_process={seconds['1'] / floor:.3f}")
             print(f"sweep_ratio_cli={seconds[str(cores)] / floor:.3f}")
     finally:
@@ -218,16 +259,21 @@ def sweep(n: int, instance_kind: str, skip_cli: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partitions", type=int, nargs="+", default=[60], help="sweep sizes (default 60)")
-    parser.add_argument("--instance", choices=["embedded", "postgres"], default="embedded",
-                        help="Dagster storage: the embedded SQLite instance, or a fresh Postgres database")
+    parser.add_argument(
+        "--instance",
+        choices=["embedded", "postgres"],
+        default="embedded",
+        help="Dagster storage: the embedded SQLite instance, or a fresh Postgres database",
+    )
     parser.add_argument("--skip-cli", action="store_true", help="only the UI path")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if len(args.partitions) > 1:  # each size in a fresh process, on a fresh home and instance
         for n in args.partitions:
             extra = ["--skip-cli"] if args.skip_cli else []
-            subprocess.run([sys.executable, __file__, "--partitions", str(n), "--instance", args.instance, *extra],
-                           check=True)
+            subprocess.run(
+                [sys.executable, __file__, "--partitions", str(n), "--instance", args.instance, *extra], check=True
+            )
         return
     sweep(args.partitions[0], args.instance, args.skip_cli)
 

@@ -41,20 +41,33 @@ def main() -> None:
     metrics = compute_metrics(result, ledger)
     metrics_s = timed(lambda: compute_metrics(result, ledger))
     curve = equity_curve(result)
-    record = {"run_id": "bench", "strategy": result.strategy, "symbol": result.symbol, "bar_type": result.bar_type,
-              "bar_count": result.bar_count, "data_hash": result.data_hash, "config": result.spec,
-              "versions": result.versions}
+    record = {
+        "run_id": "bench",
+        "strategy": result.strategy,
+        "symbol": result.symbol,
+        "bar_type": result.bar_type,
+        "bar_count": result.bar_count,
+        "data_hash": result.data_hash,
+        "config": result.spec,
+        "versions": result.versions,
+    }
     returns = daily_returns(curve)
-    stats_returns = {"Sharpe Ratio (252 days)": metrics["sharpe_ratio"], "Sortino Ratio (252 days)": metrics["sortino_ratio"],
-                     "Returns Volatility (252 days)": metrics["volatility"], "Max Drawdown": metrics["max_drawdown"]}
+    stats_returns = {
+        "Sharpe Ratio (252 days)": metrics["sharpe_ratio"],
+        "Sortino Ratio (252 days)": metrics["sortino_ratio"],
+        "Returns Volatility (252 days)": metrics["volatility"],
+        "Max Drawdown": metrics["max_drawdown"],
+    }
     stats_general = {"Win Rate": metrics["win_rate"], "Profit Factor": metrics["profit_factor"]}
     with tempfile.TemporaryDirectory() as folder:
         ours = Path(folder) / "ours"
         prices = result.equity[["ts_event", "close"]]  # every chart drawn, price and benchmark included
         ours_s = timed(lambda: write_reports(ours, record, metrics, ledger, curve, None, prices))
         theirs = Path(folder) / "nautilus.html"
-        theirs_s = timed(lambda: create_tearsheet_from_stats({}, stats_returns, stats_general, returns,
-                                                              output_path=str(theirs)), repeat=1)
+        theirs_s = timed(
+            lambda: create_tearsheet_from_stats({}, stats_returns, stats_general, returns, output_path=str(theirs)),
+            repeat=1,
+        )
         ours_kb = (ours / "tearsheet.html").stat().st_size / 1024
         theirs_kb = theirs.stat().st_size / 1024
         all_kb = sum(p.stat().st_size for p in ours.iterdir()) / 1024

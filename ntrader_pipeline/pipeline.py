@@ -279,8 +279,13 @@ class Pipeline:
         return self.stored_metrics(result)[key]
 
     def _refuse_what_cannot_run(
-        self, strategy: str, symbol: str, start: date | None, end: date | None,
-        timeframe: str | None, spec_path: str | Path | None,
+        self,
+        strategy: str,
+        symbol: str,
+        start: date | None,
+        end: date | None,
+        timeframe: str | None,
+        spec_path: str | Path | None,
     ) -> None:
         """Refuse a backtest whose run could only fail (no bars to trade), before any run starts.
 
@@ -307,7 +312,7 @@ class Pipeline:
         known = {s: i for i, s in enumerate(self.instance.get_dynamic_partitions(symbol_partitions.name))}
         ordered = sorted(symbols, key=lambda s: (known.get(s, len(known)), s))
         size = max(1, min(-(-len(ordered) // shares), self.settings.backtests_per_run))
-        return [(strategy, ordered[i:i + size]) for strategy in strategies for i in range(0, len(ordered), size)]
+        return [(strategy, ordered[i : i + size]) for strategy in strategies for i in range(0, len(ordered), size)]
 
     def run_backtests(
         self, strategy: str, symbols: list[str], start: date | None = None, end: date | None = None
@@ -335,7 +340,8 @@ class Pipeline:
         for batch in batches:
             keys = [backtest_key(strategy, known[i]) for i in batch]
             result = self.defs.resolve_job_def(BACKTEST_JOB).execute_in_process(
-                instance=self.instance, raise_on_error=False,
+                instance=self.instance,
+                raise_on_error=False,
                 tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
                 run_config={"ops": {"backtest": {"config": config}}, **QUIET_LOGS},
             )
@@ -344,8 +350,10 @@ class Pipeline:
             error = failure.step_failure_data.error if failure else None
             message = (error.cause or error).message if error else "the run failed"
             for key, index in zip(keys, batch, strict=True):
-                reason = next((line.split(": ", 1)[1] for line in message.splitlines() if line.startswith(f"{key}: ")),
-                              message.splitlines()[0] if message else "failed")
+                reason = next(
+                    (line.split(": ", 1)[1] for line in message.splitlines() if line.startswith(f"{key}: ")),
+                    message.splitlines()[0] if message else "failed",
+                )
                 outcome[known[index]] = stored.get(key, reason)
         return {symbol: outcome[symbol] for symbol in symbols}
 
@@ -383,13 +391,20 @@ class Pipeline:
         return self._execute(job, backtest_key(strategy, symbol), run_config).output_for_node(asset)
 
     def run_sweep(
-        self, spec_path: str | Path, symbol: str, metric: str | None = None,
-        start: date | None = None, end: date | None = None,
+        self,
+        spec_path: str | Path,
+        symbol: str,
+        metric: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
     ) -> dict[str, Any]:
         """Every parameter set of the file's ``sweep:`` on ``symbol`` in one Dagster run; returns
         the ranked sets with DSR and PBO (the ``sweep_results`` output)."""
-        config = {"metric": metric, "start": start.isoformat() if start else None,
-                  "end": end.isoformat() if end else None}
+        config = {
+            "metric": metric,
+            "start": start.isoformat() if start else None,
+            "end": end.isoformat() if end else None,
+        }
         return self._research(SWEEP_JOB, "sweep_results", spec_path, symbol, config)
 
     def run_walk_forward(self, spec_path: str | Path, symbol: str) -> dict[str, Any]:

@@ -49,8 +49,10 @@ class Reproduction:
         if self.problem:
             return [f"run {self.run_id} not reproduced: {self.problem}"]
         if self.identical:
-            return [f"run {self.run_id} reproduced: data sha256 {self.stored_hash[:12]}…, same versions, "
-                    f"all {self.compared} metrics identical"]
+            return [
+                f"run {self.run_id} reproduced: data sha256 {self.stored_hash[:12]}…, same versions, "
+                f"all {self.compared} metrics identical"
+            ]
         lines = [f"run {self.run_id} did NOT reproduce:"]
         if self.fresh_hash != self.stored_hash:
             lines.append(f"  data hash differs: stored {self.stored_hash}, catalog now {self.fresh_hash}")
@@ -76,7 +78,9 @@ def reproduce_run(warehouse: Warehouse, run_id: str, catalog: BarCatalog | None 
     record = stored.record
     symbol, venue = record["bar_type"].split("-", 1)[0].rsplit(".", 1)
     if catalog is None:  # opened through the store, so a publish a killed import left is settled first
-        catalog = MarketDataStore(BarCatalog(get_settings().catalog_location, venue, get_settings().s3_options()), warehouse).catalog
+        catalog = MarketDataStore(
+            BarCatalog(get_settings().catalog_location, venue, get_settings().s3_options()), warehouse
+        ).catalog
     timeframe = _timeframe(record["bar_type"])
     outcome = Reproduction(run_id, record["data_hash"], None)
     series = catalog.read(symbol, timeframe)

@@ -51,8 +51,9 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = Field(None, description="Access key id for s3:// locations (secret).")
     s3_secret_access_key: str | None = Field(None, description="Secret access key for s3:// locations (secret).")
     dagster_home: Path | None = Field(
-        None, description="Dagster instance folder shared by the CLI and `dagster dev`; "
-        "default: $DAGSTER_HOME if set, else <home>/dagster."
+        None,
+        description="Dagster instance folder shared by the CLI and `dagster dev`; "
+        "default: $DAGSTER_HOME if set, else <home>/dagster.",
     )
     strategy_configs_dir: Path = Field(
         Path("strategy_configs"), description="Folder of strategy YAML files, one per partition."
@@ -68,7 +69,9 @@ class Settings(BaseSettings):
         30, ge=1, description="Seconds between evaluations of the backtests' automation conditions."
     )
     backtests_per_run: int = Field(
-        DEFAULT_BACKTESTS_PER_RUN, ge=1, description="Backtest partitions per run of a backfill (BackfillPolicy.multi_run); "
+        DEFAULT_BACKTESTS_PER_RUN,
+        ge=1,
+        description="Backtest partitions per run of a backfill (BackfillPolicy.multi_run); "
         "smaller batches spread a sweep over more workers, larger ones pay a run's start-up fewer times.",
     )
     venue: str = Field("XNAS", description="Venue every imported equity is placed on.")

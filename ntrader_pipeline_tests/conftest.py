@@ -108,8 +108,10 @@ def set_deployment_postgres_env(postgres_url: str, monkeypatch: pytest.MonkeyPat
     """The ``DAGSTER_POSTGRES_*`` variables docker-compose gives the repo ``dagster.yaml``, for this database."""
     url = make_url(postgres_url)
     for key, value in {
-        "DAGSTER_POSTGRES_HOST": url.host, "DAGSTER_POSTGRES_PORT": str(url.port),
-        "DAGSTER_POSTGRES_USER": url.username, "DAGSTER_POSTGRES_PASSWORD": url.password or "",
+        "DAGSTER_POSTGRES_HOST": url.host,
+        "DAGSTER_POSTGRES_PORT": str(url.port),
+        "DAGSTER_POSTGRES_USER": url.username,
+        "DAGSTER_POSTGRES_PASSWORD": url.password or "",
         "DAGSTER_POSTGRES_DB": url.database,
     }.items():
         monkeypatch.setenv(key, value)

@@ -52,7 +52,9 @@ def s3_server(timeout: float = START_TIMEOUT) -> Iterator[str]:
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             [_moto_server(), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"},
         )
         try:
@@ -92,6 +94,10 @@ def create_bucket(endpoint: str, name: str) -> None:
     """Create bucket ``name`` (s3fs, the client ntrader itself uses)."""
     import s3fs
 
-    fs = s3fs.S3FileSystem(key=ACCESS_KEY_ID, secret=SECRET_ACCESS_KEY, skip_instance_cache=True,
-                           client_kwargs={"endpoint_url": endpoint, "region_name": REGION})
+    fs = s3fs.S3FileSystem(
+        key=ACCESS_KEY_ID,
+        secret=SECRET_ACCESS_KEY,
+        skip_instance_cache=True,
+        client_kwargs={"endpoint_url": endpoint, "region_name": REGION},
+    )
     fs.mkdir(name)

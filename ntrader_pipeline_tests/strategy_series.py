@@ -20,14 +20,13 @@ def daily_series(closes, symbol: str = "TEST", volume: float = 1e9) -> BarSeries
     close = np.round(np.asarray(closes, dtype=np.float64), 2)
     days = pd.bdate_range("2020-01-02", periods=len(close))
     ts = (days.tz_localize("America/New_York") + pd.Timedelta(hours=16)).tz_convert("UTC").as_unit("ns").asi8
-    frame = pd.DataFrame(
-        {"ts_event": ts, "open": close, "high": close, "low": close, "close": close, "volume": volume}
-    )
+    frame = pd.DataFrame({"ts_event": ts, "open": close, "high": close, "low": close, "close": close, "volume": volume})
     return BarSeries(symbol, Timeframe.DAILY, frame, 2)
 
 
-def run(series: BarSeries, strategy: str, config: dict | None = None, backtest: dict | None = None,
-        **extra: Any) -> BacktestResult:
+def run(
+    series: BarSeries, strategy: str, config: dict | None = None, backtest: dict | None = None, **extra: Any
+) -> BacktestResult:
     data = {"strategy": strategy, "config": config or {}, "backtest": backtest or {}, **extra}
     spec = parse_spec(f"test_{strategy}", data, f"{strategy}.yaml")
     return run_backtest(series, spec, VENUE, "test-run")

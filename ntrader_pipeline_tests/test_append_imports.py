@@ -101,4 +101,3 @@ def test_inbox_append_of_the_last_sessions_passes_every_check_and_is_archived(tm
     [row] = Warehouse.open(settings.resolved_warehouse_url).bar_inventory("ORCL")
     assert row["bars"] == ORCL_ROWS
     assert backtests_requested(defs, instance, before.cursor) == every_strategy_on("ORCL")
-

@@ -52,8 +52,7 @@ REJECT_AT_COMMIT = {  # a row in guard_child pointing nowhere, checked only at C
         "CREATE FUNCTION guard_marked_bar() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
         f" IF NEW.volume = {MARKER_VOLUME} THEN INSERT INTO guard_child VALUES (1); END IF;"
         " RETURN NEW; END $$",
-        "CREATE TRIGGER guard_marked_bar AFTER INSERT ON market_data"
-        " FOR EACH ROW EXECUTE FUNCTION guard_marked_bar()",
+        "CREATE TRIGGER guard_marked_bar AFTER INSERT ON market_data FOR EACH ROW EXECUTE FUNCTION guard_marked_bar()",
     ],
 }
 DROP = {

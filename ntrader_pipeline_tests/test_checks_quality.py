@@ -198,7 +198,9 @@ def nvda_imported(tmp_path: Path, warehouse_url: str):
 def checks_alone(defs, instance: DagsterInstance, symbol: str) -> dict:
     """The ingest job's checks without its assets (the UI's "Execute checks") on what is stored now."""
     ingest = defs.resolve_job_def(INGEST_JOB)
-    checks = ingest.get_subset(asset_selection=set(), asset_check_selection=set(ingest.asset_layer.asset_graph.asset_check_keys))
+    checks = ingest.get_subset(
+        asset_selection=set(), asset_check_selection=set(ingest.asset_layer.asset_graph.asset_check_keys)
+    )
     return evaluations(checks.execute_in_process(instance=instance, partition_key=symbol, raise_on_error=False))
 
 
@@ -273,8 +275,11 @@ def test_new_minute_bars_do_not_request_daily_backtests(tmp_path: Path) -> None:
 def test_content_check_fails_when_counts_agree_but_prices_differ(tmp_path: Path, warehouse_url: str) -> None:
     """The F1 shape: both stores hold 60 bars, but the table has one close a cent off."""
     settings, defs, instance, source = nvda_imported(tmp_path, warehouse_url)
-    assert all(e.passed for k, e in evaluations(import_file(defs, instance, source, "NVDA")).items()
-               if k[1] == "content_matches")
+    assert all(
+        e.passed
+        for k, e in evaluations(import_file(defs, instance, source, "NVDA")).items()
+        if k[1] == "content_matches"
+    )
 
     warehouse = Warehouse.open(settings.resolved_warehouse_url)
     with warehouse.transaction() as connection:

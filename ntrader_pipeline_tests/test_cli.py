@@ -36,7 +36,11 @@ def ntrader(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NTRADER_", "DAGSTER_"))}
     return subprocess.run(
         [sys.executable, "-m", "ntrader_pipeline.cli", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -80,8 +84,18 @@ def test_import_backtest_and_summary_commands(cli_home):
     assert imported.exit_code == 0, imported.output
     assert "Imported 5036 bars of ORCL.XNAS-1-DAY-LAST-EXTERNAL" in imported.stdout
 
-    ran = invoke("backtest", "run", "--strategy", "sma_crossover", "--symbol", "ORCL",
-                 "--start", "2000-01-01", "--end", "2004-12-31")
+    ran = invoke(
+        "backtest",
+        "run",
+        "--strategy",
+        "sma_crossover",
+        "--symbol",
+        "ORCL",
+        "--start",
+        "2000-01-01",
+        "--end",
+        "2004-12-31",
+    )
     assert ran.exit_code == 0, ran.output
     run_id = ran.stdout.strip().splitlines()[-1]
     metrics = (cli_home.resolved_reports_dir / run_id / "metrics.json").read_text()
@@ -93,8 +107,20 @@ def test_import_backtest_and_summary_commands(cli_home):
     assert f"Backtest {run_id}: sma_crossover on ORCL" in summary.stdout
 
     # A backfill runs every named partition (in a pool of processes); a bad one fails alone and loudly.
-    filled = invoke("backtest", "backfill", "--strategy", "sma_crossover", "--strategy", "momentum",
-                    "--symbol", "ORCL", "--symbol", "NOPE", "--start", "2010-01-01")
+    filled = invoke(
+        "backtest",
+        "backfill",
+        "--strategy",
+        "sma_crossover",
+        "--strategy",
+        "momentum",
+        "--symbol",
+        "ORCL",
+        "--symbol",
+        "NOPE",
+        "--start",
+        "2010-01-01",
+    )
     assert filled.exit_code == 1
     assert "2 of 4 partitions failed" in filled.stderr
     rows = [line for line in filled.stdout.splitlines() if " ORCL " in line]
@@ -108,8 +134,14 @@ def test_import_backtest_and_summary_commands(cli_home):
         (["report", "summary", "nosuchrun"], "no backtest run with id 'nosuchrun'"),
         (["backtest", "run", "--strategy", "nope", "--symbol", "ORCL"], "unknown strategy 'nope'"),
         (["backtest", "run", "--strategy", "sma_crossover", "--symbol", "ZZZZ"], "no bars imported for ZZZZ"),
-        (["backtest", "run", "--strategy", "sma_crossover", "--symbol", "ORCL", "--start", "2001-13-01"], "is not a date"),
-        (["data", "import-csv", "--file", str(AAPL_MINUTE), "--symbol", "AAPL"], "AAPL_2024-01-02_1min.csv: 1 problem; nothing was imported"),
+        (
+            ["backtest", "run", "--strategy", "sma_crossover", "--symbol", "ORCL", "--start", "2001-13-01"],
+            "is not a date",
+        ),
+        (
+            ["data", "import-csv", "--file", str(AAPL_MINUTE), "--symbol", "AAPL"],
+            "AAPL_2024-01-02_1min.csv: 1 problem; nothing was imported",
+        ),
     ],
 )
 def test_user_mistakes_exit_non_zero_with_one_line_reason(cli_home, args, reason):
@@ -126,8 +158,14 @@ def test_a_backfill_on_two_processes_stores_what_one_process_stores(tmp_path):
     env.update(NTRADER_HOME=str(tmp_path / "home"), NTRADER_STRATEGY_CONFIGS_DIR=str(REPO_ROOT / "strategy_configs"))
 
     def ntrader_here(*args: str) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "ntrader_pipeline.cli", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [sys.executable, "-m", "ntrader_pipeline.cli", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         return done
 

@@ -48,10 +48,14 @@ def test_materializations_carry_numeric_metrics_and_the_chart(stored_run):
     home, run_id, instance = stored_run
     stored = json.loads((home / "reports" / run_id / "metrics.json").read_text())
     metrics = instance.get_latest_materialization_event(AssetKey("backtest_metrics")).asset_materialization.metadata
-    assert isinstance(metrics["sharpe_ratio"], FloatMetadataValue) and metrics["sharpe_ratio"].value == round(stored["sharpe_ratio"], 4)
+    assert isinstance(metrics["sharpe_ratio"], FloatMetadataValue) and metrics["sharpe_ratio"].value == round(
+        stored["sharpe_ratio"], 4
+    )
     assert metrics["max_drawdown %"].value == round(stored["max_drawdown"] * 100, 2)
     assert isinstance(metrics["beta"], FloatMetadataValue)
-    assert isinstance(metrics["trade_count"], IntMetadataValue) and metrics["trade_count"].value == stored["trade_count"]
+    assert (
+        isinstance(metrics["trade_count"], IntMetadataValue) and metrics["trade_count"].value == stored["trade_count"]
+    )
     report = instance.get_latest_materialization_event(AssetKey("backtest_report")).asset_materialization.metadata
     # the first entry is small enough for Dagster to render inline (no "Show Markdown" click)
     assert list(report)[0] == "equity" and len(report["equity"].value) < 1000
@@ -109,8 +113,12 @@ def test_list_results_and_compare(home):
 
 def test_unknown_ids_and_failed_writes_exit_non_zero_with_one_line(home, tmp_path):
     _, run_id = home
-    for args in (("report", "summary", "nope"), ("report", "export-all", "nope", "--output-dir", str(tmp_path)),
-                 ("backtest", "compare", run_id, "nope"), ("backtest", "reproduce", "nope")):
+    for args in (
+        ("report", "summary", "nope"),
+        ("report", "export-all", "nope", "--output-dir", str(tmp_path)),
+        ("backtest", "compare", run_id, "nope"),
+        ("backtest", "reproduce", "nope"),
+    ):
         result = ntrader(*args)
         assert result.exit_code == 1, args
         assert result.output.strip() == "error: no backtest run with id 'nope' (see `ntrader backtest list-results`)"
@@ -137,10 +145,16 @@ def test_reproduce_names_what_changed(stored_run, tmp_path, monkeypatch):
     warehouse = Warehouse.open(get_settings().resolved_warehouse_url)
     with warehouse.transaction() as connection:
         row = connection.execute(backtest_runs.select().where(backtest_runs.c.run_id == run_id)).one()
-        connection.execute(update(backtest_runs).where(backtest_runs.c.run_id == run_id).values(
-            data_hash="0" * 64, versions={**row.versions, "nautilus_trader": "1.0.0"}))
-        connection.execute(update(backtest_metrics).where(
-            (backtest_metrics.c.run_id == run_id) & (backtest_metrics.c.name == "sharpe_ratio")).values(value=9.5))
+        connection.execute(
+            update(backtest_runs)
+            .where(backtest_runs.c.run_id == run_id)
+            .values(data_hash="0" * 64, versions={**row.versions, "nautilus_trader": "1.0.0"})
+        )
+        connection.execute(
+            update(backtest_metrics)
+            .where((backtest_metrics.c.run_id == run_id) & (backtest_metrics.c.name == "sharpe_ratio"))
+            .values(value=9.5)
+        )
     result = ntrader("backtest", "reproduce", run_id)
     assert result.exit_code == 1
     lines = result.output.splitlines()

@@ -146,7 +146,9 @@ def test_run_config_refuses_a_module_off_the_allowlist_before_running(ntrader_ho
     path.write_text('strategy_path: "os:system"\nconfig_path: "os:environ"\n')
     result = ntrader("backtest", "run-config", str(path), "--symbol", "ORCL")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: {path}: strategy_path: module 'os' is not on the strategy module allowlist")
+    assert result.stderr.startswith(
+        f"error: {path}: strategy_path: module 'os' is not on the strategy module allowlist"
+    )
     assert "Traceback" not in result.output
     assert not (ntrader_home.home_dir / "dagster").exists()  # refused before any run was started
 
@@ -170,12 +172,17 @@ def test_a_file_run_carries_the_file_in_its_run_config_not_its_path(orcl_home, t
     text = path.read_text()
     run_id = run_config(str(path), "--symbol", "ORCL")
     instance = DagsterInstance.get()
-    dagster_run = instance.get_run_by_id(Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_id)["dagster_run_id"])
+    dagster_run = instance.get_run_by_id(
+        Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_id)["dagster_run_id"]
+    )
     assert dagster_run.run_config["ops"]["backtest"]["config"]["spec_file"] == {"name": "travelling", "yaml": text}
     assert str(tmp_path) not in json.dumps(dagster_run.run_config)
     path.unlink()  # the same run config, where the file does not exist
     again = Pipeline.open(orcl_home, instance)._execute(BACKTEST_JOB, "_file|ORCL", dagster_run.run_config)
     assert again.success
-    [stored] = [m.metadata["run_id"].value for m in again.asset_materializations_for_node("backtest")
-                if m.asset_key == AssetKey("backtest")]
+    [stored] = [
+        m.metadata["run_id"].value
+        for m in again.asset_materializations_for_node("backtest")
+        if m.asset_key == AssetKey("backtest")
+    ]
     assert Warehouse.open(orcl_home.resolved_warehouse_url).get_run(stored)["strategy"] == "travelling"

@@ -34,7 +34,11 @@ def ntrader_env(home: Path, warehouse_url: str | None) -> dict[str, str]:
 def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "ntrader_pipeline.cli", *args],
-        env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -51,7 +55,11 @@ def test_eight_commands_at_once_on_a_new_home_all_succeed(tmp_path: Path):
     assert failed == []
     later = subprocess.run(
         [sys.executable, "-m", "ntrader_pipeline.cli", "data", "list", "--format", "json"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=HANG,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
     )
     assert later.returncode == 0, later.stderr
     assert sorted((row["symbol"], row["bars"]) for row in json.loads(later.stdout)) == [(s, 30) for s in SYMBOLS]

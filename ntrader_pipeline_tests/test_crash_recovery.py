@@ -78,7 +78,11 @@ def expected_hash(csv: Path) -> str:
 def kill_import(catalog: Path, url: str, csv: Path, phase: str) -> None:
     env = {**os.environ, "NTRADER_FAULT_KILL_AT": phase}
     killed = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(catalog), url, str(csv)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", DRIVER, str(catalog), url, str(csv)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
 
@@ -119,8 +123,21 @@ def test_f1_a_killed_cli_import_is_settled_by_the_next_backtest(tmp_path, ntrade
     new_file = repriced(tmp_path / "ORCL_repriced.csv")
 
     killed = subprocess.run(
-        [sys.executable, "-m", "ntrader_pipeline.cli", "data", "import-csv", "--file", str(new_file), "--symbol", "ORCL"],
-        env={**os.environ, "NTRADER_FAULT_KILL_AT": "before-commit"}, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "ntrader_pipeline.cli",
+            "data",
+            "import-csv",
+            "--file",
+            str(new_file),
+            "--symbol",
+            "ORCL",
+        ],
+        env={**os.environ, "NTRADER_FAULT_KILL_AT": "before-commit"},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     catalog = ntrader_home.resolved_catalog_path

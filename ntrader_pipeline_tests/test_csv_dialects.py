@@ -27,19 +27,23 @@ DIALECTS = {
     "plain": PLAIN.encode(),
     "bom_crlf": b"\xef\xbb\xbf" + PLAIN.replace("\n", "\r\n").encode(),
     "utf16_excel_tab": PLAIN.replace(",", "\t").encode("utf-16"),
-    "semicolon_aliases_case": PLAIN.replace(",", ";").replace("timestamp;open;high;low;close;volume",
-                                                              " Datetime ; OPEN;High ;low;Last; Vol ").encode(),
-    "date_and_time_columns": ("Date,Time,Open,High,Low,Close,Volume\n"
-                              + PLAIN.split("\n", 1)[1].replace("2024-03-11 ", "2024-03-11,")).encode(),
-    "iso_with_offsets": ("timestamp,open,high,low,close,volume\n"
-                         + _rows([f"2024-03-11T09:3{i}:00-04:00" for i in range(3)])).encode(),
-    "iso_utc_z": ("timestamp,open,high,low,close,volume\n"
-                  + _rows([f"2024-03-11T13:3{i}:00Z" for i in range(3)])).encode(),
+    "semicolon_aliases_case": PLAIN.replace(",", ";")
+    .replace("timestamp;open;high;low;close;volume", " Datetime ; OPEN;High ;low;Last; Vol ")
+    .encode(),
+    "date_and_time_columns": (
+        "Date,Time,Open,High,Low,Close,Volume\n" + PLAIN.split("\n", 1)[1].replace("2024-03-11 ", "2024-03-11,")
+    ).encode(),
+    "iso_with_offsets": (
+        "timestamp,open,high,low,close,volume\n" + _rows([f"2024-03-11T09:3{i}:00-04:00" for i in range(3)])
+    ).encode(),
+    "iso_utc_z": (
+        "timestamp,open,high,low,close,volume\n" + _rows([f"2024-03-11T13:3{i}:00Z" for i in range(3)])
+    ).encode(),
     "epoch_seconds": ("time,open,high,low,close,volume\n" + _rows([str(s) for s in EPOCH_S])).encode(),
     "epoch_millis": ("ts,o,h,l,c,v\n" + _rows([str(s * 1000) for s in EPOCH_S])).encode(),
-    "blank_lines_and_spaces": ("timestamp, open, high, low, close, volume\n\n"
-                               + _rows([f" 2024-03-11 09:3{i}:00 " for i in range(3)])
-                               + "\n\n").encode(),
+    "blank_lines_and_spaces": (
+        "timestamp, open, high, low, close, volume\n\n" + _rows([f" 2024-03-11 09:3{i}:00 " for i in range(3)]) + "\n\n"
+    ).encode(),
 }
 
 
@@ -66,8 +70,9 @@ def test_reference_is_stamped_at_bar_close_in_utc(reference):
 
 def test_interval_is_inferred_from_the_most_common_step(tmp_path):
     path = tmp_path / "five.csv"
-    path.write_text("timestamp,open,high,low,close,volume\n" + _rows(
-        ["2024-03-11 09:30", "2024-03-11 09:35", "2024-03-11 09:45"]))
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n" + _rows(["2024-03-11 09:30", "2024-03-11 09:35", "2024-03-11 09:45"])
+    )
     series = read_bar_csv(path, "T")
     assert series.timeframe is Timeframe.MIN5
     assert series.frame["ts_event"].iloc[0] == pd.Timestamp("2024-03-11 13:35", tz="UTC").value

@@ -98,8 +98,12 @@ def test_valid_files_round_trip_exactly_through_catalog_and_table(request, engin
             table = connection.execute(
                 select(market_data).where(market_data.c.symbol == symbol).order_by(market_data.c.timestamp)
             ).all()
-        assert [pd.Timestamp(r.timestamp).tz_localize(None).value if pd.Timestamp(r.timestamp).tzinfo is None
-                else pd.Timestamp(r.timestamp).value for r in table] == expected_ts
+        assert [
+            pd.Timestamp(r.timestamp).tz_localize(None).value
+            if pd.Timestamp(r.timestamp).tzinfo is None
+            else pd.Timestamp(r.timestamp).value
+            for r in table
+        ] == expected_ts
         assert [[r.open, r.high, r.low, r.close, r.volume] for r in table] == [
             [Decimal(v) for v in r[1:]] for r in rows
         ]
@@ -107,10 +111,18 @@ def test_valid_files_round_trip_exactly_through_catalog_and_table(request, engin
 
 CORRUPTIONS = {
     "timestamp": [("", "missing value"), ("yesterday", "not a timestamp"), ("2024-02-30 10:00:00", "not a timestamp")],
-    "price": [("", "missing value"), ("1O0.5", "not a number"), ("0", "price must be positive"),
-              ("-7.25", "price must be positive")],
-    "volume": [("", "missing value"), ("many", "not a number"), ("-3", "volume must not be negative"),
-               ("2.5", "volume must be a whole number")],
+    "price": [
+        ("", "missing value"),
+        ("1O0.5", "not a number"),
+        ("0", "price must be positive"),
+        ("-7.25", "price must be positive"),
+    ],
+    "volume": [
+        ("", "missing value"),
+        ("many", "not a number"),
+        ("-3", "volume must not be negative"),
+        ("2.5", "volume must be a whole number"),
+    ],
 }
 
 

@@ -45,7 +45,8 @@ def clone_like(target: Path) -> Path:
 
 def graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -68,7 +69,11 @@ def test_dagster_dev_serves_after_copying_env_example_on_a_fresh_clone(tmp_path:
     with open(log, "w") as output:  # a file, not a pipe: nobody reads a pipe while it serves
         dev = subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=clone, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=clone,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         entries = wait_for_locations(dev, port, log)

@@ -53,10 +53,16 @@ class TerminateWhenBlocked(threading.Thread):
             with self.engine.connect() as watcher:
                 deadline = time.monotonic() + 300
                 while not self.terminated and time.monotonic() < deadline:
-                    blocked = watcher.execute(text(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-                    )).scalars().all()
+                    blocked = (
+                        watcher.execute(
+                            text(
+                                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                            )
+                        )
+                        .scalars()
+                        .all()
+                    )
                     for pid in blocked:
                         if self.action is None:
                             watcher.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
@@ -107,7 +113,9 @@ def test_import_and_backtest_retry_after_their_connections_are_terminated_mid_wr
     assert len(store.warehouse.get_trades(run["run_id"])) == metrics["trade_count"]  # written once, whole
 
 
-def test_an_append_survives_a_terminated_connection_while_it_reads_the_stored_sources(orcl_stored, postgres_url, caplog):
+def test_an_append_survives_a_terminated_connection_while_it_reads_the_stored_sources(
+    orcl_stored, postgres_url, caplog
+):
     """Before an append, the import reads which sources the series already holds: a retried read too."""
     settings, pipeline, new_file = orcl_stored
 
@@ -222,7 +230,9 @@ def test_an_import_survives_a_database_restart_mid_write(tmp_path, postgres_url,
     assert not any((settings.resolved_catalog_path / ".staging").rglob("*"))
 
 
-@pytest.mark.parametrize("command", [["data", "list"], ["data", "import-csv", "--file", str(ORCL_DAILY), "--symbol", "ORCL"]])
+@pytest.mark.parametrize(
+    "command", [["data", "list"], ["data", "import-csv", "--file", str(ORCL_DAILY), "--symbol", "ORCL"]]
+)
 def test_an_unreachable_database_fails_in_one_line_without_password_or_sql(ntrader_home, monkeypatch, command):
     monkeypatch.setenv("DAGSTER_HOME", str(ntrader_home.resolved_dagster_home))
     monkeypatch.setenv("NTRADER_WAREHOUSE_URL", "postgresql+psycopg://ntrader:s3cret-pw@127.0.0.1:9/ntrader")
@@ -233,7 +243,9 @@ def test_an_unreachable_database_fails_in_one_line_without_password_or_sql(ntrad
 
     assert result.exit_code == 1
     line = result.stderr.splitlines()[-1]  # after any "retrying" lines the log may print
-    assert line.startswith("error: migrating the warehouse schema failed on postgresql database ntrader on 127.0.0.1:9 "
-                           "after 3 attempts: connection failed")
+    assert line.startswith(
+        "error: migrating the warehouse schema failed on postgresql database ntrader on 127.0.0.1:9 "
+        "after 3 attempts: connection failed"
+    )
     assert "s3cret" not in result.output + result.stderr
     assert "SQL" not in line and "SELECT" not in line.upper()

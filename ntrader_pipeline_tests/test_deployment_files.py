@@ -133,8 +133,11 @@ def test_the_scale_worker_environment_passes_the_worker_checks(tmp_path):
     from ntrader_pipeline.cli.worker import missing_worker_settings
 
     shutil.copy(REPO_ROOT / "deploy" / "dagster.scale.yaml", tmp_path / "dagster.yaml")
+
     def filled(value: str) -> str:  # ${X:-default} as its default, any other ${X} as "x"
-        return re.sub(r"\$\{[A-Z0-9_]+(?::-([^}]*))?[^}]*\}", lambda m: m.group(1) if m.group(1) is not None else "x", value)
+        return re.sub(
+            r"\$\{[A-Z0-9_]+(?::-([^}]*))?[^}]*\}", lambda m: m.group(1) if m.group(1) is not None else "x", value
+        )
 
     environment = {k: filled(str(v)) for k, v in compose_services()["worker"]["environment"].items()}
     assert missing_worker_settings({**environment, "DAGSTER_HOME": str(tmp_path)}) == []
@@ -146,8 +149,11 @@ def test_scale_instance_file_loads_on_postgres_with_workers_monitoring_and_retri
     from ntrader_pipeline.adapters.celery_runs import WorkerCheckedCeleryRunLauncher
 
     set_deployment_postgres_env(postgres_url, monkeypatch)
-    for name, value in {"NTRADER_CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
-                        "NTRADER_CELERY_BACKEND_URL": "redis://127.0.0.1:6379/0", "NTRADER_MAX_CONCURRENT_RUNS": "3"}.items():
+    for name, value in {
+        "NTRADER_CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+        "NTRADER_CELERY_BACKEND_URL": "redis://127.0.0.1:6379/0",
+        "NTRADER_MAX_CONCURRENT_RUNS": "3",
+    }.items():
         monkeypatch.setenv(name, value)
     shutil.copy(REPO_ROOT / "deploy" / "dagster.scale.yaml", tmp_path / "dagster.yaml")
     instance = DagsterInstance.from_config(str(tmp_path))

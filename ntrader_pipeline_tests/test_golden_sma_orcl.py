@@ -66,8 +66,7 @@ def independent_sma_crossover(frame: pd.DataFrame, fast: int, slow: int, balance
 def test_engine_matches_independent_calculation(orcl, result):
     fills, final_equity = independent_sma_crossover(orcl.frame, 10, 30, Decimal(100000), 95)
     engine_fills = [
-        (int(f.ts_event), "BUY" if f.side > 0 else "SELL", int(f.quantity), f.price)
-        for f in result.fills.itertuples()
+        (int(f.ts_event), "BUY" if f.side > 0 else "SELL", int(f.quantity), f.price) for f in result.fills.itertuples()
     ]
     assert engine_fills == fills
     assert result.equity["equity"].iloc[-1] == pytest.approx(final_equity, abs=1e-6)

@@ -131,11 +131,11 @@ def test_corpus_yaml_through_validate_and_run_config(pipeline):
     files = sorted((CORPUS / "yaml").glob("*.yaml"))
     result = CliRunner().invoke(cli, ["strategy", "validate", *map(str, files)])
     assert result.exit_code == 1
-    assert result.stderr.splitlines() == [f"invalid: {YAML_EXPECTED[f.name].replace("{file}", str(f))}" for f in files]
+    assert result.stderr.splitlines() == [f"invalid: {YAML_EXPECTED[f.name].replace('{file}', str(f))}" for f in files]
     deep = CORPUS / "yaml" / "01_deep_list.yaml"
     result = CliRunner().invoke(cli, ["backtest", "run-config", str(deep), "--symbol", "ORCL"])
     assert result.exit_code == 1
-    assert result.stderr == f"error: {YAML_EXPECTED[deep.name].replace("{file}", str(deep))}\n"
+    assert result.stderr == f"error: {YAML_EXPECTED[deep.name].replace('{file}', str(deep))}\n"
 
 
 # --- symbols and paths -------------------------------------------------------------------------
@@ -253,7 +253,11 @@ def test_fifo_without_a_writer_is_refused_from_the_command_line_without_waiting(
     env["NTRADER_HOME"] = str(tmp_path / "home")
     done = subprocess.run(
         [sys.executable, "-m", "ntrader_pipeline.cli", "data", "import-csv", "--file", str(fifo), "--symbol", "ORCL"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,  # a hang, not a speed limit
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,  # a hang, not a speed limit
     )
     assert done.returncode == 1
     assert f"{fifo}: is a named pipe (FIFO), not a regular file" in done.stderr
@@ -272,12 +276,16 @@ def test_file_over_the_size_limit_is_refused_before_reading(pipeline, monkeypatc
 
 def test_a_line_longer_than_a_mebibyte_is_refused_by_line(pipeline, tmp_path_factory):
     path = tmp_path_factory.mktemp("huge") / "huge_field.csv"
-    path.write_text("timestamp,open,high,low,close,volume\n"
-                    "2024-01-02 09:30:00,185.25,186.50,184.75,185.95,2847300\n"
-                    f"2024-01-02 09:31:00,185.95,{'9' * (1 << 20)},185.50,186.10,1254800\n")
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "2024-01-02 09:30:00,185.25,186.50,184.75,185.95,2847300\n"
+        f"2024-01-02 09:31:00,185.95,{'9' * (1 << 20)},185.50,186.10,1254800\n"
+    )
     with pytest.raises(BarFileError) as caught:
         pipeline.import_csv(path, "ORCL")
-    assert caught.value.problems == [BarProblem(3, None, None, "line is longer than 1,048,576 bytes (no bar needs that many)")]
+    assert caught.value.problems == [
+        BarProblem(3, None, None, "line is longer than 1,048,576 bytes (no bar needs that many)")
+    ]
 
 
 def test_strategy_file_that_is_not_a_file_or_too_large_is_refused(tmp_path):

@@ -48,11 +48,16 @@ def minute_csv(path: Path, rows: int) -> Path:
     days = np.busday_offset("2001-01-02", np.arange(rows // 390 + 1), roll="forward").astype("datetime64[m]")
     minutes = (days[:, None] + np.timedelta64(570, "m") + np.arange(390).astype("timedelta64[m]")).ravel()[:rows]
     close = np.round(50 + np.cumsum(rng.normal(0, 0.02, rows)).clip(-40, None), 2)
-    table = pa.table({
-        "timestamp": pa.array(minutes.astype("datetime64[s]").astype(str)),
-        "open": close, "high": np.round(close + 0.05, 2), "low": np.round(close - 0.05, 2), "close": close,
-        "volume": rng.integers(100, 10_000, rows),
-    })
+    table = pa.table(
+        {
+            "timestamp": pa.array(minutes.astype("datetime64[s]").astype(str)),
+            "open": close,
+            "high": np.round(close + 0.05, 2),
+            "low": np.round(close - 0.05, 2),
+            "close": close,
+            "volume": rng.integers(100, 10_000, rows),
+        }
+    )
     pacsv.write_csv(table, path)
     return path
 
@@ -63,8 +68,9 @@ def test_big_import_raises_peak_memory_by_a_bounded_amount(tmp_path):
     big = minute_csv(tmp_path / "big.csv", ROWS)
     env = {**os.environ, "NTRADER_HOME": str(tmp_path / "home"), "DAGSTER_HOME": ""}
     env.pop("NTRADER_WAREHOUSE_URL", None)
-    done = subprocess.run([sys.executable, "-c", CHILD, str(small), str(big)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(small), str(big)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["bars"] == ROWS

@@ -69,8 +69,12 @@ def test_yahoo_files_import_plain_and_adjusted(run, ntrader_home):
     assert "adjusted by Adj Close / Close" in result.stdout
     listed = {row["symbol"]: row for row in _json_list(run)}
     assert listed["NVDA"] == {
-        "symbol": "NVDA", "bar_type": "NVDA.XNAS-1-DAY-LAST-EXTERNAL", "source": "csv", "bars": 4012,
-        "first": "1999-01-22T21:00:00+00:00", "last": "2014-12-31T21:00:00+00:00",
+        "symbol": "NVDA",
+        "bar_type": "NVDA.XNAS-1-DAY-LAST-EXTERNAL",
+        "source": "csv",
+        "bars": 4012,
+        "first": "1999-01-22T21:00:00+00:00",
+        "last": "2014-12-31T21:00:00+00:00",
     }
     assert listed["ORCL"]["source"] == "csv-adjusted" and listed["ORCL"]["bars"] == 5036
 

@@ -32,15 +32,35 @@ def _table_rows(store: MarketDataStore, symbol: str) -> list[tuple]:
         rows = connection.execute(
             select(market_data).where(market_data.c.symbol == symbol).order_by(market_data.c.timestamp)
         ).all()
-    return [(pd.Timestamp(r.timestamp).value if pd.Timestamp(r.timestamp).tzinfo else
-             pd.Timestamp(r.timestamp).tz_localize("UTC").value, r.open, r.high, r.low, r.close, r.volume,
-             r.data_source) for r in rows]
+    return [
+        (
+            pd.Timestamp(r.timestamp).value
+            if pd.Timestamp(r.timestamp).tzinfo
+            else pd.Timestamp(r.timestamp).tz_localize("UTC").value,
+            r.open,
+            r.high,
+            r.low,
+            r.close,
+            r.volume,
+            r.data_source,
+        )
+        for r in rows
+    ]
 
 
 def _catalog_rows(store: MarketDataStore, symbol: str) -> list[tuple]:
     bars = store.catalog.read_bars(symbol, Timeframe.DAILY)
-    return [(b.ts_event, Decimal(str(b.open)), Decimal(str(b.high)), Decimal(str(b.low)),
-             Decimal(str(b.close)), Decimal(str(b.volume))) for b in bars]
+    return [
+        (
+            b.ts_event,
+            Decimal(str(b.open)),
+            Decimal(str(b.high)),
+            Decimal(str(b.low)),
+            Decimal(str(b.close)),
+            Decimal(str(b.volume)),
+        )
+        for b in bars
+    ]
 
 
 def _write_csv(path: Path, lines: list[str]) -> Path:
@@ -59,8 +79,14 @@ def test_reimporting_the_same_file_leaves_the_same_state(tmp_path, warehouse_url
         assert _catalog_rows(store, "ORCL") == catalog
     assert len(table) == len(catalog) == 5036
     assert len(store.catalog.bar_files("ORCL", Timeframe.DAILY)) == 1
-    assert table[0][:6] == (pd.Timestamp("1995-01-03 21:00", tz="UTC").value, Decimal("2.179012"),
-                            Decimal("2.191358"), Decimal("2.117284"), Decimal("2.117284"), Decimal("36301200"))
+    assert table[0][:6] == (
+        pd.Timestamp("1995-01-03 21:00", tz="UTC").value,
+        Decimal("2.179012"),
+        Decimal("2.191358"),
+        Decimal("2.117284"),
+        Decimal("2.117284"),
+        Decimal("36301200"),
+    )
 
 
 def test_overlap_replaces_exactly_the_overlapping_bars_and_keeps_the_rest(tmp_path, warehouse_url):

@@ -30,10 +30,19 @@ def store_run(stores: PipelineStores, csv, symbol: str, end: date, run_id: str, 
     ledger = trade_ledger(result.fills)
     metrics = compute_metrics(result, ledger)
     record = {
-        "run_id": run_id, "strategy": result.strategy, "symbol": symbol, "bar_type": result.bar_type,
-        "dagster_run_id": None, "created_at": created_at, "start": pd.Timestamp(result.start_ns, tz="UTC"),
-        "end": pd.Timestamp(result.end_ns, tz="UTC"), "bar_count": result.bar_count, "data_hash": result.data_hash,
-        "config": result.spec, "versions": result.versions, "report_dir": None,
+        "run_id": run_id,
+        "strategy": result.strategy,
+        "symbol": symbol,
+        "bar_type": result.bar_type,
+        "dagster_run_id": None,
+        "created_at": created_at,
+        "start": pd.Timestamp(result.start_ns, tz="UTC"),
+        "end": pd.Timestamp(result.end_ns, tz="UTC"),
+        "bar_count": result.bar_count,
+        "data_hash": result.data_hash,
+        "config": result.spec,
+        "versions": result.versions,
+        "report_dir": None,
     }
     stores.warehouse().save_run(record, metrics, ledger.to_dict("records"), equity_curve(result))
     return metrics
@@ -71,7 +80,9 @@ def test_leaderboard_depends_on_every_backtest_partition(ntrader_home):
     node = graph.get(AssetKey("leaderboard"))
     assert node.partitions_def is None
     assert AssetKey("backtest_metrics") in node.parent_keys
-    assert isinstance(graph.get_partition_mapping(AssetKey("leaderboard"), AssetKey("backtest_metrics")), AllPartitionMapping)
+    assert isinstance(
+        graph.get_partition_mapping(AssetKey("leaderboard"), AssetKey("backtest_metrics")), AllPartitionMapping
+    )
 
 
 def test_leaderboard_builds_when_the_newest_run_has_no_losing_trade(ntrader_home):
@@ -87,8 +98,10 @@ def test_leaderboard_builds_when_the_newest_run_has_no_losing_trade(ntrader_home
         result = materialize([leaderboard], resources={"stores": stores}, instance=instance)
 
     assert result.success
-    records = {r.data["run_id"]: r.data for r in result.asset_materializations_for_node("leaderboard")[0]
-               .metadata["leaderboard"].records}
+    records = {
+        r.data["run_id"]: r.data
+        for r in result.asset_materializations_for_node("leaderboard")[0].metadata["leaderboard"].records
+    }
     assert records["orcl_wins_only"]["profit_factor"] is None
     assert records["nvda"]["profit_factor"] == loser["profit_factor"]
     table = pd.read_csv(ntrader_home.resolved_reports_dir / LEADERBOARD_FILE).set_index("run_id")

@@ -21,13 +21,15 @@ def fills(*rows) -> pd.DataFrame:
 
 
 def test_scaling_in_and_out_then_reversing_gives_two_exact_round_trips():
-    ledger = trade_ledger(fills(
-        (1, "100", "10.00", "1.00"),
-        (1, "100", "11.00", "1.00"),
-        (-1, "50", "12.00", "0.50"),
-        (-1, "250", "13.00", "2.50"),  # closes the last 150 long and opens 100 short
-        (1, "100", "12.50", "1.00"),
-    ))
+    ledger = trade_ledger(
+        fills(
+            (1, "100", "10.00", "1.00"),
+            (1, "100", "11.00", "1.00"),
+            (-1, "50", "12.00", "0.50"),
+            (-1, "250", "13.00", "2.50"),  # closes the last 150 long and opens 100 short
+            (1, "100", "12.50", "1.00"),
+        )
+    )
     assert list(ledger.columns) == LEDGER_COLUMNS
     long, short = ledger.to_dict("records")
     assert long["side"] == "LONG" and long["position_id"] == "P-1-1"

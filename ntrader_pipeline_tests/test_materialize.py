@@ -24,12 +24,14 @@ def test_ingest_then_backtest_one_partition(ntrader_home):
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", ["ORCL"])
         ingest = materialize(
-            [csv_bars], partition_key="ORCL", instance=instance, resources=resources,
+            [csv_bars],
+            partition_key="ORCL",
+            instance=instance,
+            resources=resources,
             run_config={"ops": {"csv_bars": {"config": {"file": str(ORCL_DAILY)}}}},
         )
         assert ingest.success
-        run = materialize(BACKTEST_ASSETS, partition_key="sma_crossover|ORCL",
-                          instance=instance, resources=resources)
+        run = materialize(BACKTEST_ASSETS, partition_key="sma_crossover|ORCL", instance=instance, resources=resources)
         assert run.success
         _assert_materialized(instance, ["bar_catalog", "market_data"], "ORCL")
         _assert_materialized(instance, BACKTEST, "sma_crossover|ORCL")
@@ -57,8 +59,13 @@ def test_backtest_without_imported_bars_fails_loudly(ntrader_home):
     resources = {"stores": PipelineStores.from_settings(ntrader_home)}
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("symbol", ["MSFT"])
-        result = materialize(BACKTEST_ASSETS, partition_key="sma_crossover|MSFT",
-                             instance=instance, resources=resources, raise_on_error=False)
+        result = materialize(
+            BACKTEST_ASSETS,
+            partition_key="sma_crossover|MSFT",
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+        )
         assert not result.success
         failure = next(e for e in result.all_events if e.is_step_failure)
         assert "no DAILY bars for MSFT" in failure.step_failure_data.error.cause.message
@@ -90,15 +97,22 @@ def test_a_batch_run_records_every_partition_on_its_own(ntrader_home):
             events = instance.fetch_materializations(AssetKey(asset), limit=10).records
             by_partition = {e.asset_materialization.partition: e.asset_materialization.metadata for e in events}
             assert sorted(by_partition) == ["sma_crossover|NVDA", "sma_crossover|ORCL"], asset
-            assert {md["run_id"].value for md in by_partition.values()} == {outcome["ORCL"]["run_id"], outcome["NVDA"]["run_id"]}
-        metrics = {e.asset_materialization.partition: e.asset_materialization.metadata["trade_count"].value
-                   for e in instance.fetch_materializations(AssetKey("backtest_metrics"), limit=10).records}
+            assert {md["run_id"].value for md in by_partition.values()} == {
+                outcome["ORCL"]["run_id"],
+                outcome["NVDA"]["run_id"],
+            }
+        metrics = {
+            e.asset_materialization.partition: e.asset_materialization.metadata["trade_count"].value
+            for e in instance.fetch_materializations(AssetKey("backtest_metrics"), limit=10).records
+        }
         assert metrics == {f"sma_crossover|{s}": outcome[s]["trade_count"] for s in ("ORCL", "NVDA")}
 
         mixed = pipeline.run_backtests("momentum", ["NVDA", "MSFT"], end=date(1999, 12, 31))
         assert not isinstance(mixed["NVDA"], str), mixed
         assert mixed["NVDA"]["symbol"] == "NVDA"
         assert mixed["MSFT"].startswith("the catalog has no DAILY bars for MSFT")
-        recorded = {e.asset_materialization.partition for e in instance.fetch_materializations(
-            AssetKey("backtest_report"), limit=10).records}
+        recorded = {
+            e.asset_materialization.partition
+            for e in instance.fetch_materializations(AssetKey("backtest_report"), limit=10).records
+        }
         assert "momentum|NVDA" in recorded and "momentum|MSFT" not in recorded

@@ -25,18 +25,28 @@ def held_result(stamps: pd.DatetimeIndex, closes: list[float], shares: float = 1
     """A buy-and-hold account: ``shares`` held from before the first bar, no cash, no fills."""
     ts = stamps.as_unit("ns").asi8
     close = np.array(closes, dtype=np.float64)
-    equity = pd.DataFrame(
-        {"ts_event": ts, "close": close, "position": shares, "cash": 0.0, "equity": close * shares}
-    )
+    equity = pd.DataFrame({"ts_event": ts, "close": close, "position": shares, "cash": 0.0, "equity": close * shares})
     return BacktestResult(
-        strategy="hold", run_id="hand", symbol="TEST", bar_type="TEST.XNAS-1-DAY-LAST-EXTERNAL", spec={},
-        starting_balance=Decimal(100000), data_hash="0" * 64, bar_count=len(ts), start_ns=int(ts[0]),
-        end_ns=int(ts[-1]), price_precision=2, equity=equity, fills=NO_FILLS,
+        strategy="hold",
+        run_id="hand",
+        symbol="TEST",
+        bar_type="TEST.XNAS-1-DAY-LAST-EXTERNAL",
+        spec={},
+        starting_balance=Decimal(100000),
+        data_hash="0" * 64,
+        bar_count=len(ts),
+        start_ns=int(ts[0]),
+        end_ns=int(ts[-1]),
+        price_precision=2,
+        equity=equity,
+        fills=NO_FILLS,
     )
 
 
 def daily_closes(closes: list[float]) -> BacktestResult:
-    days = pd.bdate_range("2024-03-04", periods=len(closes)) + pd.Timedelta(hours=21)  # 21:00 UTC: same New York date in EST and EDT
+    days = pd.bdate_range("2024-03-04", periods=len(closes)) + pd.Timedelta(
+        hours=21
+    )  # 21:00 UTC: same New York date in EST and EDT
     return held_result(days.tz_localize("UTC"), closes)
 
 
@@ -73,7 +83,15 @@ def test_undefined_ratios_are_none_not_zero_or_infinite():
     flat = compute_metrics(daily_closes([50.0] * 6), trade_ledger(NO_FILLS))
     assert flat["sharpe_ratio"] is None and flat["sortino_ratio"] is None and flat["calmar_ratio"] is None
     assert flat["volatility"] == 0.0 and flat["max_drawdown"] == 0.0 and flat["max_drawdown_peak"] is None
-    for key in ("win_rate", "profit_factor", "expectancy", "average_win", "average_loss", "largest_win", "largest_loss"):
+    for key in (
+        "win_rate",
+        "profit_factor",
+        "expectancy",
+        "average_win",
+        "average_loss",
+        "largest_win",
+        "largest_loss",
+    ):
         assert flat[key] is None, key
     rising = compute_metrics(daily_closes([50.0, 51.0, 53.0, 54.0]), trade_ledger(NO_FILLS))
     assert rising["sortino_ratio"] is None  # no down day: no downside deviation
@@ -109,8 +127,10 @@ def test_our_definitions_match_nautilus_statistics_on_daily_returns(orcl_run):
     by_ns = {int(ts.value): float(v) for ts, v in returns.items()}
     mean, std = r.mean(), r.std(ddof=1)
     downside = math.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
-    nautilus = {cls.__name__: cls().calculate_from_returns(by_ns)
-                for cls in (SharpeRatio, SortinoRatio, ReturnsVolatility, CAGR, CalmarRatio, MaxDrawdown)}
+    nautilus = {
+        cls.__name__: cls().calculate_from_returns(by_ns)
+        for cls in (SharpeRatio, SortinoRatio, ReturnsVolatility, CAGR, CalmarRatio, MaxDrawdown)
+    }
     # the stated formulas, written out here ...
     assert nautilus["SharpeRatio"] == pytest.approx(mean / std * math.sqrt(252), rel=1e-9)
     assert nautilus["SortinoRatio"] == pytest.approx(mean / downside * math.sqrt(252), rel=1e-9)

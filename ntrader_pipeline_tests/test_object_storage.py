@@ -34,7 +34,12 @@ from ntrader_pipeline.settings import get_settings
 from ntrader_pipeline_tests.conftest import ORCL_DAILY
 from ntrader_pipeline_tests.test_crash_recovery import BAR_TYPE, expected_hash, repriced, stored_content
 
-S3_VARIABLES = ("NTRADER_S3_ENDPOINT_URL", "NTRADER_S3_REGION", "NTRADER_S3_ACCESS_KEY_ID", "NTRADER_S3_SECRET_ACCESS_KEY")
+S3_VARIABLES = (
+    "NTRADER_S3_ENDPOINT_URL",
+    "NTRADER_S3_REGION",
+    "NTRADER_S3_ACCESS_KEY_ID",
+    "NTRADER_S3_SECRET_ACCESS_KEY",
+)
 
 
 def s3_options(bucket: dict[str, str]) -> S3Options:
@@ -70,8 +75,12 @@ def test_csv_bars_round_trip_through_an_s3_catalog(s3_bucket, sqlite_url) -> Non
     from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
     options = s3_options(s3_bucket)
-    nautilus = ParquetDataCatalog(f"{url}/series/{BAR_TYPE}/{manifest['version']}", fs_protocol="s3",
-                                  fs_storage_options=options.fsspec(), fs_rust_storage_options=options.rust())
+    nautilus = ParquetDataCatalog(
+        f"{url}/series/{BAR_TYPE}/{manifest['version']}",
+        fs_protocol="s3",
+        fs_storage_options=options.fsspec(),
+        fs_rust_storage_options=options.rust(),
+    )
     assert len(nautilus.bars([BAR_TYPE])) == 5036
     assert nautilus.instruments()[0].price_precision == incoming.price_precision
 
@@ -105,8 +114,10 @@ def test_a_backtest_on_s3_matches_the_local_one_and_its_reports_are_in_the_bucke
     differs = {"run_id"}
     assert {k: v for k, v in remote.items() if k not in differs} == {k: v for k, v in local.items() if k not in differs}
     run_id = remote["run_id"]
-    assert remote_report == {"report_dir": f"{root}/reports/{run_id}",
-                             "tearsheet": f"{root}/reports/{run_id}/tearsheet.html"}
+    assert remote_report == {
+        "report_dir": f"{root}/reports/{run_id}",
+        "tearsheet": f"{root}/reports/{run_id}/tearsheet.html",
+    }
     reports = BarCatalog(f"{root}/reports", "XNAS", s3_options(s3_bucket)).objects  # the bucket, read back
     assert sorted(reports.list(run_id)) == sorted(f"{run_id}/{name}" for name in REPORT_FILES.values())
     saved = json.loads(reports.get(f"{run_id}/metrics.json"))
@@ -142,8 +153,9 @@ KILL_CASES = [(phase, "sqlite") for phase in PHASES] + [("before-commit", "postg
 
 
 @pytest.mark.parametrize(("phase", "warehouse_url"), KILL_CASES, indirect=["warehouse_url"])
-def test_a_kill_at_any_phase_of_an_s3_publish_is_settled_by_the_next_open(s3_bucket, warehouse_url, tmp_path,
-                                                                          phase) -> None:
+def test_a_kill_at_any_phase_of_an_s3_publish_is_settled_by_the_next_open(
+    s3_bucket, warehouse_url, tmp_path, phase
+) -> None:
     url = f"s3://{s3_bucket['bucket']}/catalog"
     store = open_store(url, s3_bucket, warehouse_url)
     store.replace(read_bar_csv(ORCL_DAILY, "ORCL"))
@@ -151,8 +163,13 @@ def test_a_kill_at_any_phase_of_an_s3_publish_is_settled_by_the_next_open(s3_buc
     new = expected_hash(new_file)
 
     env = {**os.environ, **{v: s3_bucket[v] for v in S3_VARIABLES}, "NTRADER_FAULT_KILL_AT": phase}
-    killed = subprocess.run([sys.executable, "-c", DRIVER, url, warehouse_url, str(new_file)], env=env,
-                            capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", DRIVER, url, warehouse_url, str(new_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert store.catalog.objects.list(f"staging/{BAR_TYPE}")  # the kill left an unsettled publish behind
 
@@ -176,16 +193,23 @@ def test_a_writer_in_another_process_waits_for_the_series_lock_held_through_the_
     env = {**os.environ, **{v: s3_bucket[v] for v in S3_VARIABLES}}
     watcher = create_engine(postgres_url)
     with series_lock(store.catalog, BAR_TYPE, warehouse=store.warehouse):
-        writer = subprocess.Popen([sys.executable, "-c", DRIVER, url, postgres_url, str(new_file)], env=env,
-                                  stderr=subprocess.PIPE, text=True)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, url, postgres_url, str(new_file)], env=env, stderr=subprocess.PIPE, text=True
+        )
         try:
             with watcher.connect() as connection:
                 waiting = []
                 for _ in range(3000):  # a hang-catcher: the writer waits within seconds
-                    waiting = connection.execute(text(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
-                    )).scalars().all()
+                    waiting = (
+                        connection.execute(
+                            text(
+                                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                            )
+                        )
+                        .scalars()
+                        .all()
+                    )
                     if waiting or writer.poll() is not None:
                         break
                     connection.rollback()

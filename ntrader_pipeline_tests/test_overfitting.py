@@ -60,7 +60,7 @@ def test_deflated_sharpe_matches_a_scipy_implementation_on_fixed_data():
 def pandas_pbo(frame: pd.DataFrame, blocks: int) -> float:
     """CSCV written independently: pandas group labels, scipy ranks."""
     size = len(frame) // blocks
-    frame = frame.iloc[len(frame) - size * blocks:].reset_index(drop=True)
+    frame = frame.iloc[len(frame) - size * blocks :].reset_index(drop=True)
     label = frame.index // size
     below = 0
     splits = list(combinations(range(blocks), blocks // 2))

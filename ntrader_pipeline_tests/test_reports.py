@@ -26,9 +26,16 @@ END = date(1997, 12, 31)  # the SMA crossover is flat again by then: every fill 
 
 
 def record_for(result) -> dict:
-    return {"run_id": result.run_id, "strategy": result.strategy, "symbol": result.symbol,
-            "bar_type": result.bar_type, "bar_count": result.bar_count, "data_hash": result.data_hash,
-            "config": result.spec, "versions": result.versions}
+    return {
+        "run_id": result.run_id,
+        "strategy": result.strategy,
+        "symbol": result.symbol,
+        "bar_type": result.bar_type,
+        "bar_count": result.bar_count,
+        "data_hash": result.data_hash,
+        "config": result.spec,
+        "versions": result.versions,
+    }
 
 
 def export(result, directory):
@@ -114,8 +121,9 @@ def test_every_metric_recomputed_from_the_exported_files_agrees(orcl_export):
     }
     # empyrical is an independent implementation; check it agrees with the plain formulas too
     assert math.isclose(expected["sharpe_ratio"], r.mean() / r.std(ddof=1) * math.sqrt(252), rel_tol=1e-12)
-    assert math.isclose(expected["sortino_ratio"], r.mean() / math.sqrt((np.minimum(r, 0) ** 2).mean()) * math.sqrt(252),
-                        rel_tol=1e-12)
+    assert math.isclose(
+        expected["sortino_ratio"], r.mean() / math.sqrt((np.minimum(r, 0) ** 2).mean()) * math.sqrt(252), rel_tol=1e-12
+    )
     for name, value in expected.items():
         got = stated[name]
         if isinstance(value, str) or value is None:
@@ -134,7 +142,9 @@ def test_csv_keeps_exact_price_decimals_and_json_is_iso_and_exact(orcl_export):
     trades = pd.read_csv(directory / "trades.csv", dtype=str)
     # single-fill trips fill at a bar close: the exported price is the source file's text, digit for digit
     assert set(trades["exit_price"]) <= {c.rstrip("0").rstrip(".") for c in source_closes}
-    assert all("e" not in v.lower() for v in trades["entry_price"]) and any(len(v.split(".")[-1]) == 6 for v in trades["exit_price"])
+    assert all("e" not in v.lower() for v in trades["entry_price"]) and any(
+        len(v.split(".")[-1]) == 6 for v in trades["exit_price"]
+    )
     ledger = trade_ledger(result.fills)
     assert [Decimal(v) for v in trades["realized_pnl"]] == list(ledger["realized_pnl"])
     assert trades["entry_time"].iloc[0] == ledger["entry_time"].iloc[0].isoformat()
@@ -144,10 +154,30 @@ def test_csv_keeps_exact_price_decimals_and_json_is_iso_and_exact(orcl_export):
     for key in ("start", "end", "max_drawdown_peak", "max_drawdown_trough"):
         assert pd.Timestamp(document[key]).tzinfo is not None and document[key].endswith("+00:00"), key
     assert document["config"]["backtest"]["starting_balance"] == "100000"  # a Decimal, as exact text
-    required = {"run_id", "strategy", "symbol", "start", "end", "total_return", "cagr", "volatility", "sharpe_ratio",
-                "sortino_ratio", "calmar_ratio", "max_drawdown", "max_drawdown_peak", "max_drawdown_trough",
-                "max_drawdown_recovery", "profit_factor", "win_rate", "expectancy", "trade_count", "commissions",
-                "exposure", "benchmark_return"}
+    required = {
+        "run_id",
+        "strategy",
+        "symbol",
+        "start",
+        "end",
+        "total_return",
+        "cagr",
+        "volatility",
+        "sharpe_ratio",
+        "sortino_ratio",
+        "calmar_ratio",
+        "max_drawdown",
+        "max_drawdown_peak",
+        "max_drawdown_trough",
+        "max_drawdown_recovery",
+        "profit_factor",
+        "win_rate",
+        "expectancy",
+        "trade_count",
+        "commissions",
+        "exposure",
+        "benchmark_return",
+    }
     assert required <= set(document)
     assert document["data"]["sha256"] == result.data_hash
     equity_lines = (directory / "equity.csv").read_text().splitlines()
@@ -162,8 +192,16 @@ def test_a_run_without_trades_reports_undefined_values_as_null_and_na(orcl_serie
     metrics = export(result, tmp_path)
     assert metrics["trade_count"] == 0 and metrics["exposure"] == 0.0 and metrics["total_return"] == 0.0
     document = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("sharpe_ratio", "sortino_ratio", "calmar_ratio", "win_rate", "profit_factor", "expectancy",
-                "max_drawdown_peak", "max_drawdown_recovery"):
+    for key in (
+        "sharpe_ratio",
+        "sortino_ratio",
+        "calmar_ratio",
+        "win_rate",
+        "profit_factor",
+        "expectancy",
+        "max_drawdown_peak",
+        "max_drawdown_recovery",
+    ):
         assert document[key] is None, key
     assert document["max_drawdown"] == 0.0 and document["volatility"] == 0.0
     assert (tmp_path / "trades.csv").read_text().strip() == ",".join(LEDGER_COLUMNS)

@@ -37,8 +37,17 @@ from ntrader_pipeline.core.research_report import write_sweep_reports, write_wal
 from ntrader_pipeline.core.strategy_specs import load_spec, parse_spec
 from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
 
-TEARSHEET_CHARTS = {"equity", "equity-log", "underwater", "monthly-returns", "annual-returns", "rolling-sharpe",
-                    "rolling-volatility", "returns-histogram", "price-trades"}
+TEARSHEET_CHARTS = {
+    "equity",
+    "equity-log",
+    "underwater",
+    "monthly-returns",
+    "annual-returns",
+    "rolling-sharpe",
+    "rolling-volatility",
+    "returns-histogram",
+    "price-trades",
+}
 
 
 def chromium() -> str:
@@ -103,9 +112,20 @@ def browser(tmp_path_factory):
     binary = chromium()
     profile = tmp_path_factory.mktemp("chromium-profile")
     process = subprocess.Popen(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0",
-         f"--user-data-dir={profile}", "--window-size=1000,1400", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "--window-size=1000,1400",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         port = None
@@ -134,40 +154,83 @@ def open_page(port: int, path: Path) -> Page:
 
 
 def drawn_charts(page: Page) -> dict[str, dict]:
-    return {c["id"]: c for c in page.evaluate(
-        "[...document.querySelectorAll('svg.chart')].map(s => ({id: s.id, width: s.getBoundingClientRect().width,"
-        " shapes: s.querySelectorAll('polyline,polygon,rect').length}))")}
+    return {
+        c["id"]: c
+        for c in page.evaluate(
+            "[...document.querySelectorAll('svg.chart')].map(s => ({id: s.id, width: s.getBoundingClientRect().width,"
+            " shapes: s.querySelectorAll('polyline,polygon,rect').length}))"
+        )
+    }
 
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
     orcl = read_bar_csv(ORCL_DAILY, "ORCL")
     folder = tmp_path_factory.mktemp("pages")
-    result = run_backtest(orcl, load_spec(STRATEGY_CONFIGS / "sma_crossover.yaml"), "XNAS", "browser",
-                          date(2000, 1, 1), date(2006, 12, 31))
+    result = run_backtest(
+        orcl,
+        load_spec(STRATEGY_CONFIGS / "sma_crossover.yaml"),
+        "XNAS",
+        "browser",
+        date(2000, 1, 1),
+        date(2006, 12, 31),
+    )
     ledger = trade_ledger(result.fills)
-    record = {"run_id": result.run_id, "strategy": result.strategy, "symbol": result.symbol,
-              "bar_type": result.bar_type, "bar_count": result.bar_count, "data_hash": result.data_hash,
-              "config": result.spec, "versions": result.versions}
-    write_reports(folder / "run", record, compute_metrics(result, ledger), ledger, equity_curve(result),
-                  prices=result.equity[["ts_event", "close"]], benchmark=own_benchmark(result))
-    spec = parse_spec("sma_grid", {
-        "strategy": "sma_crossover", "config": {"fast_period": 10, "slow_period": 30},
-        "backtest": {"start": "2004-01-01", "end": "2006-12-31"},
-        "sweep": {"grid": {"fast_period": [5, 10], "slow_period": [20, 40]}},
-        "walk_forward": {"in_sample": 300, "out_of_sample": 150},
-    }, "sma_grid.yaml")
+    record = {
+        "run_id": result.run_id,
+        "strategy": result.strategy,
+        "symbol": result.symbol,
+        "bar_type": result.bar_type,
+        "bar_count": result.bar_count,
+        "data_hash": result.data_hash,
+        "config": result.spec,
+        "versions": result.versions,
+    }
+    write_reports(
+        folder / "run",
+        record,
+        compute_metrics(result, ledger),
+        ledger,
+        equity_curve(result),
+        prices=result.equity[["ts_event", "close"]],
+        benchmark=own_benchmark(result),
+    )
+    spec = parse_spec(
+        "sma_grid",
+        {
+            "strategy": "sma_crossover",
+            "config": {"fast_period": 10, "slow_period": 30},
+            "backtest": {"start": "2004-01-01", "end": "2006-12-31"},
+            "sweep": {"grid": {"fast_period": [5, 10], "slow_period": [20, 40]}},
+            "walk_forward": {"in_sample": 300, "out_of_sample": 150},
+        },
+        "sma_grid.yaml",
+    )
     numbers = count(1)
     runs = run_sweep(orcl, spec, "XNAS", lambda: f"s{next(numbers)}")
     rows = sweep_rows(runs, "sharpe_ratio")
-    write_sweep_reports(folder / "sweep", {"strategy": spec.name, "symbol": "ORCL", "metric": "sharpe_ratio",
-                                           "parameters": spec.sweep.parameters,
-                                           "overfitting": overfitting_summary(runs, "sharpe_ratio"), "sets": rows})
+    write_sweep_reports(
+        folder / "sweep",
+        {
+            "strategy": spec.name,
+            "symbol": "ORCL",
+            "metric": "sharpe_ratio",
+            "parameters": spec.sweep.parameters,
+            "overfitting": overfitting_summary(runs, "sharpe_ratio"),
+            "sets": rows,
+        },
+    )
     wf = run_walk_forward(orcl, spec, "XNAS", lambda: f"w{next(numbers)}")
-    write_walk_forward_reports(folder / "wf", {"strategy": spec.name, "symbol": "ORCL", "run_id": wf.result.run_id,
-                                               **walk_forward_document(wf)}, equity_curve(wf.result))
-    return {"tearsheet": folder / "run" / "tearsheet.html", "sweep": folder / "sweep" / "sweep.html",
-            "walk_forward": folder / "wf" / "walk_forward.html"}
+    write_walk_forward_reports(
+        folder / "wf",
+        {"strategy": spec.name, "symbol": "ORCL", "run_id": wf.result.run_id, **walk_forward_document(wf)},
+        equity_curve(wf.result),
+    )
+    return {
+        "tearsheet": folder / "run" / "tearsheet.html",
+        "sweep": folder / "sweep" / "sweep.html",
+        "walk_forward": folder / "wf" / "walk_forward.html",
+    }
 
 
 def test_the_tearsheet_draws_every_chart_offline_without_errors(browser, pages):

@@ -47,8 +47,11 @@ def ids():
 
 def alone(orcl, params, start=date(2004, 1, 1), end=date(2008, 12, 31), balance=100000):
     """One set from a plain file, without the sweep machinery."""
-    plain = parse_spec("alone", {"strategy": "sma_crossover", "config": params,
-                                 "backtest": {"starting_balance": balance}}, "alone.yaml")
+    plain = parse_spec(
+        "alone",
+        {"strategy": "sma_crossover", "config": params, "backtest": {"starting_balance": balance}},
+        "alone.yaml",
+    )
     result = run_backtest(orcl, plain, "XNAS", "alone", start, end)
     return result, compute_metrics(result, trade_ledger(result.fills))
 
@@ -70,8 +73,9 @@ def test_every_set_of_a_sweep_equals_the_same_set_run_alone(orcl, spec):
     per_day = [x.mean() / x.std(ddof=1) for x in returns]
     best = int(np.argmax(per_day))
     assert summary["dsr"] == pytest.approx(deflated_sharpe_ratio(returns[best], np.array(per_day)).dsr)
-    assert summary["pbo"] == pytest.approx(probability_of_backtest_overfitting(np.column_stack(returns),
-                                                                               summary["pbo_blocks"]).pbo)
+    assert summary["pbo"] == pytest.approx(
+        probability_of_backtest_overfitting(np.column_stack(returns), summary["pbo_blocks"]).pbo
+    )
     assert summary["trials"] == 4 and 0 <= summary["pbo"] <= 1
 
 
@@ -81,8 +85,10 @@ def test_walk_forward_picks_on_in_sample_bars_and_stitches_out_of_sample(orcl, s
     chained, balance, bars, trips = 1.0, 100000.0, 0, 0
     for w in wf.windows:
         # the pick, by hand: every set run on the in-sample dates alone, best Sharpe wins
-        trials = {tuple(p.items()): alone(orcl, p, w.window.in_start, w.window.in_end)[1]["sharpe_ratio"]
-                  for p in spec.sweep.parameter_sets()}
+        trials = {
+            tuple(p.items()): alone(orcl, p, w.window.in_start, w.window.in_end)[1]["sharpe_ratio"]
+            for p in spec.sweep.parameter_sets()
+        }
         best = max(trials, key=lambda k: -math.inf if trials[k] is None else trials[k])
         assert w.params == dict(best)
         assert w.window.out_start > w.window.in_end

@@ -79,7 +79,10 @@ def test_sweep_prints_every_set_ranked_with_params_run_id_and_key_metrics(home, 
     warehouse = Warehouse.open(get_settings().resolved_warehouse_url)
     for row in rows:
         stored = warehouse.get_run(row["run_id"])
-        assert stored["strategy"] == row["key"] and stored["config"]["config"]["fast_period"] == row["params"]["fast_period"]
+        assert (
+            stored["strategy"] == row["key"]
+            and stored["config"]["config"]["fast_period"] == row["params"]["fast_period"]
+        )
         assert warehouse.get_metrics(row["run_id"])["sharpe_ratio"] == pytest.approx(row["sharpe_ratio"], rel=1e-9)
 
 
@@ -103,8 +106,11 @@ def test_each_set_is_its_own_partition_and_the_results_asset_holds_the_table(hom
 def test_one_set_rerun_alone_as_its_partition_gives_the_same_numbers(home, swept):
     best = json.loads(swept.stdout)[0]
     pipeline = Pipeline.open(get_settings(), DagsterInstance.get())
-    result = pipeline._execute("sweep_set_job", f"{best['key']}|ORCL",
-                               {"ops": {"sweep_backtest": {"config": {"spec_file": strategy_file_config(home[1])}}}})
+    result = pipeline._execute(
+        "sweep_set_job",
+        f"{best['key']}|ORCL",
+        {"ops": {"sweep_backtest": {"config": {"spec_file": strategy_file_config(home[1])}}}},
+    )
     metrics = result.output_for_node("sweep_backtest")
     assert metrics["run_id"] != best["run_id"]
     for name in KEY_METRICS:
@@ -120,7 +126,8 @@ def test_walk_forward_prints_windows_and_a_stitched_stored_run(home):
         assert window["in_sample"][1] < window["out_of_sample"][0]
         assert window["key"] in KEYS and window["params"] == {
             "fast_period": int(window["key"].split("fast_period=")[1].split(",")[0]),
-            "slow_period": int(window["key"].split("slow_period=")[1].rstrip("]"))}
+            "slow_period": int(window["key"].split("slow_period=")[1].rstrip("]")),
+        }
         assert "sharpe_ratio" in window["in_sample_metrics"] and "total_return" in window["out_of_sample_metrics"]
     summary = ntrader("report", "summary", document["run_id"])
     assert summary.exit_code == 0 and "sma_grid[walk-forward] on ORCL" in summary.output

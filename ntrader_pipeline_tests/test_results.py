@@ -29,19 +29,28 @@ def orcl_result():
 
 def record_for(result, run_id: str, created_at: datetime) -> dict:
     return {
-        "run_id": run_id, "strategy": result.strategy, "symbol": result.symbol, "bar_type": result.bar_type,
-        "dagster_run_id": None, "created_at": created_at,
+        "run_id": run_id,
+        "strategy": result.strategy,
+        "symbol": result.symbol,
+        "bar_type": result.bar_type,
+        "dagster_run_id": None,
+        "created_at": created_at,
         "start": pd.Timestamp(result.start_ns, tz="UTC").to_pydatetime(),
-        "end": pd.Timestamp(result.end_ns, tz="UTC").to_pydatetime(), "bar_count": result.bar_count,
-        "data_hash": result.data_hash, "config": result.spec, "versions": result.versions, "report_dir": None,
+        "end": pd.Timestamp(result.end_ns, tz="UTC").to_pydatetime(),
+        "bar_count": result.bar_count,
+        "data_hash": result.data_hash,
+        "config": result.spec,
+        "versions": result.versions,
+        "report_dir": None,
     }
 
 
 def save(warehouse: Warehouse, orcl_result, run_id: str, created_at: datetime, symbol: str = "ORCL") -> dict:
     result, ledger, metrics = orcl_result
     record = {**record_for(result, run_id, created_at), "symbol": symbol}
-    warehouse.save_run(record, {**metrics, "run_id": run_id, "symbol": symbol}, ledger.to_dict("records"),
-                       equity_curve(result))
+    warehouse.save_run(
+        record, {**metrics, "run_id": run_id, "symbol": symbol}, ledger.to_dict("records"), equity_curve(result)
+    )
     return record
 
 
@@ -75,7 +84,8 @@ def test_latest_results_keep_the_newest_run_per_strategy_and_symbol(warehouse_ur
     save(warehouse, orcl_result, "other", now, symbol="NVDA")
     latest = warehouse.latest_results()
     assert [(r["strategy"], r["symbol"], r["run_id"]) for r in latest] == [
-        ("sma_crossover", "NVDA", "other"), ("sma_crossover", "ORCL", "new")
+        ("sma_crossover", "NVDA", "other"),
+        ("sma_crossover", "ORCL", "new"),
     ]
     assert latest[1]["metrics"]["trade_count"] == orcl_result[2]["trade_count"]
     assert [r["run_id"] for r in warehouse.list_results(symbol="orcl")] == ["new", "old"]

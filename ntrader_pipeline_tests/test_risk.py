@@ -27,8 +27,12 @@ def test_no_limits_no_events(down_up_down):
 
 
 def test_max_position_shares_cuts_the_entry(down_up_down):
-    result = run(down_up_down, "sma_crossover", {**CROSSES, "sizing": "fixed", "fixed_quantity": 500},
-                 {"risk": {"max_position_shares": 200}})
+    result = run(
+        down_up_down,
+        "sma_crossover",
+        {**CROSSES, "sizing": "fixed", "fixed_quantity": 500},
+        {"risk": {"max_position_shares": 200}},
+    )
     assert result.equity["position"].max() == 200
     assert controls(result) == ["max_position_shares"]
     assert "500 shares cut to the limit of 200" in result.risk_events[0]["detail"]
@@ -45,8 +49,12 @@ def test_max_notional_per_order_denies_a_large_entry_and_records_it(down_up_down
 
 def test_max_notional_per_order_never_traps_a_position(down_up_down):
     """An entry under the limit that grows above it is closed in several orders, each under it."""
-    result = run(down_up_down, "sma_crossover", {**CROSSES, "sizing": "fixed", "fixed_quantity": 450},
-                 {"risk": {"max_notional_per_order": 50000}})
+    result = run(
+        down_up_down,
+        "sma_crossover",
+        {**CROSSES, "sizing": "fixed", "fixed_quantity": 450},
+        {"risk": {"max_notional_per_order": 50000}},
+    )
     sells = result.fills[result.fills["side"] == -1]
     assert len(sells) == 2 and sum(sells["quantity"]) == 450
     assert all(q * p <= 50000 for q, p in zip(sells["quantity"], sells["price"]))

@@ -186,8 +186,22 @@ def test_the_cli_reads_a_password_url_from_dotenv_and_stores_only_its_name(postg
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NTRADER_", "DAGSTER_"))}
     done = subprocess.run(
-        [sys.executable, "-m", "ntrader_pipeline.cli", "data", "import-csv", "--file", str(ORCL_DAILY), "--symbol", "ORCL"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "ntrader_pipeline.cli",
+            "data",
+            "import-csv",
+            "--file",
+            str(ORCL_DAILY),
+            "--symbol",
+            "ORCL",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     assert Warehouse.open(postgres_url).bar_inventory("ORCL")[0]["bars"] == 5036  # the URL's database
@@ -222,7 +236,8 @@ def compose_dagster_environment(dotenv: dict[str, str]) -> dict[str, str]:
 
 def graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -244,13 +259,18 @@ def test_the_ui_shows_the_compose_warehouse_password_by_name_only(postgres_url, 
     # Of .env's secrets, the Dagster containers get only the ones they read: Postgres's, and the S3
     # keys their runs reach the bucket with (scale profile); the UI below must show none of them.
     assert {name for name in SECRETS if MARK in environment[name]} == {
-        "DAGSTER_POSTGRES_PASSWORD", "NTRADER_S3_ACCESS_KEY_ID", "NTRADER_S3_SECRET_ACCESS_KEY"}
+        "DAGSTER_POSTGRES_PASSWORD",
+        "NTRADER_S3_ACCESS_KEY_ID",
+        "NTRADER_S3_SECRET_ACCESS_KEY",
+    }
     home = tmp_path / "dagster"
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     # The compose network's host names and container paths, as seen from this machine.
     environment.update(
-        DAGSTER_HOME=str(home), DAGSTER_POSTGRES_HOST=url.host, DAGSTER_POSTGRES_PORT=str(url.port),
+        DAGSTER_HOME=str(home),
+        DAGSTER_POSTGRES_HOST=url.host,
+        DAGSTER_POSTGRES_PORT=str(url.port),
         NTRADER_HOME=str(tmp_path / "ntrader"),
         NTRADER_WAREHOUSE_URL=environment[WAREHOUSE_URL_VAR].replace("@postgres:5432/", f"@{url.host}:{url.port}/"),
     )
@@ -261,7 +281,10 @@ def test_the_ui_shows_the_compose_warehouse_password_by_name_only(postgres_url, 
     with log.open("wb") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "dagster_webserver", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-            cwd=REPO_ROOT, env={**base, **environment}, stdout=out, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env={**base, **environment},
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         location = wait_for_location(server, port, log)
@@ -285,7 +308,9 @@ def wait_for_location(server: subprocess.Popen, port: int, log: Path, timeout: f
             entries = graphql(port, LOCATIONS)["data"]["workspaceOrError"]["locationEntries"]
         except OSError:
             entries = []
-        loaded = [e["name"] for e in entries if (e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"]
+        loaded = [
+            e["name"] for e in entries if (e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation"
+        ]
         if loaded:
             return loaded[0]
         failed = [e for e in entries if (e["locationOrLoadError"] or {}).get("__typename") == "PythonError"]

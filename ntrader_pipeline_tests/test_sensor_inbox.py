@@ -257,12 +257,14 @@ def test_names_taken_in_the_archive_get_a_suffix(settings, instance) -> None:
     assert (archive / "AAPL-1.csv").read_text() == fixed_aapl()
 
 
-def test_a_name_whose_symbol_breaks_the_grammar_is_quarantined_without_a_run_or_partition(
-    tmp_path, instance
-) -> None:
+def test_a_name_whose_symbol_breaks_the_grammar_is_quarantined_without_a_run_or_partition(tmp_path, instance) -> None:
     """A permissive custom pattern lets any text through as the symbol; the grammar still stops it."""
-    settings = Settings(home=tmp_path / "home", strategy_configs_dir=STRATEGY_CONFIGS, inbox_dir=tmp_path / "inbox",
-                        inbox_symbol_pattern=r"^(?P<symbol>.+)\.csv$")
+    settings = Settings(
+        home=tmp_path / "home",
+        strategy_configs_dir=STRATEGY_CONFIGS,
+        inbox_dir=tmp_path / "inbox",
+        inbox_symbol_pattern=r"^(?P<symbol>.+)\.csv$",
+    )
     defs = build_definitions(settings)
     hostile = drop(settings, AAPL_MINUTE, "A;DROP TABLE market_data.csv")
     good = drop(settings, AAPL_MINUTE, "AAPL.csv", text=fixed_aapl())

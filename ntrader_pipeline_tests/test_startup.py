@@ -19,8 +19,14 @@ HEAVY = ("dagster", "nautilus_trader", "pandas", "sqlalchemy", "matplotlib", "s3
 def loaded_after(code: str, env: dict[str, str], heavy: tuple[str, ...] = HEAVY) -> set[str]:
     """The ``heavy`` top-level packages a fresh interpreter holds after running ``code``."""
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **env})
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout.strip().splitlines()[-1])) & set(heavy)
 
@@ -48,8 +54,14 @@ def test_loading_a_code_location_on_object_storage_imports_dagster_alone(ntrader
 
 
 def test_help_imports_neither_dagster_nor_the_engine(ntrader_home):
-    helps = [["--help"], ["backtest", "--help"], ["backtest", "list-results", "--help"], ["data", "--help"],
-             ["report", "--help"], ["strategy", "--help"]]
+    helps = [
+        ["--help"],
+        ["backtest", "--help"],
+        ["backtest", "list-results", "--help"],
+        ["data", "--help"],
+        ["report", "--help"],
+        ["strategy", "--help"],
+    ]
     assert loaded_after(cli(*helps), {}) == set()
 
 

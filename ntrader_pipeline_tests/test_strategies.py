@@ -29,6 +29,7 @@ def fills_at(result, series) -> list[tuple[int, int, float]]:
 
 # --- hand-made series ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def down_up_down():
     """30 bars down, 30 up, 30 down: one golden cross at the trough, one death cross after the peak."""
@@ -110,6 +111,7 @@ def test_momentum_allow_short_goes_short_after_the_reversal(trend_then_reversal)
 
 # --- golden numbers on real daily bars ----------------------------------------------------------
 
+
 def commission(shares: int, value: Decimal, per_share=Decimal("0.005"), minimum=Decimal(1), pct=Decimal(1)) -> Decimal:
     fee = min(max(per_share * shares, minimum), pct / 100 * value)
     return fee.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
@@ -128,6 +130,7 @@ def sma_signal(frame: pd.DataFrame, fast: int, slow: int):
         if previous is None or previous == above:
             return None
         return 1 if above else -1
+
     return signal, slow - 1
 
 
@@ -145,6 +148,7 @@ def bollinger_signal(frame: pd.DataFrame, lookback: int, k: float):
         if (side > 0 and close[i] >= mid[i]) or (side < 0 and close[i] <= mid[i]):
             return 0
         return None
+
     return signal, lookback - 1
 
 
@@ -161,11 +165,19 @@ def rsi_signal(frame: pd.DataFrame, period: int, oversold: float, overbought: fl
         if rsi[i] < oversold:
             return -1
         return None
+
     return signal, period - 1
 
 
-def simulate(frame: pd.DataFrame, signal, warmup: int, allow_short: bool, pct: float = 95.0,
-             balance: Decimal = Decimal(100000), max_drawdown_pct: float | None = None) -> dict:
+def simulate(
+    frame: pd.DataFrame,
+    signal,
+    warmup: int,
+    allow_short: bool,
+    pct: float = 95.0,
+    balance: Decimal = Decimal(100000),
+    max_drawdown_pct: float | None = None,
+) -> dict:
     """Bar-close execution of a target signal with the documented sizing, fees and kill switch."""
     cash, position, peak = balance, 0, float(balance)
     fills, controls = [], []
@@ -247,11 +259,19 @@ def test_golden_numbers_on_real_daily_bars(name, symbol, allow_short, orcl, nvda
         signal, warmup = bollinger_signal(frame, params["lookback"], params["k"])
     else:
         signal, warmup = rsi_signal(frame, params["rsi_period"], params["oversold"], params["overbought"])
-    expected = simulate(frame, signal, warmup, allow_short, params["equity_percent"],
-                        spec.backtest.starting_balance, spec.backtest.risk.max_drawdown_pct)
+    expected = simulate(
+        frame,
+        signal,
+        warmup,
+        allow_short,
+        params["equity_percent"],
+        spec.backtest.starting_balance,
+        spec.backtest.risk.max_drawdown_pct,
+    )
 
-    engine_fills = [(bar_index(series, f.ts_event), int(f.side), int(f.quantity), f.price)
-                    for f in result.fills.itertuples()]
+    engine_fills = [
+        (bar_index(series, f.ts_event), int(f.side), int(f.quantity), f.price) for f in result.fills.itertuples()
+    ]
     assert engine_fills == expected["fills"]
     assert [event["control"] for event in result.risk_events] == expected["controls"]
     final = float(result.equity["equity"].iloc[-1])
@@ -277,5 +297,7 @@ def test_final_equity_reconciles_with_the_engines_own_account(allow_short, accou
         assert last["equity"] == pytest.approx(float(engine["balance"]) + last["position"] * last["close"], abs=1e-6)
     else:
         # cent roundings of realized PnL per fill are the only allowed difference
-        assert last["equity"] == pytest.approx(float(engine["balance"] + engine["unrealized_pnl"]), abs=0.01 * len(result.fills))
+        assert last["equity"] == pytest.approx(
+            float(engine["balance"] + engine["unrealized_pnl"]), abs=0.01 * len(result.fills)
+        )
     assert result.fills["commission"].sum() > 0

@@ -53,16 +53,41 @@ def write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
         ("strategy: nope\n", "unknown strategy 'nope'; registered: sma_crossover"),
         ("strategy: sma_crossover\nconfig:\n  fast_period: ten\n", "config.fast_period: Expected `int`, got `str`"),
         ("strategy: sma_crossover\nconfig:\n  fastperiod: 5\n", "config.fastperiod: Object contains unknown field"),
-        ("strategy: sma_crossover\nconfig:\n  fast_period: 40\n", "config: fast_period must be positive and below slow_period"),
-        ("strategy: momentum\nconfig:\n  oversold: 0.3\n  overbought: 0.7\n", "config: overbought 0.7 looks like the 0–1 scale; thresholds are RSI on the 0–100 scale: did you mean 30 and 70?"),
+        (
+            "strategy: sma_crossover\nconfig:\n  fast_period: 40\n",
+            "config: fast_period must be positive and below slow_period",
+        ),
+        (
+            "strategy: momentum\nconfig:\n  oversold: 0.3\n  overbought: 0.7\n",
+            "config: overbought 0.7 looks like the 0–1 scale; thresholds are RSI on the 0–100 scale: "
+            "did you mean 30 and 70?",
+        ),
         ("strategy: mean_reversion\nconfig:\n  k: -1\n", "k (band width in standard deviations) must be positive"),
-        ("strategy: momentum\nconfig:\n  max_drawdown_pct: 10\n", "config.max_drawdown_pct: risk limits go under backtest.risk"),
-        ("strategy: momentum\nbacktest:\n  fees:\n    per_share: -1\n", "backtest.fees.per_share: Input should be greater than or equal to 0"),
-        ("strategy: momentum\nbacktest:\n  fees:\n    model: ibkr\n", "backtest.fees.model: Input should be 'per_share' or 'zero'"),
-        ("strategy: momentum\nbacktest:\n  risk:\n    max_drawdown_pct: 120\n", "backtest.risk.max_drawdown_pct: Input should be less than 100"),
-        ("strategy: momentum\nbacktest:\n  risk:\n    max_lots: 3\n", "backtest.risk.max_lots: Extra inputs are not permitted"),
+        (
+            "strategy: momentum\nconfig:\n  max_drawdown_pct: 10\n",
+            "config.max_drawdown_pct: risk limits go under backtest.risk",
+        ),
+        (
+            "strategy: momentum\nbacktest:\n  fees:\n    per_share: -1\n",
+            "backtest.fees.per_share: Input should be greater than or equal to 0",
+        ),
+        (
+            "strategy: momentum\nbacktest:\n  fees:\n    model: ibkr\n",
+            "backtest.fees.model: Input should be 'per_share' or 'zero'",
+        ),
+        (
+            "strategy: momentum\nbacktest:\n  risk:\n    max_drawdown_pct: 120\n",
+            "backtest.risk.max_drawdown_pct: Input should be less than 100",
+        ),
+        (
+            "strategy: momentum\nbacktest:\n  risk:\n    max_lots: 3\n",
+            "backtest.risk.max_lots: Extra inputs are not permitted",
+        ),
         ("strategy: momentum\nbacktest:\n  start: 2020-02-01\n  end: 2020-01-01\n", "start must not be after end"),
-        ("strategy: momentum\nstrategy_path: a.b:C\nconfig_path: a.b:D\n", "give either strategy or strategy_path + config_path"),
+        (
+            "strategy: momentum\nstrategy_path: a.b:C\nconfig_path: a.b:D\n",
+            "give either strategy or strategy_path + config_path",
+        ),
         ("strategy_path: a.b:C\n", "or both strategy_path and config_path"),
         ("strategy_path: ../evil:C\nconfig_path: a:B\n", "strategy_path must look like 'package.module:ClassName'"),
         ("strategy: momentum\nconfig:\n  equity_percent: 100\n", "config.equity_percent: 100 leaves no room for fees"),
@@ -87,7 +112,7 @@ def test_yaml_tags_never_run_code(tmp_path):
 
 # --- user strategies and the allowlist ----------------------------------------------------------
 
-STRATEGY_MODULE = '''
+STRATEGY_MODULE = """
 from pathlib import Path
 from ntrader_pipeline.core.strategies import SignalStrategy, SignalStrategyConfig, Target
 from nautilus_trader.trading.strategy import Strategy
@@ -106,7 +131,7 @@ class AlwaysLong(SignalStrategy):
 
 class NotASignalStrategy(Strategy):
     pass
-'''
+"""
 
 
 @pytest.fixture
@@ -124,14 +149,18 @@ def user_package(tmp_path, monkeypatch):
 
 
 def custom_yaml(tmp_path: Path, module: str, strategy: str = "AlwaysLong", config: str = "AlwaysLongConfig") -> Path:
-    return write(tmp_path, f"""\
+    return write(
+        tmp_path,
+        f"""\
         strategy_path: "{module}:{strategy}"
         config_path: "{module}:{config}"
         config:
           hold: true
           sizing: fixed
           fixed_quantity: 10
-        """, name="custom.yaml")
+        """,
+        name="custom.yaml",
+    )
 
 
 def test_user_strategy_refused_before_import_when_not_allowlisted(tmp_path, user_package):

@@ -38,8 +38,13 @@ def test_constraints_compare_names_and_numbers(text, params, holds):
 
 @pytest.mark.parametrize(
     ("text", "column"),
-    [("fast_period < ", None), ("fast_period slow_period", 13), ("< 3", 1), ("__import__('os') < 1", 11),
-     ("a + b < 3", 3)],
+    [
+        ("fast_period < ", None),
+        ("fast_period slow_period", 13),
+        ("< 3", 1),
+        ("__import__('os') < 1", 11),
+        ("a + b < 3", 3),
+    ],
 )
 def test_constraints_that_are_not_comparisons_are_refused_with_the_column(text, column):
     with pytest.raises(ConstraintError) as info:
@@ -49,11 +54,14 @@ def test_constraints_that_are_not_comparisons_are_refused_with_the_column(text, 
 
 
 def test_a_grid_expands_in_order_and_drops_sets_that_break_a_constraint():
-    sweep = SweepSpec(grid={"fast_period": [5, 10, 40], "slow_period": [30, 50]},
-                      constraints=["fast_period < slow_period"])
+    sweep = SweepSpec(
+        grid={"fast_period": [5, 10, 40], "slow_period": [30, 50]}, constraints=["fast_period < slow_period"]
+    )
     assert sweep.parameter_sets() == [
-        {"fast_period": 5, "slow_period": 30}, {"fast_period": 5, "slow_period": 50},
-        {"fast_period": 10, "slow_period": 30}, {"fast_period": 10, "slow_period": 50},
+        {"fast_period": 5, "slow_period": 30},
+        {"fast_period": 5, "slow_period": 50},
+        {"fast_period": 10, "slow_period": 30},
+        {"fast_period": 10, "slow_period": 50},
         {"fast_period": 40, "slow_period": 50},
     ]
 
@@ -113,12 +121,15 @@ DAYS = [date(2020, 1, 1) + timedelta(days=i) for i in range(10)]
 def test_rolling_windows_move_by_the_step_and_never_overlap_out_of_sample():
     got = windows(DAYS, WalkForwardSpec(in_sample=4, out_of_sample=2))
     assert [(w.in_start.day, w.in_end.day, w.out_start.day, w.out_end.day) for w in got] == [
-        (1, 4, 5, 6), (3, 6, 7, 8), (5, 8, 9, 10),
+        (1, 4, 5, 6),
+        (3, 6, 7, 8),
+        (5, 8, 9, 10),
     ]
 
 
 def test_anchored_windows_keep_the_first_day_and_the_last_window_is_cut_to_the_data():
     got = windows(DAYS, WalkForwardSpec(in_sample=4, out_of_sample=3, mode="anchored"))
     assert [(w.in_start.day, w.in_end.day, w.out_start.day, w.out_end.day) for w in got] == [
-        (1, 4, 5, 7), (1, 7, 8, 10),
+        (1, 4, 5, 7),
+        (1, 7, 8, 10),
     ]

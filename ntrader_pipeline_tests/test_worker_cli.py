@@ -32,8 +32,14 @@ def shared_settings(dagster_home) -> dict[str, str]:
 def test_a_worker_without_settings_refuses_and_names_each_one(ntrader_home):
     result = CliRunner().invoke(cli, ["worker"])
     assert result.exit_code == 1
-    for name in ("NTRADER_WAREHOUSE_URL", "DAGSTER_HOME", "NTRADER_CELERY_BROKER_URL", "NTRADER_CELERY_BACKEND_URL",
-                 "NTRADER_CATALOG_PATH", "NTRADER_REPORTS_DIR"):
+    for name in (
+        "NTRADER_WAREHOUSE_URL",
+        "DAGSTER_HOME",
+        "NTRADER_CELERY_BROKER_URL",
+        "NTRADER_CELERY_BACKEND_URL",
+        "NTRADER_CATALOG_PATH",
+        "NTRADER_REPORTS_DIR",
+    ):
         assert f"{name} is not set" in result.output
     assert not (ntrader_home.home_dir / "warehouse.sqlite").exists()
 

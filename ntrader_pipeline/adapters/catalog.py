@@ -105,7 +105,9 @@ def decimals_from_fixed_point(column: pa.ChunkedArray | pa.Array, precision: int
     rescaled exactly to ``precision`` places and divided as ticks, so each float is the one
     ``np.round(value, precision)`` gives."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    exact = pa.Array.from_buffers(pa.decimal128(38, FIXED_PRECISION), len(column), column.buffers(), offset=column.offset)
+    exact = pa.Array.from_buffers(
+        pa.decimal128(38, FIXED_PRECISION), len(column), column.buffers(), offset=column.offset
+    )
     scaled = pc.cast(pc.round(exact, precision), pa.decimal128(38, precision))
     limbs = np.frombuffer(scaled.buffers()[1], dtype="<i8")[2 * scaled.offset : 2 * (scaled.offset + len(scaled))]
     return limbs[0::2] / 10.0**precision  # the low limb: ticks stay below 2**53 (see csv_bars.EXACT_TICKS)
@@ -190,8 +192,11 @@ class BarCatalog:
         if self.remote:
             manifest = read_manifest(self.objects, bar_type)
             prefix = catalog_manifest.version_prefix(bar_type, manifest["version"]) if manifest else ""
-            return [self.objects.url(f"{prefix}/{f}") for f in manifest["files"] if f.startswith("data/bar/")] \
-                if manifest else []
+            return (
+                [self.objects.url(f"{prefix}/{f}") for f in manifest["files"] if f.startswith("data/bar/")]
+                if manifest
+                else []
+            )
         folder = confined(self.path / "data" / "bar", bar_type)
         return sorted(folder.glob("*.parquet")) if folder.exists() else []
 
@@ -246,8 +251,12 @@ class BarCatalog:
             except FileNotFoundError:
                 continue
             bars = [t for f, t in tables.items() if f.startswith("data/bar/")]
-            equities = [e for f, t in tables.items() if f.startswith("data/equity/")
-                        for e in ArrowSerializer.deserialize(Equity, t)]
+            equities = [
+                e
+                for f, t in tables.items()
+                if f.startswith("data/equity/")
+                for e in ArrowSerializer.deserialize(Equity, t)
+            ]
             if not bars:
                 return None
             return (bars[0] if len(bars) == 1 else pa.concat_tables(bars)), (equities[0] if equities else None)

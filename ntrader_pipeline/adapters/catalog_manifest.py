@@ -95,8 +95,12 @@ class ManifestPublish:
         self.store.put(self.journal, json.dumps(record).encode())
 
     def manifest(self) -> dict:
-        return {"bar_type": self.bar_type, "version": self.publish_id, "files": list(self.files),
-                "published": datetime.now(UTC).isoformat()}
+        return {
+            "bar_type": self.bar_type,
+            "version": self.publish_id,
+            "files": list(self.files),
+            "published": datetime.now(UTC).isoformat(),
+        }
 
     def swap_in(self) -> None:
         """One PUT: readers now resolve the new version."""
@@ -164,8 +168,9 @@ def pending(store: ObjectStore, bar_type: str) -> tuple[list[ManifestPublish], l
             garbage.append(Path(name).stem)
             continue
         record = json.loads(data)
-        publishes.append(ManifestPublish(store, bar_type, record["publish_id"], tuple(record["files"]),
-                                         record["previous"]))
+        publishes.append(
+            ManifestPublish(store, bar_type, record["publish_id"], tuple(record["files"]), record["previous"])
+        )
     return publishes, garbage
 
 

@@ -55,10 +55,15 @@ CELERY_SETTINGS: dict[str, Any] = {
 
 def celery_app(broker: str, backend: str) -> Celery:
     """The workers' Celery app: dagster-celery's, with this module's settings and run task."""
-    app = make_app(app_args={
-        "broker": broker, "backend": backend, "include": [], "config_source": CELERY_SETTINGS,
-        "task_default_queue": QUEUE,
-    })
+    app = make_app(
+        app_args={
+            "broker": broker,
+            "backend": backend,
+            "include": [],
+            "config_source": CELERY_SETTINGS,
+            "task_default_queue": QUEUE,
+        }
+    )
 
     @app.task(bind=True, name=TASK_EXECUTE_JOB_NAME, track_started=True)
     def execute_job(task, execute_job_args_packed) -> int:
@@ -71,7 +76,9 @@ def celery_app(broker: str, backend: str) -> Celery:
             if run is not None and run.status in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING):
                 instance.add_run_tags(args.run_id, {WORKER_TAG: task.request.hostname})
             return _execute_run_command_body(
-                instance=instance, run_id=args.run_id, write_stream_fn=lambda _event: None,
+                instance=instance,
+                run_id=args.run_id,
+                write_stream_fn=lambda _event: None,
                 set_exit_code_on_failure=args.set_exit_code_on_failure is not False,
             )
 
@@ -83,8 +90,9 @@ class WorkerCheckedCeleryRunLauncher(CeleryRunLauncher):
     """``CeleryRunLauncher`` whose health check also fails a run whose worker no longer answers."""
 
     def __init__(self, default_queue: str, config_source: dict | None = None, **kwargs: Any) -> None:
-        super().__init__(default_queue=default_queue, config_source={**CELERY_SETTINGS, **(config_source or {})},
-                         **kwargs)
+        super().__init__(
+            default_queue=default_queue, config_source={**CELERY_SETTINGS, **(config_source or {})}, **kwargs
+        )
         self._missed_pings: dict[str, int] = {}  # run id -> consecutive missed pings (this daemon's memory)
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:

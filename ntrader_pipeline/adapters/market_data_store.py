@@ -84,8 +84,11 @@ class MarketDataStore:
             else:
                 publish.roll_back()
             publish.remove()
-            log.warning("settled an interrupted publish of %s: catalog %s", bar_type,
-                        "rolled forward to the committed bars" if committed else "rolled back to the stored bars")
+            log.warning(
+                "settled an interrupted publish of %s: catalog %s",
+                bar_type,
+                "rolled forward to the committed bars" if committed else "rolled back to the stored bars",
+            )
         return bool(publishes or garbage)
 
     def replace(self, series: BarSeries) -> StoredSeries:
@@ -95,8 +98,11 @@ class MarketDataStore:
         bar_type = str(series.bar_type(self.catalog.venue))
         with series_lock(self.catalog, bar_type, warehouse=self.warehouse):
             self._recover_locked(bar_type)  # a writer killed since this store was opened
-            with_retries(self.warehouse.url, f"checking the sources of {bar_type}",
-                         lambda: refuse_mixed_adjustment(self.warehouse, series, bar_type))
+            with_retries(
+                self.warehouse.url,
+                f"checking the sources of {bar_type}",
+                lambda: refuse_mixed_adjustment(self.warehouse, series, bar_type),
+            )
             return self._replace_locked(series, bar_type)
 
     def _replace_locked(self, series: BarSeries, bar_type: str) -> StoredSeries:
@@ -202,13 +208,20 @@ def refuse_mixed_adjustment(warehouse: Warehouse, series: BarSeries, bar_type: s
     """
     adjusted = series.source in ADJUSTED_SOURCES
     with warehouse.engine.connect() as connection:
-        kept = connection.execute(
-            select(market_data.c.data_source).distinct().where(
-                market_data.c.symbol == series.symbol,
-                market_data.c.bar_type == bar_type,
-                (market_data.c.timestamp < _utc(series.first_ns)) | (market_data.c.timestamp > _utc(series.last_ns)),
+        kept = (
+            connection.execute(
+                select(market_data.c.data_source)
+                .distinct()
+                .where(
+                    market_data.c.symbol == series.symbol,
+                    market_data.c.bar_type == bar_type,
+                    (market_data.c.timestamp < _utc(series.first_ns))
+                    | (market_data.c.timestamp > _utc(series.last_ns)),
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     clashing = sorted(source for source in kept if (source in ADJUSTED_SOURCES) != adjusted)
     if clashing:
         held = "adjusted" if not adjusted else "unadjusted"
@@ -220,7 +233,9 @@ def refuse_mixed_adjustment(warehouse: Warehouse, series: BarSeries, bar_type: s
 
 
 @contextmanager
-def series_lock(catalog: BarCatalog, bar_type: str, wait: bool = True, warehouse: Warehouse | None = None) -> Iterator[bool]:
+def series_lock(
+    catalog: BarCatalog, bar_type: str, wait: bool = True, warehouse: Warehouse | None = None
+) -> Iterator[bool]:
     """Hold an exclusive lock on one series while the block runs (released on exit or crash).
 
     A local catalog keeps its locks beside it (its writers share its machine). A catalog on object

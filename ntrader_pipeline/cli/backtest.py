@@ -25,19 +25,28 @@ def run(strategy: str, symbol: str, start, end, timeframe: str | None) -> None:
     """Run one strategy on one symbol; prints the run id."""
     metrics = open_pipeline().run_backtest(strategy, symbol, start, end, timeframe)
     console.print(
-        f"run {metrics['run_id']}: total return {metrics['total_return']:.2%}, "
-        f"{metrics['trade_count']} trades"
+        f"run {metrics['run_id']}: total return {metrics['total_return']:.2%}, {metrics['trade_count']} trades"
     )
     click.echo(metrics["run_id"])
 
 
 @backtest.command("backfill")
 @click.option("--strategy", "strategies", multiple=True, help="Strategy to run (repeatable; default: all).")
-@click.option("--symbol", "symbols", multiple=True, callback=symbol_param, help="Symbol to run (repeatable; default: all imported).")
+@click.option(
+    "--symbol",
+    "symbols",
+    multiple=True,
+    callback=symbol_param,
+    help="Symbol to run (repeatable; default: all imported).",
+)
 @click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD.")
 @click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD.")
-@click.option("--jobs", type=click.IntRange(1), default=None,
-              help="Processes to run partitions in at once (default: one per core).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1),
+    default=None,
+    help="Processes to run partitions in at once (default: one per core).",
+)
 def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end, jobs: int | None) -> None:
     """Run many strategy × symbol partitions on this machine's cores.
 
@@ -154,8 +163,18 @@ def run_config(file: str, symbol: str, start, end) -> None:
     click.echo(metrics["run_id"])
 
 
-SWEEP_METRICS = ("total_return", "cagr", "sharpe_ratio", "sortino_ratio", "calmar_ratio", "max_drawdown",
-                 "profit_factor", "win_rate", "alpha", "information_ratio")
+SWEEP_METRICS = (
+    "total_return",
+    "cagr",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "calmar_ratio",
+    "max_drawdown",
+    "profit_factor",
+    "win_rate",
+    "alpha",
+    "information_ratio",
+)
 
 
 def _checked_spec(file: str):
@@ -169,9 +188,15 @@ def _checked_spec(file: str):
 
 @backtest.command("sweep")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--symbol", "symbols", required=True, multiple=True, callback=symbol_param, help="Symbol to sweep on (repeatable).")
-@click.option("--metric", type=click.Choice(SWEEP_METRICS), default=None,
-              help="Metric that ranks the sets (default: the file's sweep metric, sharpe_ratio).")
+@click.option(
+    "--symbol", "symbols", required=True, multiple=True, callback=symbol_param, help="Symbol to sweep on (repeatable)."
+)
+@click.option(
+    "--metric",
+    type=click.Choice(SWEEP_METRICS),
+    default=None,
+    help="Metric that ranks the sets (default: the file's sweep metric, sharpe_ratio).",
+)
 @click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD (default: the file's).")
 @click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD (default: the file's).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -197,9 +222,16 @@ def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, f
         for symbol in symbols:
             documents.append(pipeline.run_sweep(file, symbol, metric, start, end))
     if fmt == "json":
-        rows = [{**{k: v for k, v in row.items() if k != "rank"}, "rank": row["rank"],
-                 "dsr": doc["overfitting"]["dsr"], "pbo": doc["overfitting"]["pbo"]}
-                for doc in documents for row in doc["sets"]]
+        rows = [
+            {
+                **{k: v for k, v in row.items() if k != "rank"},
+                "rank": row["rank"],
+                "dsr": doc["overfitting"]["dsr"],
+                "pbo": doc["overfitting"]["pbo"],
+            }
+            for doc in documents
+            for row in doc["sets"]
+        ]
         click.echo(json.dumps(to_jsonable(rows), indent=2))
         return
     _print_sweeps(documents)
@@ -213,12 +245,26 @@ def _print_sweeps(documents: list[dict]) -> None:
     for doc in documents:
         metric, summary = doc["metric"], doc["overfitting"]
         names = doc["parameters"]
-        table = Table("#", *names, metric, "total return", "max drawdown", "trades", "run id",
-                      title=f"Sweep of {doc['strategy']} on {doc['symbol']}: {len(doc['sets'])} sets by {metric}")
+        table = Table(
+            "#",
+            *names,
+            metric,
+            "total return",
+            "max drawdown",
+            "trades",
+            "run id",
+            title=f"Sweep of {doc['strategy']} on {doc['symbol']}: {len(doc['sets'])} sets by {metric}",
+        )
         for row in doc["sets"][:25]:
-            table.add_row(str(row["rank"]), *[str(row["params"].get(n)) for n in names],
-                          format_metric(metric, row.get(metric)), format_metric("total_return", row["total_return"]),
-                          format_metric("max_drawdown", row["max_drawdown"]), str(row["trade_count"]), row["run_id"])
+            table.add_row(
+                str(row["rank"]),
+                *[str(row["params"].get(n)) for n in names],
+                format_metric(metric, row.get(metric)),
+                format_metric("total_return", row["total_return"]),
+                format_metric("max_drawdown", row["max_drawdown"]),
+                str(row["trade_count"]),
+                row["run_id"],
+            )
         console.print(table)
         if len(doc["sets"]) > 25:
             console.print(f"(best 25 of {len(doc['sets'])} sets; all are in the sweep report)")
@@ -251,18 +297,30 @@ def walk_forward(file: str, symbol: str, fmt: str) -> None:
         click.echo(json.dumps(to_jsonable({**doc, "stitched": rounded_metrics(doc["stitched"])}), indent=2))
         return
     metric = doc["metric"]
-    table = Table("in sample", "out of sample", "chosen parameters", f"IS {metric}", f"OOS {metric}", "OOS return",
-                  title=f"Walk-forward of {doc['strategy']} on {doc['symbol']}")
+    table = Table(
+        "in sample",
+        "out of sample",
+        "chosen parameters",
+        f"IS {metric}",
+        f"OOS {metric}",
+        "OOS return",
+        title=f"Walk-forward of {doc['strategy']} on {doc['symbol']}",
+    )
     for w in doc["windows"]:
-        table.add_row(" → ".join(w["in_sample"]), " → ".join(w["out_of_sample"]),
-                      ", ".join(f"{k}={v}" for k, v in w["params"].items()),
-                      format_metric(metric, w["in_sample_metrics"].get(metric)),
-                      format_metric(metric, w["out_of_sample_metrics"].get(metric)),
-                      format_metric("total_return", w["out_of_sample_metrics"].get("total_return")))
+        table.add_row(
+            " → ".join(w["in_sample"]),
+            " → ".join(w["out_of_sample"]),
+            ", ".join(f"{k}={v}" for k, v in w["params"].items()),
+            format_metric(metric, w["in_sample_metrics"].get(metric)),
+            format_metric(metric, w["out_of_sample_metrics"].get(metric)),
+            format_metric("total_return", w["out_of_sample_metrics"].get("total_return")),
+        )
     console.print(table)
     s = doc["stitched"]
-    console.print(f"stitched out of sample, run {doc['run_id']}: total return {format_metric('total_return', s['total_return'])}"
-                  f" (buy and hold {format_metric('benchmark_return', s['benchmark_return'])}), Sharpe "
-                  f"{format_metric('sharpe_ratio', s['sharpe_ratio'])}, max drawdown "
-                  f"{format_metric('max_drawdown', s['max_drawdown'])}, {s['trade_count']} trades")
+    console.print(
+        f"stitched out of sample, run {doc['run_id']}: total return {format_metric('total_return', s['total_return'])}"
+        f" (buy and hold {format_metric('benchmark_return', s['benchmark_return'])}), Sharpe "
+        f"{format_metric('sharpe_ratio', s['sharpe_ratio'])}, max drawdown "
+        f"{format_metric('max_drawdown', s['max_drawdown'])}, {s['trade_count']} trades"
+    )
     click.echo(doc["run_id"])

@@ -69,9 +69,15 @@ class ProgressDisplay:
         if self.err.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[label]}"), console=self.err,
-                                 transient=True)
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[label]}"),
+                console=self.err,
+                transient=True,
+            )
             self._bar.start()
             self._task = self._bar.add_task(description, total=total, label="")
         else:

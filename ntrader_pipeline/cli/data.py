@@ -43,9 +43,7 @@ def import_csv(file: str, symbol: str, timeframe: str | None, timezone: str, on_
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--timeframe") from None
     try:
-        stored = open_pipeline().import_csv(
-            file, symbol, timeframe, timezone, on_invalid=on_invalid, adjusted=adjusted
-        )
+        stored = open_pipeline().import_csv(file, symbol, timeframe, timezone, on_invalid=on_invalid, adjusted=adjusted)
     except BarFileError as problem:  # the asset's own error: execute_in_process re-raises it as is
         for line in describe_problems(problem.file, problem.problems):
             click.echo(line, err=True)

@@ -29,8 +29,16 @@ def demo() -> None:
     from ntrader_pipeline.settings import SAMPLE_DATA_DIR
 
     pipeline = open_pipeline()
-    table = Table("symbol", "strategy", "total return", "Sharpe", "max drawdown", "trades", "run id",
-                  title="SMA crossover on bundled daily bars")
+    table = Table(
+        "symbol",
+        "strategy",
+        "total return",
+        "Sharpe",
+        "max drawdown",
+        "trades",
+        "run id",
+        title="SMA crossover on bundled daily bars",
+    )
     reports = []
     with showing_progress(), progress(2 * len(DEMO_SYMBOLS), "demo") as advance:
         for symbol in DEMO_SYMBOLS:
@@ -40,8 +48,15 @@ def demo() -> None:
             console.print(f"imported {stored['bars_written']} {symbol} bars from {file.name}")
             metrics = pipeline.run_backtest(DEMO_STRATEGY, symbol)
             advance(f"backtested {symbol}")
-            table.add_row(symbol, DEMO_STRATEGY, _pct(metrics["total_return"]), _num(metrics["sharpe_ratio"]),
-                          _pct(metrics["max_drawdown"]), str(metrics["trade_count"]), metrics["run_id"])
+            table.add_row(
+                symbol,
+                DEMO_STRATEGY,
+                _pct(metrics["total_return"]),
+                _num(metrics["sharpe_ratio"]),
+                _pct(metrics["max_drawdown"]),
+                str(metrics["trade_count"]),
+                metrics["run_id"],
+            )
             reports.append(pipeline.stores.reports_dir_for(metrics["run_id"]))
     console.print(table)
     for path in reports:

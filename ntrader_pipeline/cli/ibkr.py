@@ -16,11 +16,19 @@ def _gateway_options(command):
     for option in reversed(
         [
             click.option("--host", default=None, help="Gateway host [env NTRADER_IB_HOST, default 127.0.0.1]."),
-            click.option("--port", type=int, default=None,
-                         help="API port [env NTRADER_IB_PORT; default 4002 paper, 4001 live]."),
-            click.option("--client-id", type=int, default=None, help="API client id [env NTRADER_IB_CLIENT_ID, default 1]."),
-            click.option("--timeout", "connect_timeout", type=float, default=None,
-                         help="Seconds to wait for the handshake [env NTRADER_IB_CONNECT_TIMEOUT, default 10]."),
+            click.option(
+                "--port", type=int, default=None, help="API port [env NTRADER_IB_PORT; default 4002 paper, 4001 live]."
+            ),
+            click.option(
+                "--client-id", type=int, default=None, help="API client id [env NTRADER_IB_CLIENT_ID, default 1]."
+            ),
+            click.option(
+                "--timeout",
+                "connect_timeout",
+                type=float,
+                default=None,
+                help="Seconds to wait for the handshake [env NTRADER_IB_CONNECT_TIMEOUT, default 10].",
+            ),
         ]
     ):
         command = option(command)
@@ -54,8 +62,11 @@ def connect(host: str | None, port: int | None, client_id: int | None, connect_t
 
 
 @data.command("fetch")
-@click.option("--instruments", required=True,
-              help="Comma-separated symbols, e.g. AAPL,MSFT; SYMBOL:EXCHANGE (ABC:NYSE) picks one listing.")
+@click.option(
+    "--instruments",
+    required=True,
+    help="Comma-separated symbols, e.g. AAPL,MSFT; SYMBOL:EXCHANGE (ABC:NYSE) picks one listing.",
+)
 @click.option("--start", required=True, callback=parse_date, help="First session (YYYY-MM-DD).")
 @click.option("--end", default=None, callback=parse_date, help="Last session (YYYY-MM-DD); default today.")
 @click.option("--timeframe", default="DAILY", show_default=True, help="1MIN, 5MIN, 1HOUR or DAILY.")

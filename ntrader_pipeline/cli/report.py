@@ -33,8 +33,12 @@ def _market(record: dict):
         settings = get_settings()
         catalog = BarCatalog(settings.catalog_location, venue, settings.s3_options())
         read = catalog.closes_reader(Timeframe.of_bar_type(record["bar_type"]))
-        span = [pd.Timestamp(record[k]).tz_localize("UTC") if pd.Timestamp(record[k]).tzinfo is None
-                else pd.Timestamp(record[k]) for k in ("start", "end")]
+        span = [
+            pd.Timestamp(record[k]).tz_localize("UTC")
+            if pd.Timestamp(record[k]).tzinfo is None
+            else pd.Timestamp(record[k])
+            for k in ("start", "end")
+        ]
 
         def cut(frame):
             if frame is None:
@@ -68,10 +72,21 @@ def summary(run_id: str) -> None:
 
 @report.command("generate")
 @click.option("--backtest-id", "run_id", required=True, help="Run id (see `ntrader backtest list-results`).")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True,
-              help="text report, csv trade ledger, json metrics, or html tearsheet.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File to write (default: standard output).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FORMATS)),
+    default="text",
+    show_default=True,
+    help="text report, csv trade ledger, json metrics, or html tearsheet.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write (default: standard output).",
+)
 def generate(run_id: str, fmt: str, output: Path | None) -> None:
     """Write one report of a run to a file or standard output."""
     from ntrader_pipeline.core.reports import render, write_text
@@ -87,14 +102,19 @@ def generate(run_id: str, fmt: str, output: Path | None) -> None:
 
 @report.command("export-all")
 @click.argument("run_id")
-@click.option("--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to write into (created if missing).")
+@click.option(
+    "--output-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write into (created if missing).",
+)
 def export_all(run_id: str, output_dir: Path) -> None:
     """Write metrics.json, trades.csv, equity.csv, report.txt and tearsheet.html of a run."""
     from ntrader_pipeline.core.reports import write_reports
 
     stored = _load(run_id)
-    written = write_reports(output_dir, stored.record, stored.metrics, stored.ledger, stored.curve, None,
-                            *_market(stored.record))
+    written = write_reports(
+        output_dir, stored.record, stored.metrics, stored.ledger, stored.curve, None, *_market(stored.record)
+    )
     for path in written.values():
         click.echo(f"wrote {path}")

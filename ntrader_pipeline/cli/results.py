@@ -18,8 +18,13 @@ SORT_CHOICES = ["sharpe", "return", "drawdown"]
 @click.command("list-results")
 @click.option("--strategy", default=None, help="Only runs of this strategy.")
 @click.option("--symbol", default=None, help="Only runs on this symbol.")
-@click.option("--sort", type=click.Choice(SORT_CHOICES), default="sharpe", show_default=True,
-              help="Best first: highest Sharpe or total return, shallowest max drawdown.")
+@click.option(
+    "--sort",
+    type=click.Choice(SORT_CHOICES),
+    default="sharpe",
+    show_default=True,
+    help="Best first: highest Sharpe or total return, shallowest max drawdown.",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def list_results(strategy: str | None, symbol: str | None, sort: str, fmt: str) -> None:
     """Stored backtest runs with their key metrics."""
@@ -29,8 +34,13 @@ def list_results(strategy: str | None, symbol: str | None, sort: str, fmt: str) 
     if fmt == "json":
         click.echo(json.dumps(table, indent=2))
         return
-    shown = {"total_return": "return", "cagr": "CAGR", "sharpe_ratio": "Sharpe", "max_drawdown": "max DD",
-             "trade_count": "trades"}
+    shown = {
+        "total_return": "return",
+        "cagr": "CAGR",
+        "sharpe_ratio": "Sharpe",
+        "max_drawdown": "max DD",
+        "trade_count": "trades",
+    }
     out = Table("run id", "strategy", "symbol", "created (UTC)", *shown.values(), title=f"{len(table)} runs, by {sort}")
     for row in table:
         values = [format_metric(n, row[n]) for n in shown]

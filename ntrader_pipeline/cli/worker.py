@@ -62,8 +62,11 @@ def _instance_problems(home: str, environ: Mapping[str, str]) -> list[str]:
         problems.append(f"DAGSTER_HOME: {path} does not keep runs in Postgres (see deploy/dagster.scale.yaml)")
     if (config.get("run_launcher") or {}).get("class") != "WorkerCheckedCeleryRunLauncher":
         problems.append(f"DAGSTER_HOME: {path} does not send runs to workers (see deploy/dagster.scale.yaml)")
-    problems += [f"{name} is not set (read by {path})" for name in _env_references(config)
-                 if name not in environ and name not in (BROKER_URL_VAR, BACKEND_URL_VAR)]  # those: below
+    problems += [
+        f"{name} is not set (read by {path})"
+        for name in _env_references(config)
+        if name not in environ and name not in (BROKER_URL_VAR, BACKEND_URL_VAR)
+    ]  # those: below
     return problems
 
 
@@ -83,8 +86,13 @@ def _env_references(config) -> list[str]:
 
 @click.command()
 @click.option("--name", default=None, help="Worker name, unique in the pool (default: ntrader-<pid>@<host>).")
-@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1),
-              help="Runs this worker executes at once (one process each; a backtest uses one core).")
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Runs this worker executes at once (one process each; a backtest uses one core).",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(name: str | None, concurrency: int, loglevel: str) -> None:
     """Execute the daemon's queued runs on this machine (deployment mode "scale").
@@ -99,9 +107,15 @@ def worker(name: str | None, concurrency: int, loglevel: str) -> None:
     from ntrader_pipeline.adapters.celery_runs import QUEUE, celery_app  # imports Dagster and Celery
 
     app = celery_app(os.environ[BROKER_URL_VAR], os.environ[BACKEND_URL_VAR])
-    app.worker_main([
-        "worker", f"--hostname={name or f'ntrader-{os.getpid()}@{socket.gethostname()}'}",
-        f"--concurrency={concurrency}", f"--loglevel={loglevel}", f"--queues={QUEUE}",
-        # Peers need not know each other (no gossip, no start-up sync): less broker traffic per worker.
-        "--without-gossip", "--without-mingle",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            f"--hostname={name or f'ntrader-{os.getpid()}@{socket.gethostname()}'}",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+            f"--queues={QUEUE}",
+            # Peers need not know each other (no gossip, no start-up sync): less broker traffic per worker.
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )

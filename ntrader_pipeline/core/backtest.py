@@ -78,8 +78,12 @@ def window(series: BarSeries, start: date | None, end: date | None) -> BarSeries
     if end is not None:
         mask &= local_day <= np.datetime64(end, "D")
     return BarSeries(
-        series.symbol, series.timeframe, frame[mask].reset_index(drop=True),
-        series.price_precision, series.source, series.notes,
+        series.symbol,
+        series.timeframe,
+        frame[mask].reset_index(drop=True),
+        series.price_precision,
+        series.source,
+        series.notes,
     )
 
 
@@ -159,8 +163,7 @@ def run_backtest(
         price_precision=series.price_precision,
         equity=equity,
         fills=fills,
-        versions={**versions(), "calendar": EXCHANGE, "fills": FILL_CONVENTION,
-                  "account": engine_account["type"]},
+        versions={**versions(), "calendar": EXCHANGE, "fills": FILL_CONVENTION, "account": engine_account["type"]},
         risk_events=risk_events,
         engine_account=engine_account,
     )
@@ -207,12 +210,14 @@ def _refused_orders(engine: BacktestEngine) -> list[dict]:
             control, action = "risk_engine", "order denied"
         else:
             control, action = "venue", "order rejected"
-        events.append({
-            "ts_event": last.ts_event,
-            "control": control,
-            "action": action,
-            "detail": f"{order.side_string()} {order.quantity}: {reason}",
-        })
+        events.append(
+            {
+                "ts_event": last.ts_event,
+                "control": control,
+                "action": action,
+                "detail": f"{order.side_string()} {order.quantity}: {reason}",
+            }
+        )
     return events
 
 

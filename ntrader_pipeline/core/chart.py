@@ -36,7 +36,7 @@ def equity_drawdown_png(curve: pd.DataFrame, title: str) -> bytes:
 
     for panel in (top, bottom):
         for row in np.linspace(panel[0], panel[1] - 1, 5).round().astype(int):
-            image[row, MARGIN:MARGIN + width] = GRID
+            image[row, MARGIN : MARGIN + width] = GRID
     lo, hi = _column_spans(columns, equity, width)
     _paint_spans(image, _rows(lo, *_limits(equity), top), _rows(hi, *_limits(equity), top), BLUE, thick=True)
     dd_lo, _ = _column_spans(columns, drawdown, width)
@@ -44,10 +44,10 @@ def equity_drawdown_png(curve: pd.DataFrame, title: str) -> bytes:
     zero = np.full(width, float(bottom[0]))
     _paint_spans(image, zero, _rows(dd_lo, *dd_limits, bottom), RED, thick=False)
     for panel in (top, bottom):
-        image[panel[0], MARGIN:MARGIN + width] = FRAME
-        image[panel[1] - 1, MARGIN:MARGIN + width] = FRAME
-        image[panel[0]:panel[1], MARGIN] = FRAME
-        image[panel[0]:panel[1], MARGIN + width - 1] = FRAME
+        image[panel[0], MARGIN : MARGIN + width] = FRAME
+        image[panel[1] - 1, MARGIN : MARGIN + width] = FRAME
+        image[panel[0] : panel[1], MARGIN] = FRAME
+        image[panel[0] : panel[1], MARGIN + width - 1] = FRAME
     return _png(image, {"Title": title})
 
 
@@ -55,8 +55,10 @@ def chart_caption(curve: pd.DataFrame) -> str:
     """What the chart's axes would say: the time span, the equity range and the deepest drawdown."""
     start, end = (curve["timestamp"].iloc[i].strftime("%Y-%m-%d") for i in (0, -1))
     equity = curve["equity"]
-    return (f"{start} to {end}; equity {equity.iloc[0]:,.0f} to {equity.iloc[-1]:,.0f} "
-            f"(low {equity.min():,.0f}, high {equity.max():,.0f}); deepest drawdown {curve['drawdown'].min():.1%}")
+    return (
+        f"{start} to {end}; equity {equity.iloc[0]:,.0f} to {equity.iloc[-1]:,.0f} "
+        f"(low {equity.min():,.0f}, high {equity.max():,.0f}); deepest drawdown {curve['drawdown'].min():.1%}"
+    )
 
 
 def _limits(values: np.ndarray) -> tuple[float, float]:
@@ -94,7 +96,7 @@ def _paint_spans(image: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray, colo
     lower = np.ceil(np.maximum(rows_a, rows_b)) + (1 if thick else 0)
     rows = np.arange(image.shape[0])[:, None]
     mask = (rows >= upper[None, :]) & (rows <= lower[None, :])
-    image[:, MARGIN:MARGIN + mask.shape[1]][mask] = color
+    image[:, MARGIN : MARGIN + mask.shape[1]][mask] = color
 
 
 def _png(image: np.ndarray, text: dict[str, str]) -> bytes:
@@ -104,5 +106,10 @@ def _png(image: np.ndarray, text: dict[str, str]) -> bytes:
     height, width, _ = image.shape
     rows = np.concatenate([np.zeros((height, 1), dtype=np.uint8), image.reshape(height, width * 3)], axis=1)
     texts = b"".join(chunk(b"tEXt", f"{k}\0{v}".encode("latin-1", "replace")) for k, v in text.items())
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + texts + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + texts
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )

@@ -53,16 +53,43 @@ TIME_RANGE_RULE = "timestamp out of range: bars must fall between 1970-01-02 and
 
 # Normalised header name (lower case, no spaces, underscores, dots or dashes) -> role.
 ALIASES = {
-    "timestamp": "timestamp", "datetime": "timestamp", "datetimeutc": "timestamp", "ts": "timestamp",
-    "localtime": "timestamp", "gmttime": "timestamp", "bartime": "timestamp", "timeutc": "timestamp",
-    "date": "date", "day": "date", "tradedate": "date",
+    "timestamp": "timestamp",
+    "datetime": "timestamp",
+    "datetimeutc": "timestamp",
+    "ts": "timestamp",
+    "localtime": "timestamp",
+    "gmttime": "timestamp",
+    "bartime": "timestamp",
+    "timeutc": "timestamp",
+    "date": "date",
+    "day": "date",
+    "tradedate": "date",
     "time": "time",
-    "open": "open", "o": "open", "openprice": "open", "opening": "open",
-    "high": "high", "h": "high", "highprice": "high", "max": "high",
-    "low": "low", "l": "low", "lowprice": "low", "min": "low",
-    "close": "close", "c": "close", "closeprice": "close", "last": "close", "closing": "close",
-    "adjclose": "adj close", "adjustedclose": "adj close", "adjclosing": "adj close",
-    "volume": "volume", "vol": "volume", "v": "volume", "qty": "volume", "totalvolume": "volume",
+    "open": "open",
+    "o": "open",
+    "openprice": "open",
+    "opening": "open",
+    "high": "high",
+    "h": "high",
+    "highprice": "high",
+    "max": "high",
+    "low": "low",
+    "l": "low",
+    "lowprice": "low",
+    "min": "low",
+    "close": "close",
+    "c": "close",
+    "closeprice": "close",
+    "last": "close",
+    "closing": "close",
+    "adjclose": "adj close",
+    "adjustedclose": "adj close",
+    "adjclosing": "adj close",
+    "volume": "volume",
+    "vol": "volume",
+    "v": "volume",
+    "qty": "volume",
+    "totalvolume": "volume",
 }
 
 
@@ -137,8 +164,12 @@ def read_bar_csv(
         raise BarFileError(path, [BarProblem(header_line + 1, None, None, "file has a header but no rows")])
     shape_ok = fields[data_rows] == len(names)
     problems = [
-        BarProblem(int(row) + 1, None, lines.text(int(row)),
-                   f"has {fields[row]} field{'s' if fields[row] != 1 else ''} but the header has {len(names)}")
+        BarProblem(
+            int(row) + 1,
+            None,
+            lines.text(int(row)),
+            f"has {fields[row]} field{'s' if fields[row] != 1 else ''} but the header has {len(names)}",
+        )
         for row in data_rows[~shape_ok]
     ]
     if unclosed := _unclosed_quotes(lines, data_rows, delimiter):  # pyarrow would join or drop such rows
@@ -232,7 +263,9 @@ def _decoded_bytes(path: Path, max_bytes: int) -> bytes:
         summary = f"{path}: {exc.reason}; nothing was imported"
         raise BarFileError(path, [BarProblem(0, None, None, exc.reason)], summary) from None
     if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
-        raise BarFileError(path, [BarProblem(1, None, f"bytes {data[:4].hex(' ')}", "UTF-32 text; save the file as UTF-8")])
+        raise BarFileError(
+            path, [BarProblem(1, None, f"bytes {data[:4].hex(' ')}", "UTF-32 text; save the file as UTF-8")]
+        )
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             data = data.decode("utf-16").encode("utf-8")
@@ -301,7 +334,9 @@ def _refuse_long_lines(path: Path, lines: _LineIndex) -> None:
     lengths = lines.ends - lines.starts
     rule = f"line is longer than {MAX_LINE_BYTES:,} bytes (no bar needs that many)"
     if (lengths > MAX_LINE_BYTES).any():
-        raise BarFileError(path, [BarProblem(int(r) + 1, None, None, rule) for r in np.flatnonzero(lengths > MAX_LINE_BYTES)])
+        raise BarFileError(
+            path, [BarProblem(int(r) + 1, None, None, rule) for r in np.flatnonzero(lengths > MAX_LINE_BYTES)]
+        )
 
 
 def _unclosed_quotes(lines: _LineIndex, data_rows: np.ndarray, delimiter: str) -> list[BarProblem]:
@@ -312,7 +347,9 @@ def _unclosed_quotes(lines: _LineIndex, data_rows: np.ndarray, delimiter: str) -
         try:
             next(csv.reader([text], delimiter=delimiter, strict=True))
         except csv.Error:
-            problems.append(BarProblem(int(row) + 1, None, text, "unterminated quote: a field opens a \" it never closes"))
+            problems.append(
+                BarProblem(int(row) + 1, None, text, 'unterminated quote: a field opens a " it never closes')
+            )
     return problems
 
 
@@ -332,8 +369,14 @@ def _quote_problems(lines: _LineIndex, data_rows: np.ndarray, shape_problems: li
         except csv.Error:
             continue
         if len(fields) != naive[row]:
-            problems.append(BarProblem(int(row) + 1, None, text,
-                "quoted field containing the delimiter (not supported: remove the quotes or the delimiter)"))
+            problems.append(
+                BarProblem(
+                    int(row) + 1,
+                    None,
+                    text,
+                    "quoted field containing the delimiter (not supported: remove the quotes or the delimiter)",
+                )
+            )
     fallback = [BarProblem(lines.header + 1, None, None, "rows cannot be split into fields consistently")]
     return problems or shape_problems or fallback
 
@@ -363,8 +406,11 @@ def _map_columns(path: Path, names: list[str], line: int, header: str, adjusted:
         index.pop("time", None)
     problems = []
     if "timestamp" not in index and not ("date" in index and "time" in index):
-        problems.append(BarProblem(line, None, header,
-            "no timestamp column (looked for timestamp, datetime, date, time and aliases)"))
+        problems.append(
+            BarProblem(
+                line, None, header, "no timestamp column (looked for timestamp, datetime, date, time and aliases)"
+            )
+        )
     missing = [c for c in PRICE_COLUMNS + ["volume"] if c not in index]
     if missing:
         problems.append(BarProblem(line, None, header, f"no column for {', '.join(missing)}"))
@@ -467,8 +513,9 @@ def _parse_numbers(raw, columns: _Columns, lines: np.ndarray, adjusted: bool):
         label, limit = ("volume", QUANTITY_MAX) if role == "volume" else ("price", PRICE_MAX)
         over = ~bad & (values > limit)
         for i in np.flatnonzero(over):
-            problems.append(BarProblem(int(lines[i]), name, str(text[i]),
-                f"{label} above NautilusTrader's maximum of {limit:.0f}"))
+            problems.append(
+                BarProblem(int(lines[i]), name, str(text[i]), f"{label} above NautilusTrader's maximum of {limit:.0f}")
+            )
         bad |= over
         numbers[role] = np.where(bad, np.nan, values) + 0.0  # + 0.0 turns -0.0 into 0.0
         places = _decimal_places(text)
@@ -478,8 +525,9 @@ def _parse_numbers(raw, columns: _Columns, lines: np.ndarray, adjusted: bool):
                 for i in np.flatnonzero((values <= 0) & ~bad):
                     problems.append(BarProblem(int(lines[i]), name, str(text[i]), "price must be positive"))
             for i in np.flatnonzero((places > MAX_PRICE_DECIMALS) & ~bad):
-                problems.append(BarProblem(int(lines[i]), name, str(text[i]),
-                    f"more than {MAX_PRICE_DECIMALS} decimals"))
+                problems.append(
+                    BarProblem(int(lines[i]), name, str(text[i]), f"more than {MAX_PRICE_DECIMALS} decimals")
+                )
         else:
             for i in np.flatnonzero((values != np.floor(values)) & ~bad):
                 problems.append(BarProblem(int(lines[i]), name, str(text[i]), "volume must be a whole number"))
@@ -495,11 +543,13 @@ def _decimal_places(text: pa.Array) -> np.ndarray:
     exp = [pc.find_substring(text, e).to_numpy(zero_copy_only=False) >= 0 for e in ("e", "E")]  # not ignore_case: slow
     rows = np.flatnonzero(exp[0] | exp[1])
     if len(rows):  # the rare cells with an exponent
-        parts = pc.extract_regex(pc.take(text, pa.array(rows)), r"^[+-]?\d*(?:\.(?P<frac>\d*))?(?:[eE](?P<exp>[+-]?\d+))?$")
+        parts = pc.extract_regex(
+            pc.take(text, pa.array(rows)), r"^[+-]?\d*(?:\.(?P<frac>\d*))?(?:[eE](?P<exp>[+-]?\d+))?$"
+        )
         frac = pc.fill_null(pc.utf8_length(pc.struct_field(parts, "frac")), 0).to_numpy(zero_copy_only=False)
         exp_text = pc.fill_null(pc.struct_field(parts, "exp"), "")
         exp_text = pc.if_else(pc.equal(exp_text, ""), "0", exp_text)
-        exponent = np.clip(pc.cast(exp_text, pa.float64()).to_numpy(zero_copy_only=False), -10**6, 10**6)
+        exponent = np.clip(pc.cast(exp_text, pa.float64()).to_numpy(zero_copy_only=False), -(10**6), 10**6)
         places[rows] = np.maximum(frac - exponent, 0)
     return places
 
@@ -511,7 +561,9 @@ def _inexact_prices(numbers, decimals, lines, parsed, problems, cells, names) ->
     if not ok.any():
         return []
     precision = int(max(decimals[c][ok].max() for c in PRICE_COLUMNS))
-    rule = f"too large to store exactly at the file's {precision} decimals (price x 10^{precision} must stay below 2^53)"
+    rule = (
+        f"too large to store exactly at the file's {precision} decimals (price x 10^{precision} must stay below 2^53)"
+    )
     return [
         BarProblem(int(lines[i]), names[c], cells[c][i], rule)
         for c in PRICE_COLUMNS
@@ -561,8 +613,12 @@ def _parse_times(raw, columns: _Columns, lines: np.ndarray, timezone: str):
         has_offset = pc.match_substring_regex(text, _OFFSET).to_numpy(zero_copy_only=False)
         offset_rows = bool(has_offset.sum() * 2 > n)
         mixed = has_offset != offset_rows
-        flag(mixed, "timestamp has a UTC offset while most rows have none" if not offset_rows
-             else "timestamp has no UTC offset while most rows have one")
+        flag(
+            mixed,
+            "timestamp has a UTC offset while most rows have none"
+            if not offset_rows
+            else "timestamp has no UTC offset while most rows have one",
+        )
         aware, bad = _parse_text(text, offset_rows)
         bad &= ~mixed
         flag(bad, "not a timestamp")
@@ -598,7 +654,9 @@ def _ns(index: pd.DatetimeIndex, bad: np.ndarray) -> np.ndarray:
 
 
 def _out_of_range(index: pd.DatetimeIndex) -> np.ndarray:
-    first, last = (FIRST_TIME, LAST_TIME) if index.tz is None else (FIRST_TIME.tz_localize("UTC"), LAST_TIME.tz_localize("UTC"))
+    first, last = (
+        (FIRST_TIME, LAST_TIME) if index.tz is None else (FIRST_TIME.tz_localize("UTC"), LAST_TIME.tz_localize("UTC"))
+    )
     return np.asarray((index < first) | (index > last))
 
 
@@ -609,7 +667,9 @@ def _parse_digits(text: pa.Array):
     """
     lengths = pc.utf8_length(text).to_numpy(zero_copy_only=False)
     if (lengths == 8).all():
-        stamps = pd.to_datetime(pd.Series(np.asarray(text.to_numpy(zero_copy_only=False))), format="%Y%m%d", errors="coerce")
+        stamps = pd.to_datetime(
+            pd.Series(np.asarray(text.to_numpy(zero_copy_only=False))), format="%Y%m%d", errors="coerce"
+        )
         index = pd.DatetimeIndex(stamps)
         return index, np.asarray(index.isna()), np.zeros(len(index), dtype=bool)
     huge = lengths > 18  # beyond int64: no epoch unit makes these a bar time
@@ -672,8 +732,14 @@ def _infer_timeframe(path, wall: np.ndarray, lines: np.ndarray, name: str) -> Ti
     all_steps = np.diff(wall[order])
     steps = all_steps[all_steps > 0]
     if len(steps) == 0:
-        raise BarFileError(path, [BarProblem(int(lines[0]), name, None,
-            "cannot infer the interval from a single intraday bar; pass --timeframe")])
+        raise BarFileError(
+            path,
+            [
+                BarProblem(
+                    int(lines[0]), name, None, "cannot infer the interval from a single intraday bar; pass --timeframe"
+                )
+            ],
+        )
     values, counts = np.unique(steps, return_counts=True)
     step = int(values[np.argmax(counts)])
     supported = {tf.nanos: tf for tf in (Timeframe.MIN1, Timeframe.MIN5, Timeframe.HOUR1)}
@@ -685,9 +751,18 @@ def _infer_timeframe(path, wall: np.ndarray, lines: np.ndarray, name: str) -> Ti
     if known.any():  # mostly irregular with some regular steps: the odd rows are reported off-grid
         return supported[int(values[known][np.argmax(counts[known])])]
     where = int(lines[order[1 + int(np.flatnonzero(all_steps == step)[0])]])
-    raise BarFileError(path, [BarProblem(where, name, None,
-        f"cannot infer the interval: the most common step is {step / 60e9:g} minutes; "
-        "supported are 1MIN, 5MIN, 1HOUR and DAILY (pass --timeframe)")])
+    raise BarFileError(
+        path,
+        [
+            BarProblem(
+                where,
+                name,
+                None,
+                f"cannot infer the interval: the most common step is {step / 60e9:g} minutes; "
+                "supported are 1MIN, 5MIN, 1HOUR and DAILY (pass --timeframe)",
+            )
+        ],
+    )
 
 
 def _off_grid(wall, parsed, timeframe: Timeframe, lines, name, cells):
@@ -728,6 +803,16 @@ def _adjust(path, frame: pd.DataFrame, adj_close: np.ndarray, precision: int, li
         adjusted[column] = np.round(frame[column].to_numpy() * factor, precision)
     zero = np.flatnonzero((adjusted[PRICE_COLUMNS].to_numpy() <= 0).any(axis=1))
     if len(zero):
-        raise BarFileError(path, [BarProblem(int(lines[i]), columns.name("adj close"), str(adj_close[i]),
-            f"adjusted price rounds to zero at {precision} decimals") for i in zero])
+        raise BarFileError(
+            path,
+            [
+                BarProblem(
+                    int(lines[i]),
+                    columns.name("adj close"),
+                    str(adj_close[i]),
+                    f"adjusted price rounds to zero at {precision} decimals",
+                )
+                for i in zero
+            ],
+        )
     return adjusted

@@ -39,10 +39,17 @@ def trade_ledger(fills: pd.DataFrame) -> pd.DataFrame:
         remaining = fill.quantity
         while remaining > 0:
             if position == 0:
-                trip = {"side": fill.side, "entry_ts": fill.ts_event, "position_id": fill.position_id,
-                        "in_qty": Decimal(0), "in_value": Decimal(0), "out_qty": Decimal(0),
-                        "out_value": Decimal(0), "commission": Decimal(0),
-                        "tick": Decimal(1).scaleb(fill.price.as_tuple().exponent)}
+                trip = {
+                    "side": fill.side,
+                    "entry_ts": fill.ts_event,
+                    "position_id": fill.position_id,
+                    "in_qty": Decimal(0),
+                    "in_value": Decimal(0),
+                    "out_qty": Decimal(0),
+                    "out_value": Decimal(0),
+                    "commission": Decimal(0),
+                    "tick": Decimal(1).scaleb(fill.price.as_tuple().exponent),
+                }
             opening = fill.side == trip["side"]
             qty = remaining if opening else min(remaining, abs(position))
             share = qty / fill.quantity

@@ -37,13 +37,26 @@ SORT_KEYS = {"sharpe": "sharpe_ratio", "return": "total_return", "drawdown": "ma
 RESULT_COLUMNS = ("strategy", "symbol", "run_id", "created_at", "start", "end", *KEY_METRICS)
 
 PERCENT = {
-    "total_return", "cagr", "volatility", "max_drawdown", "max_drawdown_daily", "win_rate", "exposure",
-    "benchmark_return", "alpha",
+    "total_return",
+    "cagr",
+    "volatility",
+    "max_drawdown",
+    "max_drawdown_daily",
+    "win_rate",
+    "exposure",
+    "benchmark_return",
+    "alpha",
 }
 # Amounts of money: shown to the cent.
 MONEY = {
-    "starting_equity", "final_equity", "expectancy", "average_win", "average_loss", "largest_win",
-    "largest_loss", "commissions",
+    "starting_equity",
+    "final_equity",
+    "expectancy",
+    "average_win",
+    "average_loss",
+    "largest_win",
+    "largest_loss",
+    "commissions",
 }
 
 

@@ -41,7 +41,6 @@ TRADING_DAYS = 252
 EXCHANGE_TZ = "America/New_York"
 
 
-
 def iso(ns: int | None) -> str | None:
     return None if ns is None else pd.Timestamp(int(ns), tz="UTC").isoformat()
 
@@ -200,9 +199,7 @@ def relative_figures(returns: pd.Series, benchmark_returns: pd.Series) -> dict[s
     return out
 
 
-def compute_metrics(
-    result: BacktestResult, ledger: pd.DataFrame, benchmark: Benchmark | None = None
-) -> dict[str, Any]:
+def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Benchmark | None = None) -> dict[str, Any]:
     """Every headline figure of one backtest, JSON-ready (floats, ints, ISO strings, None).
 
     ``benchmark``: what to measure against (default: buy and hold of the run's own symbol).
@@ -254,12 +251,45 @@ def compute_metrics(
 
 # compute_metrics' key order: reports list metrics in this order.
 METRIC_NAMES = (
-    "run_id", "strategy", "symbol", "start", "end", "bars", "daily_returns", "starting_equity", "final_equity",
-    "total_return", "cagr", "volatility", "sharpe_ratio", "sortino_ratio", "calmar_ratio", "max_drawdown",
-    "max_drawdown_peak", "max_drawdown_trough", "max_drawdown_recovery", "max_drawdown_duration_days",
-    "max_drawdown_daily", "trade_count", "win_rate", "profit_factor", "expectancy", "average_win",
-    "average_loss", "largest_win", "largest_loss", "commissions", "exposure", "risk_controls_triggered",
-    "benchmark", "benchmark_return", "alpha", "beta", "information_ratio", "correlation", "up_capture",
+    "run_id",
+    "strategy",
+    "symbol",
+    "start",
+    "end",
+    "bars",
+    "daily_returns",
+    "starting_equity",
+    "final_equity",
+    "total_return",
+    "cagr",
+    "volatility",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "calmar_ratio",
+    "max_drawdown",
+    "max_drawdown_peak",
+    "max_drawdown_trough",
+    "max_drawdown_recovery",
+    "max_drawdown_duration_days",
+    "max_drawdown_daily",
+    "trade_count",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "average_win",
+    "average_loss",
+    "largest_win",
+    "largest_loss",
+    "commissions",
+    "exposure",
+    "risk_controls_triggered",
+    "benchmark",
+    "benchmark_return",
+    "alpha",
+    "beta",
+    "information_ratio",
+    "correlation",
+    "up_capture",
     "down_capture",
 )
 

@@ -63,8 +63,7 @@ def expected_max_sharpe(sharpe_variance: float, trials: int) -> float:
     if trials < 2 or sharpe_variance <= 0:
         return 0.0
     return math.sqrt(sharpe_variance) * (
-        (1 - EULER_GAMMA) * _NORMAL.inv_cdf(1 - 1 / trials)
-        + EULER_GAMMA * _NORMAL.inv_cdf(1 - 1 / (trials * math.e))
+        (1 - EULER_GAMMA) * _NORMAL.inv_cdf(1 - 1 / trials) + EULER_GAMMA * _NORMAL.inv_cdf(1 - 1 / (trials * math.e))
     )
 
 
@@ -94,8 +93,12 @@ def deflated_sharpe_ratio(best_returns: np.ndarray, trial_sharpes: np.ndarray) -
     threshold = expected_max_sharpe(variance, len(trial))
     return DeflatedSharpe(
         dsr=probabilistic_sharpe_ratio(sr, threshold, len(returns), skew, kurt),
-        sharpe=sr, sharpe_threshold=threshold, trials=len(trial), observations=len(returns),
-        skew=skew, kurtosis=kurt,
+        sharpe=sr,
+        sharpe_threshold=threshold,
+        trials=len(trial),
+        observations=len(returns),
+        skew=skew,
+        kurtosis=kurt,
     )
 
 
@@ -133,7 +136,7 @@ def probability_of_backtest_overfitting(returns: np.ndarray, blocks: int = 16) -
     size = rows // blocks
     if size < 2:
         raise ValueError(f"{rows} periods cannot make {blocks} blocks of at least 2")
-    matrix = matrix[rows - size * blocks:].reshape(blocks, size, trials)
+    matrix = matrix[rows - size * blocks :].reshape(blocks, size, trials)
     # per-block sums make each split O(blocks × trials) instead of a copy of the matrix
     sums, squares = matrix.sum(axis=1), (matrix**2).sum(axis=1)
     all_sums, all_squares = sums.sum(axis=0), squares.sum(axis=0)

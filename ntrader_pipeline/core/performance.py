@@ -32,14 +32,18 @@ def drawdown_periods(curve: pd.DataFrame, top: int = 5) -> list[dict[str, Any]]:
         while i < len(equity) and under[i]:
             i += 1
         end = i  # first bar back at the high, or len(equity)
-        trough = start + 1 + int(np.argmin(equity[start + 1:end]))
+        trough = start + 1 + int(np.argmin(equity[start + 1 : end]))
         recovered = end < len(equity)
         last = times[end] if recovered else times[-1]
-        periods.append({
-            "peak": times[start], "trough": times[trough], "recovery": times[end] if recovered else None,
-            "depth": float(equity[trough] / equity[start] - 1.0),
-            "days": (last - times[start]).total_seconds() / 86400,
-        })
+        periods.append(
+            {
+                "peak": times[start],
+                "trough": times[trough],
+                "recovery": times[end] if recovered else None,
+                "depth": float(equity[trough] / equity[start] - 1.0),
+                "days": (last - times[start]).total_seconds() / 86400,
+            }
+        )
     return sorted(periods, key=lambda p: p["depth"])[:top]
 
 

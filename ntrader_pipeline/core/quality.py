@@ -178,7 +178,9 @@ def staleness(last_ns: int, now: pd.Timestamp) -> Finding:
     return Finding(False, f"last bar is {behind} sessions behind the latest completed session", details)
 
 
-def row_counts(written: int, catalog_in_range: int, table_in_range: int, catalog_total: int, table_total: int) -> Finding:
+def row_counts(
+    written: int, catalog_in_range: int, table_in_range: int, catalog_total: int, table_total: int
+) -> Finding:
     """Both stores hold the same bars, and the imported range holds exactly the bars written."""
     details = {
         "bars_written": written,

@@ -75,7 +75,9 @@ def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.Data
     # markup off: a name such as "sma[fast_period=10]" is text, not a Rich style tag
     console = Console(record=True, width=REPORT_WIDTH, file=io.StringIO(), color_system=None, markup=False)
     console.print(f"Backtest {record['run_id']}: {record['strategy']} on {record['symbol']}")
-    console.print(f"Bars {record['bar_type']}  {metrics['start']} → {metrics['end']}  ({metrics['bars']} bars)", soft_wrap=True)
+    console.print(
+        f"Bars {record['bar_type']}  {metrics['start']} → {metrics['end']}  ({metrics['bars']} bars)", soft_wrap=True
+    )
     table = Table(title="Metrics", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -89,8 +91,15 @@ def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.Data
     for column in ("side", "entry_time", "exit_time", "entry_price", "exit_price", "quantity", "realized_pnl"):
         trades.add_column(column, justify="right", no_wrap=True)  # never cut a timestamp or a price
     for row in ledger.tail(20).itertuples(index=False):
-        trades.add_row(row.side, row.entry_time.isoformat(), row.exit_time.isoformat(), decimal_text(row.entry_price),
-                       decimal_text(row.exit_price), decimal_text(row.quantity), f"{row.realized_pnl:.2f}")
+        trades.add_row(
+            row.side,
+            row.entry_time.isoformat(),
+            row.exit_time.isoformat(),
+            decimal_text(row.entry_price),
+            decimal_text(row.exit_price),
+            decimal_text(row.quantity),
+            f"{row.realized_pnl:.2f}",
+        )
     console.print(trades)
     if len(ledger) > 20:
         console.print(f"(last 20 of {len(ledger)} trades; all are in trades.csv)")
@@ -109,7 +118,9 @@ def trades_csv(ledger: pd.DataFrame) -> str:
 
 def money_text(value: float) -> str:
     """A float amount of money as exact decimal text to the cent (half up): ``"483947.24"``."""
-    return format(Decimal(repr(float(value))).quantize(CENT, rounding=ROUND_HALF_UP), "f") if math.isfinite(value) else ""
+    return (
+        format(Decimal(repr(float(value))).quantize(CENT, rounding=ROUND_HALF_UP), "f") if math.isfinite(value) else ""
+    )
 
 
 def ratio(value: float) -> float:
@@ -186,8 +197,14 @@ def metrics_document(record: dict[str, Any], metrics: dict[str, Any]) -> dict[st
 
 
 def render(
-    kind: str, record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame, curve: pd.DataFrame,
-    chart: bytes | None = None, prices: pd.DataFrame | None = None, benchmark: Benchmark | None = None,
+    kind: str,
+    record: dict[str, Any],
+    metrics: dict[str, Any],
+    ledger: pd.DataFrame,
+    curve: pd.DataFrame,
+    chart: bytes | None = None,
+    prices: pd.DataFrame | None = None,
+    benchmark: Benchmark | None = None,
 ) -> str:
     """One report as text: ``text``, ``trades``, ``equity``, ``json`` or ``html``.
 

@@ -34,9 +34,22 @@ from ntrader_pipeline.core.progress import progress
 from ntrader_pipeline.core.strategy_specs import StrategySpec
 from ntrader_pipeline.core.sweeps import WalkForwardSpec, Window, windows
 
-SWEEP_COLUMNS = ("total_return", "cagr", "sharpe_ratio", "sortino_ratio", "calmar_ratio", "max_drawdown",
-                 "volatility", "win_rate", "profit_factor", "trade_count", "exposure", "alpha", "beta",
-                 "information_ratio")
+SWEEP_COLUMNS = (
+    "total_return",
+    "cagr",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "calmar_ratio",
+    "max_drawdown",
+    "volatility",
+    "win_rate",
+    "profit_factor",
+    "trade_count",
+    "exposure",
+    "alpha",
+    "beta",
+    "information_ratio",
+)
 PBO_BLOCKS = 16
 ClosesReader = Callable[[str], pd.DataFrame | None]
 
@@ -54,8 +67,14 @@ class SetRun:
 
 
 def run_set(
-    series: BarSeries, spec: StrategySpec, params: dict[str, Any], venue: str, run_id: str,
-    start: date | None = None, end: date | None = None, allowlist: Sequence[str] = (),
+    series: BarSeries,
+    spec: StrategySpec,
+    params: dict[str, Any],
+    venue: str,
+    run_id: str,
+    start: date | None = None,
+    end: date | None = None,
+    allowlist: Sequence[str] = (),
     closes: ClosesReader | None = None,
 ) -> SetRun:
     """Run ``spec`` with ``params`` applied on ``series`` and measure it (against the spec's benchmark)."""
@@ -82,16 +101,28 @@ def sweep_rows(runs: list[SetRun], metric: str) -> list[dict[str, Any]]:
     """One row per set, ranked by ``metric``: rank, key, params, run id and every key metric."""
     ordered = sorted(runs, key=lambda r: rank_key(metric)(r.metrics))
     return [
-        {"rank": i + 1, "key": run.key, "symbol": run.result.symbol, "params": dict(run.params),
-         "run_id": run.result.run_id, **{name: run.metrics.get(name) for name in KEY_METRICS}}
+        {
+            "rank": i + 1,
+            "key": run.key,
+            "symbol": run.result.symbol,
+            "params": dict(run.params),
+            "run_id": run.result.run_id,
+            **{name: run.metrics.get(name) for name in KEY_METRICS},
+        }
         for i, run in enumerate(ordered)
     ]
 
 
 def overfitting_summary(runs: list[SetRun], metric: str) -> dict[str, Any]:
     """DSR of the best set by ``metric`` and PBO over all sets (None where too few sets or days)."""
-    out: dict[str, Any] = {"trials": len(runs), "dsr": None, "sharpe_threshold": None, "pbo": None,
-                           "pbo_blocks": None, "pbo_splits": None}
+    out: dict[str, Any] = {
+        "trials": len(runs),
+        "dsr": None,
+        "sharpe_threshold": None,
+        "pbo": None,
+        "pbo_blocks": None,
+        "pbo_splits": None,
+    }
     if len(runs) < 2:
         return out
     best = sorted(runs, key=lambda r: rank_key(metric)(r.metrics))[0]
@@ -113,9 +144,15 @@ def _finite(value: float) -> float | None:
 
 
 def run_sweep(
-    series: BarSeries, spec: StrategySpec, venue: str, new_run_id: Callable[[], str],
-    start: date | None = None, end: date | None = None, allowlist: Sequence[str] = (),
-    closes: ClosesReader | None = None, on_set: Callable[[SetRun], None] | None = None,
+    series: BarSeries,
+    spec: StrategySpec,
+    venue: str,
+    new_run_id: Callable[[], str],
+    start: date | None = None,
+    end: date | None = None,
+    allowlist: Sequence[str] = (),
+    closes: ClosesReader | None = None,
+    on_set: Callable[[SetRun], None] | None = None,
 ) -> list[SetRun]:
     """Every set of ``spec.sweep`` on ``series``; ``on_set`` sees each run as it finishes."""
     if spec.sweep is None:
@@ -135,6 +172,7 @@ def run_sweep(
 
 
 # --- walk-forward ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class WalkForwardWindow:
@@ -161,8 +199,12 @@ def exchange_days(series: BarSeries) -> list[date]:
 
 
 def run_walk_forward(
-    series: BarSeries, spec: StrategySpec, venue: str, new_run_id: Callable[[], str],
-    allowlist: Sequence[str] = (), closes: ClosesReader | None = None,
+    series: BarSeries,
+    spec: StrategySpec,
+    venue: str,
+    new_run_id: Callable[[], str],
+    allowlist: Sequence[str] = (),
+    closes: ClosesReader | None = None,
 ) -> WalkForward:
     """Pick the best set on each in-sample window, run it on the next out-of-sample window, and stitch.
 
@@ -176,24 +218,31 @@ def run_walk_forward(
     sets = spec.sweep.parameter_sets()
     spans = windows(exchange_days(window(series, spec.backtest.start, spec.backtest.end)), wf)
     if not spans:
-        raise ValueError(f"{spec.source}: walk_forward: the bars are too short for one in-sample window "
-                         f"of {wf.in_sample} sessions plus out-of-sample sessions")
+        raise ValueError(
+            f"{spec.source}: walk_forward: the bars are too short for one in-sample window "
+            f"of {wf.in_sample} sessions plus out-of-sample sessions"
+        )
     chosen, pieces = [], []
     balance = spec.backtest.starting_balance
     with progress(len(spans) * (len(sets) + 1), f"walk-forward {spec.name} on {series.symbol}") as advance:
         for span in spans:
             trials = []
             for params in sets:
-                trials.append(run_set(series, spec, params, venue, "in-sample", span.in_start, span.in_end,
-                                      allowlist, closes))
+                trials.append(
+                    run_set(series, spec, params, venue, "in-sample", span.in_start, span.in_end, allowlist, closes)
+                )
                 advance(f"{span.in_start}..{span.in_end}")
             best = sorted(trials, key=lambda r: rank_key(metric)(r.metrics))[0]
-            funded = spec.model_copy(update={"backtest": spec.backtest.model_copy(update={"starting_balance": balance})})
-            out = run_set(series, funded, best.params, venue, new_run_id(), span.out_start, span.out_end,
-                          allowlist, closes)
+            funded = spec.model_copy(
+                update={"backtest": spec.backtest.model_copy(update={"starting_balance": balance})}
+            )
+            out = run_set(
+                series, funded, best.params, venue, new_run_id(), span.out_start, span.out_end, allowlist, closes
+            )
             advance(f"{span.out_start}..{span.out_end}")
             balance = Decimal(repr(float(out.result.equity["equity"].iloc[-1]))).quantize(
-                Decimal("0.01"), rounding=ROUND_HALF_UP)
+                Decimal("0.01"), rounding=ROUND_HALF_UP
+            )
             chosen.append(WalkForwardWindow(span, best.params, best.key, best.metrics, out.metrics))
             pieces.append(out)
     stitched = stitch([p.result for p in pieces], spec, new_run_id())
@@ -214,19 +263,40 @@ def stitch(results: list[BacktestResult], spec: StrategySpec, run_id: str) -> Ba
         last = r.equity.iloc[-1]
         if last["position"] != 0:
             close = Decimal(f"{last['close']:.{r.price_precision}f}")
-            f = pd.concat([f, pd.DataFrame([{
-                "ts_event": int(last["ts_event"]), "side": -1 if last["position"] > 0 else 1,
-                "quantity": Decimal(int(abs(last["position"]))), "price": close, "commission": Decimal("0.00"),
-                "position_id": f"W{i + 1}-end",
-            }])], ignore_index=True)
+            f = pd.concat(
+                [
+                    f,
+                    pd.DataFrame(
+                        [
+                            {
+                                "ts_event": int(last["ts_event"]),
+                                "side": -1 if last["position"] > 0 else 1,
+                                "quantity": Decimal(int(abs(last["position"]))),
+                                "price": close,
+                                "commission": Decimal("0.00"),
+                                "position_id": f"W{i + 1}-end",
+                            }
+                        ]
+                    ),
+                ],
+                ignore_index=True,
+            )
         fills.append(f)
     equity = pd.concat([r.equity for r in results], ignore_index=True)
     first, last_result = results[0], results[-1]
     return replace(
-        first, strategy=f"{spec.name}[walk-forward]", run_id=run_id, spec=spec.canonical(),
-        starting_balance=spec.backtest.starting_balance, bar_count=len(equity), end_ns=last_result.end_ns,
-        data_hash=first.data_hash, equity=equity, fills=pd.concat(fills, ignore_index=True),
-        risk_events=[e for r in results for e in r.risk_events], engine_account=last_result.engine_account,
+        first,
+        strategy=f"{spec.name}[walk-forward]",
+        run_id=run_id,
+        spec=spec.canonical(),
+        starting_balance=spec.backtest.starting_balance,
+        bar_count=len(equity),
+        end_ns=last_result.end_ns,
+        data_hash=first.data_hash,
+        equity=equity,
+        fills=pd.concat(fills, ignore_index=True),
+        risk_events=[e for r in results for e in r.risk_events],
+        engine_account=last_result.engine_account,
     )
 
 
@@ -235,13 +305,15 @@ def walk_forward_document(wf: WalkForward) -> dict[str, Any]:
     return {
         "metric": wf.metric,
         "windows": [
-            {"in_sample": [w.window.in_start.isoformat(), w.window.in_end.isoformat()],
-             "out_of_sample": [w.window.out_start.isoformat(), w.window.out_end.isoformat()],
-             "params": w.params, "key": w.key,
-             "in_sample_metrics": {k: w.in_sample.get(k) for k in KEY_METRICS},
-             "out_of_sample_metrics": {k: w.out_of_sample.get(k) for k in KEY_METRICS}}
+            {
+                "in_sample": [w.window.in_start.isoformat(), w.window.in_end.isoformat()],
+                "out_of_sample": [w.window.out_start.isoformat(), w.window.out_end.isoformat()],
+                "params": w.params,
+                "key": w.key,
+                "in_sample_metrics": {k: w.in_sample.get(k) for k in KEY_METRICS},
+                "out_of_sample_metrics": {k: w.out_of_sample.get(k) for k in KEY_METRICS},
+            }
             for w in wf.windows
         ],
         "stitched": wf.metrics,
     }
-

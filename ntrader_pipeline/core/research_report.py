@@ -25,9 +25,19 @@ def _grid(rows: list[dict[str, Any]], parameters: list[str], metric: str) -> pd.
     if len(parameters) != 2:
         return None
     first, second = parameters
-    frame = pd.DataFrame([{first: r["params"][first], second: r["params"][second],
-                           metric: np.nan if r.get(metric) is None else r[metric]} for r in rows])
-    return frame.pivot_table(index=first, columns=second, values=metric, aggfunc="first").sort_index().sort_index(axis=1)
+    frame = pd.DataFrame(
+        [
+            {
+                first: r["params"][first],
+                second: r["params"][second],
+                metric: np.nan if r.get(metric) is None else r[metric],
+            }
+            for r in rows
+        ]
+    )
+    return (
+        frame.pivot_table(index=first, columns=second, values=metric, aggfunc="first").sort_index().sort_index(axis=1)
+    )
 
 
 def sweep_grid_markdown(rows: list[dict[str, Any]], parameters: list[str], metric: str) -> str | None:
@@ -72,8 +82,17 @@ def sweep_heatmap_png(rows: list[dict[str, Any]], parameters: list[str], metric:
 def sweep_rows_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per set: rank, the parameters as columns, run id and the key metrics."""
     params = list(dict.fromkeys(k for r in rows for k in r["params"]))
-    return pd.DataFrame([{"rank": r["rank"], **{p: r["params"].get(p) for p in params}, "run_id": r["run_id"],
-                          **rounded_metrics({k: r.get(k) for k in KEY_METRICS})} for r in rows])
+    return pd.DataFrame(
+        [
+            {
+                "rank": r["rank"],
+                **{p: r["params"].get(p) for p in params},
+                "run_id": r["run_id"],
+                **rounded_metrics({k: r.get(k) for k in KEY_METRICS}),
+            }
+            for r in rows
+        ]
+    )
 
 
 def _overfitting_cards(summary: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -81,46 +100,86 @@ def _overfitting_cards(summary: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return [
         ("deflated Sharpe (P[skill])", "n/a" if dsr is None else f"{dsr:.1%}", dsr is not None and dsr < 0.95),
         ("prob. of overfitting", "n/a" if pbo is None else f"{pbo:.1%}", pbo is not None and pbo > 0.5),
-        ("Sharpe needed by luck", "n/a" if summary.get("sharpe_threshold") is None
-         else f"{summary['sharpe_threshold']:.2f}", False),
+        (
+            "Sharpe needed by luck",
+            "n/a" if summary.get("sharpe_threshold") is None else f"{summary['sharpe_threshold']:.2f}",
+            False,
+        ),
     ]
 
 
 def sweep_html(document: dict[str, Any]) -> str:
     rows, metric, summary = document["sets"], document["metric"], document["overfitting"]
     best = rows[0]
-    head = cards([("parameter sets", str(len(rows)), False), ("best set", best["key"].split("[", 1)[-1].rstrip("]"), False),
-                  (f"best {metric}", format_metric(metric, best.get(metric)), False), *_overfitting_cards(summary)])
+    head = cards(
+        [
+            ("parameter sets", str(len(rows)), False),
+            ("best set", best["key"].split("[", 1)[-1].rstrip("]"), False),
+            (f"best {metric}", format_metric(metric, best.get(metric)), False),
+            *_overfitting_cards(summary),
+        ]
+    )
     grid = _grid(rows, document["parameters"], metric)
-    chart = "" if grid is None else heatmap(
-        "sweep-heatmap", f"{metric} by {document['parameters'][0]} × {document['parameters'][1]}",
-        [str(i) for i in grid.index], [str(c) for c in grid.columns], grid.to_numpy(dtype=np.float64),
-        fmt=lambda v: format_metric(metric, float(v)), row_title=document["parameters"][0],
-        col_title=document["parameters"][1])
+    chart = (
+        ""
+        if grid is None
+        else heatmap(
+            "sweep-heatmap",
+            f"{metric} by {document['parameters'][0]} × {document['parameters'][1]}",
+            [str(i) for i in grid.index],
+            [str(c) for c in grid.columns],
+            grid.to_numpy(dtype=np.float64),
+            fmt=lambda v: format_metric(metric, float(v)),
+            row_title=document["parameters"][0],
+            col_title=document["parameters"][1],
+        )
+    )
     frame = sweep_rows_table(rows)
-    shown = ["rank", *[c for c in frame.columns if c not in {"rank", "run_id", *KEY_METRICS}],
-             "total_return", "sharpe_ratio", "max_drawdown", "trade_count", "alpha", "run_id"]
-    body_rows = [[format_metric(c, r.get(c)) if c in KEY_METRICS else r.get(c) for c in shown]
-                 for r in frame.astype(object).where(frame.notna(), None).to_dict("records")]
-    notes = ("<p class=note>Deflated Sharpe ratio (Bailey & López de Prado 2014): the probability that the best "
-             f"set's Sharpe ratio beats the best of {summary['trials']} unskilled trials, given the spread of the "
-             "trials' Sharpe ratios and the skew and kurtosis of its daily returns. Probability of backtest "
-             "overfitting (Bailey, Borwein, López de Prado & Zhu): the share of "
-             f"{summary.get('pbo_splits') or 0} in-sample/out-of-sample splits of {summary.get('pbo_blocks') or 0} "
-             "blocks of days where the in-sample best set ranks in the bottom half out of sample.</p>")
-    body = head + notes + chart + f"<h2>Ranked by {metric}</h2>" + table(
-        [str(c) for c in shown], body_rows, text_columns=1, scroll=True)
-    return render_page(f"Sweep of {document['strategy']} on {document['symbol']}",
-                       f"{len(rows)} parameter sets ranked by {metric}", body,
-                       "ntrader sweep report: one file, no scripts, opens offline.")
+    shown = [
+        "rank",
+        *[c for c in frame.columns if c not in {"rank", "run_id", *KEY_METRICS}],
+        "total_return",
+        "sharpe_ratio",
+        "max_drawdown",
+        "trade_count",
+        "alpha",
+        "run_id",
+    ]
+    body_rows = [
+        [format_metric(c, r.get(c)) if c in KEY_METRICS else r.get(c) for c in shown]
+        for r in frame.astype(object).where(frame.notna(), None).to_dict("records")
+    ]
+    notes = (
+        "<p class=note>Deflated Sharpe ratio (Bailey & López de Prado 2014): the probability that the best "
+        f"set's Sharpe ratio beats the best of {summary['trials']} unskilled trials, given the spread of the "
+        "trials' Sharpe ratios and the skew and kurtosis of its daily returns. Probability of backtest "
+        "overfitting (Bailey, Borwein, López de Prado & Zhu): the share of "
+        f"{summary.get('pbo_splits') or 0} in-sample/out-of-sample splits of {summary.get('pbo_blocks') or 0} "
+        "blocks of days where the in-sample best set ranks in the bottom half out of sample.</p>"
+    )
+    body = (
+        head
+        + notes
+        + chart
+        + f"<h2>Ranked by {metric}</h2>"
+        + table([str(c) for c in shown], body_rows, text_columns=1, scroll=True)
+    )
+    return render_page(
+        f"Sweep of {document['strategy']} on {document['symbol']}",
+        f"{len(rows)} parameter sets ranked by {metric}",
+        body,
+        "ntrader sweep report: one file, no scripts, opens offline.",
+    )
 
 
 def write_sweep_reports(directory: Path, document: dict[str, Any], heatmap_png: bytes | None = None) -> dict[str, Path]:
     """``sweep.json`` (the document), ``sweep.csv`` (one row per set) and ``sweep.html``."""
     del heatmap_png  # the HTML draws its own SVG heatmap; the PNG is for the UI
     texts = {
-        "json": json.dumps(to_jsonable({**document, "sets": [{**r, **rounded_metrics(r)} for r in document["sets"]]}),
-                           indent=2) + "\n",
+        "json": json.dumps(
+            to_jsonable({**document, "sets": [{**r, **rounded_metrics(r)} for r in document["sets"]]}), indent=2
+        )
+        + "\n",
         "csv": sweep_rows_table(document["sets"]).to_csv(index=False),
         "html": sweep_html(document),
     }
@@ -129,35 +188,67 @@ def write_sweep_reports(directory: Path, document: dict[str, Any], heatmap_png: 
 
 def walk_forward_html(document: dict[str, Any], curve: pd.DataFrame) -> str:
     stitched = document["stitched"]
-    figures = (("total return (OOS)", "total_return"), ("benchmark", "benchmark_return"), ("CAGR", "cagr"),
-               ("Sharpe", "sharpe_ratio"), ("max drawdown", "max_drawdown"), ("trades", "trade_count"))
-    head = cards([("windows", str(len(document["windows"])), False)] + [
-        (label, format_metric(name, stitched.get(name)), isinstance(stitched.get(name), float) and stitched[name] < 0)
-        for label, name in figures])
+    figures = (
+        ("total return (OOS)", "total_return"),
+        ("benchmark", "benchmark_return"),
+        ("CAGR", "cagr"),
+        ("Sharpe", "sharpe_ratio"),
+        ("max drawdown", "max_drawdown"),
+        ("trades", "trade_count"),
+    )
+    head = cards(
+        [("windows", str(len(document["windows"])), False)]
+        + [
+            (
+                label,
+                format_metric(name, stitched.get(name)),
+                isinstance(stitched.get(name), float) and stitched[name] < 0,
+            )
+            for label, name in figures
+        ]
+    )
     x = pd.DatetimeIndex(pd.to_datetime(curve["timestamp"], utc=True)).as_unit("ns").asi8
-    chart = time_chart("oos-equity", "Stitched out-of-sample equity",
-                       [Line("out of sample", x, curve["equity"].to_numpy(dtype=np.float64))],
-                       y_format="{:,.0f}".format)
+    chart = time_chart(
+        "oos-equity",
+        "Stitched out-of-sample equity",
+        [Line("out of sample", x, curve["equity"].to_numpy(dtype=np.float64))],
+        y_format="{:,.0f}".format,
+    )
     metric = document["metric"]
-    rows = [[w["out_of_sample"][0], w["out_of_sample"][1], ", ".join(f"{k}={v}" for k, v in w["params"].items()),
-             f"{w['in_sample'][0]} → {w['in_sample'][1]}",
-             format_metric(metric, w["in_sample_metrics"].get(metric)),
-             format_metric(metric, w["out_of_sample_metrics"].get(metric)),
-             format_metric("total_return", w["out_of_sample_metrics"].get("total_return"))]
-            for w in document["windows"]]
-    windows = table(["OOS from", "OOS to", "chosen parameters", "in sample", f"IS {metric}", f"OOS {metric}",
-                     "OOS return"], rows, text_columns=4)
-    note = ("<p class=note>In each window the parameter set with the best in-sample "
-            f"{metric} is run on the following out-of-sample sessions only; each out-of-sample run starts with the "
-            "previous one's final equity in cash.</p>")
-    return render_page(f"Walk-forward of {document['strategy']} on {document['symbol']}",
-                       f"run {document['run_id']}, {len(document['windows'])} windows, picked by {metric}",
-                       head + note + chart + "<h2>Windows</h2>" + windows,
-                       "ntrader walk-forward report: one file, no scripts, opens offline.")
+    rows = [
+        [
+            w["out_of_sample"][0],
+            w["out_of_sample"][1],
+            ", ".join(f"{k}={v}" for k, v in w["params"].items()),
+            f"{w['in_sample'][0]} → {w['in_sample'][1]}",
+            format_metric(metric, w["in_sample_metrics"].get(metric)),
+            format_metric(metric, w["out_of_sample_metrics"].get(metric)),
+            format_metric("total_return", w["out_of_sample_metrics"].get("total_return")),
+        ]
+        for w in document["windows"]
+    ]
+    windows = table(
+        ["OOS from", "OOS to", "chosen parameters", "in sample", f"IS {metric}", f"OOS {metric}", "OOS return"],
+        rows,
+        text_columns=4,
+    )
+    note = (
+        "<p class=note>In each window the parameter set with the best in-sample "
+        f"{metric} is run on the following out-of-sample sessions only; each out-of-sample run starts with the "
+        "previous one's final equity in cash.</p>"
+    )
+    return render_page(
+        f"Walk-forward of {document['strategy']} on {document['symbol']}",
+        f"run {document['run_id']}, {len(document['windows'])} windows, picked by {metric}",
+        head + note + chart + "<h2>Windows</h2>" + windows,
+        "ntrader walk-forward report: one file, no scripts, opens offline.",
+    )
 
 
 def write_walk_forward_reports(directory: Path, document: dict[str, Any], curve: pd.DataFrame) -> dict[str, Path]:
-    texts = {"json": json.dumps(to_jsonable({**document, "stitched": rounded_metrics(document["stitched"])}),
-                                indent=2) + "\n",
-             "html": walk_forward_html(document, curve)}
+    texts = {
+        "json": json.dumps(to_jsonable({**document, "stitched": rounded_metrics(document["stitched"])}), indent=2)
+        + "\n",
+        "html": walk_forward_html(document, curve),
+    }
     return {kind: write_text(Path(directory) / WALK_FORWARD_FILES[kind], text) for kind, text in texts.items()}

@@ -94,7 +94,9 @@ class RiskSettings(BaseModel):
     def strategy_fields(self) -> dict[str, Any]:
         return {
             "max_position_shares": self.max_position_shares,
-            "max_notional_per_order": None if self.max_notional_per_order is None else float(self.max_notional_per_order),
+            "max_notional_per_order": None
+            if self.max_notional_per_order is None
+            else float(self.max_notional_per_order),
             "max_drawdown_pct": self.max_drawdown_pct,
         }
 
@@ -194,16 +196,22 @@ class StrategySpec(BaseModel):
                 raise ValueError(f"sweep: {name} cannot be swept (set by backtest.risk or by the backtest)")
         for params in self.sweep.parameter_sets():
             if len(parameter_key(self.name, params)) > MAX_KEY_LENGTH:
-                raise ValueError(f"sweep: set {parameter_key(self.name, params)}: the key is longer than "
-                                 f"{MAX_KEY_LENGTH} characters; shorten the file name")
+                raise ValueError(
+                    f"sweep: set {parameter_key(self.name, params)}: the key is longer than "
+                    f"{MAX_KEY_LENGTH} characters; shorten the file name"
+                )
         return self
 
     def with_parameters(self, params: dict[str, Any]) -> StrategySpec:
         """This spec with one parameter set applied, named by its key, without sweep or walk-forward."""
-        spec = self.model_copy(update={
-            "name": parameter_key(self.name, params), "config": {**self.config, **params},
-            "sweep": None, "walk_forward": None,
-        })
+        spec = self.model_copy(
+            update={
+                "name": parameter_key(self.name, params),
+                "config": {**self.config, **params},
+                "sweep": None,
+                "walk_forward": None,
+            }
+        )
         spec._source = self._source
         return spec
 
@@ -430,7 +438,7 @@ def parse_spec_yaml(raw: bytes, path: str) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        raise StrategySpecError(f"{path}:{line}: not UTF-8 text (bytes {raw[exc.start:exc.end].hex(' ')})") from None
+        raise StrategySpecError(f"{path}:{line}: not UTF-8 text (bytes {raw[exc.start : exc.end].hex(' ')})") from None
     if _bracket_depth(raw) > MAX_SPEC_DEPTH:  # PyYAML takes seconds on a few KB of "[[[[" before failing
         raise StrategySpecError(f"{path}: nested more than {MAX_SPEC_DEPTH} levels deep")
     try:

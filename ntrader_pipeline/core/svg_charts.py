@@ -80,15 +80,25 @@ def _year_ticks(x0: int, x1: int) -> list[tuple[int, str]]:
     years = end.year - start.year
     if years >= 2:
         every = max(1, math.ceil(years / 10))
-        return [(pd.Timestamp(f"{y}-01-01", tz="UTC").value, str(y)) for y in range(start.year + 1, end.year + 1, every)]
+        return [
+            (pd.Timestamp(f"{y}-01-01", tz="UTC").value, str(y)) for y in range(start.year + 1, end.year + 1, every)
+        ]
     months = pd.date_range(start.normalize(), end, freq="MS", tz="UTC")
     every = max(1, math.ceil(len(months) / 8))
     return [(m.value, m.strftime("%Y-%m")) for m in months[::every]]
 
 
 def time_chart(
-    chart_id: str, title: str, lines: Sequence[Line], *, log: bool = False, y_format: Callable[[float], str] = "{:,.0f}".format,
-    markers: Sequence[Markers] = (), zero_line: bool = False, width: int = WIDTH, height: int = HEIGHT,
+    chart_id: str,
+    title: str,
+    lines: Sequence[Line],
+    *,
+    log: bool = False,
+    y_format: Callable[[float], str] = "{:,.0f}".format,
+    markers: Sequence[Markers] = (),
+    zero_line: bool = False,
+    width: int = WIDTH,
+    height: int = HEIGHT,
 ) -> str:
     """Lines over time (x in ns UTC) as one ``<svg>``; ``log`` puts y on a log10 scale."""
     xs = np.concatenate([ln.x for ln in lines]).astype(np.float64)
@@ -123,13 +133,17 @@ def time_chart(
         ticks = nice_ticks(y_low, y_high)
     for t in ticks:
         y = float(py(t))
-        parts.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                     f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_esc(y_format(t))}</text>')
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_esc(y_format(t))}</text>'
+        )
     for value, label in _year_ticks(int(x_low), int(x_high)):
         x = float(px(value))
         if left <= x <= right:
-            parts.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}"/>'
-                         f'<text class="tick" x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{label}</text>')
+            parts.append(
+                f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}"/>'
+                f'<text class="tick" x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{label}</text>'
+            )
     if zero_line and not log:
         parts.append(f'<line class="zero" x1="{left}" x2="{right}" y1="{float(py(0)):.1f}" y2="{float(py(0)):.1f}"/>')
     for ln in lines:
@@ -140,26 +154,40 @@ def time_chart(
         points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px(x), py(y)))
         if ln.area:
             base = float(py(0))
-            parts.append(f'<polygon fill="{ln.color}" fill-opacity="0.35" stroke="none" '
-                         f'points="{float(px(x[0])):.1f},{base:.1f} {points} {float(px(x[-1])):.1f},{base:.1f}"/>')
+            parts.append(
+                f'<polygon fill="{ln.color}" fill-opacity="0.35" stroke="none" '
+                f'points="{float(px(x[0])):.1f},{base:.1f} {points} {float(px(x[-1])):.1f},{base:.1f}"/>'
+            )
         dash = ' stroke-dasharray="5,3"' if ln.dash else ""
-        parts.append(f'<polyline fill="none" stroke="{ln.color}" stroke-width="1.3"{dash} points="{points}">'
-                     f'<title>{_esc(ln.name)}</title></polyline>')
+        parts.append(
+            f'<polyline fill="none" stroke="{ln.color}" stroke-width="1.3"{dash} points="{points}">'
+            f"<title>{_esc(ln.name)}</title></polyline>"
+        )
     for m in markers:
         for a, b in zip(px(m.x), py(m.y)):
             if not (math.isfinite(a) and math.isfinite(b)):
                 continue
-            tip = f"{a:.1f},{b - 4:.1f} {a - 4:.1f},{b + 4:.1f} {a + 4:.1f},{b + 4:.1f}" if m.shape == "up" else \
-                  f"{a:.1f},{b + 4:.1f} {a - 4:.1f},{b - 4:.1f} {a + 4:.1f},{b - 4:.1f}"
+            tip = (
+                f"{a:.1f},{b - 4:.1f} {a - 4:.1f},{b + 4:.1f} {a + 4:.1f},{b + 4:.1f}"
+                if m.shape == "up"
+                else f"{a:.1f},{b + 4:.1f} {a - 4:.1f},{b - 4:.1f} {a + 4:.1f},{b - 4:.1f}"
+            )
             parts.append(f'<polygon fill="{m.color}" points="{tip}"/>')
     parts.append(_legend([(ln.name, ln.color) for ln in lines] + [(m.name, m.color) for m in markers], left, width))
     parts.append("</svg>")
     return "".join(parts)
 
 
-def bar_chart(chart_id: str, title: str, labels: Sequence[str], values: Sequence[float | None],
-              y_format: Callable[[float], str] = "{:.0%}".format, width: int = WIDTH, height: int = HEIGHT,
-              colors: Sequence[str] | None = None) -> str:
+def bar_chart(
+    chart_id: str,
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    y_format: Callable[[float], str] = "{:.0%}".format,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    colors: Sequence[str] | None = None,
+) -> str:
     """Vertical bars (green above zero, red below unless ``colors``), with the value on each bar."""
     vals = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     if not np.isfinite(vals).any():
@@ -177,26 +205,34 @@ def bar_chart(chart_id: str, title: str, labels: Sequence[str], values: Sequence
     parts = [_frame_open(chart_id, title, width, height)]
     for t in nice_ticks(low, high):
         y = py(t)
-        parts.append(f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                     f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_esc(y_format(t))}</text>')
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_esc(y_format(t))}</text>'
+        )
     slot = (right - left) / max(len(vals), 1)
     every = max(1, math.ceil(len(vals) / 14))
     for i, (label, v) in enumerate(zip(labels, vals)):
         x = left + i * slot + slot * 0.15
         if i % every == 0:
-            parts.append(f'<text class="tick" x="{x + slot * 0.35:.1f}" y="{bottom + 16}" text-anchor="middle">{_esc(label)}</text>')
+            parts.append(
+                f'<text class="tick" x="{x + slot * 0.35:.1f}" y="{bottom + 16}" text-anchor="middle">'
+                f"{_esc(label)}</text>"
+            )
         if not math.isfinite(v):
             continue
         y0, y1 = py(0), py(v)
         color = colors[i] if colors else (GREEN if v >= 0 else RED)
-        parts.append(f'<rect x="{x:.1f}" y="{min(y0, y1):.1f}" width="{slot * 0.7:.1f}" height="{abs(y1 - y0):.1f}" '
-                     f'fill="{color}"><title>{_esc(label)}: {_esc(y_format(v))}</title></rect>')
+        parts.append(
+            f'<rect x="{x:.1f}" y="{min(y0, y1):.1f}" width="{slot * 0.7:.1f}" height="{abs(y1 - y0):.1f}" '
+            f'fill="{color}"><title>{_esc(label)}: {_esc(y_format(v))}</title></rect>'
+        )
     parts.append(f'<line class="zero" x1="{left}" x2="{right}" y1="{py(0):.1f}" y2="{py(0):.1f}"/></svg>')
     return "".join(parts)
 
 
-def histogram(chart_id: str, title: str, values: np.ndarray, bins: int = 50, width: int = WIDTH,
-              height: int = HEIGHT) -> str:
+def histogram(
+    chart_id: str, title: str, values: np.ndarray, bins: int = 50, width: int = WIDTH, height: int = HEIGHT
+) -> str:
     """A histogram of ``values`` (fractions) with the mean marked."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -207,13 +243,29 @@ def histogram(chart_id: str, title: str, values: np.ndarray, bins: int = 50, wid
     counts, edges = np.histogram(np.clip(values, low, high), bins=bins, range=(low, high) if high > low else None)
     labels = [f"{(a + b) / 2:.1%}" for a, b in zip(edges[:-1], edges[1:])]
     colors = [GREEN if (a + b) / 2 >= 0 else RED for a, b in zip(edges[:-1], edges[1:])]
-    return bar_chart(chart_id, f"{title} (mean {values.mean():.2%}, n = {len(values)})", labels, counts.tolist(),
-                     y_format="{:,.0f}".format, width=width, height=height, colors=colors)
+    return bar_chart(
+        chart_id,
+        f"{title} (mean {values.mean():.2%}, n = {len(values)})",
+        labels,
+        counts.tolist(),
+        y_format="{:,.0f}".format,
+        width=width,
+        height=height,
+        colors=colors,
+    )
 
 
-def heatmap(chart_id: str, title: str, row_labels: Sequence[str], col_labels: Sequence[str],
-            values: np.ndarray, fmt: Callable[[float], str] = "{:.1%}".format, row_title: str = "",
-            col_title: str = "", width: int = WIDTH) -> str:
+def heatmap(
+    chart_id: str,
+    title: str,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    values: np.ndarray,
+    fmt: Callable[[float], str] = "{:.1%}".format,
+    row_title: str = "",
+    col_title: str = "",
+    width: int = WIDTH,
+) -> str:
     """A table of coloured cells: red below zero, green above (scaled to the largest magnitude)."""
     values = np.asarray(values, dtype=np.float64)
     cell_h, label_w, top = 22, 70, 44
@@ -222,13 +274,17 @@ def heatmap(chart_id: str, title: str, row_labels: Sequence[str], col_labels: Se
     scale = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     parts = [_frame_open(chart_id, title, width, height)]
     if col_title:
-        parts.append(f'<text class="tick" x="{label_w + (width - label_w) / 2:.0f}" y="{top - 22}" '
-                     f'text-anchor="middle">{_esc(col_title)}</text>')
+        parts.append(
+            f'<text class="tick" x="{label_w + (width - label_w) / 2:.0f}" y="{top - 22}" '
+            f'text-anchor="middle">{_esc(col_title)}</text>'
+        )
     if row_title:
         parts.append(f'<text class="tick" x="4" y="{top - 6}">{_esc(row_title)}</text>')
     for j, label in enumerate(col_labels):
-        parts.append(f'<text class="tick" x="{label_w + (j + 0.5) * cell_w:.1f}" y="{top - 6}" '
-                     f'text-anchor="middle">{_esc(label)}</text>')
+        parts.append(
+            f'<text class="tick" x="{label_w + (j + 0.5) * cell_w:.1f}" y="{top - 6}" '
+            f'text-anchor="middle">{_esc(label)}</text>'
+        )
     for i, label in enumerate(row_labels):
         y = top + i * cell_h
         parts.append(f'<text class="tick" x="{label_w - 6}" y="{y + 15}" text-anchor="end">{_esc(label)}</text>')
@@ -236,22 +292,28 @@ def heatmap(chart_id: str, title: str, row_labels: Sequence[str], col_labels: Se
             v = values[i, j]
             x = label_w + j * cell_w
             if not math.isfinite(v):
-                parts.append(f'<rect x="{x:.1f}" y="{y}" width="{cell_w - 1:.1f}" height="{cell_h - 1}" fill="#f4f4f4"/>')
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y}" width="{cell_w - 1:.1f}" height="{cell_h - 1}" fill="#f4f4f4"/>'
+                )
                 continue
             strength = min(abs(v) / scale, 1.0) if scale else 0.0
             rgb = (214, 39, 40) if v < 0 else (44, 160, 44)
             fill = "#{:02x}{:02x}{:02x}".format(*[int(255 - (255 - c) * (0.15 + 0.85 * strength)) for c in rgb])
-            parts.append(f'<rect x="{x:.1f}" y="{y}" width="{cell_w - 1:.1f}" height="{cell_h - 1}" fill="{fill}">'
-                         f'<title>{_esc(label)} {_esc(col_labels[j])}: {_esc(fmt(v))}</title></rect>'
-                         f'<text class="cell" x="{x + cell_w / 2:.1f}" y="{y + 15}" text-anchor="middle">{_esc(fmt(v))}</text>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y}" width="{cell_w - 1:.1f}" height="{cell_h - 1}" fill="{fill}">'
+                f"<title>{_esc(label)} {_esc(col_labels[j])}: {_esc(fmt(v))}</title></rect>"
+                f'<text class="cell" x="{x + cell_w / 2:.1f}" y="{y + 15}" text-anchor="middle">{_esc(fmt(v))}</text>'
+            )
     parts.append("</svg>")
     return "".join(parts)
 
 
 def _frame_open(chart_id: str, title: str, width: int, height: int) -> str:
-    return (f'<svg class="chart" id="{_esc(chart_id)}" data-chart="{_esc(chart_id)}" xmlns="http://www.w3.org/2000/svg" '
-            f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">'
-            f'<text class="title" x="{MARGIN["left"]}" y="18">{_esc(title)}</text>')
+    return (
+        f'<svg class="chart" id="{_esc(chart_id)}" data-chart="{_esc(chart_id)}" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">'
+        f'<text class="title" x="{MARGIN["left"]}" y="18">{_esc(title)}</text>'
+    )
 
 
 def _legend(entries: list[tuple[str, str]], left: int, width: int) -> str:
@@ -259,11 +321,13 @@ def _legend(entries: list[tuple[str, str]], left: int, width: int) -> str:
         return ""
     parts, x = [], width - MARGIN["right"] - 150 * len(entries)
     for name, color in entries:
-        parts.append(f'<rect x="{x}" y="8" width="12" height="4" fill="{color}"/>'
-                     f'<text class="tick" x="{x + 16}" y="14">{_esc(name)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="8" width="12" height="4" fill="{color}"/>'
+            f'<text class="tick" x="{x + 16}" y="14">{_esc(name)}</text>'
+        )
         x += 150
     return "".join(parts)
 
 
 def _empty(chart_id: str, title: str, width: int, height: int) -> str:
-    return (_frame_open(chart_id, title, width, 60) + '<text class="tick" x="64" y="44">no data</text></svg>')
+    return _frame_open(chart_id, title, width, 60) + '<text class="tick" x="64" y="44">no data</text></svg>'

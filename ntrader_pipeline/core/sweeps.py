@@ -25,8 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Scalar = int | float | bool | str
 MAX_SETS = 10_000
-OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
-             "!=": operator.ne}
+OPERATORS = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 TOKEN = re.compile(r"\s*(?:(?P<number>-?\d+(?:\.\d+)?)|(?P<name>[A-Za-z_]\w*)|(?P<op><=|>=|==|!=|<|>))")
 KEY = re.compile(r"^(?P<base>[^\[\]|]+)\[(?P<params>[^\[\]|]*)\]$")
 
@@ -65,7 +71,9 @@ class Constraint:
                 operands.append(float(match["number"]) if match["number"] else match["name"])
             position = match.end()
         if not ops or len(operands) != len(ops) + 1:
-            raise ConstraintError(f"{text!r}: a constraint compares two or more operands, e.g. 'fast_period < slow_period'")
+            raise ConstraintError(
+                f"{text!r}: a constraint compares two or more operands, e.g. 'fast_period < slow_period'"
+            )
         return cls(text, tuple(operands), tuple(ops))
 
     @property

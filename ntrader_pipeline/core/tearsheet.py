@@ -79,16 +79,22 @@ def render_page(title: str, subtitle: str, body: str, footer: str = "") -> str:
 
 def cards(items: list[tuple[str, str, bool]]) -> str:
     """Headline figures as cards: (label, formatted value, negative?)."""
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><div class="label">{html.escape(label)}</div>'
-        f'<div class="value{" neg" if negative else ""}">{html.escape(value)}</div></div>'
-        for label, value, negative in items
-    ) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card"><div class="label">{html.escape(label)}</div>'
+            f'<div class="value{" neg" if negative else ""}">{html.escape(value)}</div></div>'
+            for label, value, negative in items
+        )
+        + "</div>"
+    )
 
 
 def table(header: list[str], rows: list[list[Any]], text_columns: int = 1, scroll: bool = False) -> str:
     """An HTML table; the first ``text_columns`` are left-aligned, a value starting with "-" is red."""
-    head = "".join(f'<th class="{"text" if i < text_columns else ""}">{html.escape(h)}</th>' for i, h in enumerate(header))
+    head = "".join(
+        f'<th class="{"text" if i < text_columns else ""}">{html.escape(h)}</th>' for i, h in enumerate(header)
+    )
     body = []
     for row in rows:
         cells = []
@@ -130,43 +136,73 @@ def equity_section(curve: pd.DataFrame, metrics: dict[str, Any], benchmark: Benc
     lines = [Line("strategy", x, equity)]
     if benchmark is not None and len(benchmark.closes):
         closes = benchmark.closes["close"].to_numpy(dtype=np.float64)
-        lines.append(Line(f"buy and hold {benchmark.symbol}", _ns(benchmark.closes), closes / closes[0] * equity[0],
-                          color=GREY))
+        lines.append(
+            Line(f"buy and hold {benchmark.symbol}", _ns(benchmark.closes), closes / closes[0] * equity[0], color=GREY)
+        )
     money = "{:,.0f}".format
     linear = time_chart("equity", "Equity against the benchmark", lines, y_format=money)
     log = time_chart("equity-log", "Equity against the benchmark (log scale)", lines, log=True, y_format=money)
-    return ('<h2>Equity</h2><div class="toggle"><input type="checkbox" id="log-scale">'
-            '<label for="log-scale">log scale</label>'
-            f'<div class="linear-scale">{linear}</div><div class="log-scale">{log}</div></div>')
+    return (
+        '<h2>Equity</h2><div class="toggle"><input type="checkbox" id="log-scale">'
+        '<label for="log-scale">log scale</label>'
+        f'<div class="linear-scale">{linear}</div><div class="log-scale">{log}</div></div>'
+    )
 
 
 def drawdown_section(curve: pd.DataFrame) -> str:
-    underwater = time_chart("underwater", "Underwater (drawdown from the running high)",
-                            [Line("drawdown", _ns(curve), curve["drawdown"].to_numpy(dtype=np.float64), color=RED,
-                                  area=True)], y_format="{:.0%}".format, zero_line=True)
-    rows = [[i + 1, _stamp(p["peak"]), _stamp(p["trough"]), _stamp(p["recovery"]) if p["recovery"] is not None
-             else "not recovered", f"{p['depth']:.2%}", f"{p['days']:,.0f}"]
-            for i, p in enumerate(drawdown_periods(curve))]
-    worst = table(["#", "peak", "trough", "recovery", "depth", "days"], rows, text_columns=4) if rows \
+    underwater = time_chart(
+        "underwater",
+        "Underwater (drawdown from the running high)",
+        [Line("drawdown", _ns(curve), curve["drawdown"].to_numpy(dtype=np.float64), color=RED, area=True)],
+        y_format="{:.0%}".format,
+        zero_line=True,
+    )
+    rows = [
+        [
+            i + 1,
+            _stamp(p["peak"]),
+            _stamp(p["trough"]),
+            _stamp(p["recovery"]) if p["recovery"] is not None else "not recovered",
+            f"{p['depth']:.2%}",
+            f"{p['days']:,.0f}",
+        ]
+        for i, p in enumerate(drawdown_periods(curve))
+    ]
+    worst = (
+        table(["#", "peak", "trough", "recovery", "depth", "days"], rows, text_columns=4)
+        if rows
         else "<p class=note>No drawdown.</p>"
+    )
     return f"<h2>Drawdowns</h2>{underwater}<h3>Five worst drawdowns</h3>{worst}"
 
 
 def returns_section(returns: pd.Series) -> str:
     monthly = monthly_returns(returns)
     months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-    heat = heatmap("monthly-returns", "Monthly returns", [str(y) for y in monthly.index], months,
-                   monthly.to_numpy(dtype=np.float64))
+    heat = heatmap(
+        "monthly-returns",
+        "Monthly returns",
+        [str(y) for y in monthly.index],
+        months,
+        monthly.to_numpy(dtype=np.float64),
+    )
     annual = annual_returns(returns)
     bars = bar_chart("annual-returns", "Annual returns", [str(y) for y in annual.index], annual.tolist())
     rolling = rolling_sharpe_volatility(returns)
     x = pd.DatetimeIndex(rolling.index).as_unit("ns").asi8
-    sharpe = time_chart("rolling-sharpe", "Rolling 6-month Sharpe ratio",
-                        [Line("Sharpe", x, rolling["sharpe"].to_numpy(dtype=np.float64))],
-                        y_format="{:.1f}".format, zero_line=True)
-    vol = time_chart("rolling-volatility", "Rolling 6-month volatility (annualised)",
-                     [Line("volatility", x, rolling["volatility"].to_numpy(dtype=np.float64), color=GREY)],
-                     y_format="{:.0%}".format)
+    sharpe = time_chart(
+        "rolling-sharpe",
+        "Rolling 6-month Sharpe ratio",
+        [Line("Sharpe", x, rolling["sharpe"].to_numpy(dtype=np.float64))],
+        y_format="{:.1f}".format,
+        zero_line=True,
+    )
+    vol = time_chart(
+        "rolling-volatility",
+        "Rolling 6-month volatility (annualised)",
+        [Line("volatility", x, rolling["volatility"].to_numpy(dtype=np.float64), color=GREY)],
+        y_format="{:.0%}".format,
+    )
     hist = histogram("returns-histogram", "Daily returns", returns.to_numpy(dtype=np.float64))
     return f"<h2>Returns</h2>{heat}{bars}{sharpe}{vol}{hist}"
 
@@ -185,34 +221,79 @@ def price_section(prices: pd.DataFrame | None, ledger: pd.DataFrame, symbol: str
     entry_x, entry_y = at(ledger["entry_time"]) if len(ledger) else none
     exit_x, exit_y = at(ledger["exit_time"]) if len(ledger) else none
     markers = [Markers("entry", entry_x, entry_y, GREEN, "up"), Markers("exit", exit_x, exit_y, RED, "down")]
-    chart = time_chart("price-trades", f"{symbol} close with entries and exits", [Line(symbol, x, close, color=GREY)],
-                       y_format="{:,.2f}".format, markers=markers)
+    chart = time_chart(
+        "price-trades",
+        f"{symbol} close with entries and exits",
+        [Line(symbol, x, close, color=GREY)],
+        y_format="{:,.2f}".format,
+        markers=markers,
+    )
     return f"<h2>Price and trades</h2>{chart}"
 
 
 def trades_section(ledger: pd.DataFrame) -> str:
     shown = ledger.tail(TRADE_ROWS_SHOWN)
-    rows = [[r.side, _stamp(r.entry_time), _stamp(r.exit_time), _exact(r.entry_price), _exact(r.exit_price),
-             f"{r.quantity:,}", _money(r.commission), _money(r.realized_pnl), f"{float(r.return_pct):.2f}%",
-             f"{r.holding_seconds / 86400:,.1f}"] for r in shown.itertuples(index=False)]
-    note = (f"<p class=note>Last {TRADE_ROWS_SHOWN} of {len(ledger)} trades; all are in trades.csv.</p>"
-            if len(ledger) > TRADE_ROWS_SHOWN else "")
+    rows = [
+        [
+            r.side,
+            _stamp(r.entry_time),
+            _stamp(r.exit_time),
+            _exact(r.entry_price),
+            _exact(r.exit_price),
+            f"{r.quantity:,}",
+            _money(r.commission),
+            _money(r.realized_pnl),
+            f"{float(r.return_pct):.2f}%",
+            f"{r.holding_seconds / 86400:,.1f}",
+        ]
+        for r in shown.itertuples(index=False)
+    ]
+    note = (
+        f"<p class=note>Last {TRADE_ROWS_SHOWN} of {len(ledger)} trades; all are in trades.csv.</p>"
+        if len(ledger) > TRADE_ROWS_SHOWN
+        else ""
+    )
     if not rows:
         return "<h2>Trades (0)</h2><p class=note>No round trips: trade statistics are n/a.</p>"
-    header = ["side", "entry (UTC)", "exit (UTC)", "entry price", "exit price", "quantity", "commission", "PnL",
-              "return", "days held"]
+    header = [
+        "side",
+        "entry (UTC)",
+        "exit (UTC)",
+        "entry price",
+        "exit price",
+        "quantity",
+        "commission",
+        "PnL",
+        "return",
+        "days held",
+    ]
     return f"<h2>Trades ({len(ledger)})</h2>{note}" + table(header, rows, text_columns=3, scroll=True)
 
 
-HEADLINE = (("total return", "total_return"), ("benchmark", "benchmark_return"), ("CAGR", "cagr"),
-            ("Sharpe", "sharpe_ratio"), ("Sortino", "sortino_ratio"), ("max drawdown", "max_drawdown"),
-            ("volatility", "volatility"), ("alpha", "alpha"), ("beta", "beta"),
-            ("information ratio", "information_ratio"), ("win rate", "win_rate"), ("trades", "trade_count"))
+HEADLINE = (
+    ("total return", "total_return"),
+    ("benchmark", "benchmark_return"),
+    ("CAGR", "cagr"),
+    ("Sharpe", "sharpe_ratio"),
+    ("Sortino", "sortino_ratio"),
+    ("max drawdown", "max_drawdown"),
+    ("volatility", "volatility"),
+    ("alpha", "alpha"),
+    ("beta", "beta"),
+    ("information ratio", "information_ratio"),
+    ("win rate", "win_rate"),
+    ("trades", "trade_count"),
+)
 
 
 def tearsheet_html(
-    record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame, curve: pd.DataFrame,
-    chart: bytes | None = None, prices: pd.DataFrame | None = None, benchmark: Benchmark | None = None,
+    record: dict[str, Any],
+    metrics: dict[str, Any],
+    ledger: pd.DataFrame,
+    curve: pd.DataFrame,
+    chart: bytes | None = None,
+    prices: pd.DataFrame | None = None,
+    benchmark: Benchmark | None = None,
 ) -> str:
     """One self-contained HTML page: headline figures, equity against the benchmark (linear or log),
     underwater chart and worst drawdowns, monthly and annual returns, rolling Sharpe and volatility,
@@ -226,25 +307,40 @@ def tearsheet_html(
     if benchmark is None and prices is not None:
         benchmark = Benchmark(record["symbol"], prices)
     returns = daily_returns(curve)
-    headline = cards([(label, format_metric(name, metrics.get(name)),
-                       isinstance(metrics.get(name), float) and metrics[name] < 0) for label, name in HEADLINE])
-    metric_rows = [[name, format_metric(name, value)] for name, value in metrics.items()
-                   if name not in {"run_id", "strategy", "symbol"}]
+    headline = cards(
+        [
+            (label, format_metric(name, metrics.get(name)), isinstance(metrics.get(name), float) and metrics[name] < 0)
+            for label, name in HEADLINE
+        ]
+    )
+    metric_rows = [
+        [name, format_metric(name, value)]
+        for name, value in metrics.items()
+        if name not in {"run_id", "strategy", "symbol"}
+    ]
     half = (len(metric_rows) + 1) // 2
-    facts = [["bars", record.get("bar_type")], ["data sha256", record.get("data_hash")],
-             ["versions", ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items())]]
-    body = "".join([
-        headline,
-        equity_section(curve, metrics, benchmark),
-        drawdown_section(curve),
-        returns_section(returns),
-        price_section(prices, ledger, record["symbol"]),
-        "<h2>Metrics</h2><p class=note>Equity is marked to market at every bar; ratios use daily returns with no "
-        "risk-free rate; n/a marks an undefined value.</p>",
-        f'<div class="two">{table(["metric", "value"], metric_rows[:half])}{table(["metric", "value"], metric_rows[half:])}</div>',
-        trades_section(ledger),
-        "<h2>Run</h2>" + table(["", ""], facts),
-    ])
-    subtitle = f"{metrics.get('start')} → {metrics.get('end')}, {metrics.get('bars')} bars, " \
-               f"benchmark {metrics.get('benchmark') or record['symbol']}"
+    facts = [
+        ["bars", record.get("bar_type")],
+        ["data sha256", record.get("data_hash")],
+        ["versions", ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items())],
+    ]
+    body = "".join(
+        [
+            headline,
+            equity_section(curve, metrics, benchmark),
+            drawdown_section(curve),
+            returns_section(returns),
+            price_section(prices, ledger, record["symbol"]),
+            "<h2>Metrics</h2><p class=note>Equity is marked to market at every bar; ratios use daily returns with no "
+            "risk-free rate; n/a marks an undefined value.</p>",
+            f'<div class="two">{table(["metric", "value"], metric_rows[:half])}'
+            f"{table(['metric', 'value'], metric_rows[half:])}</div>",
+            trades_section(ledger),
+            "<h2>Run</h2>" + table(["", ""], facts),
+        ]
+    )
+    subtitle = (
+        f"{metrics.get('start')} → {metrics.get('end')}, {metrics.get('bars')} bars, "
+        f"benchmark {metrics.get('benchmark') or record['symbol']}"
+    )
     return render_page(chart_title(record), subtitle, body, "ntrader tearsheet: one file, no scripts, opens offline.")

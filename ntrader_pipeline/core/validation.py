@@ -59,8 +59,8 @@ def validate_bars(
     """Every OHLCV rule a bar must obey, checked column-wise (no per-row Python).
 
     ``frame`` holds ``ts_event`` and the OHLCV floats in source order; ``lines[i]`` is row i's line
-    in the source. ``raw`` (optional) maps a column to the source text of its cells (anything indexed by row), so messages
-    quote the file's own text; ``time_column`` is the source's name for the timestamp column.
+    in the source. ``raw`` (optional) maps a column to the source text of its cells (anything indexed
+    by row), so messages quote the file's own text; ``time_column`` is the source's name for the timestamp column.
     """
     o, h, low, c, v = (frame[k].to_numpy() for k in ("open", "high", "low", "close", "volume"))
     checks = [

@@ -31,8 +31,10 @@ def backtest_partitions(strategy_names: list[str]) -> MultiPartitionsDefinition:
     if FILE_STRATEGY_KEY in strategy_names:
         raise ValueError(f"the strategy name {FILE_STRATEGY_KEY!r} is reserved; rename {FILE_STRATEGY_KEY}.yaml")
     return MultiPartitionsDefinition(
-        {"strategy": StaticPartitionsDefinition(sorted([*strategy_names, FILE_STRATEGY_KEY])),
-         "symbol": symbol_partitions}
+        {
+            "strategy": StaticPartitionsDefinition(sorted([*strategy_names, FILE_STRATEGY_KEY])),
+            "symbol": symbol_partitions,
+        }
     )
 
 
@@ -40,7 +42,9 @@ def backtest_partitions(strategy_names: list[str]) -> MultiPartitionsDefinition:
 # when a sweep is requested: a dynamic dimension, so the static strategy dimension (one key per
 # file) and the automatic backtests on new bars stay as they are.
 parameter_set_partitions = DynamicPartitionsDefinition(name="parameter_set")
-sweep_set_partitions = MultiPartitionsDefinition({"parameter_set": parameter_set_partitions, "symbol": symbol_partitions})
+sweep_set_partitions = MultiPartitionsDefinition(
+    {"parameter_set": parameter_set_partitions, "symbol": symbol_partitions}
+)
 
 
 def backtest_key(strategy: str, symbol: str) -> str:

@@ -36,7 +36,9 @@ def by_name(variable: str, value: str, *, secret: bool = True) -> str:
     if os.environ.get(variable) == value:
         return EnvVar(variable)
     if secret:
-        raise ValueError(f"{variable} holds a secret: set it in the environment (or .env), where Dagster reads it by name")
+        raise ValueError(
+            f"{variable} holds a secret: set it in the environment (or .env), where Dagster reads it by name"
+        )
     return value
 
 
@@ -69,7 +71,8 @@ class PipelineStores(ConfigurableResource):
         url = settings.warehouse_url
         return cls(
             warehouse_url=by_name(WAREHOUSE_URL_VAR, url, secret=urlsplit(url).password is not None)
-            if url else settings.resolved_warehouse_url,
+            if url
+            else settings.resolved_warehouse_url,
             catalog_path=settings.catalog_location,
             reports_dir=settings.reports_location,
             strategy_configs_dir=str(Path(settings.strategy_configs_dir).resolve()),
@@ -84,8 +87,9 @@ class PipelineStores(ConfigurableResource):
 
     def s3(self) -> S3Options:
         """How to reach the ``s3://`` locations (keys read from the environment only now)."""
-        return S3Options(self.s3_endpoint_url, self.s3_region, resolved(self.s3_access_key_id),
-                         resolved(self.s3_secret_access_key))
+        return S3Options(
+            self.s3_endpoint_url, self.s3_region, resolved(self.s3_access_key_id), resolved(self.s3_secret_access_key)
+        )
 
     def catalog(self) -> BarCatalog:
         """The catalog, once any publish a killed writer left is settled (see ``market_data_store``)."""

@@ -344,8 +344,14 @@ class FakeGateway:
             wire.error(request.req_id, refused.code, refused.text)
             return True
         dates = [_bar_date(b, request.format_date) for b in bars]
-        wire.historical_data(request.req_id, start.strftime("%Y%m%d %H:%M:%S"), end.strftime("%Y%m%d %H:%M:%S"),
-                             bars, dates, midpoint=request.what_to_show == "MIDPOINT")
+        wire.historical_data(
+            request.req_id,
+            start.strftime("%Y%m%d %H:%M:%S"),
+            end.strftime("%Y%m%d %H:%M:%S"),
+            bars,
+            dates,
+            midpoint=request.what_to_show == "MIDPOINT",
+        )
         return True
 
     # -- what IB serves --------------------------------------------------------------------------
@@ -372,7 +378,9 @@ class FakeGateway:
         if day not in self._hours:
             calendar = self._calendar
             is_session = calendar.is_session(day)
-            self._hours[day] = (calendar.session_open(day).value, calendar.session_close(day).value) if is_session else None
+            self._hours[day] = (
+                (calendar.session_open(day).value, calendar.session_close(day).value) if is_session else None
+            )
         hours = self._hours[day]
         return hours is not None and hours[0] <= opened < hours[1]
 
@@ -380,17 +388,22 @@ class FakeGateway:
         if request.bar_size not in BAR_SIZES:
             raise RequestRefused(321, f"Error validating request.-'bS' : cause - Invalid bar size {request.bar_size}")
         if request.what_to_show == "ADJUSTED_LAST" and request.end:
-            raise RequestRefused(321, "Error validating request.-'bO' : cause - End date not supported with adjusted last")
+            raise RequestRefused(
+                321, "Error validating request.-'bO' : cause - End date not supported with adjusted last"
+            )
         end = self._end_time(request.end)
         try:
             number, unit = request.duration.split()
             seconds = int(number) * DURATION_UNITS[unit]
         except (ValueError, KeyError):
-            raise RequestRefused(321, f"Error validating request.-'bP' : cause - Invalid duration {request.duration!r}") from None
+            raise RequestRefused(
+                321, f"Error validating request.-'bP' : cause - Invalid duration {request.duration!r}"
+            ) from None
         if unit == "D" and int(number) > 365:
             raise RequestRefused(
-                321, "Error validating request.-'bX' : cause - Historical data requests for durations longer "
-                "than 365 days must be made in years"
+                321,
+                "Error validating request.-'bX' : cause - Historical data requests for durations longer "
+                "than 365 days must be made in years",
             )
         if seconds > MAX_WINDOW[request.bar_size]:
             raise RequestRefused(162, "Historical Market Data Service error message:Time length exceed max.")
@@ -461,7 +474,9 @@ class _Wire:
     def error(self, req_id: int, code: int, text: str) -> None:
         now_ms = int(time.time() * 1000)
         if self.version >= V_RAW_MSG_ID:
-            self.proto(ERR_MSG, ErrorMessage_pb2.ErrorMessage(id=req_id, errorTime=now_ms, errorCode=code, errorMsg=text))
+            self.proto(
+                ERR_MSG, ErrorMessage_pb2.ErrorMessage(id=req_id, errorTime=now_ms, errorCode=code, errorMsg=text)
+            )
         elif self.version >= V_ERROR_TIME:
             self.text(ERR_MSG, req_id, code, text, "", now_ms)
         elif self.version >= V_ADVANCED_REJECT:
@@ -504,17 +519,35 @@ class _Wire:
         long_name, isin = f"{symbol} INC", f"US{symbol:0<9}{listing}"
         if self.version >= V_PROTO_CONTRACT:
             contract = Contract_pb2.Contract(
-                conId=con_id, symbol=symbol, secType="STK", exchange="SMART", primaryExch=exchange,
-                currency="USD", localSymbol=symbol, tradingClass="NMS",
+                conId=con_id,
+                symbol=symbol,
+                secType="STK",
+                exchange="SMART",
+                primaryExch=exchange,
+                currency="USD",
+                localSymbol=symbol,
+                tradingClass="NMS",
             )
             details = ContractDetails_pb2.ContractDetails(
-                marketName="NMS", minTick="0.01", orderTypes="LMT,MKT", validExchanges=f"SMART,{exchange}",
-                priceMagnifier=1, longName=long_name, industry="Technology", timeZoneId="US/Eastern",
-                stockType="COMMON", aggGroup=1, marketRuleIds="26", minSize="1", sizeIncrement="1",
+                marketName="NMS",
+                minTick="0.01",
+                orderTypes="LMT,MKT",
+                validExchanges=f"SMART,{exchange}",
+                priceMagnifier=1,
+                longName=long_name,
+                industry="Technology",
+                timeZoneId="US/Eastern",
+                stockType="COMMON",
+                aggGroup=1,
+                marketRuleIds="26",
+                minSize="1",
+                sizeIncrement="1",
                 suggestedSizeIncrement="100",
             )
             details.secIdList["ISIN"] = isin
-            self.proto(CONTRACT_DATA, ContractData_pb2.ContractData(reqId=req_id, contract=contract, contractDetails=details))
+            self.proto(
+                CONTRACT_DATA, ContractData_pb2.ContractData(reqId=req_id, contract=contract, contractDetails=details)
+            )
             return
         version = self.version
         values: list = [] if version >= V_SIZE_RULES else [8]
@@ -524,8 +557,33 @@ class _Wire:
         values += [0, "", "SMART", "USD", symbol, "NMS", "NMS", con_id, 0.01]
         if version < V_SIZE_RULES:
             values += [1]  # mdSizeMultiplier
-        values += ["", "LMT,MKT", f"SMART,{exchange}", 1, 0, long_name, exchange, "", "Technology", "", "",
-                   "US/Eastern", "", "", "", 0, 1, "ISIN", isin, 1, "", "", "26", "", "COMMON"]
+        values += [
+            "",
+            "LMT,MKT",
+            f"SMART,{exchange}",
+            1,
+            0,
+            long_name,
+            exchange,
+            "",
+            "Technology",
+            "",
+            "",
+            "US/Eastern",
+            "",
+            "",
+            "",
+            0,
+            1,
+            "ISIN",
+            isin,
+            1,
+            "",
+            "",
+            "26",
+            "",
+            "COMMON",
+        ]
         values += [1, 1, 100] if version >= V_SIZE_RULES else [1]
         if version >= V_INELIGIBILITY:
             values += [0]
@@ -537,8 +595,9 @@ class _Wire:
         else:
             self.text(CONTRACT_DATA_END, 1, req_id)
 
-    def historical_data(self, req_id: int, start: str, end: str, bars: list[FakeBar], dates: list[str],
-                        midpoint: bool = False) -> None:
+    def historical_data(
+        self, req_id: int, start: str, end: str, bars: list[FakeBar], dates: list[str], midpoint: bool = False
+    ) -> None:
         def volume(bar):
             return -1 if midpoint else int(bar.volume)
 
@@ -546,12 +605,20 @@ class _Wire:
             message = HistoricalData_pb2.HistoricalData(reqId=req_id)
             for bar, date in zip(bars, dates):
                 message.historicalDataBars.add(
-                    date=date, open=bar.open, high=bar.high, low=bar.low, close=bar.close,
-                    volume=str(volume(bar)), WAP=str(bar.close), barCount=-1 if midpoint else 1,
+                    date=date,
+                    open=bar.open,
+                    high=bar.high,
+                    low=bar.low,
+                    close=bar.close,
+                    volume=str(volume(bar)),
+                    WAP=str(bar.close),
+                    barCount=-1 if midpoint else 1,
                 )
             self.proto(HISTORICAL_DATA, message)
-            self.proto(HISTORICAL_DATA_END, HistoricalDataEnd_pb2.HistoricalDataEnd(reqId=req_id, startDateStr=start,
-                                                                                    endDateStr=end))
+            self.proto(
+                HISTORICAL_DATA_END,
+                HistoricalDataEnd_pb2.HistoricalDataEnd(reqId=req_id, startDateStr=start, endDateStr=end),
+            )
             return
         values: list = [req_id]
         if self.version < V_HISTORICAL_DATA_END:
@@ -570,10 +637,20 @@ def _text_request(msg_id: int, fields: list[str]) -> dict | list[str]:
         return {"reqId": int(fields[1]), "symbol": fields[3], "secType": fields[4], "primaryExchange": fields[10]}
     if msg_id == REQ_HISTORICAL_DATA:  # reqId, 13 contract fields, end, bar size, duration, rth, what, format
         names = ["endDateTime", "barSizeSetting", "durationStr", "useRTH", "whatToShow", "formatDate"]
-        return {"reqId": fields[0], "symbol": fields[2], "primaryExchange": fields[9], **dict(zip(names, fields[14:20]))}
+        return {
+            "reqId": fields[0],
+            "symbol": fields[2],
+            "primaryExchange": fields[9],
+            **dict(zip(names, fields[14:20])),
+        }
     if msg_id == REQ_HEAD_TIMESTAMP:  # reqId, 13 contract fields, useRTH, whatToShow, formatDate
-        return {"reqId": int(fields[0]), "symbol": fields[2], "useRTH": fields[14], "whatToShow": fields[15],
-                "formatDate": fields[16]}
+        return {
+            "reqId": int(fields[0]),
+            "symbol": fields[2],
+            "useRTH": fields[14],
+            "whatToShow": fields[15],
+            "formatDate": fields[16],
+        }
     return fields
 
 
@@ -583,12 +660,21 @@ def _proto_request(msg_id: int, body: bytes) -> dict | None:
     _, cls = PROTO_REQUESTS[msg_id]
     message = cls.FromString(body)
     contract = message.contract
-    request = {"reqId": message.reqId, "symbol": contract.symbol, "secType": contract.secType,
-               "primaryExchange": contract.primaryExch}
+    request = {
+        "reqId": message.reqId,
+        "symbol": contract.symbol,
+        "secType": contract.secType,
+        "primaryExchange": contract.primaryExch,
+    }
     if msg_id == REQ_HISTORICAL_DATA:
-        request.update(endDateTime=message.endDateTime, barSizeSetting=message.barSizeSetting,
-                       durationStr=message.duration, useRTH=int(message.useRTH), whatToShow=message.whatToShow,
-                       formatDate=message.formatDate)
+        request.update(
+            endDateTime=message.endDateTime,
+            barSizeSetting=message.barSizeSetting,
+            durationStr=message.duration,
+            useRTH=int(message.useRTH),
+            whatToShow=message.whatToShow,
+            formatDate=message.formatDate,
+        )
     elif msg_id == REQ_HEAD_TIMESTAMP:
         request.update(useRTH=int(message.useRTH), whatToShow=message.whatToShow, formatDate=message.formatDate)
     return request
@@ -623,8 +709,12 @@ def synthetic_minutes(days, first: str = "09:30", last: str = "15:59", base: flo
     """One bar per minute from ``first`` to ``last`` (New York) on each day, prices rising slowly."""
     bars = []
     for day in days:
-        opens = pd.date_range(f"{pd.Timestamp(day).date()} {first}", f"{pd.Timestamp(day).date()} {last}",
-                              freq="min", tz="America/New_York")
+        opens = pd.date_range(
+            f"{pd.Timestamp(day).date()} {first}",
+            f"{pd.Timestamp(day).date()} {last}",
+            freq="min",
+            tz="America/New_York",
+        )
         for i, t in enumerate(opens):
             seconds = int(t.timestamp())
             price = round(base + i / 100, 2)

@@ -58,8 +58,18 @@ def test_connect_to_a_silent_server_fails_within_the_timeout(gateway_env, start_
 
 def test_fetch_stores_bars_and_reports_each_symbol(gateway_env, start_gateway, clean_bars):
     gateway = start_gateway(clean_bars)
-    args = ["data", "fetch", "--instruments", "ORCL,NOSUCH", "--start", "2013-01-01", "--end", "2013-03-31",
-            "--port", str(gateway.port)]
+    args = [
+        "data",
+        "fetch",
+        "--instruments",
+        "ORCL,NOSUCH",
+        "--start",
+        "2013-01-01",
+        "--end",
+        "2013-03-31",
+        "--port",
+        str(gateway.port),
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1
     assert "error: 1 of 2 symbols failed: NOSUCH: IB error 200" in result.output
@@ -78,7 +88,9 @@ def test_fetch_stores_bars_and_reports_each_symbol(gateway_env, start_gateway, c
         runs = instance.get_runs(RunsFilter(job_name=IBKR_JOB))
         assert [run.status for run in runs] == [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]
         checks = instance.all_logs(runs[0].run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-        evaluations = {e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data for e in checks}
+        evaluations = {
+            e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data for e in checks
+        }
         assert evaluations["ohlc_consistent"].passed and evaluations["row_count_matches_source"].passed
 
 
@@ -87,7 +99,10 @@ def test_cli_connect_to_a_closed_port_exits_nonzero_with_one_line(gateway_env):
         port = probe.getsockname()[1]
     done = subprocess.run(
         [sys.executable, "-c", "from ntrader_pipeline.cli import main; main()", "data", "connect", "--port", str(port)],
-        capture_output=True, text=True, timeout=180, env=os.environ.copy(),  # a hang, not slowness
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=os.environ.copy(),  # a hang, not slowness
     )
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
@@ -120,16 +135,25 @@ sys.exit(result.error)
 def test_two_fetch_processes_keep_ibs_pacing_together(gateway_env, start_gateway, clean_bars, monkeypatch):
     """Two fetch processes at once: together they stay within one pacing budget."""
     window, budget = 5.0, 6
-    gateway = start_gateway(clean_bars, pacing=Pacing(max_requests=budget, window=window, identical_interval=0.6,
-                                                      per_contract=3, per_contract_window=0.4))
+    gateway = start_gateway(
+        clean_bars,
+        pacing=Pacing(
+            max_requests=budget, window=window, identical_interval=0.6, per_contract=3, per_contract_window=0.4
+        ),
+    )
     monkeypatch.setenv("NTRADER_IB_PORT", str(gateway.port))
     monkeypatch.setenv("NTRADER_IB_PACING_WINDOW", str(window))
     monkeypatch.setenv("NTRADER_IB_MAX_REQUESTS", str(budget))
     monkeypatch.setenv("NTRADER_IB_REQUEST_TIMEOUT", "30")
     Warehouse.open(gateway_env.resolved_warehouse_url)  # migrated before either process starts
     processes = [
-        subprocess.Popen([sys.executable, "-c", FETCH_PROCESS, symbol, str(i)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        subprocess.Popen(
+            [sys.executable, "-c", FETCH_PROCESS, symbol, str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
         for i, symbol in enumerate(["ORCL", "NVDA"], start=1)
     ]
     outputs = [p.communicate(timeout=240) for p in processes]

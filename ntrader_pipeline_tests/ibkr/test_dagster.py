@@ -41,14 +41,22 @@ def test_ingestion_fetches_the_universe_and_passes_its_check(ntrader_home, start
     gateway = start_gateway(clean_bars)
     with instance_for_test() as instance:
         result = materialize(
-            [ibkr_bars, ibkr_bars_checks], resources=resources(ntrader_home, gateway.port),
-            run_config=RUN_CONFIG, instance=instance,
+            [ibkr_bars, ibkr_bars_checks],
+            resources=resources(ntrader_home, gateway.port),
+            run_config=RUN_CONFIG,
+            instance=instance,
         )
         assert result.success
         metadata = result.asset_materializations_for_node("ibkr_bars")[0].metadata
         assert metadata["bars_written"].value == 2 * 124  # H1 2013 sessions, both symbols
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-        assert set(checks) == {"ohlc_consistent", "no_duplicate_bars", "row_count_matches_source", "calendar_gaps", "fresh"}
+        assert set(checks) == {
+            "ohlc_consistent",
+            "no_duplicate_bars",
+            "row_count_matches_source",
+            "calendar_gaps",
+            "fresh",
+        }
         assert all(checks[name].passed for name in checks if name != "fresh")  # 2013 bars are stale today
         assert not checks["fresh"].passed and checks["fresh"].severity.value == "WARN"
         counts = checks["row_count_matches_source"].metadata["symbols"].value
@@ -61,8 +69,11 @@ def test_ingestion_fetches_the_universe_and_passes_its_check(ntrader_home, start
         with stores.warehouse().transaction() as connection:
             connection.execute(delete(market_data).where(market_data.c.symbol == "NVDA"))
         rerun = materialize(
-            [ibkr_bars, ibkr_bars_checks], resources=resources(ntrader_home, gateway.port),
-            instance=instance, selection=AssetSelection.checks(ibkr_bars_checks), raise_on_error=False,
+            [ibkr_bars, ibkr_bars_checks],
+            resources=resources(ntrader_home, gateway.port),
+            instance=instance,
+            selection=AssetSelection.checks(ibkr_bars_checks),
+            raise_on_error=False,
         )
         check = next(c for c in rerun.get_asset_check_evaluations() if c.check_name == "row_count_matches_source")
         assert not check.passed
@@ -75,8 +86,11 @@ def test_unknown_symbol_fails_the_run_without_retries(ntrader_home, start_gatewa
     gateway = start_gateway(clean_bars)
     with instance_for_test() as instance:
         result = materialize(
-            [ibkr_bars], resources=resources(ntrader_home, gateway.port, universe="ORCL,NOSUCH"),
-            run_config=RUN_CONFIG, instance=instance, raise_on_error=False,
+            [ibkr_bars],
+            resources=resources(ntrader_home, gateway.port, universe="ORCL,NOSUCH"),
+            run_config=RUN_CONFIG,
+            instance=instance,
+            raise_on_error=False,
         )
         assert not result.success
         events = [e.event_type for e in result.all_events]
@@ -117,7 +131,9 @@ def test_ib_fetch_of_newer_sessions_appends_and_passes_every_check(ntrader_home,
     with instance_for_test() as instance:
         for start, end in (("2013-01-01", "2013-03-31"), ("2013-04-01", "2013-06-30")):
             result = materialize(
-                [ibkr_bars, ibkr_bars_checks], resources=resources(ntrader_home, gateway.port, "ORCL"), instance=instance,
+                [ibkr_bars, ibkr_bars_checks],
+                resources=resources(ntrader_home, gateway.port, "ORCL"),
+                instance=instance,
                 run_config={"ops": {"ibkr_bars": {"config": {"start": start, "end": end}}}},
             )
             assert result.success

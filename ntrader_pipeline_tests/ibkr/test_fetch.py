@@ -133,7 +133,9 @@ def test_a_long_fetch_keeps_every_pacing_rule(tmp_path, sqlite_url, start_gatewa
 
 
 @pytest.mark.parametrize("server_version", VERSIONS, indirect=True)
-def test_transient_errors_are_retried_and_definitive_ones_reported_at_once(tmp_path, sqlite_url, start_gateway, clean_bars):
+def test_transient_errors_are_retried_and_definitive_ones_reported_at_once(
+    tmp_path, sqlite_url, start_gateway, clean_bars
+):
     answers = iter([(162, "Historical Market Data Service error message:pacing violation"), DISCONNECT])
 
     def flaky(request):  # the first two ORCL requests fail, everything after is served

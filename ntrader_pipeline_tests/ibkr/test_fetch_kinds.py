@@ -60,9 +60,9 @@ def test_extended_hours_reach_the_post_market_close_and_are_counted(tmp_path, sq
     extended = make_store(tmp_path / "extended", sqlite_url)
     regular = make_store(tmp_path / "regular", f"sqlite:///{tmp_path / 'regular.sqlite'}")
 
-    [ext] = IbkrFetcher(fast_settings(gateway.port, use_rth=False, request_timeout=30), extended, now_ns=NEVER_CLOSED).fetch(
-        ["SYN"], date(2024, 1, 2), date(2024, 1, 3), Timeframe.MIN1
-    )
+    [ext] = IbkrFetcher(
+        fast_settings(gateway.port, use_rth=False, request_timeout=30), extended, now_ns=NEVER_CLOSED
+    ).fetch(["SYN"], date(2024, 1, 2), date(2024, 1, 3), Timeframe.MIN1)
     [rth] = IbkrFetcher(fast_settings(gateway.port, request_timeout=30), regular, now_ns=NEVER_CLOSED).fetch(
         ["SYN"], date(2024, 1, 2), date(2024, 1, 3), Timeframe.MIN1
     )
@@ -85,12 +85,15 @@ def halved_before(bars: list[FakeBar], split_ns: int) -> list[FakeBar]:
     """The series as IB's ADJUSTED_LAST would show it after a 2:1 split at ``split_ns``."""
     return [
         FakeBar(b.close_ns, b.date, *(round(p / 2, 2) for p in (b.open, b.high, b.low, b.close)), b.volume * 2)
-        if b.close_ns < split_ns else b
+        if b.close_ns < split_ns
+        else b
         for b in bars
     ]
 
 
-def test_adjusted_bars_are_fetched_up_to_now_and_stored_as_ibkr_adjusted(tmp_path, sqlite_url, start_gateway, clean_bars):
+def test_adjusted_bars_are_fetched_up_to_now_and_stored_as_ibkr_adjusted(
+    tmp_path, sqlite_url, start_gateway, clean_bars
+):
     split = pd.Timestamp("2013-07-01", tz="UTC").value
     now = pd.Timestamp("2014-01-15 21:00", tz="UTC")
     adjusted = halved_before(clean_bars["ORCL"], split)
@@ -106,8 +109,11 @@ def test_adjusted_bars_are_fetched_up_to_now_and_stored_as_ibkr_adjusted(tmp_pat
     assert (request.what_to_show, request.end, request.duration) == ("ADJUSTED_LAST", "", "2 Y")
     assert gateway.head_requests == [("ORCL", "ADJUSTED_LAST", 1)]
     stored = store.catalog.read("ORCL", Timeframe.DAILY).frame
-    expected = [b.close for b in adjusted if pd.Timestamp("2013-01-01", tz="UTC").value < b.close_ns
-                < pd.Timestamp("2014-01-01", tz="UTC").value]
+    expected = [
+        b.close
+        for b in adjusted
+        if pd.Timestamp("2013-01-01", tz="UTC").value < b.close_ns < pd.Timestamp("2014-01-01", tz="UTC").value
+    ]
     assert np.allclose(stored["close"], expected)
     assert set(table_rows(store, "ORCL")["data_source"]) == {"ibkr-adjusted"}
 
@@ -128,13 +134,22 @@ def test_adjusted_and_unadjusted_bars_never_share_a_series(tmp_path, sqlite_url,
     # A plain CSV is refused the same way, at the store both importers write through.
     csv = read_bar_csv(ORCL_DAILY, "ORCL")
     early = csv.frame[csv.frame["ts_event"] < pd.Timestamp("2013-01-01", tz="UTC").value].reset_index(drop=True)
-    with pytest.raises(MixedAdjustmentError, match=r"already holds adjusted bars \(source ibkr-adjusted\).*source csv\)"):
+    with pytest.raises(
+        MixedAdjustmentError, match=r"already holds adjusted bars \(source ibkr-adjusted\).*source csv\)"
+    ):
         store.replace(type(csv)("ORCL", Timeframe.DAILY, early, csv.price_precision))
     # And the other way round: CSV --adjusted bars keep IB's unadjusted bars out.
     other = make_store(tmp_path / "other", f"sqlite:///{tmp_path / 'other.sqlite'}")
     yahoo = read_bar_csv(ORCL_DAILY, "ORCL", adjusted=True)
-    other.replace(type(yahoo)("ORCL", Timeframe.DAILY, yahoo.frame[yahoo.frame["ts_event"] < early["ts_event"].max()]
-                              .reset_index(drop=True), yahoo.price_precision, source=yahoo.source))
+    other.replace(
+        type(yahoo)(
+            "ORCL",
+            Timeframe.DAILY,
+            yahoo.frame[yahoo.frame["ts_event"] < early["ts_event"].max()].reset_index(drop=True),
+            yahoo.price_precision,
+            source=yahoo.source,
+        )
+    )
     [refused] = IbkrFetcher(fast_settings(gateway.port), other, now_ns=now.value).fetch(
         ["ORCL"], date(2013, 1, 1), date(2013, 3, 31), Timeframe.DAILY
     )

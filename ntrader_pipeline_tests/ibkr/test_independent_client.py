@@ -32,22 +32,42 @@ async def ask_ib_async(port: int) -> dict:
         [orcl] = await ib.qualifyContractsAsync(Stock("ORCL", "SMART", "USD"))
         [syn] = await ib.qualifyContractsAsync(Stock("SYN", "SMART", "USD"))
         daily = await ib.reqHistoricalDataAsync(
-            orcl, endDateTime="20131231 16:00:00 US/Eastern", durationStr="1 Y", barSizeSetting="1 day",
-            whatToShow="TRADES", useRTH=True, formatDate=1,
+            orcl,
+            endDateTime="20131231 16:00:00 US/Eastern",
+            durationStr="1 Y",
+            barSizeSetting="1 day",
+            whatToShow="TRADES",
+            useRTH=True,
+            formatDate=1,
         )
         minutes_text = await ib.reqHistoricalDataAsync(
-            syn, endDateTime="20240103-01:00:00", durationStr="1 D", barSizeSetting="1 min",
-            whatToShow="TRADES", useRTH=False, formatDate=1,
+            syn,
+            endDateTime="20240103-01:00:00",
+            durationStr="1 D",
+            barSizeSetting="1 min",
+            whatToShow="TRADES",
+            useRTH=False,
+            formatDate=1,
         )
         minutes_epoch = await ib.reqHistoricalDataAsync(
-            syn, endDateTime="", durationStr="2 D", barSizeSetting="1 min", whatToShow="MIDPOINT", useRTH=True,
+            syn,
+            endDateTime="",
+            durationStr="2 D",
+            barSizeSetting="1 min",
+            whatToShow="MIDPOINT",
+            useRTH=True,
             formatDate=2,
         )
         head = await ib.reqHeadTimeStampAsync(orcl, whatToShow="TRADES", useRTH=True, formatDate=2)
         now = await ib.reqCurrentTimeAsync()
         return {
-            "version": ib.client.serverVersion(), "daily": daily, "minutes_text": minutes_text,
-            "minutes_epoch": minutes_epoch, "head": head, "now": now, "errors": errors,
+            "version": ib.client.serverVersion(),
+            "daily": daily,
+            "minutes_text": minutes_text,
+            "minutes_epoch": minutes_epoch,
+            "head": head,
+            "now": now,
+            "errors": errors,
         }
     finally:
         ib.disconnect()

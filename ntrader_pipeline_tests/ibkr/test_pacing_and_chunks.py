@@ -62,7 +62,7 @@ def test_any_request_sequence_keeps_ibs_three_rules(requests, gaps):
     times = np.array(sent)
     for i, (contract, key) in enumerate(keyed):
         now = times[i]
-        assert ((times[:i] > now - IB.window)).sum() < IB.max_requests
+        assert (times[:i] > now - IB.window).sum() < IB.max_requests
         same = [times[j] for j in range(i) if keyed[j][1] == key]
         assert all(now - t >= IB.identical_interval for t in same)
         burst = [times[j] for j in range(i) if keyed[j][0] == contract and now - times[j] < IB.per_contract_window]

@@ -74,7 +74,9 @@ def test_no_security_definition_fails_at_once(start_gateway, gateway_bars, no_le
 
 
 def test_pacing_violation_is_a_transient_error_raised_at_once(start_gateway, gateway_bars, no_leaked_threads):
-    gateway = start_gateway(gateway_bars, script=lambda request: (162, "Historical Market Data Service error message:pacing violation"))
+    gateway = start_gateway(
+        gateway_bars, script=lambda request: (162, "Historical Market Data Service error message:pacing violation")
+    )
 
     async def paced():
         async with IbkrSession(fast_settings(gateway.port, request_timeout=REQUEST_TIMEOUT)) as session:
@@ -131,11 +133,17 @@ def test_requests_beyond_ibs_limits_get_ibs_error_codes(start_gateway, gateway_b
     async def refused():
         codes = []
         async with IbkrSession(fast_settings(gateway.port, request_timeout=30)) as session:
-            for spec, end, duration in [("1-DAY", ORCL_END, "400 D"), ("1-DAY", ORCL_END, "1 Q"),
-                                        ("1-MINUTE", ORCL_END, "8 D"), ("1-DAY", pd.Timestamp("1990-01-10", tz="UTC"), "5 D")]:
+            for spec, end, duration in [
+                ("1-DAY", ORCL_END, "400 D"),
+                ("1-DAY", ORCL_END, "1 Q"),
+                ("1-MINUTE", ORCL_END, "8 D"),
+                ("1-DAY", pd.Timestamp("1990-01-10", tz="UTC"), "5 D"),
+            ]:
                 with pytest.raises(IbkrRequestError) as error:
                     await session.bars("ORCL", spec, end, duration)
-                codes.append((error.value.code, error.value.message.rsplit(":", 1)[-1].removeprefix(" cause - ").strip()))
+                codes.append(
+                    (error.value.code, error.value.message.rsplit(":", 1)[-1].removeprefix(" cause - ").strip())
+                )
         return codes
 
     assert run(refused()) == [

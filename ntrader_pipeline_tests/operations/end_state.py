@@ -37,14 +37,18 @@ def stored_bars(record: SoakRecord) -> list[str]:
     ib_session = pd.Timestamp(record.days[record.plan.ib_day].session)
     for symbol in SYMBOLS:
         truth = [
-            record.history.as_ib_sends(symbol, s) if (symbol, s) == (IB_SYMBOL, ib_session) else record.history.bars[symbol][s]
+            record.history.as_ib_sends(symbol, s)
+            if (symbol, s) == (IB_SYMBOL, ib_session)
+            else record.history.bars[symbol][s]
             for s in sessions
         ]
         series = stores.catalog().read(symbol, Timeframe.DAILY)
         frame = series.frame if series is not None else pd.DataFrame(columns=["ts_event", *PRICE_FIELDS, "volume"])
         if list(frame["ts_event"]) != list(expected_ns):
             dupes = [ts for ts, n in Counter(frame["ts_event"]).items() if n > 1]
-            problems.append(f"catalog {symbol}: {len(frame)} bars for {len(sessions)} sessions, {len(dupes)} duplicated")
+            problems.append(
+                f"catalog {symbol}: {len(frame)} bars for {len(sessions)} sessions, {len(dupes)} duplicated"
+            )
         else:
             for column in (*PRICE_FIELDS, "volume"):
                 wrong = [b.session.date() for b, v in zip(truth, frame[column]) if float(getattr(b, column)) != v]
@@ -108,8 +112,11 @@ def runs(record: SoakRecord, instance: DagsterInstance) -> list[str]:
     if failed_imports != Counter({SYNTHETIC: 1}):
         problems.append(f"failed imports {dict(failed_imports)}, expected only the malformed {SYNTHETIC} file")
     if backtests != expected_backtests:
-        extra = {k: backtests[k] - expected_backtests[k] for k in backtests | expected_backtests
-                 if backtests[k] != expected_backtests[k]}
+        extra = {
+            k: backtests[k] - expected_backtests[k]
+            for k in backtests | expected_backtests
+            if backtests[k] != expected_backtests[k]
+        }
         problems.append(f"backtest runs per partition off by {extra} (expected {dict(expected_backtests)})")
     if other:
         problems.append(f"unexpected runs: {other}")
@@ -125,8 +132,11 @@ def backtest_partitions(instance: DagsterInstance, run) -> list[str]:
     if AssetKey("backtest") not in (run.asset_selection or set()):
         return []
     records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
-    return [m.partition for m in (r.event_log_entry.asset_materialization for r in records)
-            if m.asset_key == AssetKey("backtest") and m.partition]
+    return [
+        m.partition
+        for m in (r.event_log_entry.asset_materialization for r in records)
+        if m.asset_key == AssetKey("backtest") and m.partition
+    ]
 
 
 def _leaderboard_runs(record: SoakRecord, by_id: dict, instance: DagsterInstance) -> list[str]:

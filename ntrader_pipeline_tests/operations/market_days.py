@@ -107,7 +107,9 @@ def _random_walk(sessions: list[pd.Timestamp], seed: int = 9) -> dict[pd.Timesta
         high = max(opened, closed) + _cents(abs(rng.normal(0, 0.4)))
         low = max(min(opened, closed) - _cents(abs(rng.normal(0, 0.4))), Decimal("0.01"))
         volume = Decimal(int(rng.integers(100_000, 5_000_000)))
-        bars[session] = Bar(session, opened, high, low, closed, volume, _plain_line(session, opened, high, low, closed, volume))
+        bars[session] = Bar(
+            session, opened, high, low, closed, volume, _plain_line(session, opened, high, low, closed, volume)
+        )
         previous = price
     return bars
 

@@ -37,8 +37,11 @@ def bucket_storage(s3_bucket: dict[str, str]) -> dict[str, str]:
     """The catalog and the reports in a bucket of an S3-API server (``s3_bucket``: the test fixture's
     ``NTRADER_S3_*`` variables and ``"bucket"``), as a deployment keeps them."""
     name = s3_bucket["bucket"]
-    return {**{k: v for k, v in s3_bucket.items() if k.startswith("NTRADER_S3_")},
-            "NTRADER_CATALOG_PATH": f"s3://{name}/catalog", "NTRADER_REPORTS_DIR": f"s3://{name}/reports"}
+    return {
+        **{k: v for k, v in s3_bucket.items() if k.startswith("NTRADER_S3_")},
+        "NTRADER_CATALOG_PATH": f"s3://{name}/catalog",
+        "NTRADER_REPORTS_DIR": f"s3://{name}/reports",
+    }
 
 
 def folder_storage(shared: Path) -> dict[str, str]:
@@ -46,8 +49,15 @@ def folder_storage(shared: Path) -> dict[str, str]:
     return {"NTRADER_CATALOG_PATH": str(shared / "catalog"), "NTRADER_REPORTS_DIR": str(shared / "reports")}
 
 
-def scale_env(work: Path, instance_url: str, warehouse_url: str, broker_url: str, storage: dict[str, str],
-              backtests_per_run: int, max_concurrent_runs: int) -> dict[str, str]:
+def scale_env(
+    work: Path,
+    instance_url: str,
+    warehouse_url: str,
+    broker_url: str,
+    storage: dict[str, str],
+    backtests_per_run: int,
+    max_concurrent_runs: int,
+) -> dict[str, str]:
     """The environment of every process of the deployment (webserver, daemon, each worker).
 
     ``storage`` says where the catalog and the reports live (``bucket_storage`` or ``folder_storage``).
@@ -66,14 +76,21 @@ def scale_env(work: Path, instance_url: str, warehouse_url: str, broker_url: str
     }
 
 
-SERVICE_URL_VARS = ("NTRADER_WAREHOUSE_URL", "NTRADER_CELERY_BROKER_URL", "NTRADER_CELERY_BACKEND_URL",
-                    "NTRADER_S3_ENDPOINT_URL")
+SERVICE_URL_VARS = (
+    "NTRADER_WAREHOUSE_URL",
+    "NTRADER_CELERY_BROKER_URL",
+    "NTRADER_CELERY_BACKEND_URL",
+    "NTRADER_S3_ENDPOINT_URL",
+)
 
 
 def with_service_host(env: dict[str, str], host: str) -> dict[str, str]:
     """``env`` for a process that reaches the services (Postgres, Redis, S3) at ``host`` instead of loopback."""
-    moved = {name: env[name].replace("@127.0.0.1:", f"@{host}:").replace("//127.0.0.1:", f"//{host}:")
-             for name in SERVICE_URL_VARS if name in env}
+    moved = {
+        name: env[name].replace("@127.0.0.1:", f"@{host}:").replace("//127.0.0.1:", f"//{host}:")
+        for name in SERVICE_URL_VARS
+        if name in env
+    }
     return {**env, **moved, "DAGSTER_POSTGRES_HOST": host}
 
 
@@ -93,7 +110,9 @@ def redis_broker(work: Path) -> Iterator[str]:
     log = open(work / "redis.log", "wb")  # noqa: SIM115 - closed once the child holds it
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(work)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     log.close()
     try:
@@ -160,10 +179,14 @@ class NetworkNamespace:
             ):
                 subprocess.run(argv, check=True, capture_output=True, timeout=30)
             for port in self.ports:
-                self.forwarders.append(subprocess.Popen(
-                    ["socat", f"TCP-LISTEN:{port},bind={self.host_ip},fork,reuseaddr", f"TCP:127.0.0.1:{port}"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                ))
+                self.forwarders.append(
+                    subprocess.Popen(
+                        ["socat", f"TCP-LISTEN:{port},bind={self.host_ip},fork,reuseaddr", f"TCP:127.0.0.1:{port}"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
         except BaseException:
             self.__exit__()
             raise
@@ -221,8 +244,12 @@ class Workers:
         if namespace is not None:
             self.namespaces[node] = namespace
         self.processes[node] = subprocess.Popen(
-            namespace.command(argv) if namespace else argv, cwd=cwd, env={**env, "DAGSTER_HOME": str(home)},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            namespace.command(argv) if namespace else argv,
+            cwd=cwd,
+            env={**env, "DAGSTER_HOME": str(home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         return node
@@ -264,9 +291,14 @@ def scale_deployment(
         instance = DagsterInstance.from_config(str(home))
         namespaces = ExitStack()
         try:
-            ports = sorted({make_url(env["NTRADER_WAREHOUSE_URL"]).port or 5432, int(env["DAGSTER_POSTGRES_PORT"]),
-                            redis_port(env["NTRADER_CELERY_BROKER_URL"]),
-                            *([urlsplit(env["NTRADER_S3_ENDPOINT_URL"]).port] if "NTRADER_S3_ENDPOINT_URL" in env else [])})
+            ports = sorted(
+                {
+                    make_url(env["NTRADER_WAREHOUSE_URL"]).port or 5432,
+                    int(env["DAGSTER_POSTGRES_PORT"]),
+                    redis_port(env["NTRADER_CELERY_BROKER_URL"]),
+                    *([urlsplit(env["NTRADER_S3_ENDPOINT_URL"]).port] if "NTRADER_S3_ENDPOINT_URL" in env else []),
+                }
+            )
             for index in range(workers):
                 namespace = namespaces.enter_context(NetworkNamespace(index, ports, work)) if isolate else None
                 pool.start(f"w{index + 1}", namespace)
@@ -289,11 +321,16 @@ def redis_port(url: str) -> int:
 def settings_for(env: dict[str, str], work: Path) -> Settings:
     """The settings the deployment's processes read from ``env``."""
     return Settings(
-        home=work / "home", warehouse_url=env["NTRADER_WAREHOUSE_URL"], catalog_path=env["NTRADER_CATALOG_PATH"],
-        reports_dir=env["NTRADER_REPORTS_DIR"], strategy_configs_dir=Path(env["NTRADER_STRATEGY_CONFIGS_DIR"]),
+        home=work / "home",
+        warehouse_url=env["NTRADER_WAREHOUSE_URL"],
+        catalog_path=env["NTRADER_CATALOG_PATH"],
+        reports_dir=env["NTRADER_REPORTS_DIR"],
+        strategy_configs_dir=Path(env["NTRADER_STRATEGY_CONFIGS_DIR"]),
         backtests_per_run=int(env["NTRADER_BACKTESTS_PER_RUN"]),
-        s3_endpoint_url=env.get("NTRADER_S3_ENDPOINT_URL"), s3_region=env.get("NTRADER_S3_REGION"),
-        s3_access_key_id=env.get("NTRADER_S3_ACCESS_KEY_ID"), s3_secret_access_key=env.get("NTRADER_S3_SECRET_ACCESS_KEY"),
+        s3_endpoint_url=env.get("NTRADER_S3_ENDPOINT_URL"),
+        s3_region=env.get("NTRADER_S3_REGION"),
+        s3_access_key_id=env.get("NTRADER_S3_ACCESS_KEY_ID"),
+        s3_secret_access_key=env.get("NTRADER_S3_SECRET_ACCESS_KEY"),
     )
 
 
@@ -313,8 +350,12 @@ def settled(instance: DagsterInstance, backfill_id: str, stack: DagsterStack) ->
     runs = backfill_runs(instance, backfill_id)
     if any(r.status not in FINISHED for r in runs):
         return None
-    if any(r.status == DagsterRunStatus.FAILURE and r.tags.get("dagster/will_retry") == "true"
-           and not any(c.parent_run_id == r.run_id for c in runs) for r in runs):
+    if any(
+        r.status == DagsterRunStatus.FAILURE
+        and r.tags.get("dagster/will_retry") == "true"
+        and not any(c.parent_run_id == r.run_id for c in runs)
+        for r in runs
+    ):
         return None
     return runs
 

@@ -127,8 +127,13 @@ def soak_environment(work: Path, database_url: str, strategies_dir: Path, gatewa
 
 @contextmanager
 def soak(
-    work: Path, database_url: str, days: int, strategies: list[str] | None = None, interval: int = 2,
-    day_timeout: float = 1200, progress=print,
+    work: Path,
+    database_url: str,
+    days: int,
+    strategies: list[str] | None = None,
+    interval: int = 2,
+    day_timeout: float = 1200,
+    progress=print,
 ) -> Iterator[tuple[SoakRecord, DagsterInstance]]:
     """Start the stack, drive ``days`` simulated days and a backfill; yield the record and the instance.
 
@@ -152,7 +157,9 @@ def soak(
         workspace["load_from"][0]["python_module"]["working_directory"] = str(work)
         (work / "workspace.yaml").write_text(yaml.safe_dump(workspace))
         settings = Settings(
-            home=work / "home", warehouse_url=env["NTRADER_WAREHOUSE_URL"], strategy_configs_dir=strategies_dir,
+            home=work / "home",
+            warehouse_url=env["NTRADER_WAREHOUSE_URL"],
+            strategy_configs_dir=strategies_dir,
             inbox_dir=Path(env["NTRADER_INBOX_DIR"]),
         )
         record = SoakRecord(plan, history, settings, settings.resolved_inbox_dir)
@@ -197,7 +204,9 @@ def _drive(stack: DagsterStack, instance: DagsterInstance, record: SoakRecord, t
                 os.replace(path, inbox / path.name)
                 continue
             elif day == plan.malformed_day + 1 and symbol == SYNTHETIC:  # re-sent with the missed session
-                path = history.write(outbox / f"{symbol}_{label}.csv", symbol, history.sessions[first + day - 2:first + day])
+                path = history.write(
+                    outbox / f"{symbol}_{label}.csv", symbol, history.sessions[first + day - 2 : first + day]
+                )
             else:
                 path = history.write(outbox / f"{symbol}_{label}.csv", symbol, [session])
             files[path.name] = ARCHIVE
@@ -206,7 +215,8 @@ def _drive(stack: DagsterStack, instance: DagsterInstance, record: SoakRecord, t
             os.replace(path, inbox / path.name)  # atomic: the sensor never sees half a file
         if day == plan.ib_day:
             record.ib_run_id = stack.launch_run(
-                IBKR_JOB, {"ops": {"ibkr_bars": {"config": {"symbols": [IB_SYMBOL], "start": label, "end": label}}}},
+                IBKR_JOB,
+                {"ops": {"ibkr_bars": {"config": {"symbols": [IB_SYMBOL], "start": label, "end": label}}}},
                 tags={"soak/day": str(day)},
             )
         _settle(stack, instance, inbox, files, timeout)
@@ -214,7 +224,9 @@ def _drive(stack: DagsterStack, instance: DagsterInstance, record: SoakRecord, t
         record.days.append(DayRecord(day, label, time.monotonic() - started, files, imported, runs))
         progress(f"day {day} ({label}): {len(runs)} runs in {record.days[-1].seconds:.0f} s")
     _backfill(stack, instance, record, timeout)
-    progress(f"backfill {record.backfill_status}: {len(record.backfill_run_ids)} runs in {record.backfill_seconds:.0f} s")
+    progress(
+        f"backfill {record.backfill_status}: {len(record.backfill_run_ids)} runs in {record.backfill_seconds:.0f} s"
+    )
 
 
 def _backfill(stack: DagsterStack, instance: DagsterInstance, record: SoakRecord, timeout: float) -> None:
@@ -231,7 +243,8 @@ def _backfill(stack: DagsterStack, instance: DagsterInstance, record: SoakRecord
     record.backfill_status = wait_for("the backfill to finish", finished, timeout, 2)
     _settle(stack, instance, record.inbox, {}, timeout)
     record.backfill_run_ids = [
-        r.dagster_run.run_id for r in instance.get_run_records(RunsFilter(tags={"dagster/backfill": record.backfill_id}))
+        r.dagster_run.run_id
+        for r in instance.get_run_records(RunsFilter(tags={"dagster/backfill": record.backfill_id}))
     ]
     record.backfill_seconds = time.monotonic() - started
 
@@ -250,8 +263,11 @@ def _settle(stack: DagsterStack, instance: DagsterInstance, inbox: Path, files: 
         wait_for("runs to finish", lambda: not _unfinished(instance, stack), max(deadline - time.monotonic(), 1))
         mark, known = time.time(), _activity(instance)
         for name in POLL_SENSORS:
-            wait_for(f"a tick of {name}", lambda name=name, mark=mark: _ticked_since(stack, name, mark),
-                     max(deadline - time.monotonic(), 1))
+            wait_for(
+                f"a tick of {name}",
+                lambda name=name, mark=mark: _ticked_since(stack, name, mark),
+                max(deadline - time.monotonic(), 1),
+            )
         if not _unfinished(instance, stack) and _activity(instance) == known:
             return
         if time.monotonic() > deadline:
@@ -295,4 +311,3 @@ def summary(record: SoakRecord, instance: DagsterInstance) -> dict:
         "runs_per_day": round(sum(len(d.run_ids) for d in record.days if d.day > 0) / len(simulated), 1),
         "backfill_seconds": round(record.backfill_seconds, 1),
     }
-

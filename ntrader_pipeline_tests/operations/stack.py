@@ -79,8 +79,10 @@ class DagsterStack:
         # A CI timeout's SIGTERM would end Python without unwinding and orphan both processes.
         self._sigterm = signal.signal(signal.SIGTERM, _raise_exit)
         try:
-            self._start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port),
-                                      "-w", str(self.workspace)])
+            self._start(
+                "webserver",
+                [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", str(self.workspace)],
+            )
             self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
             self.location = wait_for("the code location to load in the webserver", self._loaded_location, 300, 2)
         except BaseException:

@@ -59,11 +59,20 @@ def redis_url(tmp_path: Path):
 
 
 def test_a_backfill_runs_on_two_workers_and_survives_a_killed_one(tmp_path, postgres_admin, redis_url, s3_bucket):
-    with fresh_database(postgres_admin, "ntrader_scale_instance") as instance_url, \
-            fresh_database(postgres_admin, "ntrader_scale_warehouse") as warehouse_url:
+    with (
+        fresh_database(postgres_admin, "ntrader_scale_instance") as instance_url,
+        fresh_database(postgres_admin, "ntrader_scale_warehouse") as warehouse_url,
+    ):
         warehouse_url = warehouse_url.replace("postgresql+psycopg2", "postgresql+psycopg")
-        env = scale_env(tmp_path, instance_url, warehouse_url, redis_url, bucket_storage(s3_bucket),
-                        backtests_per_run=2, max_concurrent_runs=2)
+        env = scale_env(
+            tmp_path,
+            instance_url,
+            warehouse_url,
+            redis_url,
+            bucket_storage(s3_bucket),
+            backtests_per_run=2,
+            max_concurrent_runs=2,
+        )
         settings = settings_for(env, tmp_path)
         try:
             isolate = network_namespaces_available()  # the strict form, where this host allows it (root)
@@ -92,18 +101,24 @@ def test_a_backfill_runs_on_two_workers_and_survives_a_killed_one(tmp_path, post
                 dead = worker_of(victim)
                 workers.kill(dead)
                 killed_at = time.monotonic()
-                runs = wait_for("the backfill and its retries to finish", lambda: settled(instance, backfill_id, stack),
-                                HANG, 3)
-                print(f"killed {dead} during run {victim.run_id}; the backfill settled "
-                      f"{time.monotonic() - killed_at:.0f} s later")
+                runs = wait_for(
+                    "the backfill and its retries to finish", lambda: settled(instance, backfill_id, stack), HANG, 3
+                )
+                print(
+                    f"killed {dead} during run {victim.run_id}; the backfill settled "
+                    f"{time.monotonic() - killed_at:.0f} s later"
+                )
                 for run in runs:
                     print(run.run_id, run.status.value, worker_of(run), run.parent_run_id)
 
                 # The killed run: failed by run monitoring, retried once, to success on the other worker.
                 killed = next(r for r in runs if r.run_id == victim.run_id)
                 assert killed.status == DagsterRunStatus.FAILURE
-                failure = [e for e in instance.all_logs(killed.run_id) if e.is_dagster_event
-                           and e.dagster_event.event_type_value == "PIPELINE_FAILURE"]
+                failure = [
+                    e
+                    for e in instance.all_logs(killed.run_id)
+                    if e.is_dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE"
+                ]
                 assert "does not answer" in failure[-1].dagster_event.message
                 retry = next(r for r in runs if r.parent_run_id == killed.run_id)
                 assert retry.status == DagsterRunStatus.SUCCESS
@@ -126,16 +141,22 @@ def test_a_backfill_runs_on_two_workers_and_survives_a_killed_one(tmp_path, post
                 for stored in distributed.values():
                     assert reports.exists(f"{stored['run_id']}/tearsheet.html"), stored["run_id"]
                 # The same partitions in this process, as `ntrader backtest backfill` runs them.
-                local = Settings(**{**settings.model_dump(), "home": tmp_path / "local",
-                                    "reports_dir": str(tmp_path / "local_reports"),
-                                    "warehouse_url": f"sqlite:///{tmp_path / 'local.sqlite'}"})
+                local = Settings(
+                    **{
+                        **settings.model_dump(),
+                        "home": tmp_path / "local",
+                        "reports_dir": str(tmp_path / "local_reports"),
+                        "warehouse_url": f"sqlite:///{tmp_path / 'local.sqlite'}",
+                    }
+                )
                 in_process = Pipeline.open(local, instance)
                 for strategy in STRATEGIES:
                     for symbol, metrics in in_process.run_backtests(strategy, list(SYMBOLS)).items():
                         assert isinstance(metrics, dict), metrics
                         stored = distributed[(strategy, symbol)]
-                        assert {k: v for k, v in stored.items() if k != "run_id"} == \
-                            {k: v for k, v in metrics.items() if k != "run_id"}, (strategy, symbol)
+                        assert {k: v for k, v in stored.items() if k != "run_id"} == {
+                            k: v for k, v in metrics.items() if k != "run_id"
+                        }, (strategy, symbol)
         finally:
             Warehouse.open.cache_clear()  # drop pooled connections before the databases go
 

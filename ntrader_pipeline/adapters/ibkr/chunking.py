@@ -64,9 +64,7 @@ def sessions_between(start: date, end: date, now_ns: int) -> tuple[list[date], n
     return [d for d, ok in zip(dates, done) if ok], closes[done]
 
 
-def missing_runs(
-    stored_ts: np.ndarray, start: date, end: date, now_ns: int
-) -> list[list[date]]:
+def missing_runs(stored_ts: np.ndarray, start: date, end: date, now_ns: int) -> list[list[date]]:
     """Runs of consecutive sessions in ``[start, end]`` whose closing bar is not stored."""
     if start > end:
         return []

@@ -151,8 +151,9 @@ class _FailFastClient(InteractiveBrokersClient):
             request.future.set_exception(IbkrRequestError(error_code, error_string))
         await super()._handle_request_error(req_id, error_code, error_string)
 
-    async def _await_request(self, request, timeout, default_value=None, suppress_timeout_warning=False,
-                             raise_on_error=False):
+    async def _await_request(
+        self, request, timeout, default_value=None, suppress_timeout_warning=False, raise_on_error=False
+    ):
         try:
             return await super()._await_request(request, timeout, default_value, True, raise_on_error=True)
         except TimeoutError:
@@ -309,9 +310,13 @@ class IbkrSession:
         details = await self._client.get_contract_details(contract) or []
         listed = sorted({d.contract.primaryExchange for d in details})
         if len(listed) > 1:
-            raise IbkrRequestError(200, f"{symbol} is listed on {', '.join(listed)}: name one, e.g. {symbol}:{listed[0]}")
+            raise IbkrRequestError(
+                200, f"{symbol} is listed on {', '.join(listed)}: name one, e.g. {symbol}:{listed[0]}"
+            )
         if listed:
-            contract = IBContract(secType="STK", symbol=symbol, exchange="SMART", primaryExchange=listed[0], currency="USD")
+            contract = IBContract(
+                secType="STK", symbol=symbol, exchange="SMART", primaryExchange=listed[0], currency="USD"
+            )
         loaded = await self._provider.load_with_return_async(contract)
         if not loaded:
             raise IbkrRequestError(200, f"no US stock found for {symbol!r}" + (f" on {exchange}" if exchange else ""))
@@ -336,7 +341,12 @@ class IbkrSession:
         return pd.Timestamp(pd.to_datetime(text, format="%Y%m%d-%H:%M:%S"), tz="UTC")
 
     async def bars(
-        self, symbol: str, spec: str, end: pd.Timestamp | None, duration: str, what_to_show: str = "TRADES",
+        self,
+        symbol: str,
+        spec: str,
+        end: pd.Timestamp | None,
+        duration: str,
+        what_to_show: str = "TRADES",
         exchange: str = "",
     ) -> tuple[list[Bar], list[RejectedBar]]:
         """One ``reqHistoricalData`` ending at ``end`` (UTC; ``None`` = now, as ADJUSTED_LAST needs).
@@ -352,9 +362,16 @@ class IbkrSession:
         bars = await self._client.request(
             (str(bar_type), end_text or f"now-{duration}", what_to_show),
             lambda req_id: eclient.reqHistoricalData(
-                reqId=req_id, contract=contract, endDateTime=end_text, durationStr=duration,
-                barSizeSetting=bar_spec_to_bar_size(bar_type.spec), whatToShow=what_to_show,
-                useRTH=self.settings.use_rth, formatDate=2, keepUpToDate=False, chartOptions=[],
+                reqId=req_id,
+                contract=contract,
+                endDateTime=end_text,
+                durationStr=duration,
+                barSizeSetting=bar_spec_to_bar_size(bar_type.spec),
+                whatToShow=what_to_show,
+                useRTH=self.settings.use_rth,
+                formatDate=2,
+                keepUpToDate=False,
+                chartOptions=[],
             ),
             eclient.cancelHistoricalData,
             self.settings.request_timeout,

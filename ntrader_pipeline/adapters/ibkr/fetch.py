@@ -118,7 +118,9 @@ class IbkrFetcher:
     def _now_ns(self) -> int:
         return self.now_ns if self.now_ns is not None else time.time_ns()
 
-    def plan(self, listings: list[Listing], start: date, end: date, timeframe: Timeframe) -> dict[Listing, list[list[Chunk]]]:
+    def plan(
+        self, listings: list[Listing], start: date, end: date, timeframe: Timeframe
+    ) -> dict[Listing, list[list[Chunk]]]:
         """Per listing, the runs of missing sessions from its listing date on, each split into requests."""
         return {listing: self._plan_one(listing.symbol, start, end, timeframe) for listing in listings}
 
@@ -143,7 +145,9 @@ class IbkrFetcher:
     async def _fetch(
         self, plans: dict[Listing, list[list[Chunk]]], start: date, end: date, timeframe: Timeframe
     ) -> list[SymbolResult]:
-        results = {k: SymbolResult(k.symbol, planned_requests=sum(len(run) for run in runs)) for k, runs in plans.items()}
+        results = {
+            k: SymbolResult(k.symbol, planned_requests=sum(len(run) for run in runs)) for k, runs in plans.items()
+        }
         total = sum(r.planned_requests for r in results.values())
         self.progress(0, total, "planning done")
         if total == 0:
@@ -169,7 +173,9 @@ class IbkrFetcher:
                             done += 1
                             self.progress(done, total, f"{symbol} {chunk.sessions[0]}..{chunk.sessions[-1]}")
                         label = f"IBKR {symbol} {timeframe.value} bars {run[0].sessions[0]}..{run[-1].sessions[-1]}"
-                        series = validated_series(symbol, timeframe, frames, instrument.price_precision, label, self.source)
+                        series = validated_series(
+                            symbol, timeframe, frames, instrument.price_precision, label, self.source
+                        )
                         if len(series):
                             result.written.append(self.store.replace(series))
                             result.bars_stored += len(series)
@@ -180,7 +186,9 @@ class IbkrFetcher:
                     raise  # the gateway is gone: no other symbol can succeed
                 except (IbkrError, BarFileError, MixedAdjustmentError) as exc:
                     result.error = (
-                        "; ".join(describe_problems(exc.file, exc.problems)) if isinstance(exc, BarFileError) else str(exc)
+                        "; ".join(describe_problems(exc.file, exc.problems))
+                        if isinstance(exc, BarFileError)
+                        else str(exc)
                     )
                     result.retryable = bool(getattr(exc, "transient", False))
                     done = start_done + result.planned_requests  # its remaining chunks are skipped
@@ -188,7 +196,12 @@ class IbkrFetcher:
         return list(results.values())
 
     async def _clip_to_listing(
-        self, session: IbkrSession, listing: Listing, start: date, end: date, timeframe: Timeframe,
+        self,
+        session: IbkrSession,
+        listing: Listing,
+        start: date,
+        end: date,
+        timeframe: Timeframe,
         result: SymbolResult,
     ) -> list[list[Chunk]]:
         """Ask IB once where the series begins, keep it, and plan the symbol again from there."""
@@ -275,7 +288,11 @@ def chunk_frame(
 
 
 def validated_series(
-    symbol: str, timeframe: Timeframe, frames: list[pd.DataFrame], price_precision: int, label: str,
+    symbol: str,
+    timeframe: Timeframe,
+    frames: list[pd.DataFrame],
+    price_precision: int,
+    label: str,
     source: str = SOURCE,
 ) -> BarSeries:
     """The chunks of one run as one series, checked with the CSV rules (bar number = line)."""

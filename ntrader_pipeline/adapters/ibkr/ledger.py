@@ -47,8 +47,9 @@ class WarehouseLedger:
                 )
             )
             rows = connection.execute(
-                select(columns.sent_at, columns.contract, columns.request_key, columns.pending)
-                .order_by(columns.sent_at, columns.id)
+                select(columns.sent_at, columns.contract, columns.request_key, columns.pending).order_by(
+                    columns.sent_at, columns.id
+                )
             ).all()
             sent = [SentRequest(at, c, k, p) for at, c, k, p in rows]
             wait = pacing_delay(sent, contract, key_text, now, limits)
@@ -73,8 +74,12 @@ class WarehouseLedger:
     def sent_since(self, since: float) -> list[SentRequest]:
         with self.warehouse.engine.connect() as connection:
             rows = connection.execute(
-                select(ibkr_requests.c.sent_at, ibkr_requests.c.contract, ibkr_requests.c.request_key,
-                       ibkr_requests.c.pending)
+                select(
+                    ibkr_requests.c.sent_at,
+                    ibkr_requests.c.contract,
+                    ibkr_requests.c.request_key,
+                    ibkr_requests.c.pending,
+                )
                 .where(ibkr_requests.c.sent_at >= since)
                 .order_by(ibkr_requests.c.sent_at)
             ).all()
@@ -104,13 +109,19 @@ class ListingDates:
         return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
     def put(self, symbol: str, what_to_show: str, use_rth: bool, head: pd.Timestamp) -> None:
-        key = (ibkr_listings.c.symbol == symbol, ibkr_listings.c.what_to_show == what_to_show,
-               ibkr_listings.c.use_rth == use_rth)
+        key = (
+            ibkr_listings.c.symbol == symbol,
+            ibkr_listings.c.what_to_show == what_to_show,
+            ibkr_listings.c.use_rth == use_rth,
+        )
         with self.warehouse.transaction() as connection:
             connection.execute(delete(ibkr_listings).where(*key))
             connection.execute(
                 insert(ibkr_listings).values(
-                    symbol=symbol, what_to_show=what_to_show, use_rth=use_rth,
-                    head_timestamp=head.tz_convert("UTC").to_pydatetime(), asked_at=datetime.now(UTC),
+                    symbol=symbol,
+                    what_to_show=what_to_show,
+                    use_rth=use_rth,
+                    head_timestamp=head.tz_convert("UTC").to_pydatetime(),
+                    asked_at=datetime.now(UTC),
                 )
             )

@@ -45,8 +45,15 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 __all__ = [
-    "Warehouse", "WarehouseError", "metadata", "market_data", "backtest_runs", "backtest_metrics", "trades",
-    "equity_curve", "store_publishes",
+    "Warehouse",
+    "WarehouseError",
+    "metadata",
+    "market_data",
+    "backtest_runs",
+    "backtest_metrics",
+    "trades",
+    "equity_curve",
+    "store_publishes",
 ]
 T = TypeVar("T")
 
@@ -178,7 +185,8 @@ class Warehouse:
         """Record, inside the bars' transaction, which catalog publish this commit belongs to."""
         connection.execute(delete(store_publishes).where(store_publishes.c.bar_type == bar_type))
         connection.execute(
-            insert(store_publishes), [{"publish_id": publish_id, "bar_type": bar_type, "published_at": datetime.now(UTC)}]
+            insert(store_publishes),
+            [{"publish_id": publish_id, "bar_type": bar_type, "published_at": datetime.now(UTC)}],
         )
 
     def publish_committed(self, publish_id: str, bar_type: str) -> bool:
@@ -225,9 +233,7 @@ class Warehouse:
         return rows
 
     def count_bars(self, symbol: str, bar_type: str) -> int:
-        query = select(func.count()).where(
-            market_data.c.symbol == symbol, market_data.c.bar_type == bar_type
-        )
+        query = select(func.count()).where(market_data.c.symbol == symbol, market_data.c.bar_type == bar_type)
         with self.reading(f"counting {bar_type} bars") as connection:
             return int(connection.execute(query).scalar_one())
 
@@ -271,16 +277,12 @@ class Warehouse:
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.reading(f"reading run {run_id}") as connection:
-            row = connection.execute(
-                select(backtest_runs).where(backtest_runs.c.run_id == run_id)
-            ).first()
+            row = connection.execute(select(backtest_runs).where(backtest_runs.c.run_id == run_id)).first()
         return dict(row._mapping) if row else None
 
     def get_metrics(self, run_id: str) -> dict[str, Any]:
         with self.reading(f"reading the metrics of run {run_id}") as connection:
-            rows = connection.execute(
-                select(backtest_metrics).where(backtest_metrics.c.run_id == run_id)
-            ).all()
+            rows = connection.execute(select(backtest_metrics).where(backtest_metrics.c.run_id == run_id)).all()
         return {r.name: (r.text if r.text is not None else r.value) for r in rows}
 
     def get_trades(self, run_id: str) -> list[dict[str, Any]]:

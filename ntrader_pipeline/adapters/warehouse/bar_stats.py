@@ -58,7 +58,9 @@ def table_bar_ticks(warehouse: Warehouse, symbol: str, bar_type: str, price_prec
         return _postgres_ticks(warehouse, symbol, bar_type, scale)
     # One text line per row, built by SQLite: a million Python strings instead of six million
     # Python numbers, then parsed in bulk by pyarrow like the Postgres COPY text.
-    prices = " || ',' || ".join(f"CAST(ROUND(CAST({c} AS REAL) * {scale}) AS INTEGER)" for c in ("open", "high", "low", "close"))
+    prices = " || ',' || ".join(
+        f"CAST(ROUND(CAST({c} AS REAL) * {scale}) AS INTEGER)" for c in ("open", "high", "low", "close")
+    )
     query = (
         f"SELECT \"timestamp\" || ',' || {prices} || ',' || CAST(volume AS INTEGER) FROM market_data "
         'WHERE symbol = ? AND bar_type = ? ORDER BY "timestamp"'

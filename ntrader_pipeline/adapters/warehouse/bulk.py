@@ -69,8 +69,13 @@ def bar_text_batches(series: BarSeries) -> Iterator[tuple[pa.Array, dict[str, pa
     rows at a time."""
     frame = series.frame
     for start in range(0, len(frame), BAR_BATCH):
-        part = BarSeries(series.symbol, series.timeframe, frame.iloc[start : start + BAR_BATCH],
-                         series.price_precision, series.source)
+        part = BarSeries(
+            series.symbol,
+            series.timeframe,
+            frame.iloc[start : start + BAR_BATCH],
+            series.price_precision,
+            series.source,
+        )
         micros = part.frame["ts_event"].to_numpy(dtype=np.int64) // 1000
         yield pc.cast(pa.array(micros, pa.timestamp("us")), pa.string()), bar_text_columns(part)
 
@@ -116,7 +121,7 @@ def copy_bars(connection: Connection, series: BarSeries, bar_type: str) -> int:
             updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in BAR_COLUMNS_SQL if c not in BAR_KEY)
             cursor.execute(
                 f"INSERT INTO market_data ({columns}) SELECT {columns} FROM incoming_bars "
-                f"ON CONFLICT (symbol, bar_type, \"timestamp\") DO UPDATE SET {updates}"
+                f'ON CONFLICT (symbol, bar_type, "timestamp") DO UPDATE SET {updates}'
             )
             cursor.execute("DROP TABLE incoming_bars")
     finally:

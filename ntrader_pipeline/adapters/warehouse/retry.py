@@ -86,7 +86,14 @@ def with_retries(url: str, operation: str, work: Callable[[], T]) -> T:
                     f"{operation} failed on {database_name(url)} after {attempts} attempts: {reason(exc)}"
                 ) from exc
             delay = backoff * 2 ** (attempt - 1)
-            log.warning("%s on %s: %s; retrying in %.1f s (attempt %d of %d)",
-                        operation, database_name(url), reason(exc), delay, attempt + 1, attempts)
+            log.warning(
+                "%s on %s: %s; retrying in %.1f s (attempt %d of %d)",
+                operation,
+                database_name(url),
+                reason(exc),
+                delay,
+                attempt + 1,
+                attempts,
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")

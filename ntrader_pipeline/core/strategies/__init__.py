@@ -46,8 +46,13 @@ class RegisteredStrategy:
 
     def parameter_table(self) -> list[dict]:
         """name, type, default and help of every parameter a YAML ``config:`` may set."""
-        defaults = dict(zip(self.config_cls.__struct_fields__[-len(self.config_cls.__struct_defaults__):],
-                            self.config_cls.__struct_defaults__, strict=True))
+        defaults = dict(
+            zip(
+                self.config_cls.__struct_fields__[-len(self.config_cls.__struct_defaults__) :],
+                self.config_cls.__struct_defaults__,
+                strict=True,
+            )
+        )
         helps = {**self.parameters, **COMMON_PARAMETERS}
         return [
             {"name": name, "type": type(defaults[name]).__name__, "default": defaults[name], "help": helps[name]}
@@ -73,22 +78,27 @@ REGISTRY: dict[str, RegisteredStrategy] = {
             "mean_reversion",
             "MeanReversion",
             "Bollinger bands: long below the lower band (short above the upper), exit at the middle band.",
-            {"lookback": "bars in the band's mean and standard deviation",
-             "k": "band half-width in standard deviations"},
+            {
+                "lookback": "bars in the band's mean and standard deviation",
+                "k": "band half-width in standard deviations",
+            },
         ),
         RegisteredStrategy(
             "momentum",
             "momentum",
             "Momentum",
             "RSI momentum: long when RSI rises above overbought; exit (or short) when it falls below oversold.",
-            {"rsi_period": "bars in Wilder's RSI",
-             "oversold": "RSI level (0-100) below which the strategy exits or goes short",
-             "overbought": "RSI level (0-100) above which the strategy goes long",
-             "rsi_seed": "nautilus (averages start at the first change) or classic (means of the first rsi_period changes)"},
+            {
+                "rsi_period": "bars in Wilder's RSI",
+                "oversold": "RSI level (0-100) below which the strategy exits or goes short",
+                "overbought": "RSI level (0-100) above which the strategy goes long",
+                "rsi_seed": (
+                    "nautilus (averages start at the first change) or classic (means of the first rsi_period changes)"
+                ),
+            },
         ),
     ]
 }
-
 
 
 def __getattr__(name: str) -> Any:

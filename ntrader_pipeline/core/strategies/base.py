@@ -143,7 +143,9 @@ class SignalStrategy(Strategy):
             return False
         net = self.portfolio.net_position(self.config.instrument_id)
         self.record_risk_event(
-            bar, "max_drawdown_pct", "flattened and halted",
+            bar,
+            "max_drawdown_pct",
+            "flattened and halted",
             f"equity {equity:.2f} is {-drawdown:.2%} below its peak {self.peak_equity:.2f} "
             f"(limit {limit}%); closed {net} shares at {bar.close}",
         )
@@ -180,21 +182,27 @@ class SignalStrategy(Strategy):
             limit = self.config.max_position_shares
             if limit is not None and quantity > limit:
                 self.record_risk_event(
-                    bar, "max_position_shares", "order reduced",
+                    bar,
+                    "max_position_shares",
+                    "order reduced",
                     f"{wanted.name} entry of {quantity} shares cut to the limit of {limit}",
                 )
                 quantity = limit
             notional_limit = self.config.max_notional_per_order
             if notional_limit is not None and quantity * price > notional_limit:
                 self.record_risk_event(
-                    bar, "max_notional_per_order", "order denied",
+                    bar,
+                    "max_notional_per_order",
+                    "order denied",
                     f"{wanted.name} entry of {quantity} shares at {bar.close} is {quantity * price:,.2f} USD, "
                     f"above the limit of {notional_limit:,.2f} USD",
                 )
                 return
             if wanted is Target.LONG and not self.config.allow_short and quantity * price > equity:
                 self.record_risk_event(
-                    bar, "cash", "order denied",
+                    bar,
+                    "cash",
+                    "order denied",
                     f"LONG entry of {quantity} shares at {bar.close} costs {quantity * price:,.2f} USD; "
                     f"the cash account holds {equity:,.2f} USD",
                 )

@@ -34,7 +34,9 @@ def leaderboard(stores: PipelineStores) -> Output[str]:
     records = [TableRecord(to_jsonable(row)) for row in table.astype(object).to_dict("records")]
     schema = TableSchema(
         columns=[
-            TableColumn(name, "float" if table[name].dtype.kind == "f" else "int" if name == "trade_count" else "string")
+            TableColumn(
+                name, "float" if table[name].dtype.kind == "f" else "int" if name == "trade_count" else "string"
+            )
             for name in table.columns
         ]
     )

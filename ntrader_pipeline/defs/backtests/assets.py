@@ -12,7 +12,6 @@ run record and reports. When some partitions of a batch fail, the others are rec
 materialized and the step fails naming each failed partition with its reason.
 """
 
-
 import itertools
 import uuid
 from collections.abc import Callable
@@ -110,7 +109,8 @@ def run_ids(run: DagsterRun, key: str) -> Callable[[], str]:
 
 
 def build_backtest_assets(
-    partitions_def: MultiPartitionsDefinition, automation_condition: AutomationCondition | None = None,
+    partitions_def: MultiPartitionsDefinition,
+    automation_condition: AutomationCondition | None = None,
     partitions_per_run: int = DEFAULT_BACKTESTS_PER_RUN,
 ) -> list[AssetsDefinition]:
     """The backtest graph over the given strategy × symbol partitions.
@@ -122,20 +122,31 @@ def build_backtest_assets(
 
     def spec(key: str, description: str, deps: list, **kwargs: Any) -> AssetSpec:
         condition = automation_condition if key == "backtest" else follows
-        return AssetSpec(key, deps=deps, description=description, group_name="backtests",
-                         automation_condition=condition, **kwargs)
+        return AssetSpec(
+            key, deps=deps, description=description, group_name="backtests", automation_condition=condition, **kwargs
+        )
 
     @multi_asset(
         name="backtest",  # the op; run config stays `ops: backtest: config:` as before the merge into one step
         specs=[
-            spec("backtest", "The strategy's YAML run on the symbol's catalog bars in NautilusTrader's BacktestEngine.",
-                 [AssetDep("bar_catalog", partition_mapping=MultiToSingleDimensionPartitionMapping("symbol"))],
-                 kinds={"nautilus"}),
+            spec(
+                "backtest",
+                "The strategy's YAML run on the symbol's catalog bars in NautilusTrader's BacktestEngine.",
+                [AssetDep("bar_catalog", partition_mapping=MultiToSingleDimensionPartitionMapping("symbol"))],
+                kinds={"nautilus"},
+            ),
             spec("trade_ledger", "One row per round trip, exact decimals.", ["backtest"]),
-            spec("backtest_metrics", "Metrics from mark-to-market equity; the run, its metrics, trades and "
-                 "equity curve go to the warehouse.", ["backtest", "trade_ledger"]),
-            spec("backtest_report", "Text, CSV, JSON and HTML reports of the run in <reports>/<run id>/, and "
-                 "its chart in the UI.", ["backtest", "trade_ledger", "backtest_metrics"]),
+            spec(
+                "backtest_metrics",
+                "Metrics from mark-to-market equity; the run, its metrics, trades and "
+                "equity curve go to the warehouse.",
+                ["backtest", "trade_ledger"],
+            ),
+            spec(
+                "backtest_report",
+                "Text, CSV, JSON and HTML reports of the run in <reports>/<run id>/, and its chart in the UI.",
+                ["backtest", "trade_ledger", "backtest_metrics"],
+            ),
         ],
         partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.multi_run(partitions_per_run),
@@ -148,8 +159,10 @@ def build_backtest_assets(
         failed: list[str] = []
         for key in keys:
             if given_up(context):
-                raise RunGivenUpError(f"run {context.run.run_id} was marked failed while it ran (its worker looked "
-                                      f"dead); its retry runs the batch, so this one stops before {key}")
+                raise RunGivenUpError(
+                    f"run {context.run.run_id} was marked failed while it ran (its worker looked "
+                    f"dead); its retry runs the batch, so this one stops before {key}"
+                )
             try:
                 done[key] = backtest_partition(key, config, stores, warehouse, context.run)
             except Exception as exc:
@@ -198,8 +211,15 @@ def backtest_partition(
     series = catalog.read(symbol, timeframe)
     if series is None:
         raise ValueError(f"the catalog has no {timeframe.value} bars for {symbol}; import them first")
-    result = run_backtest(series, spec, stores.venue, run_ids(dagster_run, key)(), _date(config.start),
-                          _date(config.end), stores.strategy_module_allowlist)
+    result = run_backtest(
+        series,
+        spec,
+        stores.venue,
+        run_ids(dagster_run, key)(),
+        _date(config.start),
+        _date(config.end),
+        stores.strategy_module_allowlist,
+    )
     ledger = trade_ledger(result.fills)
     benchmark = benchmark_for(result, catalog.closes_reader(timeframe))
     metrics = compute_metrics(result, ledger, benchmark)
@@ -209,8 +229,9 @@ def backtest_partition(
     chart = equity_drawdown_png(curve, chart_title(record))  # the UI's chart; the tearsheet draws SVG
     reports = stores.reports()
     with written_folder(reports, result.run_id) as folder:
-        paths = write_reports(folder, record, metrics, ledger, curve, chart, result.equity[["ts_event", "close"]],
-                              benchmark)
+        paths = write_reports(
+            folder, record, metrics, ledger, curve, chart, result.equity[["ts_event", "close"]], benchmark
+        )
         report_text = paths["text"].read_text()
     return {
         "backtest": {
@@ -264,7 +285,9 @@ def metric_metadata(metrics: dict) -> dict[str, MetadataValue]:
         elif isinstance(value, int):
             out[label] = MetadataValue.int(value)
         else:
-            out[label] = MetadataValue.float(round(float(value) * 100, 2) if name in PERCENT else round(float(value), 4))
+            out[label] = MetadataValue.float(
+                round(float(value) * 100, 2) if name in PERCENT else round(float(value), 4)
+            )
     return out
 
 
@@ -287,7 +310,10 @@ def run_record(result: "BacktestResult", dagster_run_id: str, stores: PipelineSt
         "versions": result.versions,
         "report_dir": str(stores.reports_dir_for(result.run_id)),
         "risk_events": [
-            {"time": pd.Timestamp(e["ts_event"], tz="UTC").isoformat(), **{k: v for k, v in e.items() if k != "ts_event"}}
+            {
+                "time": pd.Timestamp(e["ts_event"], tz="UTC").isoformat(),
+                **{k: v for k, v in e.items() if k != "ts_event"},
+            }
             for e in result.risk_events
         ],
     }

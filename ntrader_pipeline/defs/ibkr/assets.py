@@ -44,8 +44,19 @@ NO_RETRY_TAG = "ntrader/no_retry"  # runs started by the CLI: report a missing g
 IBKR_RETRY_POLICY = RetryPolicy(max_retries=3, delay=60, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 _GATEWAY_FIELDS = (
-    "host", "client_id", "connect_timeout", "request_timeout", "retries", "retry_backoff", "use_rth",
-    "adjusted", "market_data_type", "max_requests", "pacing_window", "identical_interval", "per_contract_requests",
+    "host",
+    "client_id",
+    "connect_timeout",
+    "request_timeout",
+    "retries",
+    "retry_backoff",
+    "use_rth",
+    "adjusted",
+    "market_data_type",
+    "max_requests",
+    "pacing_window",
+    "identical_interval",
+    "per_contract_requests",
     "per_contract_window",
 )
 
@@ -112,7 +123,9 @@ def ibkr_bars(
     context: AssetExecutionContext, config: IbkrFetchConfig, stores: PipelineStores, ibkr: IbkrGateway
 ) -> MaterializeResult:
     try:  # NTRADER_IB_UNIVERSE and run config alike: every symbol checked before any request
-        symbols = parse_listings(config.symbols) or parse_listings(s.strip() for s in ibkr.universe.split(",") if s.strip())
+        symbols = parse_listings(config.symbols) or parse_listings(
+            s.strip() for s in ibkr.universe.split(",") if s.strip()
+        )
     except SymbolError as exc:
         raise Failure(f"{exc} (NTRADER_IB_UNIVERSE or the run config's symbols)", allow_retries=False) from None
     if not symbols:
@@ -177,14 +190,26 @@ def ibkr_bars(
 
 
 IBKR_CHECKS = [
-    AssetCheckSpec("ohlc_consistent", asset=ibkr_bars, blocking=True,
-                   description="Every stored bar of the universe: positive prices, low <= open/close <= high, volume >= 0."),
+    AssetCheckSpec(
+        "ohlc_consistent",
+        asset=ibkr_bars,
+        blocking=True,
+        description="Every stored bar of the universe: positive prices, low <= open/close <= high, volume >= 0.",
+    ),
     AssetCheckSpec("no_duplicate_bars", asset=ibkr_bars, blocking=True, description="No two bars share a timestamp."),
-    AssetCheckSpec("row_count_matches_source", asset=ibkr_bars, blocking=True,
-                   description="The catalog and `market_data` hold the same number of bars per symbol."),
-    AssetCheckSpec("calendar_gaps", asset=ibkr_bars, blocking=True,
-                   description="Against the XNYS calendar: daily series miss no session (ERROR); intraday "
-                   "series miss no slot inside sessions (WARN)."),
+    AssetCheckSpec(
+        "row_count_matches_source",
+        asset=ibkr_bars,
+        blocking=True,
+        description="The catalog and `market_data` hold the same number of bars per symbol.",
+    ),
+    AssetCheckSpec(
+        "calendar_gaps",
+        asset=ibkr_bars,
+        blocking=True,
+        description="Against the XNYS calendar: daily series miss no session (ERROR); intraday "
+        "series miss no slot inside sessions (WARN).",
+    ),
     AssetCheckSpec("fresh", asset=ibkr_bars, description="The last bar reaches the latest completed session (WARN)."),
 ]
 
@@ -200,7 +225,11 @@ def ibkr_bars_checks(
 
     materialization = context.instance.get_latest_materialization_event(ibkr_bars.key)
     metadata = materialization.asset_materialization.metadata if materialization else {}
-    timeframe = Timeframe.parse(str(metadata["timeframe"].value)) if "timeframe" in metadata else Timeframe.parse(ibkr.timeframe)
+    timeframe = (
+        Timeframe.parse(str(metadata["timeframe"].value))
+        if "timeframe" in metadata
+        else Timeframe.parse(ibkr.timeframe)
+    )
     symbols = [row["symbol"] for row in metadata["symbols"].value] if "symbols" in metadata else []
     table_rows = {}
     for row in stores.warehouse().bar_inventory():

@@ -1,6 +1,5 @@
 """Market data: CSV files → validated bars → the Parquet catalog and the ``market_data`` table."""
 
-
 from pathlib import Path
 from typing import Literal
 
@@ -47,10 +46,18 @@ def bundled_file(symbol: str) -> Path | None:
 
 @multi_asset(
     specs=[
-        AssetSpec("bar_catalog", group_name="market_data", deps=[raw_bar_files],
-                  description="Bars and instruments in the NautilusTrader Parquet catalog."),
-        AssetSpec("market_data", group_name="market_data", deps=[raw_bar_files],
-                  description="The same bars in the warehouse table `market_data`."),
+        AssetSpec(
+            "bar_catalog",
+            group_name="market_data",
+            deps=[raw_bar_files],
+            description="Bars and instruments in the NautilusTrader Parquet catalog.",
+        ),
+        AssetSpec(
+            "market_data",
+            group_name="market_data",
+            deps=[raw_bar_files],
+            description="The same bars in the warehouse table `market_data`.",
+        ),
     ],
     partitions_def=symbol_partitions,
 )
@@ -69,7 +76,12 @@ def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: Pi
     from ntrader_pipeline.core.validation import describe_problems
 
     series = read_bar_csv(
-        path, symbol, timeframe, config.timezone, on_invalid=config.on_invalid, adjusted=config.adjusted,
+        path,
+        symbol,
+        timeframe,
+        config.timezone,
+        on_invalid=config.on_invalid,
+        adjusted=config.adjusted,
         max_bytes=stores.max_csv_bytes,
     )
     skipped = series.notes["skipped"]

@@ -47,18 +47,36 @@ def _spec(asset: AssetKey, name: str, description: str, blocking: bool) -> Asset
 BAR_CHECKS = [
     _spec(BAR_CATALOG, "ohlc_consistent", "Every bar: positive prices, low <= open/close <= high, volume >= 0.", True),
     _spec(BAR_CATALOG, "no_duplicate_bars", "No two bars share a timestamp.", True),
-    _spec(BAR_CATALOG, "row_count_matches_source",
-          "Catalog bars == market_data rows, and the imported range holds exactly the bars written.", True),
-    _spec(BAR_CATALOG, "calendar_gaps",
-          "Against the XNYS calendar: daily series miss no session (ERROR); intraday series miss no "
-          "minute slot inside sessions (WARN: thin names legitimately have minutes without trades).", True),
+    _spec(
+        BAR_CATALOG,
+        "row_count_matches_source",
+        "Catalog bars == market_data rows, and the imported range holds exactly the bars written.",
+        True,
+    ),
+    _spec(
+        BAR_CATALOG,
+        "calendar_gaps",
+        "Against the XNYS calendar: daily series miss no session (ERROR); intraday series miss no "
+        "minute slot inside sessions (WARN: thin names legitimately have minutes without trades).",
+        True,
+    ),
     _spec(BAR_CATALOG, "fresh", "The last bar reaches the latest completed session (WARN).", False),
     _spec(MARKET_DATA, "ohlc_consistent", "Every row: positive prices, low <= open/close <= high, volume >= 0.", True),
-    _spec(MARKET_DATA, "row_count_matches_source",
-          "market_data rows == catalog bars, and the imported range holds exactly the bars written.", True),
-    *(_spec(asset, "content_matches",
-            "Catalog and market_data hold the same bars: a hash over every bar's time and OHLCV ticks.", True)
-      for asset in (BAR_CATALOG, MARKET_DATA)),
+    _spec(
+        MARKET_DATA,
+        "row_count_matches_source",
+        "market_data rows == catalog bars, and the imported range holds exactly the bars written.",
+        True,
+    ),
+    *(
+        _spec(
+            asset,
+            "content_matches",
+            "Catalog and market_data hold the same bars: a hash over every bar's time and OHLCV ticks.",
+            True,
+        )
+        for asset in (BAR_CATALOG, MARKET_DATA)
+    ),
 ]
 
 

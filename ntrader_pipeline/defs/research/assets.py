@@ -10,7 +10,6 @@ re-run alone from the UI. The engine is imported only inside the assets: the cod
 without it.
 """
 
-
 import re
 from datetime import date
 
@@ -86,7 +85,9 @@ def _table_metadata(rows: list[dict]) -> MetadataValue:
 
     columns = ["rank", "key", "run_id", *[k for k in rows[0] if k not in {"rank", "key", "run_id", "params", "symbol"}]]
     records = [TableRecord({c: v for c in columns if (v := to_jsonable(row.get(c))) is not None}) for row in rows]
-    kinds = {c: "int" if c in {"rank", "trade_count"} else "string" if c in {"key", "run_id"} else "float" for c in columns}
+    kinds = {
+        c: "int" if c in {"rank", "trade_count"} else "string" if c in {"key", "run_id"} else "float" for c in columns
+    }
     return MetadataValue.table(records, schema=TableSchema([TableColumn(c, kinds[c]) for c in columns]))
 
 
@@ -105,15 +106,31 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         base, params = parse_parameter_key(keys["parameter_set"])
         spec = _spec(base, config, stores)
         series = _series(stores, keys["symbol"], spec.backtest.timeframe)
-        run = run_set(series, spec, params, stores.venue, run_ids(context.run, context.partition_key)(),
-                      _date(config.start), _date(config.end), stores.strategy_module_allowlist,
-                      stores.catalog().closes_reader(spec.backtest.timeframe))
+        run = run_set(
+            series,
+            spec,
+            params,
+            stores.venue,
+            run_ids(context.run, context.partition_key)(),
+            _date(config.start),
+            _date(config.end),
+            stores.strategy_module_allowlist,
+            stores.catalog().closes_reader(spec.backtest.timeframe),
+        )
         _save(stores, run, context.run.run_id)
-        return Output(run.metrics, metadata={"params": MetadataValue.json(params), "run_id": run.result.run_id,
-                                             **metric_metadata(run.metrics)})
+        return Output(
+            run.metrics,
+            metadata={
+                "params": MetadataValue.json(params),
+                "run_id": run.result.run_id,
+                **metric_metadata(run.metrics),
+            },
+        )
 
     @asset(
-        partitions_def=partitions_def, group_name="research", kinds={"nautilus"},
+        partitions_def=partitions_def,
+        group_name="research",
+        kinds={"nautilus"},
         deps=[bars, AssetDep(SWEEP_SET_ASSET, partition_mapping=AllPartitionMapping())],
     )
     def sweep_results(context: AssetExecutionContext, config: ResearchConfig, stores: PipelineStores) -> Output[dict]:
@@ -138,20 +155,39 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
 
         def record(run) -> None:
             _save(stores, run, context.run.run_id)
-            context.log_event(AssetMaterialization(
-                asset_key=SWEEP_SET_ASSET,
-                partition=MultiPartitionKey({"parameter_set": run.key, "symbol": symbol}),
-                metadata={"params": MetadataValue.json(run.params), "run_id": run.result.run_id,
-                          **metric_metadata(run.metrics)},
-            ))
+            context.log_event(
+                AssetMaterialization(
+                    asset_key=SWEEP_SET_ASSET,
+                    partition=MultiPartitionKey({"parameter_set": run.key, "symbol": symbol}),
+                    metadata={
+                        "params": MetadataValue.json(run.params),
+                        "run_id": run.result.run_id,
+                        **metric_metadata(run.metrics),
+                    },
+                )
+            )
 
-        runs = run_sweep(series, spec, stores.venue, run_ids(context.run, context.partition_key), _date(config.start),
-                         _date(config.end), stores.strategy_module_allowlist,
-                         stores.catalog().closes_reader(spec.backtest.timeframe), on_set=record)
+        runs = run_sweep(
+            series,
+            spec,
+            stores.venue,
+            run_ids(context.run, context.partition_key),
+            _date(config.start),
+            _date(config.end),
+            stores.strategy_module_allowlist,
+            stores.catalog().closes_reader(spec.backtest.timeframe),
+            on_set=record,
+        )
         rows = sweep_rows(runs, metric)
         summary = overfitting_summary(runs, metric)
-        document = {"strategy": spec.name, "symbol": symbol, "metric": metric, "parameters": spec.sweep.parameters,
-                    "overfitting": summary, "sets": rows}
+        document = {
+            "strategy": spec.name,
+            "symbol": symbol,
+            "metric": metric,
+            "parameters": spec.sweep.parameters,
+            "overfitting": summary,
+            "sets": rows,
+        }
         heatmap = sweep_heatmap_png(rows, spec.sweep.parameters, metric)
         reports, prefix = stores.reports(), sweep_report_prefix(spec.name, symbol)
         with written_folder(reports, prefix) as folder:
@@ -163,9 +199,12 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         metadata |= {
             "best": MetadataValue.json({"key": rows[0]["key"], "params": rows[0]["params"], metric: rows[0][metric]}),
             "sets": len(rows),
-            "deflated_sharpe_ratio": MetadataValue.float(round(summary["dsr"], 4)) if summary["dsr"] is not None
+            "deflated_sharpe_ratio": MetadataValue.float(round(summary["dsr"], 4))
+            if summary["dsr"] is not None
             else MetadataValue.null(),
-            "pbo": MetadataValue.float(round(summary["pbo"], 4)) if summary["pbo"] is not None else MetadataValue.null(),
+            "pbo": MetadataValue.float(round(summary["pbo"], 4))
+            if summary["pbo"] is not None
+            else MetadataValue.null(),
             "report": MetadataValue.path(reports.url(f"{prefix}/{paths['html'].name}")),
             "sweep": _table_metadata(rows),
         }
@@ -186,27 +225,40 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         keys = context.partition_key.keys_by_dimension
         spec = _spec(keys["strategy"], config, stores)
         series = _series(stores, keys["symbol"], spec.backtest.timeframe)
-        wf = run_walk_forward(series, spec, stores.venue, run_ids(context.run, context.partition_key),
-                              stores.strategy_module_allowlist, stores.catalog().closes_reader(spec.backtest.timeframe))
+        wf = run_walk_forward(
+            series,
+            spec,
+            stores.venue,
+            run_ids(context.run, context.partition_key),
+            stores.strategy_module_allowlist,
+            stores.catalog().closes_reader(spec.backtest.timeframe),
+        )
         record = run_record(wf.result, context.run.run_id, stores)
         curve = equity_curve(wf.result)
         stores.warehouse().save_run(record, wf.metrics, wf.ledger.to_dict("records"), curve)
         reports, prefix = stores.reports(), sweep_report_prefix(spec.name, keys["symbol"])
         with written_folder(reports, wf.result.run_id) as folder:
             write_reports(folder, record, wf.metrics, wf.ledger, curve)
-        document = {"strategy": spec.name, "symbol": keys["symbol"], "run_id": wf.result.run_id,
-                    **walk_forward_document(wf)}
+        document = {
+            "strategy": spec.name,
+            "symbol": keys["symbol"],
+            "run_id": wf.result.run_id,
+            **walk_forward_document(wf),
+        }
         with written_folder(reports, prefix) as folder:
             paths = write_walk_forward_reports(folder, document, curve)
-        return Output(document, metadata={
-            "out_of_sample_equity": MetadataValue.md(sparkline_markdown(curve["equity"], "out-of-sample equity")),
-            "run_id": wf.result.run_id,
-            "windows": len(wf.windows),
-            "chosen": MetadataValue.json([{"out_of_sample": w["out_of_sample"], "params": w["params"]}
-                                          for w in document["windows"]]),
-            "report": MetadataValue.path(reports.url(f"{prefix}/{paths['html'].name}")),
-            **metric_metadata(wf.metrics),
-        })
+        return Output(
+            document,
+            metadata={
+                "out_of_sample_equity": MetadataValue.md(sparkline_markdown(curve["equity"], "out-of-sample equity")),
+                "run_id": wf.result.run_id,
+                "windows": len(wf.windows),
+                "chosen": MetadataValue.json(
+                    [{"out_of_sample": w["out_of_sample"], "params": w["params"]} for w in document["windows"]]
+                ),
+                "report": MetadataValue.path(reports.url(f"{prefix}/{paths['html'].name}")),
+                **metric_metadata(wf.metrics),
+            },
+        )
 
     return [sweep_backtest, sweep_results, walk_forward]
-

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -129,11 +130,14 @@ def test_corpus_yaml_is_refused_naming_the_file(name):
 
 
 def test_corpus_yaml_through_validate_and_run_config(pipeline):
-    """The CLI's two readers of strategy files refuse them with the same one-line reasons."""
+    """The CLI's two readers of strategy files refuse them with the same reasons, one line each."""
     files = sorted((CORPUS / "yaml").glob("*.yaml"))
     result = CliRunner().invoke(cli, ["strategy", "validate", *map(str, files)])
     assert result.exit_code == 1
-    assert result.stderr.splitlines() == [f"invalid: {YAML_EXPECTED[f.name].replace('{file}', str(f))}" for f in files]
+    lines = [line for f in files for line in YAML_EXPECTED[f.name].replace("{file}", str(f)).splitlines()]
+    assert result.stderr.splitlines() == [*lines, f"{len(lines)} problems in {len(files)} of {len(files)} files"]
+    for line in lines:  # every problem at its line and column, printable, short
+        assert re.match(r"^\S+\.yaml:\d+:\d+: ", line) and line.isprintable() and len(line) < 400, line
     deep = CORPUS / "yaml" / "01_deep_list.yaml"
     result = CliRunner().invoke(cli, ["backtest", "run-config", str(deep), "--symbol", "ORCL"])
     assert result.exit_code == 1

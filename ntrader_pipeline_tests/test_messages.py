@@ -173,6 +173,13 @@ def test_a_file_name_with_a_newline_stays_on_one_line_per_problem(tmp_path, ntra
         f"{shown}:3 column 'volume': value '-3': volume must not be negative",
         f"error: {shown}: 2 problems; nothing was imported",
     ]
+    spec = tmp_path / "bad\nname.yaml"
+    spec.write_text("strategy: momentum\nconfig: {rsi_period: 1}\n")
+    validated = CliRunner().invoke(cli, ["strategy", "validate", str(spec)])
+    assert validated.exit_code == 1
+    assert validated.stderr.splitlines()[0] == (
+        f"{shown_path(spec)}:2:22: config.rsi_period: rsi_period must be at least 2 bars"
+    )
 
 
 def test_a_cell_is_quoted_as_a_short_printable_excerpt():
@@ -180,6 +187,21 @@ def test_a_cell_is_quoted_as_a_short_printable_excerpt():
     shown = excerpt(cell)
     assert shown == "\\x1b]0;owned\\x07zzzzzzzzzzzzzzz…" and len(shown) <= EXCERPT_CHARS
     assert excerpt(shown) == shown  # quoting twice changes nothing
+
+
+def test_a_private_strategy_file_behind_a_symlink_is_not_printed(tmp_path, ntrader_home):
+    """A file of ``name: value`` lines (a tokens file, say) gives one line per key, each key cut short."""
+    target = tmp_path / "tokens"
+    tokens = [f"production_api_token_number_{i}_{SECRET}" for i in range(3)]
+    target.write_text("".join(f"{token}: read-write\n" for token in tokens))
+    target.chmod(0o600)
+    link = tmp_path / "strategy.yaml"
+    link.symlink_to(target)
+    done = CliRunner().invoke(cli, ["strategy", "validate", str(link)])
+    assert done.exit_code == 1
+    output = done.stdout + done.stderr
+    assert SECRET not in output and "read-write" not in output
+    assert f"{link}:1:1: {excerpt(tokens[0])}: unknown key; the top level takes strategy" in done.stderr
 
 
 def test_an_empty_timezone_is_refused_as_an_option_before_any_run(ntrader_home, monkeypatch):

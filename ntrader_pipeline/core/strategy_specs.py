@@ -424,7 +424,7 @@ def _raise_or_keep(spec: StrategySpec | None, source: str, document: SpecDocumen
         raise StrategySpecError(source, _ordered(found))  # the warnings too: everything in one pass
     if spec is not None:
         known = {(w.key, w.reason) for w in spec._warnings}
-        spec._warnings += [w for w in found if (w.key, w.reason) not in known]
+        spec._warnings = [*spec._warnings, *(w for w in found if (w.key, w.reason) not in known)]  # copies share
 
 
 def _ordered(problems: list[SpecProblem]) -> list[SpecProblem]:

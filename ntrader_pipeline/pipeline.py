@@ -20,6 +20,7 @@ from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, read_regular_file
+from ntrader_pipeline.core.quoting import clipped, excerpt
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.symbols import parse_symbol, parse_symbols
 from ntrader_pipeline.definitions import (
@@ -152,7 +153,7 @@ class Pipeline:
                 run_config={**run_config, **QUIET_LOGS},
             )
         except DagsterAssetCheckFailedError as exc:  # the write happened; a blocking check then failed
-            failed = " ".join(str(exc).split(":", 1)[-1].split())
+            failed = clipped(" ".join(str(exc).split(":", 1)[-1].split()))
             raise PipelineError(
                 f"{partition_key}: stored, but blocking data checks failed ({failed}); "
                 "its backtests will not run until this is fixed (details: the checks in the UI)"
@@ -238,7 +239,7 @@ class Pipeline:
         if event.step_key == "ibkr_bars" and data.user_failure_data is not None:
             symbols_meta = data.user_failure_data.metadata.get("symbols")
             raise IbkrRunFailed(data.user_failure_data.description, symbols_meta.value if symbols_meta else summary)
-        message = " ".join(data.error.message.split()) if data.error else "the run failed"
+        message = clipped(" ".join(data.error.message.split())) if data.error else "the run failed"
         if event.step_key != "ibkr_bars":  # the bars were stored; a blocking check then failed
             raise IbkrRunFailed(
                 f"stored, but blocking data checks failed ({message}); details: the checks of ibkr_bars in the UI",
@@ -264,7 +265,7 @@ class Pipeline:
         if spec_path is not None:
             strategy = FILE_STRATEGY_KEY
         elif strategy not in strategies:
-            raise PipelineError(f"unknown strategy {strategy!r}; strategy files: {', '.join(strategies)}")
+            raise PipelineError(f"unknown strategy '{excerpt(strategy)}'; strategy files: {', '.join(strategies)}")
         if symbol not in self.instance.get_dynamic_partitions(symbol_partitions.name):
             raise PipelineError(f"no bars imported for {symbol}; run `ntrader data import-csv` first")
         self._refuse_what_cannot_run(strategy, symbol, start, end, timeframe, spec_path)
@@ -303,7 +304,7 @@ class Pipeline:
         try:
             bars_to_trade(series, spec, start, end)
         except ValueError as exc:
-            raise PipelineError(str(exc)) from None
+            raise PipelineError(clipped(exc)) from None
 
     def backfill_shares(self, strategies: list[str], symbols: list[str], shares: int) -> list[tuple[str, list[str]]]:
         """Strategy × symbol work cut into pieces for ``shares`` processes: each strategy's symbols in
@@ -323,7 +324,7 @@ class Pipeline:
         from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
         if strategy not in self.strategy_names():
-            reason = f"unknown strategy {strategy!r}; strategy files: {', '.join(self.strategy_names())}"
+            reason = f"unknown strategy '{excerpt(strategy)}'; strategy files: {', '.join(self.strategy_names())}"
             return {symbol: reason for symbol in symbols}
         known = list(self.instance.get_dynamic_partitions(symbol_partitions.name))  # the partitions' order
         outcome: dict[str, dict[str, Any] | str] = {
@@ -354,7 +355,7 @@ class Pipeline:
                     (line.split(": ", 1)[1] for line in message.splitlines() if line.startswith(f"{key}: ")),
                     message.splitlines()[0] if message else "failed",
                 )
-                outcome[known[index]] = stored.get(key, reason)
+                outcome[known[index]] = stored.get(key, clipped(reason))
         return {symbol: outcome[symbol] for symbol in symbols}
 
     def stored_metrics(self, result: Any) -> dict[str, dict[str, Any]]:

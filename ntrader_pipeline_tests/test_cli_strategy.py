@@ -119,7 +119,10 @@ def test_validate_reports_every_bad_file_and_exits_non_zero(ntrader_home, tmp_pa
     result = ntrader("strategy", "validate", str(good), str(bad))
     assert result.exit_code == 1
     assert f"ok: {good}" in result.stdout
-    assert result.stderr.strip() == f"invalid: {bad}: config.rsi_period: Expected `int`, got `str`"
+    assert result.stderr.splitlines() == [
+        f"{bad}:3:15: config.rsi_period: Expected `int`, got `str`",
+        "1 problem in 1 of 2 files",
+    ]
 
 
 def test_validate_lists_every_problem_of_a_file_in_one_pass(ntrader_home, tmp_path):
@@ -133,11 +136,12 @@ def test_validate_lists_every_problem_of_a_file_in_one_pass(ntrader_home, tmp_pa
     result = ntrader("strategy", "validate", str(bad))
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        f"invalid: {bad}: backtest.timeframe: Input should be '1MIN', '5MIN', '1HOUR' or 'DAILY'",
-        f"invalid: {bad}: backtest.starting_balance: Input should be greater than 0",
-        f"invalid: {bad}: config.rsi_period: Expected `int`, got `str`",
-        f"invalid: {bad}: config.oversold: Expected `float`, got `str`",
-        f"invalid: {bad}: config.bogus: Object contains unknown field `bogus`",
+        f"{bad}:2:22: config.rsi_period: Expected `int`, got `str`",
+        f"{bad}:2:42: config.oversold: Expected `float`, got `str`",
+        f"{bad}:2:47: config.bogus: unknown parameter (see `ntrader strategy list`)",
+        f"{bad}:3:23: backtest.timeframe: Input should be '1MIN', '5MIN', '1HOUR' or 'DAILY'",
+        f"{bad}:3:49: backtest.starting_balance: Input should be greater than 0",
+        "5 problems in 1 of 1 file",
     ]
 
 
@@ -147,7 +151,7 @@ def test_run_config_refuses_a_module_off_the_allowlist_before_running(ntrader_ho
     result = ntrader("backtest", "run-config", str(path), "--symbol", "ORCL")
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        f"error: {path}: strategy_path: module 'os' is not on the strategy module allowlist"
+        f"error: {path}:1:16: strategy_path: module 'os' is not on the strategy module allowlist"
     )
     assert "Traceback" not in result.output
     assert not (ntrader_home.home_dir / "dagster").exists()  # refused before any run was started

@@ -244,8 +244,7 @@ def test_an_unreachable_database_fails_in_one_line_without_password_or_sql(ntrad
     assert result.exit_code == 1
     line = result.stderr.splitlines()[-1]  # after any "retrying" lines the log may print
     assert line.startswith(
-        "error: migrating the warehouse schema failed on postgresql database ntrader on 127.0.0.1:9 "
-        "after 3 attempts: connection failed"
+        "error: the warehouse database is unreachable: postgresql database ntrader on 127.0.0.1:9 (connection failed"
     )
     assert "s3cret" not in result.output + result.stderr
     assert "SQL" not in line and "SELECT" not in line.upper()

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ntrader_pipeline.cli.common import console, open_pipeline, parse_date, symbol_param
+from ntrader_pipeline.core.metric_display import RANKABLE_METRICS
 
 
 @click.group()
@@ -163,26 +164,14 @@ def run_config(file: str, symbol: str, start, end) -> None:
     click.echo(metrics["run_id"])
 
 
-SWEEP_METRICS = (
-    "total_return",
-    "cagr",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "calmar_ratio",
-    "max_drawdown",
-    "profit_factor",
-    "win_rate",
-    "alpha",
-    "information_ratio",
-)
-
-
 def _checked_spec(file: str):
     from ntrader_pipeline.core.strategy_specs import check_spec, load_spec
     from ntrader_pipeline.settings import get_settings
 
     spec = load_spec(file)
     check_spec(spec, get_settings().strategy_module_allowlist)  # refuse a bad file before starting a run
+    for line in spec.warnings:
+        click.echo(line, err=True)
     return spec
 
 
@@ -193,7 +182,7 @@ def _checked_spec(file: str):
 )
 @click.option(
     "--metric",
-    type=click.Choice(SWEEP_METRICS),
+    type=click.Choice(RANKABLE_METRICS),
     default=None,
     help="Metric that ranks the sets (default: the file's sweep metric, sharpe_ratio).",
 )

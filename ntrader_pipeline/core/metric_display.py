@@ -30,6 +30,22 @@ KEY_METRICS = (
     "information_ratio",
 )
 
+# What may rank a sweep's sets (``metric:`` of ``sweep:``/``walk_forward:``, ``--metric``): figures every
+# set has where "higher is better" holds (drawdowns are negative, so the shallowest ranks first).
+# Volatility, exposure, beta or a trade count rank nothing, and the benchmark's return is every set's.
+RANKABLE_METRICS = (
+    "total_return",
+    "cagr",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "calmar_ratio",
+    "max_drawdown",
+    "profit_factor",
+    "win_rate",
+    "alpha",
+    "information_ratio",
+)
+
 # Counts: the warehouse stores every number as a float, so these are made integers again on the way out.
 INTEGER_METRICS = {"bars", "daily_returns", "trade_count", "risk_controls_triggered"}
 

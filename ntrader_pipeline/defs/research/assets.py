@@ -33,7 +33,7 @@ from dagster import (
 from pydantic import Field
 
 from ntrader_pipeline.adapters.object_store import written_folder
-from ntrader_pipeline.core.sweeps import parse_parameter_key
+from ntrader_pipeline.core.sweeps import parse_parameter_key, rankable
 from ntrader_pipeline.core.timeframes import Timeframe
 from ntrader_pipeline.defs.backtests.assets import StrategyFile, load_strategy, metric_metadata, run_ids, run_record
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, parameter_set_partitions, sweep_set_partitions
@@ -55,10 +55,20 @@ def _date(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
 
 
-def _spec(name: str, config: ResearchConfig, stores: PipelineStores):
+def _spec(name: str, config: ResearchConfig, stores: PipelineStores, context: AssetExecutionContext):
+    """The strategy file, checked whole before any set runs (its warnings go to the run's log)."""
     if name == FILE_STRATEGY_KEY and config.spec_file is None:
         raise ValueError(f"spec_file is required on strategy partition {FILE_STRATEGY_KEY}")
-    return load_strategy(name, config.spec_file, stores)
+    if config.metric is not None:
+        rankable(config.metric)  # a metric no set has would rank them all last, in file order
+    spec = load_strategy(name, config.spec_file, stores)
+    if spec.is_custom:  # a registered strategy's sets and windows were checked as the file was read
+        from ntrader_pipeline.core.strategy_specs import check_spec
+
+        check_spec(spec, stores.strategy_module_allowlist)
+    for line in spec.warnings:
+        context.log.warning(line)
+    return spec
 
 
 def _series(stores: PipelineStores, symbol: str, timeframe: Timeframe):
@@ -104,7 +114,7 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
 
         keys = context.partition_key.keys_by_dimension
         base, params = parse_parameter_key(keys["parameter_set"])
-        spec = _spec(base, config, stores)
+        spec = _spec(base, config, stores, context)
         series = _series(stores, keys["symbol"], spec.backtest.timeframe)
         run = run_set(
             series,
@@ -142,7 +152,7 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         from ntrader_pipeline.core.tearsheet import INLINE_MARKDOWN_LIMIT, png_markdown
 
         keys = context.partition_key.keys_by_dimension
-        spec = _spec(keys["strategy"], config, stores)
+        spec = _spec(keys["strategy"], config, stores, context)
         if spec.sweep is None:
             raise ValueError(f"{spec.source}: no sweep: block to run")
         symbol = keys["symbol"]
@@ -223,7 +233,7 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         from ntrader_pipeline.core.tearsheet import sparkline_markdown
 
         keys = context.partition_key.keys_by_dimension
-        spec = _spec(keys["strategy"], config, stores)
+        spec = _spec(keys["strategy"], config, stores, context)
         series = _series(stores, keys["symbol"], spec.backtest.timeframe)
         wf = run_walk_forward(
             series,

@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
-from ntrader_pipeline_tests.conftest import NVDA_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import NVDA_DAILY, STRATEGY_CONFIGS
 
 SYMBOLS = [f"SYM{n}" for n in range(7)]
 HANG = 600  # seconds: only a hang takes this long, even with eight processes on two cores

@@ -28,7 +28,7 @@ from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import BarSeries, Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.support import ORCL_DAILY
 
 BAR_TYPE = "ORCL.XNAS-1-DAY-LAST-EXTERNAL"
 DRIVER = """

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ntrader_pipeline.pipeline import INSTANCE_YAML
-from ntrader_pipeline_tests.conftest import REPO_ROOT
+from ntrader_pipeline_tests.support import REPO_ROOT
 
 HANG = 600  # seconds: a code location loads in ~10 s on a quiet machine; only a hang takes this long
 LOCATIONS = (

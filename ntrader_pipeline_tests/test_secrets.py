@@ -39,7 +39,7 @@ from ntrader_pipeline.defs.resources import (
 )
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import Settings, get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, REPO_ROOT
+from ntrader_pipeline_tests.support import ORCL_DAILY, REPO_ROOT
 
 MARK = "s3cretMARKER"
 

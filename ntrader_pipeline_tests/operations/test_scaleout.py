@@ -19,8 +19,8 @@ from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.core.metrics import typed_metrics
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import Settings
-from ntrader_pipeline_tests.conftest import NVDA_DAILY, ORCL_DAILY
-from ntrader_pipeline_tests.databases import fresh_database
+from ntrader_pipeline_tests.support import NVDA_DAILY, ORCL_DAILY
+from ntrader_pipeline_tests.support.databases import fresh_database
 
 from .scale import (
     BACKTEST_ASSETS,

@@ -196,10 +196,10 @@ def label(name: str) -> str:
 
 
 def _real(value: Any) -> float | None:
-    """A finite float, or None for undefined (None, NaN, ±inf)."""
+    """A finite float (-0.0 as 0.0), or None for undefined (None, NaN, ±inf)."""
     if value is None:
         return None
-    number = float(value)
+    number = float(value) + 0.0
     return number if math.isfinite(number) else None
 
 
@@ -305,7 +305,7 @@ def machine(name: str, value: Any) -> MetricValue:
         return value
     if spec(name).unit == "money":
         return money_text(value)
-    return round(value, MACHINE_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return round(value, MACHINE_DECIMALS) + 0.0  # + 0.0: a tiny negative rounds to 0.0, not -0.0
 
 
 def machine_metrics(values: Mapping[str, Any], names: Iterable[str] | None = None) -> dict[str, MetricValue]:

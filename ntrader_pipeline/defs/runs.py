@@ -3,8 +3,7 @@
 Backtests, sweep sets and walk-forward runs are all recorded by ``record_run``: the run record,
 metrics, trades and equity curve go to the warehouse in one transaction, then (except for sweep
 sets) the five reports are written with the same inputs (the chart, the bars' closes and the
-benchmark). ``metric_metadata`` and ``metric_table`` show metrics in the UI in the registry's
-forms.
+benchmark). ``report_metadata`` is what the UI shows of those reports.
 
 The engine, pandas and the report writers are imported at the top: this module is imported inside
 asset bodies only, so the code location still loads with Dagster alone (``test_startup.py``).
@@ -80,14 +79,14 @@ class Measured:
 def backtest(
     catalog: BarCatalog,
     series: BarSeries,
-    spec_: StrategySpec,
+    strategy: StrategySpec,
     stores: PipelineStores,
     run_id: str,
     start: date | None,
     end: date | None,
 ) -> Measured:
-    """Run ``spec_`` on ``series`` in NautilusTrader and measure it against its benchmark."""
-    result = run_backtest(series, spec_, stores.venue, run_id, start, end, stores.strategy_module_allowlist)
+    """Run ``strategy`` on ``series`` in NautilusTrader and measure it against its benchmark."""
+    result = run_backtest(series, strategy, stores.venue, run_id, start, end, stores.strategy_module_allowlist)
     ledger = trade_ledger(result.fills)
     benchmark = benchmark_for(result, catalog.closes_reader(series.timeframe))
     return Measured(result, ledger, compute_metrics(result, ledger, benchmark), benchmark)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     import pytest
 
 # Switches the suite reads itself: they survive ``point_settings_at``.
-TEST_SWITCHES = {"NTRADER_REQUIRE_POSTGRES", "NTRADER_TEST_POSTGRES_URL"}
+TEST_SWITCHES = {"NTRADER_REQUIRE_POSTGRES", "NTRADER_TEST_POSTGRES_URL", "NTRADER_UPDATE_SNAPSHOTS"}
 
 
 def point_settings_at(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:

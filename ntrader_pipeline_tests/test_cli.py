@@ -44,6 +44,7 @@ def ntrader(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # the demo in fresh processes
 def test_demo_from_a_fresh_copy(repo_copy, monkeypatch):
     done = ntrader(repo_copy, "demo")
     assert done.returncode == 0, done.stderr
@@ -151,6 +152,7 @@ def test_user_mistakes_exit_non_zero_with_one_line_reason(cli_home, args, reason
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # two backfills in fresh processes
 def test_a_backfill_on_two_processes_stores_what_one_process_stores(tmp_path):
     """``--jobs 2`` splits the partitions between two fresh processes; each partition is run once,
     and its figures equal a one-process backfill's."""

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
@@ -42,6 +43,7 @@ def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # eight fresh processes
 def test_eight_commands_at_once_on_a_new_home_all_succeed(tmp_path: Path):
     bars = tmp_path / "bars.csv"
     bars.write_text("\n".join(NVDA_DAILY.read_text().splitlines()[:31]) + "\n")

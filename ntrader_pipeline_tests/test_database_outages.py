@@ -33,6 +33,8 @@ from ntrader_pipeline.settings import Settings
 from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 from ntrader_pipeline_tests.test_crash_recovery import expected_hash, repriced, stored_content
 
+pytestmark = pytest.mark.slow  # connections terminated and a server restarted mid-write
+
 
 class TerminateWhenBlocked(threading.Thread):
     """Locks ``table`` until a backend of the database waits on it, then terminates that backend

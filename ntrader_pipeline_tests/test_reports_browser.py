@@ -38,6 +38,8 @@ from ntrader_pipeline.core.research_report import write_sweep_reports, write_wal
 from ntrader_pipeline.core.strategy_specs import load_spec, parse_spec
 from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 
+pytestmark = pytest.mark.slow  # a headless Chromium
+
 TEARSHEET_CHARTS = {
     "equity",
     "equity-log",

@@ -250,6 +250,7 @@ RESOURCES = """{ allTopLevelResourceDetailsOrError(repositorySelector: {reposito
   configuredValues { key value type } configFields { name defaultValueAsJson } } } } }"""
 
 
+@pytest.mark.slow  # a real webserver
 def test_the_ui_shows_the_compose_warehouse_password_by_name_only(postgres_url, tmp_path):
     url = make_url(postgres_url)
     dotenv = {**SECRETS, "POSTGRES_USER": url.username, "POSTGRES_DB": url.database}

@@ -37,6 +37,8 @@ from .scale import (
 )
 from .stack import wait_for
 
+pytestmark = pytest.mark.slow  # real workers, a broker and a killed worker: minutes
+
 # 3 strategies x 4 symbols = 12 partitions in runs of 2: six runs for two workers.
 SYMBOLS = {"ORCL": ORCL_DAILY, "NVDA": NVDA_DAILY, "ORCX": ORCL_DAILY, "NVDX": NVDA_DAILY}
 STRATEGIES = ["mean_reversion", "momentum", "sma_crossover"]

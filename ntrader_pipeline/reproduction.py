@@ -76,27 +76,27 @@ def _exchange_date(stamp) -> date:
 def reproduce_run(warehouse: Warehouse, run_id: str, catalog: BarCatalog | None = None) -> Reproduction:
     stored = load_run(warehouse, run_id)
     record = stored.record
-    symbol, venue = record["bar_type"].split("-", 1)[0].rsplit(".", 1)
+    symbol, venue = record.bar_type.split("-", 1)[0].rsplit(".", 1)
     if catalog is None:  # opened through the store, so a publish a killed import left is settled first
         catalog = MarketDataStore(
             BarCatalog(get_settings().catalog_location, venue, get_settings().s3_options()), warehouse
         ).catalog
-    timeframe = _timeframe(record["bar_type"])
-    outcome = Reproduction(run_id, record["data_hash"], None)
+    timeframe = _timeframe(record.bar_type)
+    outcome = Reproduction(run_id, record.data_hash, None)
     series = catalog.read(symbol, timeframe)
     if series is None:
         outcome.problem = f"the catalog has no {timeframe.value} bars of {symbol} any more"
         return outcome
-    first, last = _exchange_date(record["start"]), _exchange_date(record["end"])
+    first, last = _exchange_date(record.start), _exchange_date(record.end)
     if len(window(series, first, last)) == 0:
         outcome.problem = f"the catalog has no {symbol} bars between {first} and {last} any more"
         return outcome
-    spec = StrategySpec(**record["config"])
+    spec = StrategySpec(**record.config)
     result = run_backtest(series, spec, venue, run_id, first, last)
     outcome.fresh_hash = result.data_hash
     now = {**versions(), "calendar": EXCHANGE, "fills": FILL_CONVENTION}
     outcome.version_changes = {
-        name: (old, now[name]) for name, old in record["versions"].items() if name in now and now[name] != old
+        name: (old, now[name]) for name, old in record.versions.items() if name in now and now[name] != old
     }
     fresh = compute_metrics(result, trade_ledger(result.fills), benchmark_for(result, catalog.closes_reader(timeframe)))
     outcome.compared = len([n for n in fresh if n != "run_id"])

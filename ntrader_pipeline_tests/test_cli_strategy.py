@@ -18,7 +18,7 @@ from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.strategies import REGISTRY
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.settings import Settings, get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 
 
 def ntrader(*args: str):
@@ -88,10 +88,10 @@ def test_run_config_stores_the_run_like_every_other(orcl_home, tmp_path):
     assert ntrader("strategy", "create", "--type", "momentum", "--output", str(path)).exit_code == 0
     run_id = run_config(str(path), "--symbol", "orcl", "--start", "1995-03-01")
     run = Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_id)
-    assert run["strategy"] == "my_momentum" and run["symbol"] == "ORCL"
-    assert run["config"]["strategy"] == "momentum"
-    assert run["start"].date().isoformat() >= "1995-03-01"
-    assert (Path(run["report_dir"]) / "metrics.json").exists()
+    assert run.strategy == "my_momentum" and run.symbol == "ORCL"
+    assert run.config["strategy"] == "momentum"
+    assert run.start.date().isoformat() >= "1995-03-01"
+    assert (Path(run.report_dir) / "metrics.json").exists()
     assert partition_of(run_id) == "_file|ORCL"
 
 
@@ -104,7 +104,7 @@ def test_triggered_risk_control_reaches_the_report(orcl_home, tmp_path):
     path = tmp_path / "capped.yaml"
     path.write_text("strategy: sma_crossover\nbacktest:\n  risk:\n    max_position_shares: 100\n")
     run = Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_config(str(path), "--symbol", "ORCL"))
-    report = Path(run["report_dir"])
+    report = Path(run.report_dir)
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["risk_controls_triggered"] == len(metrics["risk_events"]) > 0
     assert metrics["risk_events"][0]["control"] == "max_position_shares"
@@ -177,7 +177,7 @@ def test_a_file_run_carries_the_file_in_its_run_config_not_its_path(orcl_home, t
     run_id = run_config(str(path), "--symbol", "ORCL")
     instance = DagsterInstance.get()
     dagster_run = instance.get_run_by_id(
-        Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_id)["dagster_run_id"]
+        Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_id).dagster_run_id
     )
     assert dagster_run.run_config["ops"]["backtest"]["config"]["spec_file"] == {"name": "travelling", "yaml": text}
     assert str(tmp_path) not in json.dumps(dagster_run.run_config)
@@ -189,4 +189,4 @@ def test_a_file_run_carries_the_file_in_its_run_config_not_its_path(orcl_home, t
         for m in again.asset_materializations_for_node("backtest")
         if m.asset_key == AssetKey("backtest")
     ]
-    assert Warehouse.open(orcl_home.resolved_warehouse_url).get_run(stored)["strategy"] == "travelling"
+    assert Warehouse.open(orcl_home.resolved_warehouse_url).get_run(stored).strategy == "travelling"

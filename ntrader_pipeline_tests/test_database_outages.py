@@ -30,8 +30,10 @@ from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import Settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 from ntrader_pipeline_tests.test_crash_recovery import expected_hash, repriced, stored_content
+
+pytestmark = pytest.mark.slow  # connections terminated and a server restarted mid-write
 
 
 class TerminateWhenBlocked(threading.Thread):

@@ -11,7 +11,7 @@ from ntrader_pipeline.core.backtest import fill_settings, run_backtest
 from ntrader_pipeline.core.bars import BarSeries
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.strategy_specs import load_spec
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 
 
 def test_orders_on_volume_zero_bars_fill_whole_at_the_close():

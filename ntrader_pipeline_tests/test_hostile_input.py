@@ -35,7 +35,7 @@ from ntrader_pipeline.core.validation import BarFileError, BarProblem
 from ntrader_pipeline.definitions import INGEST_JOB
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, REPO_ROOT, STRATEGY_CONFIGS, point_settings_at
+from ntrader_pipeline_tests.support import ORCL_DAILY, REPO_ROOT, STRATEGY_CONFIGS, point_settings_at
 
 CORPUS = Path(__file__).parent / "corpus"
 CSV_EXPECTED: dict[str, list[list]] = json.loads((CORPUS / "csv" / "expected.json").read_text())

@@ -13,10 +13,10 @@ from dagster import AssetKey, DagsterInstance
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
-from ntrader_pipeline.core.metrics import KEY_METRICS
+from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS
 from ntrader_pipeline.pipeline import Pipeline, strategy_file_config
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, point_settings_at
+from ntrader_pipeline_tests.support import ORCL_DAILY, point_settings_at
 
 SWEEP_FILE = """\
 strategy: sma_crossover
@@ -70,7 +70,7 @@ def test_sweep_prints_every_set_ranked_with_params_run_id_and_key_metrics(home, 
     assert sorted(r["key"] for r in rows) == sorted(KEYS)
     for row in rows:
         assert set(row["params"]) == {"fast_period", "slow_period"} and row["symbol"] == "ORCL"
-        assert set(KEY_METRICS) <= set(row) and len(row["run_id"]) == 12
+        assert set(HEADLINE_METRICS) <= set(row) and len(row["run_id"]) == 12
         assert 0 <= row["pbo"] <= 1 and 0 <= row["dsr"] <= 1
     sharpes = [r["sharpe_ratio"] for r in rows]
     assert sharpes == sorted(sharpes, reverse=True) and [r["rank"] for r in rows] == [1, 2, 3, 4]
@@ -79,10 +79,7 @@ def test_sweep_prints_every_set_ranked_with_params_run_id_and_key_metrics(home, 
     warehouse = Warehouse.open(get_settings().resolved_warehouse_url)
     for row in rows:
         stored = warehouse.get_run(row["run_id"])
-        assert (
-            stored["strategy"] == row["key"]
-            and stored["config"]["config"]["fast_period"] == row["params"]["fast_period"]
-        )
+        assert stored.strategy == row["key"] and stored.config["config"]["fast_period"] == row["params"]["fast_period"]
         assert warehouse.get_metrics(row["run_id"])["sharpe_ratio"] == pytest.approx(row["sharpe_ratio"], rel=1e-9)
 
 
@@ -113,7 +110,7 @@ def test_one_set_rerun_alone_as_its_partition_gives_the_same_numbers(home, swept
     )
     metrics = result.output_for_node("sweep_backtest")
     assert metrics["run_id"] != best["run_id"]
-    for name in KEY_METRICS:
+    for name in HEADLINE_METRICS:
         assert metrics[name] == pytest.approx(best[name], rel=1e-9, abs=1e-12), name
 
 

@@ -23,8 +23,8 @@ from ntrader_pipeline.core.strategy_specs import (
     spec_from_text,
 )
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import STRATEGY_CONFIGS
 from ntrader_pipeline_tests.strategy_series import VENUE, daily_series
+from ntrader_pipeline_tests.support import STRATEGY_CONFIGS
 
 SHIPPED = sorted(STRATEGY_CONFIGS.glob("*.yaml"))
 

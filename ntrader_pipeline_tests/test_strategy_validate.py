@@ -58,7 +58,7 @@ def test_one_pass_lists_every_problem_of_every_file_at_its_line_and_column(ntrad
         "max_notional_per_order, max_drawdown_pct",
         f"{many}:16:12: benchmark: String should match pattern '^[A-Z0-9][A-Z0-9.\\-]*$'",
         f"{many}:19:11: sweep.metric: 'sharpe' is not a metric that ranks sets; use one of total_return, cagr, "
-        "sharpe_ratio, sortino_ratio, calmar_ratio, max_drawdown, profit_factor, win_rate, alpha, information_ratio",
+        "sharpe_ratio, sortino_ratio, calmar_ratio, max_drawdown, win_rate, profit_factor, alpha, information_ratio",
         f"{many}:20:57: walk_forward.step: 21 is shorter than out_of_sample (63): out-of-sample windows would "
         "overlap and the stitched run would trade their common sessions twice; use step = out_of_sample "
         "(or leave it out)",
@@ -120,12 +120,12 @@ RESEARCH_PROBLEMS = [
     (
         f"strategy: sma_crossover\n{GRID}  metric: sharpe\n",
         "4:11: sweep.metric: 'sharpe' is not a metric that ranks sets; use one of total_return, cagr, sharpe_ratio, "
-        "sortino_ratio, calmar_ratio, max_drawdown, profit_factor, win_rate, alpha, information_ratio",
+        "sortino_ratio, calmar_ratio, max_drawdown, win_rate, profit_factor, alpha, information_ratio",
     ),
     (
         f"strategy: sma_crossover\n{GRID}walk_forward: {{in_sample: 252, out_of_sample: 63, metric: volatility}}\n",
         "4:59: walk_forward.metric: 'volatility' is not a metric that ranks sets; use one of total_return, cagr, "
-        "sharpe_ratio, sortino_ratio, calmar_ratio, max_drawdown, profit_factor, win_rate, alpha, information_ratio",
+        "sharpe_ratio, sortino_ratio, calmar_ratio, max_drawdown, win_rate, profit_factor, alpha, information_ratio",
     ),
     (
         f"strategy: sma_crossover\n{GRID}walk_forward: {{in_sample: 20, out_of_sample: 63}}\n",

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ntrader_pipeline.core.metric_display import RANKABLE_METRICS
+from ntrader_pipeline.core.metric_registry import RANKABLE_METRICS
 from ntrader_pipeline.core.quoting import excerpt
 from ntrader_pipeline.core.spec_yaml import KeyProblems
 

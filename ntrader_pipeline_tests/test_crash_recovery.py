@@ -45,8 +45,8 @@ PHASES = {
     "staging": "old",  # staged files half-written, no journal yet
     "staged": "old",  # staged and journaled, nothing else done
     "table-written": "old",  # rows replaced and publish marked, not committed
+    "instrument-placed": "old",  # the symbol's instrument file replaced, the bars not yet swapped
     "backup-made": "old",  # the live bar folder moved aside, the new one not yet in (F1's instant)
-    "half-swapped": "old",  # new bars in, the instrument folder not yet swapped
     "before-commit": "old",  # everything swapped, the commit not sent
     "committed": "new",  # committed, journal and staging not yet removed
 }

@@ -2,10 +2,11 @@
 
 One publish lives in ``<catalog>/.staging/<bar type>/<publish id>/``:
 
-- ``new/`` the series' complete new folders, written and fsynced first;
+- ``new/`` the series' complete new folders (its bars, and the symbol's instrument), written and
+  fsynced first;
 - ``journal.json`` written (atomically, fsynced) once ``new/`` is complete: from then on the
   publish can be finished or undone whatever state a crash left;
-- ``backup/`` the live folders the swap moved aside.
+- ``backup/`` the live bar folder the swap moved aside.
 
 Every step of the swap is a rename, so ``roll_forward`` (to ``new``) and ``roll_back`` (to the
 old folders, putting the staged ones back into ``new/`` for a retry) are idempotent and work from
@@ -13,6 +14,11 @@ any point, including a half-done swap or a recovery that was itself killed. Whic
 not this module's call: the warehouse records whether its transaction committed (see
 ``market_data_store``). A staging folder without a journal was killed while being written and is
 only garbage.
+
+The instrument folder (``data/equity/<SYMBOL.VENUE>``) is shared by the symbol's series (daily and
+intraday), which are written under different series locks, so it is never swapped as a folder:
+its file is placed by one rename onto the file of the same name, atomic whoever else writes. Each
+series' prices are read at the precision its own bar files carry, not the instrument's.
 """
 
 from __future__ import annotations
@@ -39,10 +45,11 @@ class Publish:
     bar_type: str
     publish_id: str
     folders: tuple[Path, ...]  # relative to the catalog root, in swap order
+    instrument: Path | None = None  # the symbol's instrument folder: its files are placed, never swapped
 
     @classmethod
-    def create(cls, catalog_root: Path, bar_type: str, folders: list[Path]) -> Publish:
-        publish = cls(Path(catalog_root), bar_type, uuid.uuid4().hex, tuple(folders))
+    def create(cls, catalog_root: Path, bar_type: str, folders: list[Path], instrument: Path | None = None) -> Publish:
+        publish = cls(Path(catalog_root), bar_type, uuid.uuid4().hex, tuple(folders), instrument)
         publish.new.mkdir(parents=True)
         return publish
 
@@ -67,6 +74,7 @@ class Publish:
             "publish_id": self.publish_id,
             "bar_type": self.bar_type,
             "folders": [str(f) for f in self.folders],
+            "instrument": str(self.instrument) if self.instrument else None,
             "started": datetime.now(UTC).isoformat(),
         }
         partial = self.root / f"{JOURNAL}.partial"
@@ -76,7 +84,9 @@ class Publish:
         _fsync(self.root)
 
     def swap_in(self) -> None:
-        """Move the live folders to ``backup/`` and the staged ones in their place."""
+        """Place the instrument, then move the live folders to ``backup/`` and the staged ones in."""
+        self._place_instrument()
+        kill_point("instrument-placed")
         for index, relative in enumerate(self.folders):
             live, staged, backup = self._paths(relative)
             if live.exists():
@@ -87,11 +97,10 @@ class Publish:
             live.parent.mkdir(parents=True, exist_ok=True)
             staged.rename(live)
             _fsync(live.parent)
-            if index == 0:
-                kill_point("half-swapped")
 
     def roll_forward(self) -> None:
-        """Finish a swap: every staged folder still waiting in ``new/`` goes live."""
+        """Finish a swap: the instrument placed, every staged folder still waiting in ``new/`` live."""
+        self._place_instrument()
         for relative in self.folders:
             live, staged, backup = self._paths(relative)
             if not staged.exists():
@@ -107,7 +116,11 @@ class Publish:
             _fsync(live.parent)
 
     def roll_back(self) -> None:
-        """Undo a swap, whole or partial: staged folders back into ``new/``, the old ones back live."""
+        """Undo a swap, whole or partial: staged folders back into ``new/``, the old ones back live.
+
+        A placed instrument stays: it describes the symbol, and each series' bars carry their own
+        precision, so it is as good as the one it replaced.
+        """
         for relative in reversed(self.folders):
             live, staged, backup = self._paths(relative)
             if not staged.exists() and live.exists():  # the staged folder made it in
@@ -116,6 +129,20 @@ class Publish:
             if backup.exists():
                 backup.rename(live)
                 _fsync(live.parent)
+
+    def _place_instrument(self) -> None:
+        """Each staged instrument file renamed onto the live one of the same name (idempotent)."""
+        if self.instrument is None:
+            return
+        staged = self.new / self.instrument
+        files = sorted(staged.glob("*.parquet")) if staged.is_dir() else []
+        if not files:
+            return  # placed already
+        live = self.catalog_root / self.instrument
+        live.mkdir(parents=True, exist_ok=True)
+        for file in files:
+            os.replace(file, live / file.name)
+        _fsync(live)
 
     def remove(self) -> None:
         """Drop the journal first (the publish is settled), then whatever staging is left."""
@@ -152,8 +179,15 @@ def pending(catalog_root: Path, bar_type: str) -> tuple[list[Publish], list[Path
             garbage.append(root)
             continue
         record = json.loads(journal.read_text())
+        instrument = record.get("instrument")  # journals of earlier versions swapped it as a folder
         publishes.append(
-            Publish(Path(catalog_root), bar_type, record["publish_id"], tuple(Path(f) for f in record["folders"]))
+            Publish(
+                Path(catalog_root),
+                bar_type,
+                record["publish_id"],
+                tuple(Path(f) for f in record["folders"]),
+                Path(instrument) if instrument else None,
+            )
         )
     return publishes, garbage
 

@@ -1,0 +1,95 @@
+"""Each series of a symbol keeps its own price precision: importing one never changes another.
+
+A symbol's daily and one-minute series share one instrument in the catalog (``data/equity/ORCL.XNAS``)
+but are stored at their own files' decimals (the daily Yahoo file carries 6, a minute file 2). Bars
+are read at the precision their own Parquet files carry, so a 2-decimal minute import leaves the
+daily bars, the backtests run on them and every later daily append exactly as they were.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+from dagster import DagsterInstance
+from nautilus_trader.persistence.catalog import ParquetDataCatalog
+
+from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore, series_lock
+from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.cli.main import cli
+from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.csv_bars import read_bar_csv
+from ntrader_pipeline_tests.conftest import AAPL_MINUTE, ORCL_DAILY
+from ntrader_pipeline_tests.test_append_imports import latest_checks, split_orcl
+from ntrader_pipeline_tests.test_crash_recovery import BAR_TYPE, expected_hash, kill_import, repriced, stored_content
+
+
+def minute_file(folder: Path, symbol: str = "ORCL") -> Path:
+    """The bundled one-minute file (2 decimals) under another symbol, without its bad bar (line 33)."""
+    lines = AAPL_MINUTE.read_text().splitlines()
+    path = folder / f"{symbol}_2024-01-02_1min.csv"
+    path.write_text("\n".join(line for number, line in enumerate(lines, 1) if number != 33) + "\n")
+    return path
+
+
+def test_a_minute_import_leaves_the_daily_series_its_backtests_and_its_appends_exact(
+    tmp_path, ntrader_home, monkeypatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(ntrader_home.resolved_dagster_home))
+    runner = CliRunner()
+    history, recent = split_orcl(tmp_path)
+    assert runner.invoke(cli, ["data", "import-csv", "--file", str(history), "--symbol", "ORCL"]).exit_code == 0
+    run = runner.invoke(cli, ["backtest", "run", "--strategy", "sma_crossover", "--symbol", "ORCL"])
+    assert run.exit_code == 0, run.output
+    run_id = run.stdout.strip().splitlines()[-1]
+
+    minute = runner.invoke(cli, ["data", "import-csv", "--file", str(minute_file(tmp_path)), "--symbol", "ORCL"])
+    assert minute.exit_code == 0, minute.output
+
+    reproduced = runner.invoke(cli, ["backtest", "reproduce", run_id])
+    assert reproduced.exit_code == 0, reproduced.output
+    assert reproduced.output.startswith(f"run {run_id} reproduced:")
+    catalog = BarCatalog(ntrader_home.resolved_catalog_path, "XNAS")
+    daily = catalog.read("ORCL", Timeframe.DAILY)
+    assert daily.price_precision == 6
+    assert daily.content_hash() == read_bar_csv(history, "ORCL").content_hash()  # not rounded to 2 decimals
+    assert catalog.read("ORCL", Timeframe.MIN1).price_precision == 2
+
+    appended = runner.invoke(cli, ["data", "import-csv", "--file", str(recent), "--symbol", "ORCL"])
+    assert appended.exit_code == 0, appended.output
+    checks = latest_checks(DagsterInstance.get(), "ORCL")
+    assert checks[("bar_catalog", "content_matches")] and checks[("market_data", "content_matches")], checks
+    whole = catalog.read("ORCL", Timeframe.DAILY)
+    assert whole.price_precision == 6 and len(whole) == 5036
+    assert whole.content_hash() == read_bar_csv(ORCL_DAILY, "ORCL").content_hash()
+
+    # NautilusTrader's own reader still opens the catalog and reads each series at its decimals
+    nautilus = ParquetDataCatalog(str(ntrader_home.resolved_catalog_path))
+    assert str(nautilus.bars(["ORCL.XNAS-1-DAY-LAST-EXTERNAL"])[0].open) == "2.179012"
+    assert str(nautilus.bars(["ORCL.XNAS-1-MINUTE-LAST-EXTERNAL"])[0].open) == "185.25"
+
+
+def test_two_series_of_one_symbol_publishing_at_once_keep_each_other_whole(tmp_path, sqlite_url) -> None:
+    """The daily and minute series of ORCL are written under different series locks, yet share the
+    instrument folder. A daily re-import dies just before its commit while a minute import publishes
+    (the daily writer's lock still held, as while it lives); the next open rolls the daily one back.
+    That must leave the minute publish whole: its bars, its precision and the instrument it placed."""
+    catalog = tmp_path / "catalog"
+    warehouse = Warehouse.open(sqlite_url)
+    MarketDataStore(BarCatalog(catalog, "XNAS"), warehouse).replace(read_bar_csv(ORCL_DAILY, "ORCL"))
+    kill_import(catalog, sqlite_url, repriced(tmp_path / "ORCL_repriced.csv"), "before-commit")
+
+    with series_lock(BarCatalog(catalog, "XNAS"), BAR_TYPE):  # the daily writer, as if still alive
+        minute = MarketDataStore(BarCatalog(catalog, "XNAS"), warehouse)
+        minute.replace(read_bar_csv(minute_file(tmp_path), "ORCL"))
+    reopened = MarketDataStore(BarCatalog(catalog, "XNAS"), warehouse)  # settles the daily publish
+
+    old = expected_hash(ORCL_DAILY)
+    assert stored_content(reopened) == (old, old)
+    bars = reopened.catalog.read("ORCL", Timeframe.MIN1)
+    assert (
+        bars.price_precision == 2 and bars.content_hash() == read_bar_csv(minute_file(tmp_path), "ORCL").content_hash()
+    )
+    assert reopened.catalog.instrument("ORCL").price_precision == 2  # the minute publish's, the last committed
+    assert not any((catalog / ".staging").rglob("*"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,7 +209,8 @@ class BarCatalog:
                 else []
             )
         folder = confined(self.path / "data" / "bar", bar_type)
-        return sorted(folder.glob("*.parquet")) if folder.exists() else []
+        with catalog_publish.reading(self.path, bar_type, folder):
+            return sorted(folder.glob("*.parquet")) if folder.exists() else []
 
     def read_bars(self, symbol: str, timeframe: Timeframe) -> list[Bar]:
         if self.remote:
@@ -226,7 +228,8 @@ class BarCatalog:
     def read(self, symbol: str, timeframe: Timeframe) -> BarSeries | None:
         """The stored series, or None when the catalog has no bars for it.
 
-        Read at the precision the series' own files carry. Read column-wise from the Parquet files: no ``Bar``
+        One whole version, whatever a writer is doing (see ``_read_files`` and ``_read_version``),
+        at the precision its own files carry. Read column-wise from the Parquet files: no ``Bar``
         object is built (a million of them cost gigabytes and seconds), and the values equal
         ``frame_from_nautilus_bars``' exactly.
         """
@@ -240,9 +243,19 @@ class BarCatalog:
         return BarSeries(symbol, timeframe, frame_from_bars_table(table, precision), precision, source="catalog")
 
     def _read_files(self, bar_type: str) -> list[pa.Table]:
-        """The live bar files of a local series."""
+        """The live bar files of a local series, listed and opened under its shared swap lock.
+
+        A swap renames folders under the same lock, exclusively, so the files opened are one
+        version, whole; they are read after the lock is let go (an open file stays readable when
+        a later swap moves or deletes it), so a reader never holds up a writer for longer than
+        the opens take.
+        """
         folder = confined(self.path / "data" / "bar", bar_type)
-        return [pq.read_table(f) for f in sorted(folder.glob("*.parquet"))] if folder.exists() else []
+        with ExitStack() as opened:
+            with catalog_publish.reading(self.path, bar_type, folder):
+                files = sorted(folder.glob("*.parquet")) if folder.exists() else []
+                handles = [opened.enter_context(open(f, "rb")) for f in files]
+            return [pq.read_table(handle) for handle in handles]
 
     def _read_version(self, bar_type: str) -> list[pa.Table]:
         """The live version's bar files (empty when there is none), from the manifest resolved

@@ -1,4 +1,4 @@
-"""A catalog publish that a kill at any instant leaves recoverable: staged folders, a journal, renames.
+"""A catalog publish that a kill at any instant leaves recoverable, and that readers see whole.
 
 One publish lives in ``<catalog>/.staging/<bar type>/<publish id>/``:
 
@@ -19,22 +19,34 @@ The instrument folder (``data/equity/<SYMBOL.VENUE>``) is shared by the symbol's
 intraday), which are written under different series locks, so it is never swapped as a folder:
 its file is placed by one rename onto the file of the same name, atomic whoever else writes. Each
 series' prices are read at the precision its own bar files carry, not the instrument's.
+
+Readers take turns with the swap, not with the whole write: the swap holds the series' swap lock
+(``.locks/<bar type>.swap.lock``) exclusively for its renames, and a reader holds it shared only
+while it lists and opens the series' files (``reading``), then reads from the open files. So a
+reader sees the old bars or the new, whole, never the instant between two renames; neither side
+waits longer than a few renames or opens take.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ntrader_pipeline.adapters.faults import kill_point
+from ntrader_pipeline.adapters.locks import file_lock
+from ntrader_pipeline.core.paths import confined
 
 STAGING = ".staging"
 JOURNAL = "journal.json"
+LOCKS = ".locks"
 
 
 @dataclass(frozen=True)
@@ -85,35 +97,37 @@ class Publish:
 
     def swap_in(self) -> None:
         """Place the instrument, then move the live folders to ``backup/`` and the staged ones in."""
-        self._place_instrument()
-        kill_point("instrument-placed")
-        for index, relative in enumerate(self.folders):
-            live, staged, backup = self._paths(relative)
-            if live.exists():
-                backup.parent.mkdir(parents=True, exist_ok=True)
-                live.rename(backup)
-                if index == 0:
-                    kill_point("backup-made")  # F1's instant: the old bars moved aside, the new not yet in
-            live.parent.mkdir(parents=True, exist_ok=True)
-            staged.rename(live)
-            _fsync(live.parent)
+        with _swap_lock(self.catalog_root, self.bar_type):
+            self._place_instrument()
+            kill_point("instrument-placed")
+            for index, relative in enumerate(self.folders):
+                live, staged, backup = self._paths(relative)
+                if live.exists():
+                    backup.parent.mkdir(parents=True, exist_ok=True)
+                    live.rename(backup)
+                    if index == 0:
+                        kill_point("backup-made")  # F1's instant: the old bars moved aside, the new not yet in
+                live.parent.mkdir(parents=True, exist_ok=True)
+                staged.rename(live)
+                _fsync(live.parent)
 
     def roll_forward(self) -> None:
         """Finish a swap: the instrument placed, every staged folder still waiting in ``new/`` live."""
-        self._place_instrument()
-        for relative in self.folders:
-            live, staged, backup = self._paths(relative)
-            if not staged.exists():
-                continue  # already swapped in
-            if live.exists():  # the old folder, not yet moved aside
-                if backup.exists():
-                    shutil.rmtree(live)
-                else:
-                    backup.parent.mkdir(parents=True, exist_ok=True)
-                    live.rename(backup)
-            live.parent.mkdir(parents=True, exist_ok=True)
-            staged.rename(live)
-            _fsync(live.parent)
+        with _swap_lock(self.catalog_root, self.bar_type):
+            self._place_instrument()
+            for relative in self.folders:
+                live, staged, backup = self._paths(relative)
+                if not staged.exists():
+                    continue  # already swapped in
+                if live.exists():  # the old folder, not yet moved aside
+                    if backup.exists():
+                        shutil.rmtree(live)
+                    else:
+                        backup.parent.mkdir(parents=True, exist_ok=True)
+                        live.rename(backup)
+                live.parent.mkdir(parents=True, exist_ok=True)
+                staged.rename(live)
+                _fsync(live.parent)
 
     def roll_back(self) -> None:
         """Undo a swap, whole or partial: staged folders back into ``new/``, the old ones back live.
@@ -121,14 +135,15 @@ class Publish:
         A placed instrument stays: it describes the symbol, and each series' bars carry their own
         precision, so it is as good as the one it replaced.
         """
-        for relative in reversed(self.folders):
-            live, staged, backup = self._paths(relative)
-            if not staged.exists() and live.exists():  # the staged folder made it in
-                staged.parent.mkdir(parents=True, exist_ok=True)
-                live.rename(staged)
-            if backup.exists():
-                backup.rename(live)
-                _fsync(live.parent)
+        with _swap_lock(self.catalog_root, self.bar_type):
+            for relative in reversed(self.folders):
+                live, staged, backup = self._paths(relative)
+                if not staged.exists() and live.exists():  # the staged folder made it in
+                    staged.parent.mkdir(parents=True, exist_ok=True)
+                    live.rename(staged)
+                if backup.exists():
+                    backup.rename(live)
+                    _fsync(live.parent)
 
     def _place_instrument(self) -> None:
         """Each staged instrument file renamed onto the live one of the same name (idempotent)."""
@@ -190,6 +205,35 @@ def pending(catalog_root: Path, bar_type: str) -> tuple[list[Publish], list[Path
             )
         )
     return publishes, garbage
+
+
+def swap_lock_path(catalog_root: Path, bar_type: str) -> Path:
+    return confined(Path(catalog_root) / LOCKS, f"{bar_type}.swap.lock")
+
+
+@contextmanager
+def _swap_lock(catalog_root: Path, bar_type: str) -> Iterator[None]:
+    """The series' swap lock, exclusive: no reader is between listing and opening its files."""
+    with file_lock(swap_lock_path(catalog_root, bar_type)):
+        yield
+
+
+@contextmanager
+def reading(catalog_root: Path, bar_type: str, folder: Path) -> Iterator[None]:
+    """The series' swap lock, shared, while a reader lists and opens the files of ``folder``.
+
+    A series never published (neither its folder nor its lock exists) needs no lock, and none is
+    created for it. A catalog the reader may not write (a read-only mount) has no writer either.
+    """
+    path = swap_lock_path(catalog_root, bar_type)
+    with ExitStack() as stack:
+        if folder.exists() or path.exists():
+            try:
+                stack.enter_context(file_lock(path, shared=True))
+            except OSError as exc:
+                if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+        yield
 
 
 def remove_garbage(paths: list[Path]) -> None:

@@ -37,7 +37,7 @@ from nautilus_trader.model.objects import PRICE_MAX, QUANTITY_MAX
 
 from ntrader_pipeline.core.bars import PRICE_COLUMNS, BarSeries, Timeframe
 from ntrader_pipeline.core.calendar import session_close_ns
-from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, InputFileError, read_regular_file
+from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, FileSnapshot, InputFileError, read_snapshot
 from ntrader_pipeline.core.validation import BarFileError, BarProblem, validate_bars
 
 OnInvalid = Literal["reject", "skip"]
@@ -148,8 +148,11 @@ def read_bar_csv(
     if on_invalid not in ("reject", "skip"):
         raise ValueError(f"on_invalid must be 'reject' or 'skip', not {on_invalid!r}")
     path = Path(path)
-    text = _decoded_bytes(path, max_bytes)
+    text, snapshot = _decoded_bytes(path, max_bytes)
     lines = _LineIndex(text)
+    recheck = _unfinished_last_line(path, snapshot, lines, text)
+    if recheck:
+        recheck()
     if lines.header is None:
         raise BarFileError(path, [BarProblem(1, None, None, "file is empty")], f"{path}: file is empty")
     _refuse_long_lines(path, lines)
@@ -243,6 +246,8 @@ def read_bar_csv(
     }
     if adjusted:
         frame = _adjust(path, frame, numbers["adj close"][keep], precision, file_lines[keep], columns)
+    if recheck:
+        recheck()  # grown while it was parsed
     return BarSeries(
         symbol=symbol.upper(),
         timeframe=timeframe,
@@ -250,16 +255,19 @@ def read_bar_csv(
         price_precision=precision,
         source="csv-adjusted" if adjusted else "csv",
         notes=notes,
+        recheck=recheck,
     )
 
 
 # --- bytes and lines ---------------------------------------------------------------------------
 
 
-def _decoded_bytes(path: Path, max_bytes: int) -> bytes:
-    """The file as UTF-8 bytes without a BOM; an undecodable byte is a problem at its line."""
+def _decoded_bytes(path: Path, max_bytes: int) -> tuple[bytes, FileSnapshot]:
+    """The file as UTF-8 bytes without a BOM, as it was when opened, and the snapshot they come
+    from; an undecodable byte is a problem at its line."""
     try:
-        data = read_regular_file(path, max_bytes, "CSV file (NTRADER_MAX_CSV_BYTES)")
+        snapshot = read_snapshot(path, max_bytes, "CSV file (NTRADER_MAX_CSV_BYTES)")
+        data = snapshot.data
     except InputFileError as exc:  # line 0: the problem is the file as a whole
         summary = f"{path}: {exc.reason}; nothing was imported"
         raise BarFileError(path, [BarProblem(0, None, None, exc.reason)], summary) from None
@@ -281,7 +289,31 @@ def _decoded_bytes(path: Path, max_bytes: int) -> bytes:
             data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise _encoding_error(path, data, exc, "not UTF-8 text; save the file as UTF-8") from None
-    return data
+    return data, snapshot
+
+
+UNFINISHED_RULE = (
+    "the last line has no line end and the file changed size while it was read: "
+    "it is still being written; import it once it is complete"
+)
+
+
+def _unfinished_last_line(path: Path, snapshot: FileSnapshot, lines: _LineIndex, text: bytes):
+    """A check that raises when the snapshot's last line may have been cut by a writer: it has no
+    line end and the file's size changed since it was opened. None when the last line is whole
+    (it ends with a line end, or is blank): a complete file without a final newline is fine.
+
+    The reader calls it after reading and after parsing; the store again, just before it publishes.
+    """
+    if not len(lines.starts) or text.endswith((b"\n", b"\r")) or lines.blank[-1]:
+        return None
+    problem = BarProblem(len(lines.starts), None, None, UNFINISHED_RULE)
+
+    def recheck() -> None:
+        if snapshot.changed_size():
+            raise BarFileError(path, [problem])
+
+    return recheck
 
 
 def _encoding_error(path: Path, data: bytes, exc: UnicodeDecodeError, rule: str) -> BarFileError:

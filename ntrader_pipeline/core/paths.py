@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MAX_CSV_BYTES = 2 << 30  # NTRADER_MAX_CSV_BYTES: the CSV reader holds the file and its columns in memory
@@ -72,6 +73,64 @@ def read_regular_file(path: str | Path, max_bytes: int, what: str = "file") -> b
     if len(data) > max_bytes:  # grew while being read
         raise InputFileError(path, _too_large(len(data), max_bytes, what))
     return data
+
+
+@dataclass(frozen=True)
+class FileSnapshot:
+    """What a file held when it was opened (its size then, no byte more), and which file it was."""
+
+    path: str
+    data: bytes
+    device: int
+    inode: int
+    size: int  # at open
+
+    def changed_size(self) -> bool:
+        """The same file is now longer or shorter than at open: something was writing it meanwhile.
+
+        A file replaced under its name (an atomic rename) or gone is not ours any more: False.
+        """
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == (self.device, self.inode) and now.st_size != self.size
+
+
+def read_snapshot(path: str | Path, max_bytes: int, what: str = "file") -> FileSnapshot:
+    """``read_regular_file``, reading exactly the size the file had when opened.
+
+    A writer appending meanwhile cannot add half a line to what is read; ``changed_size`` tells
+    afterwards whether one was at work. A file whose size is unknown (0, as ``/proc`` reports) is
+    read to its end.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise InputFileError(path, "no such file") from None
+    except OSError as exc:
+        raise InputFileError(path, f"cannot be read ({exc.strerror})") from None
+    _check(path, info, max_bytes, what)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        reason = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else exc.strerror
+        raise InputFileError(path, f"cannot be read ({reason})") from None
+    with os.fdopen(fd, "rb") as handle:
+        opened = os.fstat(fd)
+        _check(path, opened, max_bytes, what)  # what was opened is what is read
+        wanted = opened.st_size if opened.st_size else max_bytes + 1
+        try:
+            chunks, left = [], wanted
+            while left and (chunk := handle.read(left)):
+                chunks.append(chunk)
+                left -= len(chunk)
+        except OSError as exc:
+            raise InputFileError(path, f"cannot be read ({exc.strerror})") from None
+    data = b"".join(chunks)
+    if len(data) > max_bytes:  # a file of unknown size that holds more
+        raise InputFileError(path, _too_large(len(data), max_bytes, what))
+    return FileSnapshot(str(path), data, opened.st_dev, opened.st_ino, opened.st_size)
 
 
 def _check(path, info: os.stat_result, max_bytes: int, what: str) -> None:

@@ -18,10 +18,12 @@ from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.market_data_store import MarketDataStore, series_lock
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
-from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.bars import BarSeries, Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
+from ntrader_pipeline.definitions import build_definitions
 from ntrader_pipeline_tests.conftest import AAPL_MINUTE, ORCL_DAILY
 from ntrader_pipeline_tests.test_append_imports import latest_checks, split_orcl
+from ntrader_pipeline_tests.test_checks_quality import checks_alone
 from ntrader_pipeline_tests.test_crash_recovery import BAR_TYPE, expected_hash, kill_import, repriced, stored_content
 
 
@@ -93,3 +95,28 @@ def test_two_series_of_one_symbol_publishing_at_once_keep_each_other_whole(tmp_p
     )
     assert reopened.catalog.instrument("ORCL").price_precision == 2  # the minute publish's, the last committed
     assert not any((catalog / ".staging").rglob("*"))
+
+
+def test_a_daily_series_an_earlier_version_rounded_is_flagged_and_restored_by_importing_its_file_again(
+    ntrader_home, monkeypatch
+) -> None:
+    """Before each series kept its precision, a daily append after a minute import rewrote the old
+    daily bars in the catalog rounded to 2 decimals while the table kept them exact. The checks
+    flag such a catalog, and importing the daily file again stores it exactly in both stores."""
+    monkeypatch.setenv("DAGSTER_HOME", str(ntrader_home.resolved_dagster_home))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["data", "import-csv", "--file", str(ORCL_DAILY), "--symbol", "ORCL"]).exit_code == 0
+    catalog = BarCatalog(ntrader_home.resolved_catalog_path, "XNAS")
+    exact = catalog.read("ORCL", Timeframe.DAILY)
+    rounded = exact.frame.copy()
+    rounded[["open", "high", "low", "close"]] = rounded[["open", "high", "low", "close"]].round(2)
+    catalog.write(BarSeries("ORCL", Timeframe.DAILY, rounded, 2))  # what the earlier version left behind
+    defs, instance = build_definitions(ntrader_home), DagsterInstance.get()
+    assert not checks_alone(defs, instance, "ORCL")[("bar_catalog", "content_matches")].passed
+
+    again = runner.invoke(cli, ["data", "import-csv", "--file", str(ORCL_DAILY), "--symbol", "ORCL"])
+
+    assert again.exit_code == 0, again.output
+    assert checks_alone(defs, instance, "ORCL")[("bar_catalog", "content_matches")].passed
+    restored = catalog.read("ORCL", Timeframe.DAILY)
+    assert restored.price_precision == 6 and restored.content_hash() == exact.content_hash()

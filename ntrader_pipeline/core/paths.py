@@ -51,28 +51,7 @@ def confined(root: str | Path, *parts: str | Path) -> Path:
 
 def read_regular_file(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
     """The bytes of ``path`` if it is a readable regular file of at most ``max_bytes``."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file") from None
-    except OSError as exc:
-        raise InputFileError(path, f"cannot be read ({exc.strerror})") from None
-    _check(path, info, max_bytes, what)
-    try:
-        # O_NONBLOCK: should the path have become a FIFO since the stat, opening must not wait.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        reason = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else exc.strerror
-        raise InputFileError(path, f"cannot be read ({reason})") from None
-    with os.fdopen(fd, "rb") as handle:
-        _check(path, os.fstat(fd), max_bytes, what)  # what was opened is what is read
-        try:
-            data = handle.read(max_bytes + 1)
-        except OSError as exc:
-            raise InputFileError(path, f"cannot be read ({exc.strerror})") from None
-    if len(data) > max_bytes:  # grew while being read
-        raise InputFileError(path, _too_large(len(data), max_bytes, what))
-    return data
+    return read_snapshot(path, max_bytes, what).data
 
 
 @dataclass(frozen=True)
@@ -98,7 +77,8 @@ class FileSnapshot:
 
 
 def read_snapshot(path: str | Path, max_bytes: int, what: str = "file") -> FileSnapshot:
-    """``read_regular_file``, reading exactly the size the file had when opened.
+    """The bytes of ``path`` if it is a readable regular file of at most ``max_bytes``: exactly the
+    size it had when opened.
 
     A writer appending meanwhile cannot add half a line to what is read; ``changed_size`` tells
     afterwards whether one was at work. A file whose size is unknown (0, as ``/proc`` reports) is
@@ -112,6 +92,7 @@ def read_snapshot(path: str | Path, max_bytes: int, what: str = "file") -> FileS
         raise InputFileError(path, f"cannot be read ({exc.strerror})") from None
     _check(path, info, max_bytes, what)
     try:
+        # O_NONBLOCK: should the path have become a FIFO since the stat, opening must not wait.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         reason = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else exc.strerror

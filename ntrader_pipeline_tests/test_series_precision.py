@@ -8,6 +8,8 @@ daily bars, the backtests run on them and every later daily append exactly as th
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -18,7 +20,7 @@ from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.market_data_store import MarketDataStore, series_lock
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
-from ntrader_pipeline.core.bars import BarSeries, Timeframe
+from ntrader_pipeline.core.bars import BarSeries, Timeframe, bar_type_name, frame_from_nautilus_bars
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.definitions import build_definitions
 from ntrader_pipeline_tests.conftest import AAPL_MINUTE, ORCL_DAILY
@@ -120,3 +122,47 @@ def test_a_daily_series_an_earlier_version_rounded_is_flagged_and_restored_by_im
     assert checks_alone(defs, instance, "ORCL")[("bar_catalog", "content_matches")].passed
     restored = catalog.read("ORCL", Timeframe.DAILY)
     assert restored.price_precision == 6 and restored.content_hash() == exact.content_hash()
+
+
+WRITER = """
+import sys
+from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore
+from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.core.csv_bars import read_bar_csv
+catalog, url, csv, times = sys.argv[1:]
+series = read_bar_csv(csv, "ORCL")
+for _ in range(int(times)):
+    MarketDataStore(BarCatalog(catalog, "XNAS"), Warehouse.open(url)).replace(series)
+"""
+
+
+def test_daily_and_minute_imports_of_one_symbol_running_at_once_both_land_whole(tmp_path, sqlite_url) -> None:
+    """Two processes publish ORCL's daily and one-minute series again and again at the same time,
+    each under its own series lock: every publish succeeds, and each series ends whole at its own
+    precision, readable by ntrader and by NautilusTrader's own catalog."""
+    catalog = tmp_path / "catalog"
+    daily = tmp_path / "ORCL_daily.csv"
+    daily.write_text("\n".join(ORCL_DAILY.read_text().splitlines()[:1001]) + "\n")
+    files = {Timeframe.DAILY: daily, Timeframe.MIN1: minute_file(tmp_path)}
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(catalog), sqlite_url, str(path), "10"], stderr=subprocess.PIPE, text=True
+        )
+        for path in files.values()
+    ]
+    for writer in writers:
+        _, errors = writer.communicate(timeout=600)
+        assert writer.returncode == 0, errors[-2000:]
+
+    store = MarketDataStore(BarCatalog(catalog, "XNAS"), Warehouse.open(sqlite_url))
+    for timeframe, path in files.items():
+        expected = read_bar_csv(path, "ORCL")
+        stored = store.catalog.read("ORCL", timeframe)
+        assert (stored.price_precision, stored.content_hash()) == (expected.price_precision, expected.content_hash())
+    assert store.catalog.instrument("ORCL").price_precision in (2, 6)
+    nautilus = ParquetDataCatalog(str(catalog))
+    for timeframe, path in files.items():
+        bars = nautilus.bars([bar_type_name("ORCL", "XNAS", timeframe)])
+        assert frame_from_nautilus_bars(bars).equals(read_bar_csv(path, "ORCL").frame)
+    assert not any((catalog / ".staging").rglob("*"))

@@ -75,6 +75,12 @@ def test_every_timestamp_form_of_a_daily_file_gives_the_sessions_it_writes(tmp_p
     pd.testing.assert_frame_equal(series.frame, plain.frame)
 
 
+@pytest.mark.parametrize("name", ["naive_midnight", "utc_midnight_z", "epoch_seconds_utc_midnight"])
+def test_the_timezone_option_does_not_move_a_daily_bar(tmp_path, plain, name) -> None:
+    series = read_bar_csv(write(tmp_path, name, FORMS[name]), "ORCL", timezone="Asia/Tokyo")
+    pd.testing.assert_frame_equal(series.frame, plain.frame)
+
+
 def test_importing_a_utc_midnight_file_stores_each_bar_at_its_own_session(tmp_path, ntrader_home, monkeypatch) -> None:
     """`ntrader data import-csv` of a file stamped `2014-10-21T00:00:00Z`: the bar of the 21st is
     stored at the 21st's close, as the plain dates would store it, not at the 20th's."""

@@ -145,6 +145,7 @@ while not stop.exists():
 """
 PUBLISHES = 24  # at least; each alternates the series between two versions that differ in every bar
 OVERLAPPING = 3  # backtests and check runs each that must have read while publishes went on
+RUN_KINDS = ("backtest", "check")
 WINDOW = (date(1995, 1, 1), date(1996, 12, 31))  # what the backtests trade: 2 years keep each run short
 SESSIONS = 1000  # ORCL 1995-1998: each publish and each read stays short, so there are many of them
 
@@ -202,12 +203,18 @@ def test_backtests_checks_and_reads_during_repeated_reimports_see_one_whole_vers
         while {k for k, *_ in reads} != {"read", "backtest"}:  # every reader is reading before the publishes
             assert all(r.poll() is None for r in readers), "a reader ended before the publishes"
             time.sleep(0.1)
-        started = len(reads)
-        for i in range(1, 10 * PUBLISHES):  # a bound: the runs overlap the publishes within a few
-            store.replace(versions[i % 2])
+        started, published = len(reads), 0
+
+        def overlapped() -> bool:
             during = Counter(k for k, *_ in reads[started:])
-            if i >= PUBLISHES and min(during["backtest"], during["check"]) >= OVERLAPPING:
-                break
+            return min(during[k] for k in RUN_KINDS) >= OVERLAPPING
+
+        deadline = time.monotonic() + 600  # a hang-catcher only: the runs overlap within a few publishes
+        while published < PUBLISHES or not overlapped():
+            assert time.monotonic() < deadline, f"the readers did not keep up: {Counter(k for k, *_ in reads)}"
+            assert all(r.poll() is None for r in readers), "a reader ended during the publishes"
+            published += 1
+            store.replace(versions[published % 2])
     finally:
         stop.touch()
         for reader in readers:
@@ -217,7 +224,7 @@ def test_backtests_checks_and_reads_during_repeated_reimports_see_one_whole_vers
 
     failed = [" ".join(r) for r in reads if r[1] not in allowed[r[0]]]
     assert not failed, f"{len(failed)} of {len(reads)} reads failed or read neither version: {failed[:5]}"
-    assert min(Counter(k for k, *_ in reads[started:]).values()) >= OVERLAPPING
+    assert overlapped()
     assert {r[1] for r in reads if r[0] == "read"} == allowed["read"]  # the reads did interleave with the publishes
 
 

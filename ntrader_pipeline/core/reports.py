@@ -66,8 +66,16 @@ def to_jsonable(value: Any) -> Any:
 def render_text(record: RunRecord, metrics: Mapping[str, Any], ledger: pd.DataFrame) -> str:
     """The human report, as Rich renders it on a ``REPORT_WIDTH``-column terminal: wide enough for
     two full ISO-8601 timestamps and four exact decimals per trade row."""
-    # markup off: a name such as "sma[fast_period=10]" is text, not a Rich style tag
-    console = Console(record=True, width=REPORT_WIDTH, file=io.StringIO(), color_system=None, markup=False)
+    # markup off: a name such as "sma[fast_period=10]" is text, not a Rich style tag; Jupyter off: in a
+    # notebook's kernel Rich would otherwise display every report it renders as the cell's output
+    console = Console(
+        record=True,
+        width=REPORT_WIDTH,
+        file=io.StringIO(),
+        color_system=None,
+        markup=False,
+        force_jupyter=False,
+    )
     console.print(f"Backtest {record.run_id}: {record.strategy} on {record.symbol}")
     console.print(
         f"Bars {record.bar_type}  {metrics['start']} → {metrics['end']}  ({display('bars', metrics['bars'])} bars)",

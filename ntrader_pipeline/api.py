@@ -12,6 +12,8 @@ first call that reads, Dagster and NautilusTrader with the first that runs or re
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
@@ -101,6 +103,15 @@ class Home:
             self._pipeline = Pipeline.open(self.settings)
         return self._pipeline
 
+    @contextmanager
+    def _running(self) -> Iterator[Pipeline]:
+        """The pipeline, for one in-process run. Inside a notebook's kernel an event loop is
+        already running, so Dagster's closing of its own loop leaves a coroutine un-awaited (on
+        purpose, see ``context_creation_job``), and Python would warn about it after every run."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "coroutine '.*shutdown_asyncgens' was never awaited", RuntimeWarning)
+            yield self.pipeline()
+
     # --- stored results -------------------------------------------------------------------------
 
     def results(self, strategy: str | None = None, symbol: str | None = None, sort: str = "sharpe") -> pd.DataFrame:
@@ -108,9 +119,10 @@ class Home:
 
         Parameters
         ----------
-        strategy, symbol
-            Only runs of this strategy (a sweep set's strategy is its key, ``sma_crossover[...]``),
-            or on this symbol.
+        strategy
+            Only runs of this strategy (a sweep set's strategy is its key, ``sma_crossover[...]``).
+        symbol
+            Only runs on this symbol.
         sort
             ``"sharpe"`` (highest first), ``"return"`` (highest first) or ``"drawdown"``
             (shallowest first); undefined values last.
@@ -165,9 +177,11 @@ class Home:
             a strategy YAML file anywhere (it runs on the ``_file`` partition).
         symbol
             A symbol with imported bars.
-        start, end
-            Exchange dates (``"2005-01-03"``, a ``date`` or a timestamp); default: the file's
-            ``backtest:`` dates, else every bar.
+        start
+            The first exchange date to trade (``"2005-01-03"``, a ``date`` or a timestamp);
+            default: the file's ``backtest: start``, else the first bar.
+        end
+            The last exchange date to trade; default: the file's ``backtest: end``, else the last bar.
         timeframe
             ``"DAILY"``, ``"1HOUR"``, ``"5MIN"`` or ``"1MIN"``; default: the file's.
 
@@ -182,10 +196,9 @@ class Home:
             The run could only fail (unknown strategy or symbol, no bars in the dates) and was
             refused before it started.
         """
-        path = _yaml_path(strategy)
-        metrics = self.pipeline().run_backtest(
-            str(strategy) if path is None else "", symbol, _date(start), _date(end), timeframe, spec_path=path
-        )
+        path, first, last = _yaml_path(strategy), _date(start), _date(end)
+        with self._running() as pipeline:
+            metrics = pipeline.run_backtest(str(strategy), symbol, first, last, timeframe, spec_path=path)
         return self.run(str(metrics["run_id"]))
 
     def sweep(
@@ -208,14 +221,18 @@ class Home:
             A symbol with imported bars.
         metric
             The metric to rank by; default: the file's ``sweep: metric``.
-        start, end
-            Exchange dates; default: the file's, else every bar.
+        start
+            The first exchange date to trade; default: the file's, else the first bar.
+        end
+            The last exchange date to trade; default: the file's, else the last bar.
 
         Returns
         -------
         Sweep
         """
-        document = self.pipeline().run_sweep(self._strategy_path(strategy), symbol, metric, _date(start), _date(end))
+        path, first, last = self._strategy_path(strategy), _date(start), _date(end)
+        with self._running() as pipeline:
+            document = pipeline.run_sweep(path, symbol, metric, first, last)
         return Sweep(self, document)
 
     def walk_forward(self, strategy: str | Path, symbol: str) -> WalkForward:
@@ -234,7 +251,10 @@ class Home:
         -------
         WalkForward
         """
-        return WalkForward(self, self.pipeline().run_walk_forward(self._strategy_path(strategy), symbol))
+        path = self._strategy_path(strategy)
+        with self._running() as pipeline:
+            document = pipeline.run_walk_forward(path, symbol)
+        return WalkForward(self, document)
 
     def _strategy_path(self, strategy: str | Path) -> Path:
         path = _yaml_path(strategy)
@@ -254,7 +274,12 @@ class Run:
 
     Attributes
     ----------
-    run_id, strategy, symbol : str
+    run_id : str
+        The id ``ntrader`` prints, and the name of the run's reports folder.
+    strategy : str
+        The strategy file's name (a sweep set's key, a walk-forward's ``<name>[walk-forward]``).
+    symbol : str
+        The symbol traded.
     record : ntrader_pipeline.core.records.RunRecord
         What ran on which data with which versions.
     """
@@ -358,8 +383,12 @@ class Sweep:
 
     Attributes
     ----------
-    strategy, symbol, metric : str
-        The strategy file, the symbol and the metric the sets are ranked by.
+    strategy : str
+        The strategy file's name.
+    symbol : str
+        The symbol the sets ran on.
+    metric : str
+        The metric the sets are ranked by.
     sets : pandas.DataFrame
         One row per set, best first (indexed by ``rank``, from 1): ``key`` (the set's strategy
         name in the warehouse), one column per swept parameter, ``run_id``, then the headline
@@ -401,8 +430,12 @@ class WalkForward:
 
     Attributes
     ----------
-    strategy, symbol, metric : str
-        The strategy file, the symbol and the metric each in-sample window was ranked by.
+    strategy : str
+        The strategy file's name.
+    symbol : str
+        The symbol it ran on.
+    metric : str
+        The metric each in-sample window's sets were ranked by.
     windows : pandas.DataFrame
         One row per window: ``in_start``, ``in_end``, ``out_start``, ``out_end`` (session dates),
         ``key`` and the chosen parameters, ``in_sample_<metric>``, then the out-of-sample headline

@@ -55,6 +55,12 @@ def open(home: str | Path | None = None) -> Home:  # read as api.open(), like ta
     Home
         Nothing is read or created until a method needs it.
 
+    Raises
+    ------
+    FileNotFoundError
+        ``home`` is given but is no folder (a mistyped path would otherwise become a new, empty
+        state folder at the first call).
+
     Examples
     --------
     >>> from ntrader_pipeline import api
@@ -62,6 +68,8 @@ def open(home: str | Path | None = None) -> Home:  # read as api.open(), like ta
     """
     if home is None:
         return Home(Settings())
+    if not Path(home).expanduser().is_dir():
+        raise FileNotFoundError(f"no state folder at {home} (`ntrader demo` or `ntrader data import-csv` makes one)")
     settings = Settings(home=Path(home))
     if settings.dagster_home is None:
         settings = Settings(home=Path(home), dagster_home=settings.home_dir / "dagster")

@@ -91,6 +91,9 @@ def test_open_finds_the_clis_folder_or_the_one_given(made, nt, monkeypatch, tmp_
     assert given.path == made.state.resolve()
     assert given.settings.resolved_dagster_home == made.state.resolve() / "dagster"
     assert set(given.results().index) == set(nt.results().index)
+    with pytest.raises(FileNotFoundError, match="no state folder at "):
+        api.open(tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()
 
 
 def test_results_are_list_results_as_a_dataframe(made, nt):

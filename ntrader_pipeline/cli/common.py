@@ -7,6 +7,7 @@ NautilusTrader, pandas or SQLAlchemy (seconds).
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date
 from typing import TYPE_CHECKING
@@ -20,8 +21,10 @@ from ntrader_pipeline.core.symbols import SymbolError, parse_symbol, parse_symbo
 if TYPE_CHECKING:
     from ntrader_pipeline.adapters.warehouse import Warehouse
 
-# Tables stay readable when output is piped (Rich assumes 80 columns off a terminal).
-console = Console(width=None if sys.stdout.isatty() else 120)
+# Tables stay readable when output is piped (Rich assumes 80 columns off a terminal): 160 leaves
+# room for every summary figure beside a sweep set's name. COLUMNS, when set, says how wide the
+# reader's screen is either way.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160)
 
 
 def open_pipeline():

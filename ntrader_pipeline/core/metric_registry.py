@@ -280,6 +280,8 @@ METRIC_NAMES = tuple(BY_NAME)
 HEADLINE_METRICS = tuple(m.name for m in METRICS if m.headline)
 PANEL_METRICS = tuple(m.name for m in METRICS if m.headline or m.panel)
 RANKABLE_METRICS = tuple(m.name for m in METRICS if m.rankable)
+# The headline figures a row per run has room for (backfill, list-results, the demo), in this order.
+SUMMARY_METRICS = ("total_return", "cagr", "sharpe_ratio", "max_drawdown", "trade_count", "benchmark_return")
 
 
 def spec(name: str) -> MetricSpec:

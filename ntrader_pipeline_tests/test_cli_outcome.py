@@ -157,6 +157,7 @@ def table_rows(text: str) -> list[list[str]]:
     return [[cell.replace(" ", "") for cell in row] for row in rows]
 
 
+@pytest.mark.slow  # CLI runs in fresh processes
 @pytest.mark.parametrize("columns", [200, 80])
 def test_list_results_never_cuts_a_sweep_sets_name(home, columns):
     """Its own process, as a terminal of this width shows it."""

@@ -437,6 +437,18 @@ class Pipeline:
         }
         return self._research(SWEEP_JOB, "sweep_results", spec_path, symbol, config)
 
+    def tearsheet_url(self, run_id: str) -> str:
+        """The HTML page of a run a user opens: a local path, or an ``s3://`` URL."""
+        from ntrader_pipeline.core.reports import REPORT_FILES
+
+        return self.stores.reports().url(f"{run_id}/{REPORT_FILES['html']}")
+
+    def research_report_url(self, strategy: str, symbol: str, name: str) -> str:
+        """Where a strategy's sweep or walk-forward page (``name``) on ``symbol`` was written."""
+        from ntrader_pipeline.defs.research.assets import sweep_report_prefix
+
+        return self.stores.reports().url(f"{sweep_report_prefix(strategy, symbol)}/{name}")
+
     def run_walk_forward(self, spec_path: str | Path, symbol: str) -> dict[str, Any]:
         """The file's ``walk_forward:`` on ``symbol``; returns the windows and the stitched result."""
         return self._research(WALK_FORWARD_JOB, "walk_forward", spec_path, symbol, {})

@@ -54,6 +54,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def terminal_width_unset() -> Iterator[None]:
+    """Commands print as they do off a terminal, whoever runs the tests: pytest-xdist's workers
+    inherit ``COLUMNS=80``, which narrows every table the CLI prints (module fixtures included,
+    so this is session-wide). A test that wants a width sets ``COLUMNS`` itself."""
+    saved = {key: os.environ.pop(key) for key in ("COLUMNS", "LINES") if key in os.environ}
+    yield
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def ntrader_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings whose every store lives under a fresh temporary home (SQLite warehouse)."""

@@ -101,3 +101,9 @@ def test_metrics_read_back_from_storage_get_their_types_and_order():
     assert list(metrics) == ["run_id", "bars", "sharpe_ratio", "trade_count", "zzz_new"]
     assert metrics["trade_count"] == 12 and type(metrics["trade_count"]) is int and type(metrics["bars"]) is int
     assert metrics["sharpe_ratio"] is None and metrics["zzz_new"] == 3
+
+
+def test_the_summary_figures_are_headline_figures():
+    from ntrader_pipeline.core.metric_registry import SUMMARY_METRICS
+
+    assert set(SUMMARY_METRICS) <= set(HEADLINE_METRICS)

@@ -133,9 +133,16 @@ class Page(HTMLParser):
             self.cards[self._label] = self._text.strip()
             self._in = None
 
-    def metric_rows(self) -> dict[str, str]:
-        """``metric → value`` of every two-column table."""
-        return {row[0]: row[1] for table in self.tables for row in table if len(row) == 2}
+    def metric_rows(self, column: int = 1) -> dict[str, str]:
+        """``metric → value`` of the metrics tables (header ``metric``, ``value`` or ``strategy``);
+        ``column`` 2 is the tearsheet's benchmark column."""
+        return {
+            row[0]: row[column]
+            for table in self.tables
+            if table and table[0][:2] in (["metric", "value"], ["metric", "strategy"])
+            for row in table[1:]
+            if len(row) > column
+        }
 
     def table_with(self, column: str) -> list[dict[str, str]]:
         table = next(t for t in self.tables if t and column in t[0])
@@ -277,6 +284,7 @@ def test_every_html_page_shows_the_display_form(surfaces):
         rebuilt = Page(surfaces["generated_html"][run])
         for page in (written, rebuilt):
             rows = page.metric_rows()
+            rows["benchmark_return"] = page.metric_rows(column=2)["total_return"]  # the benchmark's column
             for name in UNITS:
                 assert rows[name] == shown(name, stored[run][name]), (run, name)
             assert {shown(n, stored[run][n]) for n in ("total_return", "sharpe_ratio", "trade_count")} <= set(

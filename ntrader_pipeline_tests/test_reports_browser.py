@@ -1,6 +1,8 @@
 """The tearsheet, sweep and walk-forward pages opened in a real headless Chromium over the DevTools
 protocol: every chart is drawn, the log-scale switch works without scripts, nothing is fetched
-from anywhere, and the page logs no error.
+from anywhere, the page logs no error, no card overlaps another or lets its text run out of it,
+and nothing is wider than the page. Full-page screenshots of the tearsheet and the sweep page are
+kept in the test's temporary folder (the path is printed) for a person to look at.
 
 Skips when no Chromium is installed, except under ``NTRADER_REQUIRE_BROWSER=1`` (``.ci/run``
 installs Debian's ``chromium`` and sets it), where a missing browser fails.
@@ -8,6 +10,7 @@ installs Debian's ``chromium`` and sets it), where a missing browser fails.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -48,6 +51,7 @@ TEARSHEET_CHARTS = {
     "annual-returns",
     "rolling-sharpe",
     "rolling-volatility",
+    "rolling-beta",
     "returns-histogram",
     "price-trades",
 }
@@ -166,6 +170,50 @@ def drawn_charts(page: Page) -> dict[str, dict]:
     }
 
 
+def screenshot(page: Page, path: Path) -> bytes:
+    """A PNG of the whole page (beyond the window), written to ``path``."""
+    size = page.call("Page.getLayoutMetrics")["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+    png = base64.b64decode(
+        page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)["data"]
+    )
+    path.write_bytes(png)
+    print(f"screenshot: {path}")
+    return png
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+LAYOUT_PROBLEMS = """(() => {
+  const problems = [];
+  const cards = [...document.querySelectorAll('.card')].map(c => [c, c.getBoundingClientRect()]);
+  cards.forEach(([card, r], i) => {
+    for (const part of card.children) {
+      const p = part.getBoundingClientRect();
+      if (p.left < r.left - 0.5 || p.right > r.right + 0.5 || part.scrollWidth > part.clientWidth + 1)
+        problems.push(`the text of card ${i} (${card.textContent.trim()}) runs out of it`);
+    }
+    cards.slice(i + 1).forEach(([other, o], k) => {
+      if (r.left < o.right - 0.5 && o.left < r.right - 0.5 && r.top < o.bottom - 0.5 && o.top < r.bottom - 0.5)
+        problems.push(`card ${i} overlaps card ${i + k + 1}`);
+    });
+  });
+  const page = document.documentElement;
+  if (page.scrollWidth > page.clientWidth + 1)
+    problems.push(`the page is ${page.scrollWidth}px wide in ${page.clientWidth}px`);
+  return problems;
+})()"""
+
+
+def layout_problems(page: Page, width: int) -> list[str]:
+    """What overlaps or overflows with the window ``width`` pixels wide."""
+    page.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
+    return [f"{width}px: {p}" for p in page.evaluate(LAYOUT_PROBLEMS)]
+
+
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
     orcl = read_bar_csv(ORCL_DAILY, "ORCL")
@@ -240,6 +288,22 @@ def test_the_tearsheet_draws_every_chart_offline_without_errors(browser, pages):
     assert page.evaluate("document.querySelectorAll('table').length") >= 4  # drawdowns, metrics ×2, trades, run
     assert page.evaluate("document.scripts.length") == 0
     assert page.requests() == [pages["tearsheet"].as_uri()]
+    assert page.errors() == []
+
+
+@pytest.mark.parametrize(("name", "least_cards"), [("tearsheet", 12), ("sweep", 6)])
+def test_full_page_screenshots_show_no_overlapping_cards(browser, pages, tmp_path_factory, name, least_cards):
+    """The sweep's "best set" card held a parameter set wider than the card and ran into its neighbour."""
+    page = open_page(browser, pages[name])
+    assert page.evaluate("document.querySelectorAll('.card').length") >= least_cards
+    problems = [*layout_problems(page, 1000), *layout_problems(page, 640), *layout_problems(page, 380)]
+    page.call("Emulation.setDeviceMetricsOverride", width=1000, height=900, deviceScaleFactor=1, mobile=False)
+    png = screenshot(page, tmp_path_factory.mktemp("screenshots") / f"{name}.png")
+    assert problems == []
+    width, height = png_size(png)
+    assert 900 <= width <= 1000  # nothing wider than the window
+    assert height >= page.evaluate("document.body.scrollHeight") > 400  # the whole page, not the window
+    assert all(chart["shapes"] > 0 for chart in drawn_charts(page).values())
     assert page.errors() == []
 
 

@@ -24,13 +24,24 @@ def backtest() -> None:
 @click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD.")
 @click.option("--timeframe", default=None, help="Bar interval (default: the strategy file's, DAILY).")
 def run(strategy: str, symbol: str, start, end, timeframe: str | None) -> None:
-    """Run one strategy on one symbol; prints the run id."""
-    metrics = open_pipeline().run_backtest(strategy, symbol, start, end, timeframe)
-    console.print(
-        f"run {metrics['run_id']}: total return {display('total_return', metrics['total_return'])}, "
-        f"{display('trade_count', metrics['trade_count'])} trades"
-    )
+    """Run one strategy on one symbol; prints its headline figures beside the benchmark's, any
+    risk control that fired, the tearsheet to open, and last the run id."""
+    from ntrader_pipeline.cli.outcome import print_run
+
+    pipeline = open_pipeline()
+    metrics = pipeline.run_backtest(strategy, symbol, start, end, timeframe)
+    print_run(metrics, pipeline.tearsheet_url(metrics["run_id"]), _file_warnings(pipeline, strategy))
     click.echo(metrics["run_id"])
+
+
+def _file_warnings(pipeline, strategy: str) -> list[str]:
+    """What the strategy file's checks warn about (a file that ran has no errors)."""
+    from ntrader_pipeline.core.strategy_specs import load_spec
+
+    try:
+        return load_spec(pipeline.stores.strategy_file(strategy)).warnings
+    except (OSError, ValueError):
+        return []
 
 
 @backtest.command("backfill")
@@ -57,8 +68,6 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end, 
     a fresh interpreter per run: each of ``--jobs`` processes starts once and runs its share. A
     failed partition is reported and the others still run; exit 1 if any failed.
     """
-    from rich.table import Table
-
     pipeline = open_pipeline()
     strategies = strategies or tuple(pipeline.strategy_names())
     symbols = symbols or tuple(pipeline.symbols())
@@ -75,19 +84,23 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end, 
             for symbol, done in outcome.items():
                 results[strategy, symbol] = done
                 advance(f"{strategy}|{symbol}" + (" failed" if isinstance(done, Failed) else ""))
-    shown = ("total_return", "sharpe_ratio", "trade_count")
-    table = Table("strategy", "symbol", "run id", *map(label, shown), "error")
-    failed = 0
-    for strategy in strategies:
-        for symbol in symbols:
-            done = results[strategy, symbol]
-            if isinstance(done, Failed):
-                failed += 1
-                table.add_row(strategy, symbol, "", *[""] * len(shown), done.reason.splitlines()[0][:80])
-                continue
-            m = done.metrics
-            table.add_row(strategy, symbol, m["run_id"], *(display(n, m[n]) for n in shown), "")
-    console.print(table)
+    from ntrader_pipeline.cli.outcome import risk_notes, say, summary_table
+
+    ordered = [(strategy, symbol, results[strategy, symbol]) for strategy in strategies for symbol in symbols]
+    rows = [
+        ((strategy, symbol), None, done.reason.splitlines()[0])
+        if isinstance(done, Failed)
+        else ((strategy, symbol), done.metrics, "")
+        for strategy, symbol, done in ordered
+    ]
+    console.print(summary_table(f"{len(ordered)} partitions", ("strategy", "symbol"), rows))
+    failed = sum(isinstance(done, Failed) for _, _, done in ordered)
+    ran = [(s, y, done.metrics["run_id"]) for s, y, done in ordered if not isinstance(done, Failed)]
+    for strategy, symbol, run_id in ran:
+        for line in risk_notes(run_id):
+            say(f"{strategy}|{symbol} (run {run_id}): {line}")
+    if ran:
+        say(f"tearsheet of each run: {pipeline.tearsheet_url('<run id>')} (e.g. {pipeline.tearsheet_url(ran[0][2])})")
     if failed:
         raise click.ClickException(f"{failed} of {len(strategies) * len(symbols)} partitions failed")
 
@@ -145,7 +158,7 @@ def _run_share(strategy: str, symbols: list[str], start, end) -> dict[str, Parti
 @click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD (default: the file's).")
 @click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD (default: the file's).")
 def run_config(file: str, symbol: str, start, end) -> None:
-    """Run one backtest from a strategy YAML file; prints the run id.
+    """Run one backtest from a strategy YAML file; prints what ``backtest run`` prints.
 
     A file in strategy_configs/ runs on its own partition (as `backtest run` does); any other file
     runs on the `_file` strategy partition. Either way the run is stored like every other.
@@ -160,10 +173,9 @@ def run_config(file: str, symbol: str, start, end) -> None:
     own_partition = path == (Path(settings.strategy_configs_dir) / f"{path.stem}.yaml").resolve()
     pipeline = open_pipeline()
     metrics = pipeline.run_backtest(spec.name, symbol, start, end, spec_path=None if own_partition else path)
-    console.print(
-        f"run {metrics['run_id']}: {spec.name} on {symbol.upper()}, total return "
-        f"{display('total_return', metrics['total_return'])}, {display('trade_count', metrics['trade_count'])} trades"
-    )
+    from ntrader_pipeline.cli.outcome import print_run
+
+    print_run(metrics, pipeline.tearsheet_url(metrics["run_id"]), spec.warnings)
     click.echo(metrics["run_id"])
 
 
@@ -226,29 +238,32 @@ def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, f
         ]
         click.echo(json.dumps(to_jsonable(rows), indent=2))
         return
-    _print_sweeps(documents)
+    _print_sweeps(pipeline, documents)
 
 
-def _print_sweeps(documents: list[dict]) -> None:
+def _print_sweeps(pipeline, documents: list[dict]) -> None:
     from rich.table import Table
 
-    shown = ("total_return", "max_drawdown", "trade_count")
+    from ntrader_pipeline.cli.outcome import risk_notes, say
+    from ntrader_pipeline.core.metric_registry import SUMMARY_METRICS
+
     for doc in documents:
         metric, summary = doc["metric"], doc["overfitting"]
         names = doc["parameters"]
+        shown = [metric, *(n for n in SUMMARY_METRICS if n != metric)]
         table = Table(
             "#",
             *names,
-            metric,
             *map(label, shown),
             "run id",
             title=f"Sweep of {doc['strategy']} on {doc['symbol']}: {len(doc['sets'])} sets by {metric}",
         )
+        for name in names:  # a parameter's value is never cut
+            table.columns[1 + names.index(name)].overflow = "fold"
         for row in doc["sets"][:25]:
             table.add_row(
                 str(row["rank"]),
                 *[str(row["params"].get(n)) for n in names],
-                display(metric, row.get(metric)),
                 *(display(n, row.get(n)) for n in shown),
                 row["run_id"],
             )
@@ -258,6 +273,13 @@ def _print_sweeps(documents: list[dict]) -> None:
         dsr = "n/a" if summary["dsr"] is None else f"{summary['dsr']:.1%}"
         pbo = "n/a" if summary["pbo"] is None else f"{summary['pbo']:.1%}"
         console.print(f"deflated Sharpe ratio of the best set: {dsr}; probability of backtest overfitting: {pbo}")
+        best = doc["sets"][0]
+        for line in risk_notes(best["run_id"]):
+            say(f"best set (run {best['run_id']}): {line}")
+        halted = sum(1 for row in doc["sets"][1:] if risk_notes(row["run_id"]))
+        if halted:
+            say(f"{halted} other sets had risk controls fire (`ntrader report summary RUN_ID` shows them)")
+        say(f"report: {pipeline.research_report_url(doc['strategy'], doc['symbol'], 'sweep.html')}")
 
 
 @backtest.command("walk-forward")
@@ -275,8 +297,9 @@ def walk_forward(file: str, symbol: str, fmt: str) -> None:
     spec = _checked_spec(file)
     if spec.walk_forward is None:
         raise click.ClickException(f"{file}: no walk_forward: block (see the README's Research section)")
+    pipeline = open_pipeline()
     with showing_progress():
-        doc = open_pipeline().run_walk_forward(file, symbol)
+        doc = pipeline.run_walk_forward(file, symbol)
     if fmt == "json":
         click.echo(walk_forward_json(doc), nl=False)
         return
@@ -300,11 +323,9 @@ def walk_forward(file: str, symbol: str, fmt: str) -> None:
             display("total_return", w["out_of_sample_metrics"].get("total_return")),
         )
     console.print(table)
-    s = doc["stitched"]
-    console.print(
-        f"stitched out of sample, run {doc['run_id']}: total return {display('total_return', s['total_return'])}"
-        f" (buy and hold {display('benchmark_return', s['benchmark_return'])}), Sharpe "
-        f"{display('sharpe_ratio', s['sharpe_ratio'])}, max drawdown "
-        f"{display('max_drawdown', s['max_drawdown'])}, {display('trade_count', s['trade_count'])} trades"
-    )
+    from ntrader_pipeline.cli.outcome import print_run, say
+
+    say("stitched out of sample, stored as one run:")
+    print_run(doc["stitched"], pipeline.tearsheet_url(doc["run_id"]))
+    say(f"report: {pipeline.research_report_url(doc['strategy'], doc['symbol'], 'walk_forward.html')}")
     click.echo(doc["run_id"])

@@ -7,12 +7,13 @@ NautilusTrader, pandas or SQLAlchemy (seconds).
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from ntrader_pipeline.core.quoting import excerpt
 from ntrader_pipeline.core.symbols import SymbolError, parse_symbol, parse_symbols
@@ -20,8 +21,29 @@ from ntrader_pipeline.core.symbols import SymbolError, parse_symbol, parse_symbo
 if TYPE_CHECKING:
     from ntrader_pipeline.adapters.warehouse import Warehouse
 
-# Tables stay readable when output is piped (Rich assumes 80 columns off a terminal).
-console = Console(width=None if sys.stdout.isatty() else 120)
+PIPED_WIDTH = 160
+
+
+class _Console(Console):
+    """Rich's console, 160 columns wide when output is piped (Rich assumes 80 off a terminal), so
+    tables stay readable and every summary figure fits beside a sweep set's name. COLUMNS, when
+    set, says how wide the reader's screen is either way. Decided as it prints, not at import:
+    the environment may change between commands of one process."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        measured = super().size
+        if self._width is None and not self.is_terminal and not os.environ.get("COLUMNS", "").isdigit():
+            return ConsoleDimensions(PIPED_WIDTH, measured.height)
+        return measured
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+console = _Console()
+console.width = None  # Rich fixes COLUMNS at construction; read it as each command prints instead
 
 
 def open_pipeline():

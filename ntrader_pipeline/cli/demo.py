@@ -6,25 +6,22 @@ import os
 import sys
 
 import click
-from rich.table import Table
 
 from ntrader_pipeline.cli.common import console, open_pipeline, showing_progress
-from ntrader_pipeline.core.metric_registry import display, label
 from ntrader_pipeline.core.progress import progress
 
 DEMO_SYMBOLS = ("ORCL", "NVDA")
 DEMO_STRATEGY = "sma_crossover"
-SHOWN = ("total_return", "sharpe_ratio", "max_drawdown", "trade_count")
 
 
 @click.command()
 def demo() -> None:
     """Import the bundled ORCL and NVDA daily bars and backtest the SMA crossover on each."""
+    from ntrader_pipeline.cli.outcome import risk_notes, say, summary_table
     from ntrader_pipeline.settings import SAMPLE_DATA_DIR
 
     pipeline = open_pipeline()
-    table = Table("symbol", "strategy", *map(label, SHOWN), "run id", title="SMA crossover on bundled daily bars")
-    reports = []
+    rows = []
     with showing_progress(), progress(2 * len(DEMO_SYMBOLS), "demo") as advance:
         for symbol in DEMO_SYMBOLS:
             (file,) = SAMPLE_DATA_DIR.glob(f"{symbol}_*.csv")
@@ -33,11 +30,13 @@ def demo() -> None:
             console.print(f"imported {stored['bars_written']} {symbol} bars from {file.name}")
             metrics = pipeline.run_backtest(DEMO_STRATEGY, symbol)
             advance(f"backtested {symbol}")
-            table.add_row(symbol, DEMO_STRATEGY, *(display(n, metrics[n]) for n in SHOWN), metrics["run_id"])
-            reports.append(pipeline.stores.reports_dir_for(metrics["run_id"]))
-    console.print(table)
-    for path in reports:
-        console.print(f"reports: {path}")
+            rows.append(((symbol, DEMO_STRATEGY), metrics, ""))
+    console.print(summary_table("SMA crossover on bundled daily bars", ("symbol", "strategy"), rows))
+    for (symbol, _), metrics, _ in rows:
+        for line in risk_notes(metrics["run_id"]):
+            say(f"{symbol}: {line}")
+        say(f"{symbol} tearsheet: {pipeline.tearsheet_url(metrics['run_id'])}")
+    say(f"reports of each run: {pipeline.stores.reports_dir_for('<run id>')}")
     console.print(f"Dagster instance: {pipeline.settings.resolved_dagster_home} (see it with `ntrader ui`)")
 
 

@@ -7,6 +7,7 @@ import sys
 
 import click
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from ntrader_pipeline.cli.common import console, open_warehouse
@@ -29,21 +30,53 @@ SORT_CHOICES = ["sharpe", "return", "drawdown"]
 def list_results(strategy: str | None, symbol: str | None, sort: str, fmt: str) -> None:
     """Stored backtest runs with their headline metrics (JSON: every headline metric)."""
     from ntrader_pipeline.core.metric_display import ranked_results
-    from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS, display, label, machine_metrics
+    from ntrader_pipeline.core.metric_registry import (
+        HEADLINE_METRICS,
+        SUMMARY_METRICS,
+        display,
+        label,
+        machine_metrics,
+    )
 
     table = ranked_results(open_warehouse().list_results(strategy, symbol), sort)
     if fmt == "json":
         click.echo(json.dumps([{**row, **machine_metrics(row, HEADLINE_METRICS)} for row in table], indent=2))
         return
-    shown = ("total_return", "cagr", "sharpe_ratio", "max_drawdown", "trade_count")
-    out = Table(
-        "run id", "strategy", "symbol", "created (UTC)", *map(label, shown), title=f"{len(table)} runs, by {sort}"
-    )
-    for row in table:
-        values = [display(n, row[n]) for n in shown]
-        # escaped: a sweep set's name ("sma[fast_period=10]") is not a Rich style tag
-        out.add_row(row["run_id"], escape(row["strategy"]), row["symbol"], row["created_at"][:19], *values)
-    console.print(out)
+    from ntrader_pipeline.core.metric_display import SORT_KEYS
+    from ntrader_pipeline.core.run_summary import parameter_columns
+
+    names = [(row, *parameter_columns(row["strategy"])) for row in table]
+    # the sort's figure first, then the others as far as the terminal's width allows
+    order = [SORT_KEYS[sort], *(n for n in SUMMARY_METRICS if n != SORT_KEYS[sort])]
+
+    def results_table(shown: list[str]) -> Table:
+        out = Table(title=f"{len(table)} runs, by {sort}")
+        # a sweep set's parameters in their own column; in a narrow terminal names fold onto more
+        # lines rather than being cut, so no two rows read alike (15 sets of one sweep must not)
+        out.add_column("run id", overflow="fold", min_width=12)
+        for column in ("strategy", "parameters", "symbol", "created (UTC)"):
+            out.add_column(column, overflow="fold")
+        for name in shown:  # a figure is never folded: its column is as wide as its widest value
+            widest = max(len(display(name, row[name])) for row in table) if table else 0
+            out.add_column(label(name), justify="right", overflow="fold", min_width=widest)
+        for row, strategy, parameters in names:
+            created = row["created_at"][:16].replace("T", " ")
+            # escaped: a sweep set's name ("sma[fast_period=10]") is not a Rich style tag
+            cells = [row["run_id"], escape(strategy), escape(parameters), row["symbol"], created]
+            out.add_row(*cells, *(display(n, row[n]) for n in shown))
+        return out
+
+    def fits(out: Table) -> bool:  # at its narrowest (names folded) within the terminal: nothing cropped
+        unbounded = console.options.update(max_width=100_000)  # else the measure is clamped to the width
+        return Measurement.get(console, unbounded, out).minimum <= console.width
+
+    shown = order[:1]
+    while len(shown) < len(order) and fits(results_table(order[: len(shown) + 1])):
+        shown = order[: len(shown) + 1]
+    console.print(results_table(shown))
+    if len(shown) < len(order):
+        left_out = ", ".join(label(n) for n in order[len(shown) :])
+        console.print(f"({left_out}: left out at this width; a wider terminal or --format json shows them)")
 
 
 @click.command("compare")
@@ -57,7 +90,9 @@ def compare(run_ids: tuple[str, ...]) -> None:
         raise click.UsageError("compare needs at least two run ids")
     warehouse = open_warehouse()
     runs = [load_run(warehouse, run_id) for run_id in run_ids]
-    out = Table("metric", *(f"{r.record.run_id}\n{r.record.strategy} {r.record.symbol}" for r in runs))
+    out = Table("metric")
+    for r in runs:  # a set's name folds rather than being cut
+        out.add_column(escape(f"{r.record.run_id}\n{r.record.strategy} {r.record.symbol}"), overflow="fold")
     for name in ("start", "end", *HEADLINE_METRICS):
         out.add_row(name, *(display(name, r.metrics.get(name)) for r in runs), end_section=name == "end")
     console.print(out)

@@ -55,8 +55,8 @@ def _m(name: str, label: str, unit: Unit, definition: str, **flags: Any) -> Metr
     return MetricSpec(name, label, unit, definition, **flags)
 
 
-# compute_metrics' order: reports list metrics in this order.
-METRICS: tuple[MetricSpec, ...] = (
+# Reports list metrics in this order (``Metrics.of`` puts them in it).
+_OWN: tuple[MetricSpec, ...] = (
     _m("run_id", "run id", "text", "The run's id in the warehouse and the reports folder."),
     _m("strategy", "strategy", "text", "The strategy file's name (a sweep set's key, a walk-forward's name)."),
     _m("symbol", "symbol", "text", "The symbol traded."),
@@ -77,10 +77,16 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("cagr", "CAGR", "percent", "(1 + total return)^(252 / daily returns) − 1.", headline=True, better="higher"),
     _m("volatility", "volatility", "percent", "Sample std of daily returns × √252.", headline=True),
     _m(
+        "risk_free_rate",
+        "risk-free rate",
+        "percent",
+        "Annual rate Sharpe, Sortino, probabilistic Sharpe, Omega and alpha subtract (backtest.risk_free_rate_pct).",
+    ),
+    _m(
         "sharpe_ratio",
         "Sharpe",
         "ratio",
-        "Mean / sample std of daily returns × √252, no risk-free rate.",
+        "Mean / sample std of daily excess returns (r − daily risk-free rate) × √252.",
         headline=True,
         better="higher",
     ),
@@ -88,9 +94,21 @@ METRICS: tuple[MetricSpec, ...] = (
         "sortino_ratio",
         "Sortino",
         "ratio",
-        "Mean / √mean(min(r, 0)²) of daily returns × √252.",
+        "Mean / √mean(min(x, 0)²) of daily excess returns x × √252.",
         headline=True,
         better="higher",
+    ),
+    _m(
+        "probabilistic_sharpe_ratio",
+        "probabilistic Sharpe",
+        "percent",
+        "P(true Sharpe > 0) given the daily Sharpe, its skew and kurtosis and the number of days (PSR).",
+    ),
+    _m(
+        "omega_ratio",
+        "Omega",
+        "ratio",
+        "Σ max(x, 0) / Σ max(−x, 0) of daily excess returns x: gains over losses around the risk-free rate.",
     ),
     _m("calmar_ratio", "Calmar", "ratio", "CAGR / |max drawdown|.", headline=True, better="higher"),
     _m(
@@ -121,6 +139,39 @@ METRICS: tuple[MetricSpec, ...] = (
         "percent",
         "NautilusTrader's MaxDrawdown of compounded daily returns.",
     ),
+    _m(
+        "skew", "skew", "ratio", "Sample skewness of daily returns (adjusted Fisher–Pearson, as pandas and quantstats)."
+    ),
+    _m(
+        "kurtosis",
+        "excess kurtosis",
+        "ratio",
+        "Sample excess kurtosis of daily returns (normal: 0; pandas' estimator).",
+    ),
+    _m(
+        "value_at_risk",
+        "VaR 95% (daily)",
+        "percent",
+        "Historical daily value at risk: the 5th percentile of daily returns (linear interpolation).",
+    ),
+    _m(
+        "conditional_value_at_risk",
+        "CVaR 95% (daily)",
+        "percent",
+        "Historical daily expected shortfall: the mean of the worst 5% of daily returns.",
+    ),
+    _m(
+        "kelly_criterion",
+        "Kelly criterion",
+        "percent",
+        "p − (1 − p) / b on daily returns: p = up days / days that moved, b = mean up day / |mean down day|.",
+    ),
+    _m("best_day", "best day", "percent", "Highest daily return."),
+    _m("worst_day", "worst day", "percent", "Lowest daily return."),
+    _m("best_month", "best month", "percent", "Highest compounded return of a calendar month (exchange time)."),
+    _m("worst_month", "worst month", "percent", "Lowest compounded return of a calendar month (exchange time)."),
+    _m("best_year", "best year", "percent", "Highest compounded return of a calendar year (exchange time)."),
+    _m("worst_year", "worst year", "percent", "Lowest compounded return of a calendar year (exchange time)."),
     _m("trade_count", "trades", "count", "Round trips (a position open at the end is not one).", headline=True),
     _m("win_rate", "win rate", "percent", "Share of round trips with a positive PnL.", headline=True, better="higher"),
     _m(
@@ -136,16 +187,60 @@ METRICS: tuple[MetricSpec, ...] = (
     _m("average_loss", "average loss", "money", "Mean PnL of losing round trips."),
     _m("largest_win", "largest win", "money", "Largest PnL of a round trip."),
     _m("largest_loss", "largest loss", "money", "Smallest (most negative) PnL of a round trip."),
+    _m("max_consecutive_wins", "most wins in a row", "count", "Longest run of round trips with a positive PnL."),
+    _m("max_consecutive_losses", "most losses in a row", "count", "Longest run of round trips with a negative PnL."),
     _m("commissions", "commissions", "money", "Commissions paid."),
     _m("exposure", "exposure", "percent", "Share of bars with a position at the close.", headline=True),
     _m("risk_controls_triggered", "risk controls", "count", "Risk controls that fired and orders they refused."),
     _m("benchmark", "benchmark", "text", "What the run is measured against: buy and hold of this symbol."),
     _m("benchmark_return", "benchmark return", "percent", "The benchmark's last / first close − 1.", headline=True),
+)
+
+# The figures measured on the benchmark's buy and hold too (the tearsheet's benchmark column);
+# ``total_return``'s counterpart is ``benchmark_return``, the others are ``benchmark_<name>``.
+BENCHMARKED = (
+    "total_return",
+    "cagr",
+    "volatility",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "probabilistic_sharpe_ratio",
+    "omega_ratio",
+    "calmar_ratio",
+    "max_drawdown",
+    "skew",
+    "kurtosis",
+    "value_at_risk",
+    "conditional_value_at_risk",
+    "kelly_criterion",
+    "best_day",
+    "worst_day",
+    "best_month",
+    "worst_month",
+    "best_year",
+    "worst_year",
+)
+BENCHMARK_OF: dict[str, str] = {
+    name: "benchmark_return" if name == "total_return" else f"benchmark_{name}" for name in BENCHMARKED
+}
+
+
+def _benchmark_row(own: MetricSpec) -> MetricSpec:
+    return MetricSpec(
+        BENCHMARK_OF[own.name],
+        f"benchmark {own.label}",
+        own.unit,
+        f"{own.label} of the benchmark's buy and hold over the run's span: {own.definition}",
+    )
+
+
+_OWN_BY_NAME = {m.name: m for m in _OWN}
+_RELATIVE: tuple[MetricSpec, ...] = (
     _m(
         "alpha",
         "alpha",
         "percent",
-        "(1 + mean(r − β·b))^252 − 1 on the days both series have.",
+        "(1 + mean((r − rf) − β·(b − rf)))^252 − 1 on the days both series have (rf: daily risk-free rate).",
         headline=True,
         better="higher",
     ),
@@ -174,12 +269,19 @@ METRICS: tuple[MetricSpec, ...] = (
         panel=True,
     ),
 )
+METRICS: tuple[MetricSpec, ...] = (
+    *_OWN,
+    *(_benchmark_row(_OWN_BY_NAME[name]) for name in BENCHMARKED if name != "total_return"),
+    *_RELATIVE,
+)
 
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
 METRIC_NAMES = tuple(BY_NAME)
 HEADLINE_METRICS = tuple(m.name for m in METRICS if m.headline)
 PANEL_METRICS = tuple(m.name for m in METRICS if m.headline or m.panel)
 RANKABLE_METRICS = tuple(m.name for m in METRICS if m.rankable)
+# The headline figures a row per run has room for (backfill, list-results, the demo), in this order.
+SUMMARY_METRICS = ("total_return", "cagr", "sharpe_ratio", "max_drawdown", "trade_count", "benchmark_return")
 
 
 def spec(name: str) -> MetricSpec:

@@ -4,14 +4,21 @@ Definitions (also in the README):
 - equity: mark-to-market account equity at every bar (cash + position × bar close, net of
   commissions);
 - daily returns: percent change of the last equity of each exchange trading day;
-- Sharpe = mean / std(ddof=1) × √252; Sortino = mean / √mean(min(r, 0)²) × √252;
-  volatility = std(ddof=1) × √252; no risk-free rate. These three are computed by
-  NautilusTrader's ``SharpeRatio``, ``SortinoRatio`` and ``ReturnsVolatility`` fed with our
-  daily returns, so they cannot drift from the engine's own statistics;
+- excess returns x = r − rf, rf the daily risk-free rate (1 + annual)^(1/252) − 1 from the
+  strategy file's ``backtest.risk_free_rate_pct`` (default 0, so x = r exactly);
+- Sharpe = mean(x) / std(x, ddof=1) × √252; Sortino = mean(x) / √mean(min(x, 0)²) × √252;
+  volatility = std(r, ddof=1) × √252. These three are computed by NautilusTrader's
+  ``SharpeRatio``, ``SortinoRatio`` and ``ReturnsVolatility`` fed with our daily (excess)
+  returns, so they cannot drift from the engine's own statistics;
+- the shape of the daily returns (``return_figures``): skew and excess kurtosis (pandas'
+  adjusted estimators, as quantstats), historical 95 % VaR and CVaR (empyrical's), Omega around
+  the risk-free rate, the probabilistic Sharpe ratio (PSR against 0, with that skew and kurtosis),
+  the Kelly criterion (quantstats' p − q/b), and the best and worst day, month and year;
+- the benchmark's buy and hold gets the same figures (``benchmark_<name>``);
 - total return = last equity / first equity − 1; CAGR = (1 + total)^(252 / n daily returns) − 1;
 - max drawdown = min(equity / running max − 1) over *bar-level* equity; Calmar = CAGR / |max DD|.
 - against the benchmark (buy and hold of the run's symbol, or the file's ``benchmark:`` symbol),
-  on the exchange days both have: beta = cov / var; alpha = (1 + mean(r − β·b))^252 − 1;
+  on the exchange days both have: beta = cov / var; alpha = (1 + mean(x − β·(b − rf)))^252 − 1;
   information ratio = mean(r − b) / std(r − b, ddof=1) × √252; correlation (Pearson); up and
   down capture = annualised return of the strategy on the benchmark's up (down) days / the
   benchmark's annualised return on those days (empyrical's definitions).
@@ -24,7 +31,7 @@ A ratio that is undefined (no variance, no losses, no trades…) is None, never 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -32,7 +39,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ntrader_pipeline.core.metric_registry import Metrics
+from ntrader_pipeline.core.metric_registry import BENCHMARK_OF, Metrics
+from ntrader_pipeline.core.overfitting import probabilistic_sharpe_ratio
 
 if TYPE_CHECKING:  # the statistics import NautilusTrader: only where metrics are computed
     from ntrader_pipeline.core.backtest import BacktestResult
@@ -80,16 +88,129 @@ def nautilus_returns(returns: pd.Series) -> dict[int, float]:
     return {int(ts.value): float(r) for ts, r in returns.items()}
 
 
-def return_ratios(returns: pd.Series) -> dict[str, float | None]:
-    """Volatility, Sharpe and Sortino by NautilusTrader; NaN (undefined) becomes None."""
+def risk_free_rate(spec: Mapping[str, Any] | None) -> float:
+    """The annual risk-free rate (a fraction) of a run's stored spec: ``backtest.risk_free_rate_pct``
+    / 100, 0 when the spec has none (runs stored before the setting existed)."""
+    percent = ((spec or {}).get("backtest") or {}).get("risk_free_rate_pct") or 0
+    return float(percent) / 100.0
+
+
+def daily_rate(annual: float) -> float:
+    """The daily rate that compounds to ``annual`` over 252 sessions (quantstats' de-annualising);
+    exactly 0.0 for 0."""
+    return (1.0 + annual) ** (1.0 / TRADING_DAYS) - 1.0
+
+
+def return_ratios(returns: pd.Series, rf: float = 0.0) -> dict[str, float | None]:
+    """Volatility, Sharpe and Sortino by NautilusTrader (the ratios of the excess returns r − ``rf``,
+    a daily rate); NaN (undefined) becomes None."""
     from nautilus_trader.analysis import ReturnsVolatility, SharpeRatio, SortinoRatio
 
     by_ns = nautilus_returns(returns)
+    excess = by_ns if rf == 0 else nautilus_returns(returns - rf)
     return {
         "volatility": _finite(ReturnsVolatility().calculate_from_returns(by_ns)) if len(by_ns) > 1 else None,
-        "sharpe_ratio": _finite(SharpeRatio().calculate_from_returns(by_ns)),
-        "sortino_ratio": _finite(SortinoRatio().calculate_from_returns(by_ns)),
+        "sharpe_ratio": _finite(SharpeRatio().calculate_from_returns(excess)),
+        "sortino_ratio": _finite(SortinoRatio().calculate_from_returns(excess)),
     }
+
+
+def _moment(series: pd.Series, which: str) -> float | None:
+    value = getattr(series, which)()  # pandas: NaN below 3 (skew) or 4 (kurtosis) values
+    return _finite(float(value)) if value is not None else None
+
+
+def value_at_risk(r: np.ndarray, cutoff: float = 0.05) -> float | None:
+    """Historical VaR: the ``cutoff`` percentile of the returns (numpy's linear interpolation)."""
+    return float(np.percentile(r, 100 * cutoff)) if len(r) else None
+
+
+def conditional_value_at_risk(r: np.ndarray, cutoff: float = 0.05) -> float | None:
+    """Historical CVaR: the mean of the ``int((n − 1) · cutoff) + 1`` lowest returns (empyrical's cut)."""
+    if not len(r):
+        return None
+    index = int((len(r) - 1) * cutoff)
+    return float(np.mean(np.partition(r, index)[: index + 1]))
+
+
+def omega_ratio(r: np.ndarray, rf: float = 0.0) -> float | None:
+    """Σ gains over Σ losses of the returns around ``rf`` (daily); undefined without a loss."""
+    excess = r - rf
+    losses = -excess[excess < 0].sum()
+    return _finite(float(excess[excess > 0].sum() / losses)) if len(r) > 1 and losses > 0 else None
+
+
+def kelly_criterion(r: np.ndarray) -> float | None:
+    """p − (1 − p) / b: p the share of up days among days that moved, b the mean up day over the
+    mean down day's size (quantstats' fixed-odds fraction); undefined without up and down days."""
+    ups, downs = r[r > 0], r[r < 0]
+    if not len(ups) or not len(downs):
+        return None
+    p = len(ups) / (len(ups) + len(downs))
+    b = float(ups.mean() / -downs.mean())
+    return _finite((b * p - (1.0 - p)) / b)
+
+
+def period_returns(returns: pd.Series, period: str) -> pd.Series:
+    """Compounded returns per calendar ``"month"`` or ``"year"`` in exchange time, in time order."""
+    local = pd.DatetimeIndex(returns.index).tz_convert(EXCHANGE_TZ)
+    keys = [local.year] if period == "year" else [local.year, local.month]
+    grown = pd.Series(1.0 + returns.to_numpy(dtype=np.float64), index=returns.index)
+    return grown.groupby(keys).prod() - 1.0
+
+
+def probabilistic_sharpe(returns: pd.Series, rf: float = 0.0) -> float | None:
+    """P(true Sharpe > 0) from the daily Sharpe ratio of the excess returns, with the skew and
+    kurtosis ``return_figures`` reports (Bailey & López de Prado 2012)."""
+    excess = returns.to_numpy(dtype=np.float64) - rf
+    if len(excess) < 4 or not excess.std(ddof=1) > 0:
+        return None
+    skew, kurtosis = _moment(returns, "skew"), _moment(returns, "kurtosis")
+    if skew is None or kurtosis is None:
+        return None
+    sharpe = float(excess.mean() / excess.std(ddof=1))
+    return _finite(probabilistic_sharpe_ratio(sharpe, 0.0, len(excess), skew, kurtosis + 3.0))
+
+
+def return_figures(curve: pd.DataFrame, returns: pd.Series, rf: float = 0.0) -> dict[str, Any]:
+    """The figures of one equity curve and its daily returns that a benchmark has too (the
+    registry's ``BENCHMARKED``, besides the drawdown's times): ``rf`` is the daily risk-free rate."""
+    equity = curve["equity"].to_numpy(dtype=np.float64)
+    r = returns.to_numpy(dtype=np.float64)
+    total = float(equity[-1] / equity[0] - 1.0)
+    cagr = _finite((1.0 + total) ** (TRADING_DAYS / len(r)) - 1.0) if len(r) else None
+    drawdowns = drawdown_stats(curve)
+    mdd = drawdowns["max_drawdown"]
+    months, years = period_returns(returns, "month"), period_returns(returns, "year")
+    return {
+        "total_return": total,
+        "cagr": cagr,
+        **return_ratios(returns, rf),
+        "probabilistic_sharpe_ratio": probabilistic_sharpe(returns, rf),
+        "omega_ratio": omega_ratio(r, rf),
+        "calmar_ratio": _finite(cagr / abs(mdd)) if cagr is not None and mdd < 0 else None,
+        **drawdowns,
+        "skew": _moment(returns, "skew"),
+        "kurtosis": _moment(returns, "kurtosis"),
+        "value_at_risk": value_at_risk(r),
+        "conditional_value_at_risk": conditional_value_at_risk(r),
+        "kelly_criterion": kelly_criterion(r),
+        "best_day": float(r.max()) if len(r) else None,
+        "worst_day": float(r.min()) if len(r) else None,
+        "best_month": float(months.max()) if len(months) else None,
+        "worst_month": float(months.min()) if len(months) else None,
+        "best_year": float(years.max()) if len(years) else None,
+        "worst_year": float(years.min()) if len(years) else None,
+    }
+
+
+def max_streak(flags: np.ndarray) -> int:
+    """The longest run of consecutive True values."""
+    longest = current = 0
+    for flag in flags.tolist():
+        current = current + 1 if flag else 0
+        longest = max(longest, current)
+    return longest
 
 
 def drawdown_stats(curve: pd.DataFrame) -> dict[str, Any]:
@@ -122,7 +243,8 @@ def drawdown_stats(curve: pd.DataFrame) -> dict[str, Any]:
 
 def trade_stats(ledger: pd.DataFrame) -> dict[str, Any]:
     """Round-trip statistics on realized PnL net of commissions."""
-    pnl = ledger["realized_pnl"].astype(float).to_numpy() if len(ledger) else np.array([])
+    closed = ledger.sort_values("exit_time", kind="stable") if len(ledger) else ledger
+    pnl = closed["realized_pnl"].astype(float).to_numpy() if len(ledger) else np.array([])
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]
     n = len(pnl)
     return {
@@ -134,6 +256,8 @@ def trade_stats(ledger: pd.DataFrame) -> dict[str, Any]:
         "average_loss": float(losses.mean()) if len(losses) else None,
         "largest_win": float(wins.max()) if len(wins) else None,
         "largest_loss": float(losses.min()) if len(losses) else None,
+        "max_consecutive_wins": max_streak(pnl > 0),  # in the order the round trips closed
+        "max_consecutive_losses": max_streak(pnl < 0),
     }
 
 
@@ -165,6 +289,18 @@ def benchmark_for(result: BacktestResult, read_closes: Callable[[str], pd.DataFr
     return Benchmark(symbol, closes[["ts_event", "close"]].reset_index(drop=True))
 
 
+def benchmark_curve(benchmark: Benchmark) -> pd.DataFrame:
+    """The benchmark's buy and hold as an equity curve: its closes, with their drawdown."""
+    closes = benchmark.closes["close"].to_numpy(dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(benchmark.closes["ts_event"], utc=True),
+            "equity": closes,
+            "drawdown": drawdown(closes),
+        }
+    )
+
+
 def _by_exchange_day(returns: pd.Series) -> pd.Series:
     return pd.Series(returns.to_numpy(), index=returns.index.tz_convert(EXCHANGE_TZ).date)
 
@@ -173,8 +309,9 @@ def _annual_return(returns: np.ndarray) -> float:
     return float(np.prod(1.0 + returns) ** (TRADING_DAYS / len(returns)) - 1.0) if len(returns) else math.nan
 
 
-def relative_figures(returns: pd.Series, benchmark_returns: pd.Series) -> dict[str, float | None]:
-    """Alpha, beta, information ratio, correlation and capture ratios on the days both series have."""
+def relative_figures(returns: pd.Series, benchmark_returns: pd.Series, rf: float = 0.0) -> dict[str, float | None]:
+    """Alpha, beta, information ratio, correlation and capture ratios on the days both series have;
+    ``rf`` (daily) enters alpha only."""
     both = pd.concat([_by_exchange_day(returns), _by_exchange_day(benchmark_returns)], axis=1, join="inner").dropna()
     r, b = both.iloc[:, 0].to_numpy(dtype=np.float64), both.iloc[:, 1].to_numpy(dtype=np.float64)
     out: dict[str, float | None] = dict.fromkeys(
@@ -186,7 +323,8 @@ def relative_figures(returns: pd.Series, benchmark_returns: pd.Series) -> dict[s
     if b_var > 0:
         beta = float(np.mean((b - b.mean()) * (r - r.mean())) / b_var)
         out["beta"] = beta
-        out["alpha"] = _finite((1.0 + float(np.mean(r - beta * b))) ** TRADING_DAYS - 1.0)
+        excess = r - beta * b if rf == 0 else (r - rf) - beta * (b - rf)
+        out["alpha"] = _finite((1.0 + float(np.mean(excess))) ** TRADING_DAYS - 1.0)
         if r.std() > 0:
             out["correlation"] = _finite(float(np.corrcoef(r, b)[0, 1]))
     active = r - b
@@ -208,17 +346,14 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Ben
     from nautilus_trader.analysis import MaxDrawdown
 
     benchmark = benchmark or own_benchmark(result)
-    bench_closes = benchmark.closes["close"].to_numpy(dtype=np.float64)
-    bench_curve = pd.DataFrame(
-        {"timestamp": pd.to_datetime(benchmark.closes["ts_event"], utc=True), "equity": bench_closes}
-    )
+    bench_curve = benchmark_curve(benchmark)
     curve = equity_curve(result)
     equity = curve["equity"].to_numpy()
-    total = equity[-1] / equity[0] - 1.0
     returns = daily_returns(curve)
-    cagr = _finite((1.0 + total) ** (TRADING_DAYS / len(returns)) - 1.0) if len(returns) else None
-    drawdowns = drawdown_stats(curve)
-    mdd = drawdowns["max_drawdown"]
+    bench_returns = daily_returns(bench_curve)
+    annual_rf = risk_free_rate(result.spec)
+    rf = daily_rate(annual_rf)
+    bench_figures = return_figures(bench_curve, bench_returns, rf)
     commissions = sum(result.fills["commission"], Decimal(0))
     values = {
         "run_id": result.run_id,
@@ -230,11 +365,8 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Ben
         "daily_returns": len(returns),
         "starting_equity": float(equity[0]),
         "final_equity": float(equity[-1]),
-        "total_return": float(total),
-        "cagr": cagr,
-        **return_ratios(returns),
-        "calmar_ratio": _finite(cagr / abs(mdd)) if cagr is not None and mdd < 0 else None,
-        **drawdowns,
+        "risk_free_rate": annual_rf,
+        **return_figures(curve, returns, rf),
         "max_drawdown_daily": _finite(MaxDrawdown().calculate_from_returns(nautilus_returns(returns)) + 0.0)
         if len(returns)
         else None,
@@ -243,8 +375,8 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Ben
         "exposure": float(np.mean(result.equity["position"].to_numpy() != 0)),
         "risk_controls_triggered": len(result.risk_events),
         "benchmark": benchmark.symbol,
-        "benchmark_return": float(bench_closes[-1] / bench_closes[0] - 1.0),
-        **relative_figures(returns, daily_returns(bench_curve)),
+        **{BENCHMARK_OF[name]: bench_figures[name] for name in BENCHMARK_OF},
+        **relative_figures(returns, bench_returns, rf),
     }
     return Metrics.of(values)
 

@@ -1,5 +1,5 @@
 """Series a tearsheet plots, from the equity curve and daily returns the metrics use: drawdown
-periods, monthly and annual returns, rolling Sharpe and volatility."""
+periods, monthly and annual returns, rolling Sharpe, volatility and beta."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ntrader_pipeline.core.metrics import EXCHANGE_TZ, TRADING_DAYS
+from ntrader_pipeline.core.metrics import EXCHANGE_TZ, TRADING_DAYS, period_returns
 
 ROLLING_DAYS = 126  # six months of sessions
 
@@ -62,14 +62,28 @@ def monthly_returns(returns: pd.Series) -> pd.DataFrame:
 
 
 def annual_returns(returns: pd.Series) -> pd.Series:
-    """Compounded return per calendar year (exchange time)."""
-    local = _by_day(returns)
-    return (1 + local).groupby(local.index.year).prod() - 1
+    """Compounded return per calendar year (exchange time), indexed by the year."""
+    years = period_returns(returns, "year")
+    return pd.Series(years.to_numpy(), index=[int(y) for y in years.index], dtype=np.float64)
 
 
-def rolling_sharpe_volatility(returns: pd.Series, days: int = ROLLING_DAYS) -> pd.DataFrame:
-    """Annualised Sharpe (mean / std, ddof=1) and volatility over the trailing ``days`` returns."""
+def rolling_sharpe_volatility(returns: pd.Series, days: int = ROLLING_DAYS, rf: float = 0.0) -> pd.DataFrame:
+    """Annualised Sharpe (mean / std, ddof=1, of the excess returns over ``rf``, a daily rate) and
+    volatility over the trailing ``days`` returns."""
     window = returns.rolling(days, min_periods=days)
     std = window.std(ddof=1)
-    sharpe = (window.mean() / std.where(std > 0)) * math.sqrt(TRADING_DAYS)
+    sharpe = ((window.mean() - rf) / std.where(std > 0)) * math.sqrt(TRADING_DAYS)
     return pd.DataFrame({"sharpe": sharpe, "volatility": std * math.sqrt(TRADING_DAYS)}).dropna(how="all")
+
+
+def rolling_beta(returns: pd.Series, benchmark_returns: pd.Series, days: int = ROLLING_DAYS) -> pd.Series:
+    """cov(r, b) / var(b) over the trailing ``days`` sessions both series have, indexed by the
+    strategy's timestamps; undefined (dropped) until a full window, and where the benchmark is flat."""
+    days_r = _by_day(returns).index.normalize()
+    bench = pd.Series(benchmark_returns.to_numpy(), index=_by_day(benchmark_returns).index.normalize())
+    both = pd.DataFrame({"r": returns.to_numpy(), "at": np.arange(len(returns))}, index=days_r)
+    both = both.join(bench.rename("b"), how="inner").dropna()
+    window = both[["r", "b"]].rolling(days, min_periods=days)
+    variance = window["b"].var(ddof=1)
+    beta = window["r"].cov(both["b"], ddof=1) / variance.where(variance > 0)
+    return pd.Series(beta.to_numpy(), index=returns.index[both["at"].to_numpy()]).dropna()

@@ -116,7 +116,7 @@ def sweep_html(document: dict[str, Any]) -> str:
     head = cards(
         [
             ("parameter sets", str(len(rows)), False),
-            ("best set", best["key"].split("[", 1)[-1].rstrip("]"), False),
+            ("best set", ", ".join(f"{k}={v}" for k, v in best["params"].items()), False),
             (f"best {label(metric)}", display(metric, best.get(metric)), False),
             *_overfitting_cards(summary),
         ]

@@ -137,6 +137,10 @@ class BacktestSettings(BaseModel):
     starting_balance: Decimal = Field(Decimal("100000"), gt=0)
     fees: FeeSettings = Field(default_factory=FeeSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    # Stored with the run (in its spec), so a reproduction measures with the same rate.
+    risk_free_rate_pct: float = Field(
+        0.0, ge=-10, le=50, description="annual %, subtracted by Sharpe, Sortino, PSR, Omega and alpha"
+    )
 
     @field_validator("starting_balance")
     @classmethod

@@ -230,29 +230,102 @@ def bar_chart(
     return "".join(parts)
 
 
+def histogram_bins(values: np.ndarray, bins: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and edges of about ``bins`` equal bins with 0 on an edge, so no bin mixes gains and
+    losses. The middle 99.8 % sets the range; the rare tails land in the end bins."""
+    low, high = np.quantile(values, [0.001, 0.999]) if len(values) > 100 else (values.min(), values.max())
+    low, high = float(min(low, 0.0)), float(max(high, 0.0))
+    step = (high - low) / bins or 1e-4
+    edges = step * np.arange(math.floor(low / step), math.ceil(high / step) + 1)
+    counts, edges = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+    return counts, edges
+
+
+def bin_color(low: float, high: float) -> str:
+    """Red for a bin of losses only, green for gains only, grey for a bin that spans 0."""
+    return RED if high <= 0 else GREEN if low >= 0 else GREY
+
+
 def histogram(
     chart_id: str, title: str, values: np.ndarray, bins: int = 50, width: int = WIDTH, height: int = HEIGHT
 ) -> str:
-    """A histogram of ``values`` (fractions) with the mean marked."""
+    """A histogram of daily returns (fractions), coloured by the sign of each bin's range.
+
+    Days of exactly 0 (flat: about half the days of a strategy out of the market) are counted in
+    the title, not drawn: as a bar they would dwarf every other bin."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
-    if not len(values):
-        return _empty(chart_id, title, width, height)
-    # the middle 99.8 % sets the range; the rare tails land in the end bins, so the shape stays visible
-    low, high = np.quantile(values, [0.001, 0.999]) if len(values) > 100 else (values.min(), values.max())
-    counts, edges = np.histogram(np.clip(values, low, high), bins=bins, range=(low, high) if high > low else None)
+    moved = values[values != 0]
+    flat = len(values) - len(moved)
+    if not len(moved):
+        return _empty(chart_id, f"{title} (n = {len(values):,}, all exactly 0)", width, height)
+    counts, edges = histogram_bins(moved, bins)
     labels = [f"{(a + b) / 2:.1%}" for a, b in zip(edges[:-1], edges[1:])]
-    colors = [GREEN if (a + b) / 2 >= 0 else RED for a, b in zip(edges[:-1], edges[1:])]
-    return bar_chart(
-        chart_id,
-        f"{title} (mean {values.mean():.2%}, n = {len(values)})",
-        labels,
-        counts.tolist(),
-        y_format="{:,.0f}".format,
-        width=width,
-        height=height,
-        colors=colors,
+    colors = [bin_color(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    caption = f"{title} (n = {len(values):,}, mean {values.mean():.2%})"
+    if flat:
+        caption += f"; {flat:,} flat days (exactly 0) not drawn"
+    chart = bar_chart(
+        chart_id, caption, labels, counts.tolist(), y_format="{:,.0f}".format, width=width, height=height, colors=colors
     )
+    return chart.replace("<svg ", f'<svg data-flat-days="{flat}" ', 1)
+
+
+def grouped_bar_chart(
+    chart_id: str,
+    title: str,
+    labels: Sequence[str],
+    groups: Sequence[tuple[str, Sequence[float | None], str]],
+    y_format: Callable[[float], str] = "{:.0%}".format,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> str:
+    """Bars of several series side by side per label (``groups``: name, values, colour), with a legend."""
+    series = [np.array([np.nan if v is None else v for v in values], dtype=np.float64) for _, values, _ in groups]
+    every_value = np.concatenate(series) if series else np.array([])
+    if not np.isfinite(every_value).any():
+        return _empty(chart_id, title, width, height)
+    low, high = min(0.0, float(np.nanmin(every_value))), max(0.0, float(np.nanmax(every_value)))
+    if high == low:
+        high = low + 1
+    pad = (high - low) * 0.08
+    low, high = low - (pad if low < 0 else 0), high + pad
+    left, right, top, bottom = MARGIN["left"], width - MARGIN["right"], MARGIN["top"], height - MARGIN["bottom"]
+
+    def py(v):
+        return bottom - (v - low) / (high - low) * (bottom - top)
+
+    parts = [_frame_open(chart_id, title, width, height)]
+    for t in nice_ticks(low, high):
+        y = py(t)
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_esc(y_format(t))}</text>'
+        )
+    slot = (right - left) / max(len(labels), 1)
+    bar = slot * 0.8 / max(len(groups), 1)
+    every = max(1, math.ceil(len(labels) / 14))
+    for i, label in enumerate(labels):
+        x0 = left + i * slot + slot * 0.1
+        if i % every == 0:
+            parts.append(
+                f'<text class="tick" x="{left + (i + 0.5) * slot:.1f}" y="{bottom + 16}" text-anchor="middle">'
+                f"{_esc(label)}</text>"
+            )
+        for k, ((name, _, color), values) in enumerate(zip(groups, series)):
+            v = values[i] if i < len(values) else np.nan
+            if not math.isfinite(v):
+                continue
+            y0, y1 = py(0), py(v)
+            parts.append(
+                f'<rect x="{x0 + k * bar:.1f}" y="{min(y0, y1):.1f}" width="{bar * 0.95:.1f}" '
+                f'height="{abs(y1 - y0):.1f}" fill="{color}"><title>{_esc(label)} {_esc(name)}: '
+                f"{_esc(y_format(v))}</title></rect>"
+            )
+    parts.append(f'<line class="zero" x1="{left}" x2="{right}" y1="{py(0):.1f}" y2="{py(0):.1f}"/>')
+    parts.append(_legend([(name, color) for name, _, color in groups], left, width))
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def heatmap(
@@ -265,13 +338,21 @@ def heatmap(
     row_title: str = "",
     col_title: str = "",
     width: int = WIDTH,
+    own_scale_from: int | None = None,
 ) -> str:
-    """A table of coloured cells: red below zero, green above (scaled to the largest magnitude)."""
+    """A table of coloured cells: red below zero, green above (scaled to the largest magnitude).
+
+    Columns from ``own_scale_from`` on (a year's total beside its months) have their own scale."""
     values = np.asarray(values, dtype=np.float64)
     cell_h, label_w, top = 22, 70, 44
     cell_w = (width - label_w - 10) / max(len(col_labels), 1)
     height = top + cell_h * len(row_labels) + 10
-    scale = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    split = len(col_labels) if own_scale_from is None else own_scale_from
+
+    def largest(block: np.ndarray) -> float:
+        return float(np.nanmax(np.abs(block))) if np.isfinite(block).any() else 1.0
+
+    scales = [largest(values[:, :split]) if j < split else largest(values[:, split:]) for j in range(len(col_labels))]
     parts = [_frame_open(chart_id, title, width, height)]
     if col_title:
         parts.append(
@@ -296,6 +377,7 @@ def heatmap(
                     f'<rect x="{x:.1f}" y="{y}" width="{cell_w - 1:.1f}" height="{cell_h - 1}" fill="#f4f4f4"/>'
                 )
                 continue
+            scale = scales[j]
             strength = min(abs(v) / scale, 1.0) if scale else 0.0
             rgb = (214, 39, 40) if v < 0 else (44, 160, 44)
             fill = "#{:02x}{:02x}{:02x}".format(*[int(255 - (255 - c) * (0.15 + 0.85 * strength)) for c in rgb])

@@ -21,16 +21,29 @@ import numpy as np
 import pandas as pd
 
 from ntrader_pipeline.core.chart import chart_caption, equity_drawdown_png
-from ntrader_pipeline.core.metric_registry import display, label
-from ntrader_pipeline.core.metrics import Benchmark, daily_returns
+from ntrader_pipeline.core.metric_registry import BENCHMARK_OF, display, label, spec
+from ntrader_pipeline.core.metrics import Benchmark, benchmark_curve, daily_rate, daily_returns
 from ntrader_pipeline.core.performance import (
+    ROLLING_DAYS,
     annual_returns,
     drawdown_periods,
     monthly_returns,
+    rolling_beta,
     rolling_sharpe_volatility,
 )
 from ntrader_pipeline.core.records import RunRecord
-from ntrader_pipeline.core.svg_charts import GREEN, GREY, RED, Line, Markers, bar_chart, heatmap, histogram, time_chart
+from ntrader_pipeline.core.svg_charts import (
+    BLUE,
+    GREEN,
+    GREY,
+    RED,
+    Line,
+    Markers,
+    grouped_bar_chart,
+    heatmap,
+    histogram,
+    time_chart,
+)
 
 __all__ = ["chart_caption", "chart_title", "equity_drawdown_png", "png_markdown", "tearsheet_html"]
 
@@ -92,12 +105,17 @@ def metric_cards(names: tuple[str, ...], metrics: Mapping[str, Any], suffix: str
     ]
 
 
+WIDE_CARD = 12  # characters of a value beyond which its card takes two columns (a parameter set)
+
+
 def cards(items: list[tuple[str, str, bool]]) -> str:
-    """Headline figures as cards: (label, formatted value, negative?)."""
+    """Headline figures as cards: (label, formatted value, negative?). A long value gets a card two
+    columns wide, and wraps inside it rather than running into its neighbour."""
     return (
         '<div class="cards">'
         + "".join(
-            f'<div class="card"><div class="label">{html.escape(label)}</div>'
+            f'<div class="card{" wide" if len(value) > WIDE_CARD else ""}">'
+            f'<div class="label">{html.escape(label)}</div>'
             f'<div class="value{" neg" if negative else ""}">{html.escape(value)}</div></div>'
             for label, value, negative in items
         )
@@ -105,8 +123,11 @@ def cards(items: list[tuple[str, str, bool]]) -> str:
     )
 
 
-def table(header: list[str], rows: list[list[Any]], text_columns: int = 1, scroll: bool = False) -> str:
-    """An HTML table; the first ``text_columns`` are left-aligned, a value starting with "-" is red."""
+def table(
+    header: list[str], rows: list[list[Any]], text_columns: int = 1, scroll: bool = False, wrap: bool = False
+) -> str:
+    """An HTML table; the first ``text_columns`` are left-aligned, a value starting with "-" is red;
+    ``wrap`` lets long cells wrap (definitions) instead of keeping each on one line."""
     head = "".join(
         f'<th class="{"text" if i < text_columns else ""}">{html.escape(h)}</th>' for i, h in enumerate(header)
     )
@@ -118,8 +139,8 @@ def table(header: list[str], rows: list[list[Any]], text_columns: int = 1, scrol
             css = "text" if i < text_columns else "neg" if text.startswith("-") else ""
             cells.append(f'<td class="{css}">{html.escape(text)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
-    out = f"<table><tr>{head}</tr>{''.join(body)}</table>"
-    return f'<div class="scroll">{out}</div>' if scroll else out
+    out = f"<table{' class="wrap"' if wrap else ''}><tr>{head}</tr>{''.join(body)}</table>"
+    return f'<div class="{"scroll" if scroll else "fit"}">{out}</div>'  # a narrow window scrolls the table
 
 
 def _stamp(value: Any) -> str:
@@ -193,19 +214,52 @@ def drawdown_section(curve: pd.DataFrame) -> str:
     return f"<h2>Drawdowns</h2>{underwater}<h3>Five worst drawdowns</h3>{worst}"
 
 
-def returns_section(returns: pd.Series) -> str:
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.2%}"
+
+
+def returns_section(returns: pd.Series, bench_returns: pd.Series | None, bench_name: str, rf: float = 0.0) -> str:
+    """Monthly and annual returns beside the benchmark's, rolling Sharpe, volatility and beta, and
+    the histogram of daily returns. ``rf``: the daily risk-free rate the rolling Sharpe subtracts."""
     monthly = monthly_returns(returns)
-    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    annual = annual_returns(returns)
+    bench_annual = annual_returns(bench_returns) if bench_returns is not None else None
+    years = [int(y) for y in monthly.index]
+    columns = [*MONTHS, "Year"]
+    grid = np.column_stack([monthly.to_numpy(dtype=np.float64), annual.reindex(years).to_numpy(dtype=np.float64)])
+    if bench_annual is not None:
+        columns.append("Bench.")
+        grid = np.column_stack([grid, bench_annual.reindex(years).to_numpy(dtype=np.float64)])
     heat = heatmap(
         "monthly-returns",
-        "Monthly returns",
-        [str(y) for y in monthly.index],
-        months,
-        monthly.to_numpy(dtype=np.float64),
+        "Monthly returns, the year's and the benchmark's (Bench.)" if bench_annual is not None else "Monthly returns",
+        [str(y) for y in years],
+        columns,
+        grid,
+        own_scale_from=12,
     )
-    annual = annual_returns(returns)
-    bars = bar_chart("annual-returns", "Annual returns", [str(y) for y in annual.index], annual.tolist())
-    rolling = rolling_sharpe_volatility(returns)
+    groups = [("strategy", annual.tolist(), BLUE)]
+    if bench_annual is not None:
+        groups.append((f"buy and hold {bench_name}", bench_annual.reindex(annual.index).tolist(), GREY))
+    bars = grouped_bar_chart("annual-returns", "Annual returns", [str(y) for y in annual.index], groups)
+    rows = [
+        [
+            str(year),
+            _percent(value),
+            *(
+                [_percent(bench_annual.get(year)), _percent(value - bench_annual.get(year, np.nan))]
+                if bench_annual is not None
+                else []
+            ),
+        ]
+        for year, value in annual.items()
+    ]
+    header = ["year", "strategy", *([f"buy and hold {bench_name}", "difference"] if bench_annual is not None else [])]
+    annual_table = f"<h3>Annual returns</h3>{table(header, rows, scroll=len(rows) > 30)}"
+    rolling = rolling_sharpe_volatility(returns, rf=rf)
     x = pd.DatetimeIndex(rolling.index).as_unit("ns").asi8
     sharpe = time_chart(
         "rolling-sharpe",
@@ -221,7 +275,25 @@ def returns_section(returns: pd.Series) -> str:
         y_format="{:.0%}".format,
     )
     hist = histogram("returns-histogram", "Daily returns", returns.to_numpy(dtype=np.float64))
-    return f"<h2>Returns</h2>{heat}{bars}{sharpe}{vol}{hist}"
+    return (
+        f"<h2>Returns</h2>{heat}{bars}{annual_table}{sharpe}{vol}{beta_chart(returns, bench_returns, bench_name)}{hist}"
+    )
+
+
+def beta_chart(returns: pd.Series, bench_returns: pd.Series | None, bench_name: str) -> str:
+    """Beta to the benchmark over the trailing ``ROLLING_DAYS`` sessions."""
+    title = f"Rolling 6-month beta to {bench_name} ({ROLLING_DAYS} sessions)"
+    if bench_returns is None:
+        return f"<h3>{html.escape(title)}</h3><p class=note>The benchmark's bars are not at hand for this report.</p>"
+    beta = rolling_beta(returns, bench_returns)
+    x = pd.DatetimeIndex(beta.index).as_unit("ns").asi8
+    return time_chart(
+        "rolling-beta",
+        title,
+        [Line("beta", x, beta.to_numpy(dtype=np.float64))],
+        y_format="{:.2f}".format,
+        zero_line=True,
+    )
 
 
 def price_section(prices: pd.DataFrame | None, ledger: pd.DataFrame, symbol: str) -> str:
@@ -287,6 +359,37 @@ def trades_section(ledger: pd.DataFrame) -> str:
     return f"<h2>Trades ({len(ledger)})</h2>{note}" + table(header, rows, text_columns=3, scroll=True)
 
 
+NOT_TABLED = {"run_id", "strategy", "symbol", *BENCHMARK_OF.values()}
+
+
+def metrics_section(metrics: Mapping[str, Any], bench_name: str) -> str:
+    """Every metric beside the benchmark's buy and hold where it has the same figure, then what
+    each one means (the registry's definitions)."""
+    rows = [
+        [
+            name,
+            display(name, value),
+            display(BENCHMARK_OF[name], metrics[BENCHMARK_OF[name]]) if BENCHMARK_OF.get(name) in metrics else "",
+        ]
+        for name, value in metrics.items()
+        if name not in NOT_TABLED
+    ]
+    header = ["metric", "strategy", f"buy and hold {bench_name}"]
+    rate = display("risk_free_rate", metrics.get("risk_free_rate") or 0.0)
+    note = (
+        "<p class=note>Equity is marked to market at every bar. Sharpe, Sortino, probabilistic Sharpe, Omega and "
+        f"alpha use daily returns less a risk-free rate of {rate} a year (the strategy file's "
+        "<code>backtest.risk_free_rate_pct</code>, 0 unless set). VaR and CVaR are historical, 95 %, of daily "
+        "returns. The benchmark column measures the benchmark's buy and hold over the same sessions; n/a marks an "
+        "undefined value.</p>"
+    )
+    definitions = [[name, spec(name).label, spec(name).definition] for name in metrics if name not in NOT_TABLED]
+    return (
+        f"<h2>Metrics</h2>{note}" + table(header, rows) + "<details><summary>What each metric means</summary>"
+        f"{table(['metric', 'label', 'definition'], definitions, text_columns=3, wrap=True)}</details>"
+    )
+
+
 CARDS = (
     "total_return",
     "benchmark_return",
@@ -324,11 +427,10 @@ def tearsheet_html(
     if benchmark is None and prices is not None:
         benchmark = Benchmark(record.symbol, prices)
     returns = daily_returns(curve)
+    bench_returns = daily_returns(benchmark_curve(benchmark)) if benchmark is not None else None
+    bench_name = metrics.get("benchmark") or (benchmark.symbol if benchmark is not None else record.symbol)
+    annual_rf = metrics.get("risk_free_rate") or 0.0
     headline = cards(metric_cards(CARDS, metrics))
-    metric_rows = [
-        [name, display(name, value)] for name, value in metrics.items() if name not in {"run_id", "strategy", "symbol"}
-    ]
-    half = (len(metric_rows) + 1) // 2
     facts = [
         ["bars", record.bar_type],
         ["data sha256", record.data_hash],
@@ -339,18 +441,15 @@ def tearsheet_html(
             headline,
             equity_section(curve, metrics, benchmark),
             drawdown_section(curve),
-            returns_section(returns),
+            returns_section(returns, bench_returns, bench_name, daily_rate(annual_rf)),
             price_section(prices, ledger, record.symbol),
-            "<h2>Metrics</h2><p class=note>Equity is marked to market at every bar; ratios use daily returns with no "
-            "risk-free rate; n/a marks an undefined value.</p>",
-            f'<div class="two">{table(["metric", "value"], metric_rows[:half])}'
-            f"{table(['metric', 'value'], metric_rows[half:])}</div>",
+            metrics_section(metrics, bench_name),
             trades_section(ledger),
-            "<h2>Run</h2>" + table(["", ""], facts),
+            "<h2>Run</h2>" + table(["", ""], facts, wrap=True),  # the versions: one long line
         ]
     )
     subtitle = (
         f"{metrics.get('start')} → {metrics.get('end')}, {display('bars', metrics.get('bars'))} bars, "
-        f"benchmark {metrics.get('benchmark') or record.symbol}"
+        f"benchmark {bench_name}, risk-free rate {display('risk_free_rate', annual_rf)} a year"
     )
     return render_page(chart_title(record), subtitle, body, "ntrader tearsheet: one file, no scripts, opens offline.")

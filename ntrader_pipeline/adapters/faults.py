@@ -1,15 +1,26 @@
-"""A test-only fault hook: die at a named point of a write, as kill -9 or a power cut would.
+"""Test-only fault hooks: die, or stop, at a named point of a write, as kill -9 or a power cut would.
 
 ``NTRADER_FAULT_KILL_AT=<phase>`` makes the process SIGKILL itself on reaching that phase. The
-crash tests set it to prove every phase of a publish recoverable; nothing else does.
+crash tests set it to prove every phase of a publish recoverable. ``NTRADER_FAULT_PAUSE_AT=<phase>``
+makes it stop there instead (after writing ``<phase>.<pid>`` into ``NTRADER_FAULT_DIR``) until it
+is killed from outside: the restart tests kill a whole stack while a run is surely mid-import.
+Nothing else sets them.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 
 def kill_point(phase: str) -> None:
     if os.environ.get("NTRADER_FAULT_KILL_AT") == phase:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("NTRADER_FAULT_PAUSE_AT") == phase:
+        folder = Path(os.environ["NTRADER_FAULT_DIR"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{phase}.{os.getpid()}").touch()
+        while True:
+            time.sleep(1)

@@ -80,6 +80,15 @@ run_retries:
   enabled: true
   max_retries: 1
   retry_on_asset_or_op_failure: false
+# Sensor ticks (the inbox and automation sensors tick every 30 s) are purged after these days; the
+# daemon does it. Old runs, their event logs and old equity curves: `ntrader ops prune`.
+retention:
+  schedule:
+    purge_after_days: 90
+  sensor:
+    purge_after_days: {skipped: 1, failure: 30, success: 30, started: 30}
+  auto_materialize:
+    purge_after_days: {skipped: 1, failure: 30, success: 30, started: 30}
 code_servers:
   local_startup_timeout: 600
 # A run the daemon cannot hand to a busy code server within gRPC's deadline is retried, not failed.

@@ -18,6 +18,16 @@ def _load(run_id: str):
     return load_run(open_warehouse(), run_id)
 
 
+def _needs_curve(stored, run_id: str) -> None:
+    """The tearsheet and equity.csv draw the equity curve, which ``ntrader ops prune`` deletes for
+    results that are neither the newest of their strategy × symbol nor kept."""
+    if len(stored.curve) == 0 and stored.record.get("bar_count"):
+        raise LookupError(
+            f"the equity curve of run {run_id} was pruned (ntrader ops prune); its text, csv and json "
+            "reports remain, and the report folder written when it ran"
+        )
+
+
 def _market(record: dict):
     """The run's closes and its benchmark from the catalog, for the tearsheet's price and benchmark
     charts; (None, None) when the bars are not there any more."""
@@ -92,6 +102,8 @@ def generate(run_id: str, fmt: str, output: Path | None) -> None:
     from ntrader_pipeline.core.reports import render, write_text
 
     stored = _load(run_id)
+    if fmt == "html":
+        _needs_curve(stored, run_id)
     market = _market(stored.record) if fmt == "html" else (None, None)
     text = render(FORMATS[fmt], stored.record, stored.metrics, stored.ledger, stored.curve, None, *market)
     if output is None:
@@ -113,6 +125,7 @@ def export_all(run_id: str, output_dir: Path) -> None:
     from ntrader_pipeline.core.reports import write_reports
 
     stored = _load(run_id)
+    _needs_curve(stored, run_id)
     written = write_reports(
         output_dir, stored.record, stored.metrics, stored.ledger, stored.curve, None, *_market(stored.record)
     )

@@ -127,3 +127,33 @@ def test_a_reused_pid_does_not_pass_for_the_runs_process():
         later.kill()
         later.wait()
     assert process_started(later.pid) is None
+
+
+def test_a_command_run_is_judged_by_its_process_start_not_by_its_pid_alone():
+    """A killed command's pid may belong to another live process by the time anyone looks: the
+    run records its process' start too, and only that process counts as its own."""
+    from dagster import DagsterRun
+
+    from ntrader_pipeline.adapters.run_processes import HOST_TAG, STARTED_TAG, fail_dead_runs
+
+    instance = DagsterInstance.ephemeral()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        started = process_started(other.pid)
+        runs = {}
+        for name, recorded in (("own", started), ("reused", started - 100)):
+            tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(other.pid), STARTED_TAG: f"{recorded:.2f}"}
+            runs[name] = instance.add_run(
+                DagsterRun(job_name="import_csv_job", status=DagsterRunStatus.STARTED, tags=tags)
+            )
+
+        failed = fail_dead_runs(instance)
+
+        assert [r.run_id for r in failed] == [runs["reused"].run_id]
+        assert instance.get_run_by_id(runs["own"].run_id).status == DagsterRunStatus.STARTED
+        assert "that pid is now another process" in failure_message(
+            instance, instance.get_run_record_by_id(runs["reused"].run_id)
+        )
+    finally:
+        other.kill()
+        other.wait()

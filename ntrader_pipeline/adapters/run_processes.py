@@ -11,11 +11,12 @@ files and keeps its partition (a new symbol's) registered.
 
 So each run records where its process runs: tag ``ntrader/host`` (set by the launcher below for
 runs it hands to a code server on this host, or by the CLI for its own runs), and its pid: the
-CLI's in tag ``ntrader/pid``, a launched run's in the "Started process for run (pid: N)" event
-the run process logs before anything else. ``process_gone`` judges a run from the host it ran
-on: no such pid, or the pid now belongs to a process that started after the run's was seen
-alive (pids are reused, in a restarted container at once). A run on another host is never
-judged here. Two places ask:
+CLI's in tags ``ntrader/pid`` and ``ntrader/process_started``, a launched run's in the "Started
+process for run (pid: N)" event the run process logs before anything else. ``process_gone``
+judges a run from the host it ran on: no such pid, or the pid now belongs to another process, one
+that started at another time than the command or after the run's process was seen alive (pids
+are reused, in a restarted container at once). Times are this host's clock, never the
+database's. A run on another host is never judged here. Two places ask:
 
 - ``ProcessCheckedRunLauncher.check_run_worker_health``, which Dagster's run monitoring calls for
   every STARTED run each ``poll_interval_seconds``: the daemon fails the run, and ``run_retries``
@@ -39,13 +40,14 @@ from dagster._core.storage.tags import MAX_RETRIES_TAG
 
 HOST_TAG = "ntrader/host"
 PID_TAG = "ntrader/pid"
+STARTED_TAG = "ntrader/process_started"  # the CLI process' start (epoch s, by this host's clock)
 GONE_TAG = "ntrader/process_gone"  # set on a run failed because its process was gone
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 # Judged: runs past launch. (A run still STARTING with no process yet is run monitoring's
 # start_timeout_seconds' to fail.)
 RUNNING = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
-# A pid counts as the run's own process only if that process started by then (+ clock slack: the
-# kernel's boot time is whole seconds).
+# A pid is the run's process only if it started then, or by then (slack: the kernel's boot time is
+# whole seconds).
 START_SLACK_SECONDS = 2.0
 
 
@@ -56,7 +58,8 @@ def this_host() -> str:
 def cli_run_tags() -> dict[str, str]:
     """Tags of a run the ``ntrader`` command executes in its own process. Never retried by the
     daemon: the person who started it saw it die, and decides."""
-    return {HOST_TAG: this_host(), PID_TAG: str(os.getpid()), MAX_RETRIES_TAG: "0"}
+    started = process_started(os.getpid()) or 0.0
+    return {HOST_TAG: this_host(), PID_TAG: str(os.getpid()), STARTED_TAG: f"{started:.2f}", MAX_RETRIES_TAG: "0"}
 
 
 def process_started(pid: int) -> float | None:
@@ -83,14 +86,19 @@ def process_started(pid: int) -> float | None:
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime, in clock ticks
 
 
-def run_process(instance: DagsterInstance, record: RunRecord) -> tuple[str, int, float] | None:
-    """``(host, pid, seen alive at)`` of a run's process, or None when the run does not say."""
+def run_process(instance: DagsterInstance, record: RunRecord) -> tuple[str, int, float, bool] | None:
+    """``(host, pid, time, exact)`` of a run's process, or None when the run does not say.
+
+    ``exact``: ``time`` is the process' start (the CLI tagged it); else a moment the process was
+    alive (its first event), so it started no later. Both read this host's clock, never the
+    database's.
+    """
     tags = record.dagster_run.tags
     host = tags.get(HOST_TAG)
     if not host:
         return None
-    if tags.get(PID_TAG):  # the CLI's own process, which existed before it created the run
-        return host, int(tags[PID_TAG]), record.create_timestamp.timestamp()
+    if tags.get(PID_TAG):  # the command's own process
+        return host, int(tags[PID_TAG]), float(tags.get(STARTED_TAG) or 0.0), True
     events = instance.get_records_for_run(
         record.dagster_run.run_id, of_type=DagsterEventType.ENGINE_EVENT, limit=20, ascending=True
     ).records
@@ -98,7 +106,7 @@ def run_process(instance: DagsterInstance, record: RunRecord) -> tuple[str, int,
         data = event.event_log_entry.dagster_event.engine_event_data
         pid = data.metadata.get("pid") if data else None
         if pid is not None:
-            return host, int(pid.value), event.event_log_entry.timestamp
+            return host, int(pid.value), event.event_log_entry.timestamp, False
     return None
 
 
@@ -107,11 +115,11 @@ def process_gone(instance: DagsterInstance, record: RunRecord) -> str | None:
     found = run_process(instance, record)
     if found is None or found[0] != this_host():
         return None
-    host, pid, seen = found
+    host, pid, when, exact = found
     started = process_started(pid)
     if started is None:
         return f"its process (pid {pid} on {host}) is gone"
-    if started > seen + START_SLACK_SECONDS:
+    if started and when and (abs(started - when) if exact else started - when) > START_SLACK_SECONDS:
         return f"its process (pid {pid} on {host}) is gone; that pid is now another process"
     return None
 

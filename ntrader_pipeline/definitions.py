@@ -7,8 +7,8 @@ from dagster import Definitions, define_asset_job, in_process_executor
 from ntrader_pipeline.core.strategy_specs import load_specs
 from ntrader_pipeline.defs.analytics.assets import leaderboard
 from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
-from ntrader_pipeline.defs.backtests.automation import on_new_bars
-from ntrader_pipeline.defs.ibkr.assets import build_ibkr_definitions
+from ntrader_pipeline.defs.backtests.automation import ibkr_backtests_sensor, on_new_bars
+from ntrader_pipeline.defs.ibkr.assets import build_ibkr_definitions, ibkr_job
 from ntrader_pipeline.defs.market_data.assets import csv_bars, raw_bar_files
 from ntrader_pipeline.defs.market_data.checks import stored_bar_checks
 from ntrader_pipeline.defs.market_data.sensors import backtests_refresh_sensor, build_inbox_sensors
@@ -37,16 +37,18 @@ def build_definitions(settings: Settings) -> Definitions:
         partitions, on_new_bars(stores.catalog_path, stores.venue, timeframes), settings.backtests_per_run
     )
     sweep_set, sweep_results, walk_forward = build_research_assets(partitions)
+    backtest_job = define_asset_job(BACKTEST_JOB, selection=backtest_assets)
     base = Definitions(
         assets=[raw_bar_files, csv_bars, *backtest_assets, leaderboard, sweep_set, sweep_results, walk_forward],
         asset_checks=[stored_bar_checks],
         sensors=[
             *build_inbox_sensors(settings, INGEST_JOB),
             backtests_refresh_sensor([*backtest_assets, leaderboard], settings.automation_sensor_interval),
+            ibkr_backtests_sensor(ibkr_job, backtest_job, timeframes, settings.automation_sensor_interval),
         ],
         jobs=[
             define_asset_job(INGEST_JOB, selection=[csv_bars]),
-            define_asset_job(BACKTEST_JOB, selection=backtest_assets),
+            backtest_job,
             define_asset_job(SWEEP_JOB, selection=[sweep_results]),
             define_asset_job(SWEEP_SET_JOB, selection=[sweep_set]),
             define_asset_job(WALK_FORWARD_JOB, selection=[walk_forward]),

@@ -7,6 +7,7 @@ paying the ~5 s import of Dagster and NautilusTrader once per partition.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dagster._core.errors import DagsterAssetCheckFailedError
 
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.adapters.locks import file_lock
+from ntrader_pipeline.adapters.run_processes import cli_run_tags, fail_dead_runs
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.metric_registry import Metrics
 from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, read_regular_file
@@ -37,11 +39,14 @@ from ntrader_pipeline.defs.ibkr.assets import IBKR_JOB, NO_RETRY_TAG, IbkrGatewa
 from ntrader_pipeline.defs.partitions import (
     FILE_STRATEGY_KEY,
     backtest_key,
+    drop_orphan_symbols,
     drop_symbol_without_bars,
     symbol_partitions,
 )
 from ntrader_pipeline.defs.resources import PipelineStores
 from ntrader_pipeline.settings import Settings, get_settings
+
+log = logging.getLogger("ntrader_pipeline.runs")
 
 # The CLI reports a failed run as one line (PipelineError); Dagster's ERROR log would add a traceback.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -61,10 +66,33 @@ concurrency:
     max_concurrent_runs: 2
   pools:
     default_limit: 1
+# A run whose process is gone (killed with the daemon or the command that ran it) is failed, not
+# left STARTED holding a run slot: this launcher (Dagster's default) tells run monitoring whether a
+# run's process lives (ntrader_pipeline/adapters/run_processes.py); every ntrader command checks too.
+run_launcher:
+  module: ntrader_pipeline.adapters.run_processes
+  class: ProcessCheckedRunLauncher
 run_monitoring:
   enabled: true
   start_timeout_seconds: 600  # a busy two-core machine can need minutes to start a run process
+  poll_interval_seconds: 30  # how often each running run's process is checked
+  max_resume_run_attempts: 0  # a run is never resumed in place: its retry is a new run
   free_slots_after_run_end_seconds: 300
+# A run failed because its process died (not because an asset failed) runs again, once. Runs of
+# the ntrader command are never retried (the person who started one saw it die).
+run_retries:
+  enabled: true
+  max_retries: 1
+  retry_on_asset_or_op_failure: false
+# Sensor ticks (the inbox and automation sensors tick every 30 s) are purged after these days; the
+# daemon does it. Old runs, their event logs and old equity curves: `ntrader ops prune`.
+retention:
+  schedule:
+    purge_after_days: 90
+  sensor:
+    purge_after_days: {skipped: 1, failure: 30, success: 30, started: 30}
+  auto_materialize:
+    purge_after_days: {skipped: 1, failure: 30, success: 30, started: 30}
 code_servers:
   local_startup_timeout: 600
 # A run the daemon cannot hand to a busy code server within gRPC's deadline is retried, not failed.
@@ -160,7 +188,18 @@ class Pipeline:
         settings = settings or get_settings()
         if instance is None:
             instance = open_instance(settings)
-        return cls(settings, instance, build_definitions(settings))
+        pipeline = cls(settings, instance, build_definitions(settings))
+        pipeline.settle_dead_runs()
+        return pipeline
+
+    def settle_dead_runs(self) -> None:
+        """Fail this host's runs whose process is gone (a command killed with -9, a restarted
+        container) and drop the partitions their killed first imports left, before this command
+        runs anything (``adapters.run_processes``; the daemon's run monitoring does the same)."""
+        for run in fail_dead_runs(self.instance):
+            log.warning("run %s (%s) had lost its process: marked failed", run.run_id, run.job_name)
+        for symbol in drop_orphan_symbols(self.instance, lambda: self.stores.catalog()):
+            log.warning("%s had no bars left by its killed import: its partition was removed", symbol)
 
     def _execute(self, job_name: str, partition_key: str, run_config: dict) -> Any:
         """One in-process Dagster run; an asset's own exception propagates as it was raised."""
@@ -171,6 +210,7 @@ class Pipeline:
                 partition_key=partition_key,
                 run_config={**run_config, **QUIET_LOGS},
                 run_id=run_id,
+                tags=cli_run_tags(),
             )
         except DagsterAssetCheckFailedError as exc:  # the write happened; a blocking check then failed
             raise PipelineError(
@@ -257,7 +297,10 @@ class Pipeline:
         if gateway is not None:
             run_config["resources"] = {"ibkr": {"config": IbkrGateway.config_from_settings(gateway)}}
         result = self.defs.resolve_job_def(IBKR_JOB).execute_in_process(
-            instance=self.instance, run_config=run_config, raise_on_error=False, tags={NO_RETRY_TAG: "1"}
+            instance=self.instance,
+            run_config=run_config,
+            raise_on_error=False,
+            tags={NO_RETRY_TAG: "1", **cli_run_tags()},
         )
         summary: list[dict[str, Any]] = []
         for materialization in result.asset_materializations_for_node("ibkr_bars"):
@@ -376,7 +419,11 @@ class Pipeline:
             result = self.defs.resolve_job_def(BACKTEST_JOB).execute_in_process(
                 instance=self.instance,
                 raise_on_error=False,
-                tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+                tags={
+                    ASSET_PARTITION_RANGE_START_TAG: keys[0],
+                    ASSET_PARTITION_RANGE_END_TAG: keys[-1],
+                    **cli_run_tags(),
+                },
                 run_config={"ops": {"backtest": {"config": config}}, **QUIET_LOGS},
             )
             stored = self.stored_metrics(result)

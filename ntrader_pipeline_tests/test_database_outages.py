@@ -30,7 +30,7 @@ from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import Settings
-from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import NVDA_DAILY, ORCL_DAILY, STRATEGY_CONFIGS, point_settings_at
 from ntrader_pipeline_tests.test_crash_recovery import expected_hash, repriced, stored_content
 
 pytestmark = pytest.mark.slow  # connections terminated and a server restarted mid-write
@@ -139,7 +139,12 @@ STARTING_UP = b"".join(  # ErrorResponse: FATAL 57P03, as a server in recovery a
 
 
 class RestartingProxy(threading.Thread):
-    """TCP proxy to the real server; ``restart()`` drops every connection and refuses logins for a while."""
+    """TCP proxy to the real server; ``restart()`` drops every connection, then refuses connections
+    (nothing listens) and logins (57P03) for a while, as a restarting server does.
+
+    ``restart_on(*words)`` restarts it at the first statement a client sends holding every word,
+    before the server sees it: the restart lands exactly in that read or write.
+    """
 
     def __init__(self, upstream_port: int):
         super().__init__(daemon=True)
@@ -150,21 +155,37 @@ class RestartingProxy(threading.Thread):
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
         self.lock = threading.Lock()
         self.refused = 0
+        self.restarts = 0
+        self.trigger: tuple[bytes, ...] = ()
+        self.stopped = False
 
-    def restart(self, down_for: float = 1.5) -> None:
+    def restart(self, down_for: float = 1.5, refused_for: float = 0.0) -> None:
         with self.lock:
-            self.down_until = time.monotonic() + down_for
+            self.restarts += 1
+            self.down_until = time.monotonic() + refused_for + down_for
             for client, server in self.pairs:
                 for end in (client, server):
                     end.close()
             self.pairs.clear()
+            if refused_for:
+                _close_listener(self.listener)  # connecting now gets "Connection refused"
+                threading.Timer(refused_for, self._listen_again).start()
+
+    def restart_on(self, *words: bytes) -> None:
+        self.trigger = words
+
+    def _listen_again(self) -> None:
+        if not self.stopped:
+            self.listener = socket.create_server(("127.0.0.1", self.port))
 
     def run(self) -> None:
-        while True:
+        while not self.stopped:
+            listener = self.listener
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
             except OSError:
-                return
+                time.sleep(0.05)  # closed by a restart (listening again soon) or by stop()
+                continue
             if time.monotonic() < self.down_until:
                 threading.Thread(target=self._refuse, args=(client,), daemon=True).start()
                 continue
@@ -183,8 +204,7 @@ class RestartingProxy(threading.Thread):
             client.sendall(b"E" + struct.pack("!i", 4 + len(STARTING_UP)) + STARTING_UP)
             self.refused += 1
 
-    @staticmethod
-    def _pump(client: socket.socket, server: socket.socket) -> None:
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
         selector = selectors.DefaultSelector()
         selector.register(client, selectors.EVENT_READ, server)
         selector.register(server, selectors.EVENT_READ, client)
@@ -194,6 +214,10 @@ class RestartingProxy(threading.Thread):
                     data = key.fileobj.recv(65536)
                     if not data:
                         return
+                    if key.fileobj is client and self.trigger and all(w in data for w in self.trigger):
+                        self.trigger = ()
+                        self.restart(down_for=1.5, refused_for=1.5)
+                        return
                     key.data.sendall(data)
         except (OSError, ValueError):
             return
@@ -202,7 +226,17 @@ class RestartingProxy(threading.Thread):
             server.close()
 
     def stop(self) -> None:
-        self.listener.close()
+        self.stopped = True
+        _close_listener(self.listener)
+
+
+def _close_listener(listener: socket.socket) -> None:
+    """Stop listening now: a bare close() leaves a thread blocked in accept() listening on Linux."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    listener.close()
 
 
 def test_an_import_survives_a_database_restart_mid_write(tmp_path, postgres_url, caplog):
@@ -250,3 +284,61 @@ def test_an_unreachable_database_fails_in_one_line_without_password_or_sql(ntrad
     )
     assert "s3cret" not in result.output + result.stderr
     assert "SQL" not in line and "SELECT" not in line.upper()
+
+
+def test_a_backfill_survives_a_database_restart_while_it_reads_a_batchs_metrics(
+    tmp_path, postgres_url, monkeypatch, caplog
+):
+    """``ntrader backtest backfill`` reads each batch's metrics back after its run; the server
+    restarting right then (connections dropped, refused, then "starting up") is waited out, and
+    every partition runs and is stored once."""
+    caplog.set_level(logging.WARNING, logger="ntrader_pipeline.warehouse")
+    real = make_url(postgres_url)
+    proxy = RestartingProxy(real.port or 5432)
+    proxy.start()
+    point_settings_at(monkeypatch, tmp_path / "home")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("NTRADER_WAREHOUSE_URL", real.set(port=proxy.port).render_as_string(hide_password=False))
+    monkeypatch.setenv("NTRADER_BACKTESTS_PER_RUN", "1")  # six runs, six reads of their metrics
+    runner = CliRunner()
+    try:
+        for file, symbol in ((ORCL_DAILY, "ORCL"), (NVDA_DAILY, "NVDA")):
+            imported = runner.invoke(cli, ["data", "import-csv", "--file", str(file), "--symbol", symbol])
+            assert imported.exit_code == 0, imported.output + imported.stderr
+        proxy.restart_on(b"SELECT", b"FROM backtest_metrics")  # the first batch's metrics read
+
+        result = runner.invoke(cli, ["backtest", "backfill", "--jobs", "1"])
+    finally:
+        proxy.stop()
+
+    assert result.exit_code == 0, result.output + result.stderr
+    assert proxy.restarts == 1 and "reading the metrics of run" in caplog.text and "retrying" in caplog.text
+    runs = Warehouse.open(postgres_url).list_runs()
+    strategies = ("mean_reversion", "momentum", "sma_crossover")
+    assert sorted((r.strategy, r.symbol) for r in runs) == [(s, y) for s in strategies for y in ("NVDA", "ORCL")]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda url, name: url.set(database=f"{name}_missing"), "does not exist"),
+        (lambda url, name: url.set(username="ntrader_no_such_role"), 'role "ntrader_no_such_role" does not exist'),
+        (lambda url, name: url.update_query_dict({"sslmode": "bogus"}), "invalid sslmode value"),
+        (lambda url, name: url.update_query_dict({"sslmode": "require"}), "SSL was required"),
+    ],
+    ids=["database-missing", "role-missing", "bad-sslmode", "ssl-refused"],
+)
+def test_a_database_no_wait_can_fix_fails_at_once(postgres_url, ntrader_home, monkeypatch, caplog, change, reason):
+    """Retrying cannot create a database or fix a login: one attempt, no backoff, the server's reason."""
+    caplog.set_level(logging.WARNING, logger="ntrader_pipeline.warehouse")
+    url = make_url(postgres_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(ntrader_home.resolved_dagster_home))
+    monkeypatch.setenv("NTRADER_WAREHOUSE_URL", change(url, url.database).render_as_string(hide_password=False))
+    monkeypatch.setenv("NTRADER_DB_RETRY_BACKOFF", "5")  # were it retried, five waits from 5 s
+
+    result = CliRunner().invoke(cli, ["data", "list"])
+
+    assert result.exit_code == 1
+    line = result.stderr.splitlines()[-1]
+    assert line.startswith("error: ") and reason in line and "attempts" not in line
+    assert "retrying" not in caplog.text + result.stderr

@@ -57,4 +57,5 @@ def test_sensor_intervals_come_from_the_settings(ntrader_home, monkeypatch):
         "inbox_archive_sensor": 2,
         "inbox_quarantine_sensor": 2,
         "backtests_refresh_sensor": 3,
+        "ibkr_backtests_sensor": 3,
     }

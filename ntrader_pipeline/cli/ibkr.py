@@ -107,5 +107,8 @@ def fetch(
         for row in summary:
             table.add_row(row["symbol"], str(row["requests"]), str(row["bars_stored"]), row["result"])
         console.print(table)
+        for row in summary:
+            if row.get("note"):
+                console.print(f"{row['symbol']}: {row['note']}")
     if failure is not None:
         raise failure

@@ -12,6 +12,7 @@ from ntrader_pipeline.cli import ibkr as _ibkr  # noqa: F401 - adds `data connec
 from ntrader_pipeline.cli.backtest import backtest
 from ntrader_pipeline.cli.data import data
 from ntrader_pipeline.cli.demo import demo, ui
+from ntrader_pipeline.cli.ops import ops
 from ntrader_pipeline.cli.report import report
 from ntrader_pipeline.cli.results import compare, list_results, reproduce
 from ntrader_pipeline.cli.strategy import strategy
@@ -113,7 +114,7 @@ def cli() -> None:
     """Backtest US-equity strategies with NautilusTrader, orchestrated by Dagster."""
 
 
-for command in (demo, ui, data, backtest, report, strategy, worker):
+for command in (demo, ui, data, backtest, report, strategy, worker, ops):
     cli.add_command(command)
 for command in (list_results, compare, reproduce):
     backtest.add_command(command)

@@ -22,6 +22,16 @@ def _load(run_id: str) -> StoredRun:
     return load_run(open_warehouse(), run_id)
 
 
+def _needs_curve(stored: StoredRun, run_id: str) -> None:
+    """The tearsheet, equity.csv and returns.csv draw on the equity curve, which ``ntrader ops
+    prune`` deletes for results that are neither the newest of their strategy × symbol nor kept."""
+    if len(stored.curve) == 0 and stored.record.bar_count:
+        raise LookupError(
+            f"the equity curve of run {run_id} was pruned (ntrader ops prune); its text, csv and json "
+            "reports remain, and the report folder written when it ran"
+        )
+
+
 def _market(stored: StoredRun) -> Market:
     """The run's closes and its benchmark from the catalog, for the tearsheet's price and benchmark
     charts and the benchmark column of returns.csv (see ``results.stored_market``)."""
@@ -77,6 +87,8 @@ def generate(run_id: str, fmt: str, output: Path | None) -> None:
     from ntrader_pipeline.core.reports import render, write_text
 
     stored = _load(run_id)
+    if fmt in ("html", "returns"):
+        _needs_curve(stored, run_id)
     market = _market(stored) if fmt in ("html", "returns") else Market(None, None)
     if fmt == "returns":
         _warn_without_benchmark(market, run_id)
@@ -103,6 +115,7 @@ def export_all(run_id: str, output_dir: Path) -> None:
     from ntrader_pipeline.core.reports import write_reports
 
     stored = _load(run_id)
+    _needs_curve(stored, run_id)
     market = _market(stored)
     _warn_without_benchmark(market, run_id)
     record, metrics = stored.record, stored.metrics

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dagster import (
@@ -52,6 +54,7 @@ def backtest_key(strategy: str, symbol: str) -> str:
 
 
 PARTITION_TAG = "dagster/partition"
+INBOX_FILE_TAG = "ntrader/inbox_file"  # the inbox file an import run reads (inbox_csv_sensor)
 UNFINISHED = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -79,6 +82,43 @@ def drop_symbol_without_bars(instance: DagsterInstance, catalog: BarCatalog, sym
         return False
     instance.delete_dynamic_partition(symbol_partitions.name, symbol)
     return True
+
+
+def drop_orphan_symbols(instance: DagsterInstance, catalog: Callable[[], BarCatalog]) -> list[str]:
+    """Remove the partitions that imports killed with their process left behind; returns them.
+
+    The first import of a new symbol adds its partition before it starts; when its process is
+    killed (``run_processes``: the run is failed and tagged ``process_gone``), a symbol without
+    bars is left, and every default backfill then fails on it. Such a symbol loses its partition
+    unless it has bars at any interval, another run of it is queued or running, the failed run
+    will be retried, or its inbox file still waits in the inbox (a re-execution or a touch
+    imports it). A run once judged is tagged ``settled`` and never looked at again. ``catalog``
+    is called only for a candidate (opening it imports NautilusTrader).
+    """
+    from dagster._core.storage.tags import PARENT_RUN_ID_TAG, WILL_RETRY_TAG
+
+    from ntrader_pipeline.adapters.run_processes import GONE_TAG
+
+    known = set(instance.get_dynamic_partitions(symbol_partitions.name))
+    failed = RunsFilter(statuses=[DagsterRunStatus.FAILURE], tags={GONE_TAG: "true"})
+    dropped, opened = [], None
+    for record in instance.get_run_records(failed, limit=100):
+        run = record.dagster_run
+        symbol = run.tags.get(PARTITION_TAG, "")
+        if symbol in known and "|" not in symbol:
+            if INBOX_FILE_TAG in run.tags and Path(run.tags[INBOX_FILE_TAG]).exists():
+                continue  # looked at again at the next start, while the file waits
+            retry = instance.get_run_records(RunsFilter(tags={PARENT_RUN_ID_TAG: run.run_id}), limit=1)
+            if run.tags.get(WILL_RETRY_TAG) == "true" and not retry:
+                continue  # the daemon is about to relaunch it, on this partition
+            if instance.get_run_records(RunsFilter(statuses=UNFINISHED, tags={PARTITION_TAG: symbol}), limit=1):
+                continue
+            opened = opened or catalog()
+            if drop_symbol_without_bars(instance, opened, symbol):
+                known.discard(symbol)
+                dropped.append(symbol)
+        instance.add_run_tags(run.run_id, {GONE_TAG: "settled"})  # never looked at again
+    return dropped
 
 
 def symbol_of(key: str) -> str:

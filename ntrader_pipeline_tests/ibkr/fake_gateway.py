@@ -23,7 +23,9 @@ malformed request, a day count over 365, or an end date with ADJUSTED_LAST; 162 
 longer than the bar size allows, for no data, and for pacing violations).
 
 Every historical request is logged with its arrival time, so a test can check a whole fetch
-against IB's pacing rules.
+against IB's pacing rules. It can be made to misbehave as IB does: ``script`` answers a historical
+request with an error, silence or a dropped connection; ``head_script`` leaves a head time stamp
+unanswered; ``silent`` never finishes a handshake; ``stop_answering()`` hangs every open session.
 """
 
 from __future__ import annotations
@@ -173,6 +175,8 @@ class FakeGateway:
     silent: bool = False  # accept connections, never answer anything
     # Called for each historical request; returns SERVE, SILENCE, DISCONNECT or (code, message).
     script: Callable[[HistoricalRequest], object] | None = None
+    # Called with the symbol of each reqHeadTimeStamp; returns SERVE, SILENCE or (code, message).
+    head_script: Callable[[str], object] | None = None
     max_version: int = SERVER_VERSION
     adjusted: dict[str, list[FakeBar]] = field(default_factory=dict)  # ADJUSTED_LAST bars (default: TRADES)
     listings: dict[str, list[str]] = field(default_factory=dict)  # primary exchanges (default NASDAQ)
@@ -185,6 +189,8 @@ class FakeGateway:
         self.violations: list[tuple[HistoricalRequest, str]] = []
         self.versions: list[int] = []  # negotiated, per connection
         self.connections = 0
+        self.time_requests = 0
+        self.answering = True  # False: sessions stay open, every request is read and left unanswered
         self._lock = threading.Lock()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
@@ -231,6 +237,10 @@ class FakeGateway:
     def clock(self) -> pd.Timestamp:
         return self.now if self.now is not None else pd.Timestamp.now(tz="UTC")
 
+    def stop_answering(self) -> None:
+        """Hang as a gateway does mid-restart: connections stay open, nothing is answered any more."""
+        self.answering = False
+
     # -- one client session ----------------------------------------------------------------------
 
     def _serve(self, conn: socket.socket) -> None:
@@ -269,6 +279,10 @@ class FakeGateway:
 
     def _handle(self, wire: _Wire, msg_id: int, request) -> bool:
         """Answer one client message; False means drop the connection."""
+        if msg_id == REQ_CURRENT_TIME:
+            self.time_requests += 1
+        if not self.answering:
+            return True
         if msg_id == START_API:
             wire.next_valid_id(1)
             wire.managed_accounts(ACCOUNT)
@@ -300,6 +314,12 @@ class FakeGateway:
     def _head_timestamp(self, wire: _Wire, request: dict) -> None:
         symbol = request["symbol"]
         self.head_requests.append((symbol, request["whatToShow"], int(request["useRTH"])))
+        action = self.head_script(symbol) if self.head_script else SERVE
+        if action == SILENCE:
+            return
+        if isinstance(action, tuple):
+            wire.error(request["reqId"], *action)
+            return
         try:
             bars = self._series(symbol, request["whatToShow"], int(request["useRTH"]))
         except RequestRefused as refused:

@@ -16,7 +16,8 @@ from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.defs.ibkr.assets import IBKR_JOB
 
-from .fake_gateway import ACCOUNT, MAX_VERSION, Pacing
+from .fake_gateway import ACCOUNT, MAX_VERSION, SILENCE, Pacing
+from .test_fetch import finishes_within
 
 
 @pytest.fixture
@@ -165,3 +166,50 @@ def test_two_fetch_processes_keep_ibs_pacing_together(gateway_env, start_gateway
     assert all(sum(1 for u in times if t - window < u <= t) <= budget for t in times)
     # 8 data requests (and 2 head time stamps) against a budget of 6: one process waited for the other's.
     assert times[-1] - times[0] >= window / 2
+
+
+def _fetch_args(port: int) -> list[str]:
+    return ["data", "fetch", "--instruments", "ORCL,NVDA", "--start", "2013-01-01", "--end", "2013-03-31"] + [
+        "--port",
+        str(port),
+    ]
+
+
+def test_fetch_goes_on_without_the_listing_date_when_ib_leaves_its_request_unanswered(
+    gateway_env, start_gateway, clean_bars
+):
+    """reqHeadTimeStamp only saves requests: unanswered, the symbols are fetched unclipped, the
+    output says so, and the fetch is not retried for it."""
+    gateway = start_gateway(clean_bars, head_script=lambda symbol: SILENCE)
+
+    result = finishes_within(300, CliRunner().invoke, cli, _fetch_args(gateway.port))
+
+    output = " ".join(result.output.split())  # Rich may wrap a long line
+    assert result.exit_code == 0, output
+    note = "listing date unknown (IB did not answer reqHeadTimeStamp within 5 s): fetched without clipping"
+    assert f"ORCL: {note}" in output and f"NVDA: {note}" in output
+    assert len(gateway.head_requests) == 1  # asked once; IB leaves it hanging for a while, not per symbol
+    listing = json.loads(CliRunner().invoke(cli, ["data", "list", "--format", "json"]).output)
+    assert {(s["symbol"], s["bars"]) for s in listing} == {("ORCL", 60), ("NVDA", 60)}
+
+
+def test_a_gateway_that_stops_answering_fails_the_fetch_at_once_with_the_reason(gateway_env, start_gateway, clean_bars):
+    """Hung mid-fetch (connection open, nothing answered): one request times out, a time request
+    goes unanswered too, and the command fails naming both, with no retry and no other symbol tried."""
+    gateway = start_gateway(clean_bars)
+
+    def hang(request):
+        gateway.stop_answering()
+        return SILENCE
+
+    gateway.script = hang
+
+    result = finishes_within(300, CliRunner().invoke, cli, _fetch_args(gateway.port))
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert (
+        f"error: the gateway at 127.0.0.1:{gateway.port} stopped answering: no answer from the gateway within 5 s, "
+        "and no answer to a time request within 2 s" in output
+    )
+    assert len(gateway.requests) == 1 and gateway.time_requests == 1

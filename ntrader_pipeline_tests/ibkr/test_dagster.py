@@ -143,3 +143,56 @@ def test_ib_fetch_of_newer_sessions_appends_and_passes_every_check(ntrader_home,
         assert metadata["bars_written"].value == 64  # the 2013 Q2 sessions only
     [row] = PipelineStores.from_settings(ntrader_home).warehouse().bar_inventory("ORCL")
     assert row["bars"] == 124 and row["source"] == "ibkr"
+
+
+def test_a_fetch_that_stored_bars_requests_that_symbols_backtests_and_no_others(
+    ntrader_home, start_gateway, clean_bars, monkeypatch
+):
+    """IB bars trigger backtests as CSV bars do: ``ibkr_backtests_sensor`` sees the fetch (here
+    ``ntrader data fetch``) succeed, and requests every daily strategy on the symbol it stored
+    bars for; not NVDA, whose bars came from a file and did not change; nothing for a fetch that
+    stored nothing. The requests run."""
+    from click.testing import CliRunner
+    from dagster import DagsterRunStatus, RunsFilter, build_run_status_sensor_context
+
+    from ntrader_pipeline.cli.main import cli
+    from ntrader_pipeline.definitions import BACKTEST_JOB
+    from ntrader_pipeline_tests.support import NVDA_DAILY
+
+    monkeypatch.setenv("DAGSTER_HOME", str(ntrader_home.resolved_dagster_home))
+    for key, value in {"NTRADER_IB_REQUEST_TIMEOUT": "30", "NTRADER_IB_RETRY_BACKOFF": "0.05"}.items():
+        monkeypatch.setenv(key, value)
+    gateway = start_gateway(clean_bars)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["data", "import-csv", "--file", str(NVDA_DAILY), "--symbol", "NVDA"]).exit_code == 0
+    fetch = ["data", "fetch", "--instruments", "ORCL", "--start", "2013-01-01", "--end", "2013-06-30"]
+    defs = build_definitions(ntrader_home)
+    sensor = defs.resolve_sensor_def("ibkr_backtests_sensor")
+    instance = DagsterInstance.get()
+
+    def requests_after_fetch() -> list:
+        result = runner.invoke(cli, [*fetch, "--port", str(gateway.port)])
+        assert result.exit_code == 0, result.output
+        [record] = instance.get_run_records(RunsFilter(job_name=IBKR_JOB), limit=1)
+        assert record.dagster_run.status == DagsterRunStatus.SUCCESS
+        # the run's RUN_SUCCESS event, as the daemon hands it to the sensor
+        [success] = instance.all_logs(record.dagster_run.run_id, of_type=DagsterEventType.RUN_SUCCESS)
+        context = build_run_status_sensor_context(
+            "ibkr_backtests_sensor",
+            success.dagster_event,
+            instance,
+            record.dagster_run,
+            repository_def=defs.get_repository_def(),
+        )
+        return list(sensor(context) or [])
+
+    requests = requests_after_fetch()
+
+    keys = sorted(r.partition_key for r in requests)
+    assert keys == ["mean_reversion|ORCL", "momentum|ORCL", "sma_crossover|ORCL"]
+    for request in requests:
+        run = defs.resolve_job_def(BACKTEST_JOB).execute_in_process(
+            instance=instance, partition_key=request.partition_key, tags=request.tags
+        )
+        assert run.success
+    assert requests_after_fetch() == []  # up to date: nothing stored, nothing to re-run

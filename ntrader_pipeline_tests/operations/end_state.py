@@ -84,6 +84,8 @@ def runs(record: SoakRecord, instance: DagsterInstance) -> list[str]:
             expected_imports[symbol] += 1
             for strategy in record.plan.strategies:
                 expected_backtests[f"{strategy}|{symbol}"] += 1
+    for strategy in record.plan.strategies:  # the IB day's bar re-runs its symbol's backtests too
+        expected_backtests[f"{strategy}|{IB_SYMBOL}"] += 1
     for strategy in record.plan.strategies:  # the backfill
         for symbol in SYMBOLS:
             expected_backtests[f"{strategy}|{symbol}"] += 1

@@ -36,8 +36,15 @@ from .stack import DagsterStack, StackError, instance_environment, wait_for
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IB_SYMBOL = "NVDA"
 BACKTEST_ASSETS = ["backtest", "trade_ledger", "backtest_metrics", "backtest_report"]
-SENSORS = ["inbox_csv_sensor", "inbox_archive_sensor", "inbox_quarantine_sensor", "backtests_refresh_sensor"]
-POLL_SENSORS = ["inbox_csv_sensor", "backtests_refresh_sensor"]  # each settles a day only after a quiet tick
+SENSORS = [
+    "inbox_csv_sensor",
+    "inbox_archive_sensor",
+    "inbox_quarantine_sensor",
+    "backtests_refresh_sensor",
+    "ibkr_backtests_sensor",
+]
+# Each settles a day only after a quiet tick: the IB sensor requests backtests once the IB run ended.
+POLL_SENSORS = ["inbox_csv_sensor", "backtests_refresh_sensor", "ibkr_backtests_sensor"]
 # A backfill in these states may still launch runs: the automation sensor asks for several
 # partitions at once as a backfill, whose runs the daemon launches on a later tick.
 BACKFILL_UNFINISHED = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]

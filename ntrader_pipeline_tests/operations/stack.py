@@ -92,6 +92,17 @@ class DagsterStack:
         if exc_type is not None:
             self.print_logs()
 
+    def kill(self) -> None:
+        """SIGKILL both process groups at once (webserver, daemon, their code servers and every run
+        they started), as a container restart or a power cut does: nothing gets to clean up."""
+        for process in self.processes.values():
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for process in self.processes.values():
+            process.wait(timeout=60)
+
     def _start(self, name: str, argv: list[str]) -> None:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed when the process ends
         self.processes[name] = subprocess.Popen(
@@ -212,7 +223,7 @@ mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) {
 SENSOR_TICKS = """
 query($selector: SensorSelector!, $limit: Int) { sensorOrError(sensorSelector: $selector) {
   __typename ... on Sensor { sensorState { status ticks(limit: $limit) {
-    status timestamp endTimestamp runIds error { message } } } }
+    status timestamp endTimestamp runIds skipReason error { message } } } }
   ... on PythonError { message } } }"""
 
 LAUNCH_RUN = """

@@ -173,8 +173,8 @@ def stored_metrics(warehouse_url: str, dagster_run_ids: set[str]) -> dict[tuple[
 
     warehouse = Warehouse.open(warehouse_url)
     columns = (backtest_runs.c.run_id, backtest_runs.c.strategy, backtest_runs.c.symbol)
-    with warehouse.reading("listing runs") as connection:
-        rows = connection.execute(select(*columns).where(backtest_runs.c.dagster_run_id.in_(dagster_run_ids))).all()
+    query = select(*columns).where(backtest_runs.c.dagster_run_id.in_(dagster_run_ids))
+    rows = warehouse.read("listing runs", lambda c: c.execute(query).all())
     found: dict[tuple[str, str], dict] = {}
     for run_id, strategy, symbol in rows:
         assert (strategy, symbol) not in found, f"two stored runs of {strategy}|{symbol}"

@@ -9,6 +9,8 @@ parts that class does (client, instrument provider, data client) with three diff
   handshake within ``connect_timeout``;
 - a request that IB answers with an error, that times out, or whose socket drops raises an
   ``IbkrError`` saying which, at once, instead of returning ``[]``;
+- ``answers(timeout)`` asks the gateway for its time (``reqCurrentTime``), which it answers at once
+  whenever it is alive, so a request that timed out tells a slow request from a silent gateway;
 - ``close()`` stops every task and socket the client started, so nothing outlives the session.
 
 It is asyncio code: run it inside ``asyncio.run`` (see ``fetch.py``), whose shutdown also joins
@@ -81,6 +83,10 @@ class IbkrRequestError(IbkrError):
         return self.code == 162 and "returned no data" in self.message.lower()
 
 
+class IbkrGatewaySilent(IbkrConnectionError):
+    """The gateway stopped answering anything on an open connection (hung, restarting, logged out)."""
+
+
 class IbkrRequestTimeout(IbkrError):
     transient = True
 
@@ -112,8 +118,31 @@ class _FailFastClient(InteractiveBrokersClient):
         super().__init__(*args, **kwargs)
         self._start_task: asyncio.Task | None = None
         self.rejected_bars: list[RejectedBar] = []
-        # NautilusTrader's wrapper only logs head time stamps; route them to the waiting request.
+        # NautilusTrader's wrapper only logs head time stamps and the server time; route them to
+        # whoever waits for them.
         self._eclient.wrapper.headTimestamp = self._on_head_timestamp
+        self._eclient.wrapper.currentTime = self._on_current_time
+        self._time_waiters: list[asyncio.Future] = []
+
+    def _on_current_time(self, time: int) -> None:
+        async def finish() -> None:
+            waiters, self._time_waiters = self._time_waiters, []
+            for future in waiters:
+                if not future.done():
+                    future.set_result(time)
+
+        self.submit_to_msg_handler_queue(finish)
+
+    async def answers(self, timeout: float) -> bool:
+        """Whether the gateway answers ``reqCurrentTime`` within ``timeout`` seconds."""
+        future = asyncio.get_running_loop().create_future()
+        self._time_waiters.append(future)
+        self._eclient.reqCurrentTime()
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def _on_head_timestamp(self, reqId: int, headTimestamp: str) -> None:  # noqa: N803 - ibapi's names
         async def finish() -> None:
@@ -296,6 +325,10 @@ class IbkrSession:
         await self.close()
         await self.connect()
 
+    async def answers(self, timeout: float) -> bool:
+        """Whether the gateway is still answering: its time within ``timeout`` seconds."""
+        return self._client is not None and await self._client.answers(timeout)
+
     async def instrument(self, symbol: str, exchange: str = "") -> tuple[Instrument, IBContract]:
         """The stock's instrument and qualified contract (IB error 200 when it does not exist).
 
@@ -326,7 +359,11 @@ class IbkrSession:
         return found
 
     async def head_timestamp(self, symbol: str, what_to_show: str, exchange: str = "") -> pd.Timestamp:
-        """IB's earliest bar of this kind for the stock (``reqHeadTimeStamp``), in UTC."""
+        """IB's earliest bar of this kind for the stock (``reqHeadTimeStamp``), in UTC.
+
+        Raises ``IbkrRequestTimeout`` when IB does not answer within the request timeout (it is
+        known to leave this request unanswered for some contracts).
+        """
         _, contract = await self.instrument(symbol, exchange)
         eclient = self._client._eclient
         answer = await self._client.request(

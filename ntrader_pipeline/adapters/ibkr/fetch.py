@@ -9,8 +9,15 @@ once.
 
 Sessions before a symbol's listing are never requested: the first fetch that finds sessions
 missing asks IB for the symbol's head time stamp once and keeps it in the warehouse
-(``ledger.ListingDates``). Requests are paced through the warehouse ledger, shared by every
-process using the same warehouse.
+(``ledger.ListingDates``). That request is optional: when IB leaves it unanswered the symbol is
+fetched over the whole range asked (sessions before the listing come back empty) and the result
+says so; the next fetch asks again. Requests are paced through the warehouse ledger, shared by
+every process using the same warehouse.
+
+Time is bounded. A request that times out is followed by a time request (``reqCurrentTime``,
+which a live gateway answers at once): no answer within ``connect_timeout`` means the gateway
+stopped answering altogether, and the whole fetch fails at once (``IbkrGatewaySilent``) instead
+of waiting out every retry of every symbol.
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ from ntrader_pipeline.adapters.ibkr.client import (
     IbkrConnectionError,
     IbkrDisconnected,
     IbkrError,
+    IbkrGatewaySilent,
     IbkrRequestError,
+    IbkrRequestTimeout,
     IbkrSession,
     RejectedBar,
 )
@@ -86,6 +95,7 @@ class SymbolResult:
     retryable: bool = False  # the error may go away (pacing, timeouts, drops), unlike error 200
     listed: str | None = None  # IB's first bar of the series (ISO), when it was asked
     outside_regular_hours: int = 0  # stored bars in pre- or post-market
+    note: str | None = None  # what the user should know about a fetch that succeeded (an unanswered request)
 
     @property
     def up_to_date(self) -> bool:
@@ -114,6 +124,7 @@ class IbkrFetcher:
         self.listings = ListingDates(store.warehouse)
         self.what_to_show = "ADJUSTED_LAST" if settings.adjusted else "TRADES"
         self.source = ADJUSTED_SOURCE if settings.adjusted else SOURCE
+        self._head_unanswered: str | None = None  # once IB left a head request unanswered: why
 
     def _now_ns(self) -> int:
         return self.now_ns if self.now_ns is not None else time.time_ns()
@@ -159,12 +170,12 @@ class IbkrFetcher:
                 symbol = listing.symbol
                 start_done = done
                 try:
-                    instrument, _ = await session.instrument(symbol, listing.exchange)  # not a data request
+                    instrument, _ = await self._answered(session, session.instrument(symbol, listing.exchange))
                     if self.listings.get(symbol, self.what_to_show, self.settings.use_rth) is None:
                         runs = await self._clip_to_listing(session, listing, start, end, timeframe, result)
                         total -= result.planned_requests - sum(len(run) for run in runs)
                         result.planned_requests = sum(len(run) for run in runs)
-                        self.progress(done, total, f"{symbol} listed {result.listed}")
+                        self.progress(done, total, f"{symbol} listed {result.listed}" if result.listed else result.note)
                     for run in runs:
                         frames = []
                         for chunk in run:
@@ -204,15 +215,28 @@ class IbkrFetcher:
         timeframe: Timeframe,
         result: SymbolResult,
     ) -> list[list[Chunk]]:
-        """Ask IB once where the series begins, keep it, and plan the symbol again from there."""
+        """Ask IB once where the series begins, keep it, and plan the symbol again from there.
+
+        Unanswered (the gateway still alive), the symbol keeps its plan over the whole range, and
+        the rest of this fetch does not ask again: IB leaves the request hanging for a while, not
+        for one contract.
+        """
         symbol = listing.symbol
-        try:
-            async with self.pacer.slot(symbol, ("head", symbol, self.what_to_show, self.settings.use_rth)):
-                head = await session.head_timestamp(symbol, self.what_to_show, listing.exchange)
-        except IbkrRequestError as exc:
-            if not exc.no_data:
-                raise
-            raise IbkrRequestError(162, f"IB has no {self.what_to_show} bars for {symbol}") from None
+        if self._head_unanswered is None:
+            try:
+                async with self.pacer.slot(symbol, ("head", symbol, self.what_to_show, self.settings.use_rth)):
+                    head = await self._answered(
+                        session, session.head_timestamp(symbol, self.what_to_show, listing.exchange)
+                    )
+            except IbkrRequestError as exc:
+                if not exc.no_data:
+                    raise
+                raise IbkrRequestError(162, f"IB has no {self.what_to_show} bars for {symbol}") from None
+            except IbkrRequestTimeout:
+                self._head_unanswered = f"IB did not answer reqHeadTimeStamp within {self.settings.request_timeout:g} s"
+        if self._head_unanswered is not None:
+            result.note = f"listing date unknown ({self._head_unanswered}): fetched without clipping"
+            return self._plan_one(symbol, start, end, timeframe)
         self.listings.put(symbol, self.what_to_show, self.settings.use_rth, head)
         result.listed = head.isoformat()
         return self._plan_one(symbol, start, end, timeframe)
@@ -234,8 +258,16 @@ class IbkrFetcher:
             try:
                 async with self.pacer.slot(symbol, key):
                     result.requests += 1
-                    return await session.bars(
-                        symbol, timeframe.nautilus_spec, chunk.end, chunk.duration, self.what_to_show, listing.exchange
+                    return await self._answered(
+                        session,
+                        session.bars(
+                            symbol,
+                            timeframe.nautilus_spec,
+                            chunk.end,
+                            chunk.duration,
+                            self.what_to_show,
+                            listing.exchange,
+                        ),
                     )
             except IbkrRequestError as exc:
                 if exc.no_data:
@@ -253,6 +285,23 @@ class IbkrFetcher:
                     raise
             await asyncio.sleep(settings.retry_backoff * 2**attempt)
         raise AssertionError("unreachable")
+
+    async def _answered(self, session: IbkrSession, request):
+        """Await ``request``; when it times out, make sure the gateway still answers at all.
+
+        Raises ``IbkrGatewaySilent`` (the whole fetch fails) when the gateway does not even tell
+        its time within ``connect_timeout`` seconds; else the timeout, for the caller to retry.
+        """
+        try:
+            return await request
+        except IbkrRequestTimeout as exc:
+            wait = self.settings.connect_timeout
+            if not await session.answers(wait):
+                raise IbkrGatewaySilent(
+                    f"the gateway at {session.address} stopped answering: {exc}, and no answer to a time "
+                    f"request within {wait:g} s. Is it still running and logged in (IB restarts it daily)?"
+                ) from None
+            raise
 
 
 def chunk_frame(

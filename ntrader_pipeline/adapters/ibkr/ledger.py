@@ -8,6 +8,9 @@
   read the same clock.
 - ``ListingDates``: IB's head time stamp per symbol and kind of data, asked once. Sessions before
   it are never requested again, so a rerun over a pre-listing range sends nothing.
+
+Every read and write is one whole transaction, run again after a transient failure like every
+warehouse call (``Warehouse.run``/``read``): a restarting database does not fail a fetch.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class WarehouseLedger:
         """Record the request and return 0 when it may go at ``now``; else the seconds to wait."""
         key_text = repr(key)
         columns = ibkr_requests.c
-        with self.warehouse.transaction() as connection:
+
+        def work(connection) -> tuple[float, int | None]:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": PACING_LOCK})
             connection.execute(
@@ -53,36 +57,32 @@ class WarehouseLedger:
             ).all()
             sent = [SentRequest(at, c, k, p) for at, c, k, p in rows]
             wait = pacing_delay(sent, contract, key_text, now, limits)
-            if wait == 0:
-                row = connection.execute(
-                    insert(ibkr_requests)
-                    .values(sent_at=now, contract=contract, request_key=key_text, pending=pending)
-                    .returning(columns.id)
-                ).scalar_one()
-                if pending:
-                    self._pending[(contract, key_text)] = row
-            return wait
+            if wait > 0:
+                return wait, None
+            row = connection.execute(
+                insert(ibkr_requests)
+                .values(sent_at=now, contract=contract, request_key=key_text, pending=pending)
+                .returning(columns.id)
+            ).scalar_one()
+            return 0.0, row
+
+        wait, row = self.warehouse.run("reserving an IB request in the pacing ledger", work)
+        if row is not None and pending:
+            self._pending[(contract, key_text)] = row
+        return wait
 
     def confirm(self, contract: str, key: Hashable, at: float) -> None:
         """The request's answer came at ``at``: from now on it counts as sent then."""
         row = self._pending.pop((contract, repr(key)), None)
         if row is None:
             return
-        with self.warehouse.transaction() as connection:
-            connection.execute(update(ibkr_requests).where(ibkr_requests.c.id == row).values(sent_at=at, pending=False))
+        statement = update(ibkr_requests).where(ibkr_requests.c.id == row).values(sent_at=at, pending=False)
+        self.warehouse.run("confirming an IB request in the pacing ledger", lambda c: c.execute(statement))
 
     def sent_since(self, since: float) -> list[SentRequest]:
-        with self.warehouse.engine.connect() as connection:
-            rows = connection.execute(
-                select(
-                    ibkr_requests.c.sent_at,
-                    ibkr_requests.c.contract,
-                    ibkr_requests.c.request_key,
-                    ibkr_requests.c.pending,
-                )
-                .where(ibkr_requests.c.sent_at >= since)
-                .order_by(ibkr_requests.c.sent_at)
-            ).all()
+        c = ibkr_requests.c
+        query = select(c.sent_at, c.contract, c.request_key, c.pending).where(c.sent_at >= since).order_by(c.sent_at)
+        rows = self.warehouse.read("reading the IB pacing ledger", lambda connection: connection.execute(query).all())
         return [SentRequest(at, c, k, p) for at, c, k, p in rows]
 
 
@@ -95,14 +95,12 @@ class ListingDates:
         self.warehouse = warehouse
 
     def get(self, symbol: str, what_to_show: str, use_rth: bool) -> pd.Timestamp | None:
-        with self.warehouse.engine.connect() as connection:
-            value = connection.execute(
-                select(ibkr_listings.c.head_timestamp).where(
-                    ibkr_listings.c.symbol == symbol,
-                    ibkr_listings.c.what_to_show == what_to_show,
-                    ibkr_listings.c.use_rth == use_rth,
-                )
-            ).scalar()
+        query = select(ibkr_listings.c.head_timestamp).where(
+            ibkr_listings.c.symbol == symbol,
+            ibkr_listings.c.what_to_show == what_to_show,
+            ibkr_listings.c.use_rth == use_rth,
+        )
+        value = self.warehouse.read(f"reading the IB listing date of {symbol}", lambda c: c.execute(query).scalar())
         if value is None:
             return None
         stamp = pd.Timestamp(value)  # SQLite hands back naive UTC
@@ -114,14 +112,16 @@ class ListingDates:
             ibkr_listings.c.what_to_show == what_to_show,
             ibkr_listings.c.use_rth == use_rth,
         )
-        with self.warehouse.transaction() as connection:
+        row = {
+            "symbol": symbol,
+            "what_to_show": what_to_show,
+            "use_rth": use_rth,
+            "head_timestamp": head.tz_convert("UTC").to_pydatetime(),
+            "asked_at": datetime.now(UTC),
+        }
+
+        def work(connection) -> None:  # delete then insert: a retry writes nothing twice
             connection.execute(delete(ibkr_listings).where(*key))
-            connection.execute(
-                insert(ibkr_listings).values(
-                    symbol=symbol,
-                    what_to_show=what_to_show,
-                    use_rth=use_rth,
-                    head_timestamp=head.tz_convert("UTC").to_pydatetime(),
-                    asked_at=datetime.now(UTC),
-                )
-            )
+            connection.execute(insert(ibkr_listings).values(**row))
+
+        self.warehouse.run(f"storing the IB listing date of {symbol}", work)

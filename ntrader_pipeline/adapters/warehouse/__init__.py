@@ -20,9 +20,7 @@ from sqlalchemy import text as sql_text
 from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.adapters.warehouse.retry import (
     WarehouseError,
-    database_name,
     is_database_error,
-    reason,
     with_retries,
 )
 from ntrader_pipeline.adapters.warehouse.tables import (
@@ -152,16 +150,15 @@ class Warehouse:
 
         return with_retries(self.url, operation, attempt)
 
-    @contextmanager
-    def reading(self, operation: str) -> Iterator[Connection]:
-        """A connection for reads; a database failure surfaces as one clean ``WarehouseError``."""
-        try:
+    def read(self, operation: str, work: Callable[[Connection], T]) -> T:
+        """``work`` (reads only) on a connection of its own, run again whole after a transient
+        failure (a restarting server), like ``run``; any other failure is one clean ``WarehouseError``."""
+
+        def attempt() -> T:
             with self.engine.connect() as connection:
-                yield connection
-        except Exception as exc:
-            if not is_database_error(exc):
-                raise
-            raise WarehouseError(f"{operation} failed on {database_name(self.url)}: {reason(exc)}") from exc
+                return work(connection)
+
+        return with_retries(self.url, operation, attempt)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -227,8 +224,7 @@ class Warehouse:
         )
         if symbol:
             query = query.where(market_data.c.symbol == symbol.upper())
-        with self.reading("listing stored bars") as connection:
-            rows = [dict(row._mapping) for row in connection.execute(query)]
+        rows = self.read("listing stored bars", lambda c: [dict(row._mapping) for row in c.execute(query)])
         for row in rows:
             row["bars"] = int(row["bars"])
             row["first"], row["last"] = _as_utc(row["first"]), _as_utc(row["last"])
@@ -236,8 +232,7 @@ class Warehouse:
 
     def count_bars(self, symbol: str, bar_type: str) -> int:
         query = select(func.count()).where(market_data.c.symbol == symbol, market_data.c.bar_type == bar_type)
-        with self.reading(f"counting {bar_type} bars") as connection:
-            return int(connection.execute(query).scalar_one())
+        return int(self.read(f"counting {bar_type} bars", lambda c: c.execute(query).scalar_one()))
 
     # --- backtest results --------------------------------------------------------------------
 
@@ -279,21 +274,19 @@ class Warehouse:
         self.run(f"saving backtest run {run_id}", write)
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        with self.reading(f"reading run {run_id}") as connection:
-            row = connection.execute(select(backtest_runs).where(backtest_runs.c.run_id == run_id)).first()
+        query = select(backtest_runs).where(backtest_runs.c.run_id == run_id)
+        row = self.read(f"reading run {run_id}", lambda c: c.execute(query).first())
         return RunRecord.from_row(row._mapping) if row else None
 
     def get_metrics(self, run_id: str) -> Metrics:
         """A run's metrics in their types: stored as floats, counts come back as integers."""
-        with self.reading(f"reading the metrics of run {run_id}") as connection:
-            rows = connection.execute(select(backtest_metrics).where(backtest_metrics.c.run_id == run_id)).all()
+        query = select(backtest_metrics).where(backtest_metrics.c.run_id == run_id)
+        rows = self.read(f"reading the metrics of run {run_id}", lambda c: c.execute(query).all())
         return Metrics.of({r.name: (r.text if r.text is not None else r.value) for r in rows})
 
     def get_trades(self, run_id: str) -> list[dict[str, Any]]:
-        with self.reading(f"reading the trades of run {run_id}") as connection:
-            rows = connection.execute(
-                select(trades).where(trades.c.run_id == run_id).order_by(trades.c.entry_time)
-            ).all()
+        query = select(trades).where(trades.c.run_id == run_id).order_by(trades.c.entry_time)
+        rows = self.read(f"reading the trades of run {run_id}", lambda c: c.execute(query).all())
         return [dict(r._mapping) for r in rows]
 
     def list_runs(self, strategy: str | None = None, symbol: str | None = None) -> list[RunRecord]:
@@ -302,8 +295,7 @@ class Warehouse:
             query = query.where(backtest_runs.c.strategy == strategy)
         if symbol:
             query = query.where(backtest_runs.c.symbol == symbol.upper())
-        with self.reading("listing backtest runs") as connection:
-            return [RunRecord.from_row(r._mapping) for r in connection.execute(query)]
+        return self.read("listing backtest runs", lambda c: [RunRecord.from_row(r._mapping) for r in c.execute(query)])
 
     def get_equity_curve(self, run_id: str) -> pd.DataFrame:
         """timestamp (UTC), equity and drawdown of a stored run, one row per bar in time order."""
@@ -315,8 +307,7 @@ class Warehouse:
             .where(equity_curve.c.run_id == run_id)
             .order_by(equity_curve.c.timestamp)
         )
-        with self.reading(f"reading the equity curve of run {run_id}") as connection:
-            rows = connection.execute(query).all()
+        rows = self.read(f"reading the equity curve of run {run_id}", lambda c: c.execute(query).all())
         return pd.DataFrame(
             {
                 "timestamp": pd.to_datetime([r.timestamp for r in rows], utc=True).as_unit("ns"),
@@ -330,10 +321,8 @@ class Warehouse:
         runs = self.list_runs(strategy, symbol)
         by_run: dict[str, dict[str, Any]] = {run.run_id: {} for run in runs}
         if by_run:
-            with self.reading("reading backtest metrics") as connection:
-                rows = connection.execute(
-                    select(backtest_metrics).where(backtest_metrics.c.run_id.in_(list(by_run)))
-                ).all()
+            query = select(backtest_metrics).where(backtest_metrics.c.run_id.in_(list(by_run)))
+            rows = self.read("reading backtest metrics", lambda c: c.execute(query).all())
             for r in rows:
                 by_run[r.run_id][r.name] = r.text if r.text is not None else r.value
         return [StoredResult(run, Metrics.of(by_run[run.run_id])) for run in runs]

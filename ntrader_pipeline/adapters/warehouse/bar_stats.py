@@ -42,8 +42,7 @@ def table_bar_stats(warehouse: Warehouse, symbol: str, bar_type: str, first_ns: 
         func.coalesce(func.sum(case((in_range, 1), else_=0)), 0),
         func.coalesce(func.sum(case((broken, 1), else_=0)), 0),
     ).where(market_data.c.symbol == symbol, market_data.c.bar_type == bar_type)
-    with warehouse.reading(f"counting {bar_type} bars") as connection:
-        rows, rows_in_range, violations = connection.execute(query).one()
+    rows, rows_in_range, violations = warehouse.read(f"counting {bar_type} bars", lambda c: c.execute(query).one())
     return TableBarStats(int(rows), int(rows_in_range), int(violations))
 
 
@@ -65,13 +64,16 @@ def table_bar_ticks(warehouse: Warehouse, symbol: str, bar_type: str, price_prec
         f"SELECT \"timestamp\" || ',' || {prices} || ',' || CAST(volume AS INTEGER) FROM market_data "
         'WHERE symbol = ? AND bar_type = ? ORDER BY "timestamp"'
     )
-    buffer = io.BytesIO()
-    with warehouse.reading(f"reading {bar_type} bars") as connection:
+
+    def read(connection) -> io.BytesIO:  # a fresh buffer per attempt: a retried read starts over
+        buffer = io.BytesIO()
         result = connection.exec_driver_sql(query, (symbol, bar_type))
         while rows := result.fetchmany(200_000):
             buffer.write("\n".join(row[0] for row in rows).encode())
             buffer.write(b"\n")
-    return _parse_ticks(buffer, ",", pa.timestamp("ns"))
+        return buffer
+
+    return _parse_ticks(warehouse.read(f"reading {bar_type} bars", read), ",", pa.timestamp("ns"))
 
 
 def _postgres_ticks(warehouse: Warehouse, symbol: str, bar_type: str, scale: int) -> np.ndarray:
@@ -80,8 +82,9 @@ def _postgres_ticks(warehouse: Warehouse, symbol: str, bar_type: str, scale: int
         f'COPY (SELECT (extract(epoch FROM "timestamp") * 1000000)::bigint * 1000, {prices}, volume::bigint '
         'FROM market_data WHERE symbol = %s AND bar_type = %s ORDER BY "timestamp") TO STDOUT'
     )
-    buffer = io.BytesIO()
-    with warehouse.reading(f"reading {bar_type} bars") as connection:
+
+    def read(connection) -> io.BytesIO:  # a fresh buffer per attempt: a retried read starts over
+        buffer = io.BytesIO()
         cursor = connection.connection.dbapi_connection.cursor()
         try:
             with cursor.copy(query, (symbol, bar_type)) as copy:
@@ -89,7 +92,9 @@ def _postgres_ticks(warehouse: Warehouse, symbol: str, bar_type: str, scale: int
                     buffer.write(block)
         finally:
             cursor.close()
-    return _parse_ticks(buffer, "\t", pa.int64())
+        return buffer
+
+    return _parse_ticks(warehouse.read(f"reading {bar_type} bars", read), "\t", pa.int64())
 
 
 def _parse_ticks(buffer: io.BytesIO, delimiter: str, time_type: pa.DataType) -> np.ndarray:

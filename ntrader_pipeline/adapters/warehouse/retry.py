@@ -1,15 +1,18 @@
 """Database failures: transient ones retried with backoff, every one reported in one clean line.
 
 Transient means the same work can succeed if run again: the connection was dropped or terminated,
-the server is (re)starting, a serialization failure or deadlock. Callers retry whole transactions
-(each one replaces what it writes), so a retry never writes anything twice. The message names
-the database and the operation, never the password and never the SQL.
+the server is (re)starting or refusing connections, a serialization failure or deadlock. Callers
+retry whole transactions (each one replaces what it writes) and whole reads, so a retry never
+writes anything twice. A failure no wait can fix (the database or role does not exist, the login
+or the SSL settings are refused) fails at once. The message names the database and the operation,
+never the password and never the SQL.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -23,6 +26,17 @@ log = logging.getLogger("ntrader_pipeline.warehouse")
 # SQLSTATEs: serialization failure, deadlock, admin/crash shutdown, server starting up; class 08
 # is every connection exception.
 TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P02", "57P03"}
+
+# A failed login carries no SQLSTATE in psycopg 3 (the error is libpq's text), so the settings no
+# wait can fix are told by libpq's words: a missing database or role, a refused login, bad SSL
+# or connection options. "Connection refused", a name that does not resolve (a restarting
+# container) and "starting up" are not among them.
+PERMANENT_CONNECTION_ERRORS = re.compile(
+    r'database ".*" does not exist|role ".*" does not exist|authentication failed|no pg_hba\.conf entry'
+    r"|no password supplied|permission denied|invalid sslmode|SSL was required|does not support SSL"
+    r"|certificate verify failed|invalid connection option|invalid integer value|invalid port",
+    re.IGNORECASE,
+)
 
 
 class WarehouseError(RuntimeError):
@@ -40,9 +54,11 @@ def is_database_error(exc: BaseException) -> bool:
 
 def is_transient(exc: BaseException) -> bool:
     """Whether running the same transaction again may succeed (SQLAlchemy- or driver-raised)."""
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    if PERMANENT_CONNECTION_ERRORS.search(str(original)):
+        return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    original = exc.orig if isinstance(exc, DBAPIError) else exc
     code = getattr(original, "sqlstate", None)
     if code:
         return code in TRANSIENT_SQLSTATES or code.startswith("08")

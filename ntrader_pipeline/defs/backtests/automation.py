@@ -1,20 +1,37 @@
 """When Dagster re-runs backtests by itself: after new bars of their symbol passed their checks.
 
-``on_new_bars`` (on ``backtest``) is ``eager()`` (a dependency updated, or the partition is newly
-missing, and nothing upstream is missing or running), gated on every blocking data-quality check
-of the bars, and limited to partitions whose symbol has bars at the strategy's interval.
-``WITH_BACKTEST`` (on ledger, metrics and report) only follows ``backtest`` into the same run.
+CSV bars: ``on_new_bars`` (on ``backtest``) is ``eager()`` (a dependency updated, or the partition
+is newly missing, and nothing upstream is missing or running), gated on every blocking
+data-quality check of the bars, and limited to partitions whose symbol has bars at the strategy's
+interval. ``WITH_BACKTEST`` (on ledger, metrics and report) only follows ``backtest`` into the
+same run.
+
+IB bars: ``ibkr_bars`` is one asset over a whole universe, not one partition per symbol, so it
+is not a dependency of the backtests (it would re-run every symbol's). ``ibkr_backtests_sensor``
+watches its runs instead: once a run has succeeded (its blocking checks passed), each symbol it
+stored new bars for gets the backtests of every strategy at the fetched interval, and no other.
 """
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from dagster import AutomationCondition, AutomationContext, AutomationResult
+from dagster import (
+    AutomationCondition,
+    AutomationContext,
+    AutomationResult,
+    DagsterEventType,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunStatusSensorContext,
+    SensorDefinition,
+    run_status_sensor,
+)
 
 from ntrader_pipeline.adapters.catalog_manifest import manifest_key
 from ntrader_pipeline.adapters.object_store import is_remote, open_store
 from ntrader_pipeline.core.timeframes import Timeframe, bar_type_name
-from ntrader_pipeline.defs.partitions import split_backtest_key
+from ntrader_pipeline.defs.partitions import backtest_key, split_backtest_key
 from ntrader_pipeline.settings import get_settings
 
 
@@ -66,6 +83,48 @@ def on_new_bars(catalog_path: str, venue: str, timeframes: Mapping[str, Timefram
         & AutomationCondition.all_deps_blocking_checks_passed()
         & BarsForStrategy(catalog_path, venue, timeframes)
     )
+
+
+def ibkr_backtests_sensor(
+    ibkr_job, backtest_job, timeframes: Mapping[str, Timeframe], interval: int = 30
+) -> SensorDefinition:
+    """Requests the backtests of each symbol a successful ``ibkr_job`` run stored bars for."""
+
+    @run_status_sensor(
+        name="ibkr_backtests_sensor",
+        run_status=DagsterRunStatus.SUCCESS,
+        monitored_jobs=[ibkr_job],
+        request_job=backtest_job,
+        minimum_interval_seconds=interval,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Re-runs a symbol's backtests after an IB fetch stored new bars for it and passed its checks.",
+    )
+    def sensor(context: RunStatusSensorContext):
+        run_id = context.dagster_run.run_id
+        keys = ibkr_backtest_keys(context.instance, run_id, timeframes)
+        if not keys:
+            context.log.info(f"run {run_id} stored no new bars")
+        return [RunRequest(run_key=f"{run_id}:{key}", partition_key=key) for key in keys]
+
+    return sensor
+
+
+def ibkr_backtest_keys(instance, run_id: str, timeframes: Mapping[str, Timeframe]) -> list[str]:
+    """``strategy|symbol`` for every symbol the run's ``ibkr_bars`` stored bars for, times every
+    strategy at the fetched interval (the summary in its materialization says which)."""
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+    keys = []
+    for record in records:
+        materialization = record.event_log_entry.asset_materialization
+        if materialization.asset_key.to_user_string() != "ibkr_bars":
+            continue
+        metadata = materialization.metadata
+        fetched = Timeframe.parse(str(metadata["timeframe"].value))
+        stored = [row["symbol"] for row in metadata["symbols"].value if row["bars_stored"]]
+        keys += [
+            backtest_key(name, symbol) for symbol in stored for name, tf in sorted(timeframes.items()) if tf == fetched
+        ]
+    return keys
 
 
 WITH_BACKTEST = AutomationCondition.any_deps_match(AutomationCondition.will_be_requested()).with_label("with_backtest")

@@ -40,7 +40,7 @@ from ntrader_pipeline.defs.resources import PipelineStores
 
 IBKR_JOB = "ibkr_ingest_job"
 IBKR_POOL = "ibkr"
-NO_RETRY_TAG = "ntrader/no_retry"  # runs started by the CLI: report a missing gateway at once
+NO_RETRY_TAG = "ntrader/no_retry"  # runs started by the CLI: report a failure at once, no retry policy
 IBKR_RETRY_POLICY = RetryPolicy(max_retries=3, delay=60, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 _GATEWAY_FIELDS = (
@@ -163,17 +163,22 @@ def ibkr_bars(
             "outside_regular_hours": r.outside_regular_hours,
             "listed": r.listed or "",
             "result": f"failed: {r.error}" if r.error else status[r.up_to_date],
+            "note": r.note or "",
             "error": r.error or "",
         }
         for r in results
     ]
+    for r in results:
+        if r.note:
+            context.log.warning(f"{r.symbol}: {r.note}")
     failed = [r for r in results if r.error]
     if failed:
         reasons = "; ".join(f"{r.symbol}: {r.error}" for r in failed)
         raise Failure(
             f"{len(failed)} of {len(results)} symbols failed: {reasons}",
             metadata={"symbols": MetadataValue.json(summary)},
-            allow_retries=any(r.retryable for r in failed),  # an unknown symbol stays unknown
+            # an unknown symbol stays unknown; a person waiting on the CLI gets the answer now
+            allow_retries=any(r.retryable for r in failed) and not context.run.tags.get(NO_RETRY_TAG),
         )
     return MaterializeResult(
         metadata={

@@ -3,7 +3,9 @@
 ``inbox_csv_sensor`` requests one import run per new or changed file (run key: name, size and
 mtime) and adds the file's symbol as a partition. Its cursor holds only the keys of files still
 in the inbox, so it never grows with history. It requests one file per symbol at a time, oldest
-first, because two concurrent imports of one symbol would race on the catalog.
+first, because two concurrent imports of one symbol would race on the catalog; a tick that
+requests nothing says why each new file waits ("ORCL.csv waits: import run … of ORCL is still
+STARTED").
 
 Filing happens once a run has ended, in two run-status sensors: the run's outcome decides
 where the file goes, and an import that failed for a reason that is not the file's (database
@@ -49,7 +51,13 @@ from dagster import (
 
 from ntrader_pipeline.core.inbox import archive, file_key, quarantine, scan_inbox
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
-from ntrader_pipeline.defs.partitions import PARTITION_TAG, UNFINISHED, drop_symbol_without_bars, symbol_partitions
+from ntrader_pipeline.defs.partitions import (
+    INBOX_FILE_TAG,
+    PARTITION_TAG,
+    UNFINISHED,
+    drop_symbol_without_bars,
+    symbol_partitions,
+)
 from ntrader_pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,7 +68,6 @@ if TYPE_CHECKING:
 # parameter; it is the documented way to run custom conditions, so don't warn on every load.
 warnings.filterwarnings("ignore", category=BetaWarning, message=".*use_user_code_server.*")
 
-INBOX_FILE_TAG = "ntrader/inbox_file"
 INBOX_KEY_TAG = "ntrader/inbox_key"
 
 
@@ -143,11 +150,14 @@ def inbox_run_requests(
     present = {f.key for f in scan.ready}
     busy = _symbols_importing(context.instance, ingest_job)
     known = set(context.instance.get_dynamic_partitions(symbol_partitions.name))
-    requests, new_symbols = [], []
+    requests, new_symbols, waiting_files = [], [], []
     for file in scan.ready:
-        if file.key in requested_before or file.symbol in busy:
+        if file.key in requested_before:
             continue
-        busy.add(file.symbol)
+        if file.symbol in busy:
+            waiting_files.append(f"{file.path.name} waits: {busy[file.symbol]}")
+            continue
+        busy[file.symbol] = f"the import of {file.path.name} is requested in this tick"
         if file.symbol not in known:
             known.add(file.symbol)
             new_symbols.append(file.symbol)
@@ -161,21 +171,27 @@ def inbox_run_requests(
         )
     cursor = json.dumps(sorted((requested_before & present) | {r.run_key for r in requests}))
     partition_requests = [symbol_partitions.build_add_request(new_symbols)] if new_symbols else []
+    for line in waiting_files:
+        context.log.info(line)
     if requests:
         return SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests, cursor=cursor)
     waiting = [f"{len(scan.settling)} still being written"] if scan.settling else []
     waiting += [f"names not matching the symbol pattern: {', '.join(scan.unmatched)}"] if scan.unmatched else []
+    if waiting_files:  # new files there are: say why each waits (a run that never ends would hide here)
+        return SensorResult(skip_reason="; ".join(waiting_files + waiting), cursor=cursor)
     return SensorResult(skip_reason="no new CSV files" + (f" ({'; '.join(waiting)})" if waiting else ""), cursor=cursor)
 
 
-def _symbols_importing(instance: DagsterInstance, ingest_job: str) -> set[str]:
-    """Symbols with an inbox import queued or running."""
+def _symbols_importing(instance: DagsterInstance, ingest_job: str) -> dict[str, str]:
+    """Symbols with an inbox import queued or running, each with which run and its status."""
     records = instance.get_run_records(RunsFilter(job_name=ingest_job, statuses=UNFINISHED))
-    return {
-        r.dagster_run.tags[PARTITION_TAG]
-        for r in records
-        if INBOX_FILE_TAG in r.dagster_run.tags and PARTITION_TAG in r.dagster_run.tags
-    }
+    busy: dict[str, str] = {}
+    for record in reversed(records):  # oldest first: the run the file waits behind
+        run = record.dagster_run
+        if INBOX_FILE_TAG in run.tags and PARTITION_TAG in run.tags:
+            symbol = run.tags[PARTITION_TAG]
+            busy.setdefault(symbol, f"import run {run.run_id} of {symbol} is still {run.status.value}")
+    return busy
 
 
 def file_inbox_run(

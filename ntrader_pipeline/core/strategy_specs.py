@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 MAX_KEY_LENGTH = 128  # a run's strategy name in the warehouse (backtest_runs.strategy)
-SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag")
+SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag", "fill")
 # Placeholders used to check a ``config:`` block before any bars are known.
 CHECK_INSTRUMENT = "CHECK.XNAS"
 CHECK_BAR_TYPE = "CHECK.XNAS-1-DAY-LAST-EXTERNAL"
@@ -110,6 +110,9 @@ class BacktestSettings(BaseModel):
     starting_balance: Decimal = Field(Decimal("100000"), gt=0)
     fees: FeeSettings = Field(default_factory=FeeSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    fill: Literal["bar_close", "next_open"] = Field(
+        "bar_close", description="orders decided on a bar fill at its close, or at the next bar's open"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> BacktestSettings:
@@ -227,9 +230,15 @@ def build_strategy_config(
     bar_type: str,
     risk: RiskSettings | None = None,
     source: str | None = "",
+    fill: str = "bar_close",
 ) -> SignalStrategyConfig:
     """The strategy's frozen config from a file's ``config:`` block, type-checked field by field."""
-    fixed = {**(risk or RiskSettings()).strategy_fields(), "instrument_id": instrument_id, "bar_type": bar_type}
+    fixed = {
+        **(risk or RiskSettings()).strategy_fields(),
+        "instrument_id": instrument_id,
+        "bar_type": bar_type,
+        "fill": fill,
+    }
     try:
         return msgspec.convert({**params, **fixed}, config_cls, dec_hook=_decoding_hook())
     except msgspec.ValidationError as exc:

@@ -9,6 +9,7 @@ from datetime import date
 from itertools import count
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ntrader_pipeline.core.backtest import run_backtest
@@ -19,6 +20,7 @@ from ntrader_pipeline.core.overfitting import deflated_sharpe_ratio, probability
 from ntrader_pipeline.core.research import overfitting_summary, run_sweep, run_walk_forward, sweep_rows
 from ntrader_pipeline.core.strategy_specs import parse_spec
 from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.test_overfitting import pandas_pbo, scipy_dsr
 
 GRID = {"fast_period": [5, 10], "slow_period": [20, 40]}
 FILE = {
@@ -103,3 +105,51 @@ def test_walk_forward_picks_on_in_sample_bars_and_stitches_out_of_sample(orcl, s
     assert wf.metrics["bars"] == bars
     assert wf.metrics["trade_count"] == trips and trips > len(wf.windows)
     assert len(daily_returns(equity_curve(wf.result))) == wf.metrics["daily_returns"]
+
+
+# --- degenerate sweeps: undefined statistics say why -------------------------------------------
+
+
+def sweep_of(orcl, grid: dict, start: str, end: str):
+    file = {**FILE, "backtest": {"start": start, "end": end}, "sweep": {"grid": grid, "metric": "sharpe_ratio"}}
+    file.pop("walk_forward")
+    return run_sweep(orcl, parse_spec("edge", file, "edge.yaml"), "XNAS", ids())
+
+
+def test_a_set_that_never_trades_is_left_out_of_dsr_and_pbo_and_the_n_used_is_reported(orcl):
+    runs = sweep_of(orcl, {"fast_period": [10], "slow_period": [20, 40, 800]}, "2004-01-01", "2006-12-31")
+    assert [r.metrics["trade_count"] for r in runs][2] == 0  # 800 sessions never fill the slow average
+    summary = overfitting_summary(runs, "sharpe_ratio")
+    assert summary["trials"] == 3 and summary["trials_used"] == 2
+    assert summary["trials_left_out"].startswith("1 of 3 sets have no defined Sharpe ratio")
+    assert "edge[fast_period=10,slow_period=800]" in summary["trials_left_out"]
+    traded = [r.returns.to_numpy() for r in runs[:2]]
+    sharpes = np.array([x.mean() / x.std(ddof=1) for x in traded])
+    assert summary["dsr"] == pytest.approx(scipy_dsr(traded[int(np.argmax(sharpes))], sharpes), abs=1e-9)
+    frame = pd.concat([r.returns.rename(i) for i, r in enumerate(runs[:2])], axis=1).dropna()
+    assert summary["pbo"] == pytest.approx(pandas_pbo(frame, summary["pbo_blocks"]), abs=1e-12)
+    assert summary["dsr_reason"] is None and summary["pbo_reason"] is None
+
+
+def test_pbo_is_undefined_when_the_days_cannot_make_blocks_of_twenty_sessions(orcl):
+    runs = sweep_of(orcl, {"fast_period": [2, 3], "slow_period": [5, 8]}, "2004-01-01", "2004-02-13")
+    assert {len(r.returns) for r in runs} == {29} and all(len(r.result.fills) > 0 for r in runs)
+    summary = overfitting_summary(runs, "sharpe_ratio")
+    assert summary["pbo"] is None and summary["pbo_blocks"] is None
+    assert summary["pbo_reason"] == "29 daily returns cannot make 2 blocks of 20 sessions (PBO needs at least 40)"
+    assert summary["dsr"] is not None and summary["trials_used"] == 4
+
+
+def test_sets_with_the_same_returns_or_without_trades_have_no_pbo(orcl):
+    identical = sweep_of(orcl, {"fixed_quantity": [100, 200, 300]}, "2004-01-01", "2006-12-31")  # sized by equity
+    summary = overfitting_summary(identical, "sharpe_ratio")
+    assert summary["pbo"] is None
+    assert summary["pbo_reason"] == "all 3 sets have the same daily returns: there is no best set to pick"
+    idle = sweep_of(orcl, {"fast_period": [10], "slow_period": [800, 900]}, "2004-01-01", "2006-12-31")
+    summary = overfitting_summary(idle, "sharpe_ratio")
+    assert summary["pbo"] is None and summary["dsr"] is None and summary["trials_used"] == 0
+    assert (
+        summary["pbo_reason"]
+        == summary["dsr_reason"]
+        == ("0 of 2 sets have a defined Sharpe ratio; both figures need two")
+    )

@@ -133,3 +133,20 @@ def test_walk_forward_prints_windows_and_a_stitched_stored_run(home):
     assert summary.exit_code == 0 and "sma_grid[walk-forward] on ORCL" in summary.output
     table = ntrader("backtest", "walk-forward", str(home[1]), "--symbol", "ORCL")
     assert table.exit_code == 0 and "stitched out of sample" in table.stdout
+
+
+def test_a_sweep_of_sets_with_the_same_returns_reports_pbo_undefined_with_the_reason(home):
+    spec = home[0] / "same_sets.yaml"
+    spec.write_text(
+        "strategy: sma_crossover\nconfig: {fast_period: 10, slow_period: 30}\n"
+        "backtest: {start: 2004-01-01, end: 2008-12-31}\n"
+        "sweep: {grid: {fixed_quantity: [100, 200, 300]}}\n"  # unused: the sets buy a share of equity
+    )
+    done = ntrader("backtest", "sweep", str(spec), "--symbol", "ORCL", "--format", "json")
+    assert done.exit_code == 0, done.output
+    rows = json.loads(done.stdout)
+    assert len(rows) == 3 and all(row["pbo"] is None for row in rows)
+    report = get_settings().home_dir / "reports" / "research" / "same_sets__ORCL" / "sweep.json"
+    summary = json.loads(report.read_text())["overfitting"]
+    assert summary["pbo"] is None and summary["trials"] == summary["trials_used"] == 3
+    assert summary["pbo_reason"] == "all 3 sets have the same daily returns: there is no best set to pick"

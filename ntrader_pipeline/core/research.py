@@ -51,6 +51,7 @@ SWEEP_COLUMNS = (
     "information_ratio",
 )
 PBO_BLOCKS = 16
+PBO_MIN_BLOCK_SESSIONS = 20  # the README promises at least this many daily returns per block
 ClosesReader = Callable[[str], pd.DataFrame | None]
 
 
@@ -114,29 +115,65 @@ def sweep_rows(runs: list[SetRun], metric: str) -> list[dict[str, Any]]:
 
 
 def overfitting_summary(runs: list[SetRun], metric: str) -> dict[str, Any]:
-    """DSR of the best set by ``metric`` and PBO over all sets (None where too few sets or days)."""
+    """DSR of the best set by ``metric`` and PBO over the sets, each None with its reason when undefined.
+
+    Both use the sets whose daily returns have a defined Sharpe ratio (a set that never trades has
+    none): ``trials_used`` says how many, ``trials_left_out`` which were left out and why. PBO is
+    undefined when fewer than two such sets differ, or when the days cannot make two blocks of
+    ``PBO_MIN_BLOCK_SESSIONS``.
+    """
     out: dict[str, Any] = {
         "trials": len(runs),
+        "trials_used": 0,
+        "trials_left_out": None,
         "dsr": None,
+        "dsr_reason": None,
         "sharpe_threshold": None,
         "pbo": None,
+        "pbo_reason": None,
         "pbo_blocks": None,
         "pbo_splits": None,
     }
-    if len(runs) < 2:
-        return out
+    sharpes = [sharpe(r.returns.to_numpy()) for r in runs]
+    used = [r for r, s in zip(runs, sharpes, strict=True) if math.isfinite(s)]
+    left = [r.key for r, s in zip(runs, sharpes, strict=True) if not math.isfinite(s)]
+    out["trials_used"] = len(used)
+    if left:
+        out["trials_left_out"] = (
+            f"{len(left)} of {len(runs)} sets have no defined Sharpe ratio (no trade, or flat daily returns): "
+            + ", ".join(left)
+        )
+    if len(used) < 2:
+        reason = f"{len(used)} of {len(runs)} sets have a defined Sharpe ratio; both figures need two"
+        return {**out, "dsr_reason": reason, "pbo_reason": reason}
     best = sorted(runs, key=lambda r: rank_key(metric)(r.metrics))[0]
-    trial_sharpes = np.array([sharpe(r.returns.to_numpy()) for r in runs])
-    dsr = deflated_sharpe_ratio(best.returns.to_numpy(), trial_sharpes)
-    out.update(dsr=_finite(dsr.dsr), sharpe_threshold=_finite(dsr.sharpe_threshold * math.sqrt(252)))
-    matrix = pd.concat([r.returns.rename(i) for i, r in enumerate(runs)], axis=1).dropna().to_numpy()
-    blocks = PBO_BLOCKS
-    while blocks > 2 and len(matrix) // blocks < 20:  # at least 20 days per block
-        blocks -= 2
-    if len(matrix) // blocks >= 2:
-        pbo = probability_of_backtest_overfitting(matrix, blocks)
+    dsr = deflated_sharpe_ratio(best.returns.to_numpy(), np.array([s for s in sharpes if math.isfinite(s)]))
+    if math.isfinite(dsr.dsr):
+        out.update(dsr=float(dsr.dsr), sharpe_threshold=_finite(dsr.sharpe_threshold * math.sqrt(252)))
+    else:
+        out["dsr_reason"] = f"the best set by {metric}, {best.key}, has no defined Sharpe ratio"
+    pbo, reason = _pbo(used)
+    if pbo is None:
+        out["pbo_reason"] = reason
+    else:
         out.update(pbo=pbo.pbo, pbo_blocks=pbo.blocks, pbo_splits=pbo.splits)
     return out
+
+
+def _pbo(used: list[SetRun]):
+    """CSCV over the days every used set has, or (None, why not)."""
+    matrix = pd.concat([r.returns.rename(i) for i, r in enumerate(used)], axis=1).dropna().to_numpy()
+    if len(matrix) and (matrix == matrix[:, :1]).all():
+        return None, f"all {len(used)} sets have the same daily returns: there is no best set to pick"
+    blocks = PBO_BLOCKS
+    while blocks > 2 and len(matrix) // blocks < PBO_MIN_BLOCK_SESSIONS:
+        blocks -= 2
+    if len(matrix) // blocks < PBO_MIN_BLOCK_SESSIONS:
+        return None, (
+            f"{len(matrix)} daily returns cannot make 2 blocks of {PBO_MIN_BLOCK_SESSIONS} sessions "
+            f"(PBO needs at least {2 * PBO_MIN_BLOCK_SESSIONS})"
+        )
+    return probability_of_backtest_overfitting(matrix, blocks), None
 
 
 def _finite(value: float) -> float | None:

@@ -2,22 +2,31 @@
 
 Why: a sweep or a walk-forward is dozens to hundreds of independent backtests, and one process
 uses one core. Importing NautilusTrader costs seconds and hundreds of MB per process, so the
-workers are forked from a ``forkserver`` that imported it once (``PRELOAD``): a worker starts in
-milliseconds and shares those pages. Where there is no forkserver (Windows) workers are spawned.
+workers are forked from a ``forkserver`` that imported it once (``PRELOAD``): once it is up, a
+worker starts in milliseconds and shares those pages. Where there is no forkserver (Windows)
+workers are spawned.
 
 How it behaves:
-- ``map(fn, jobs, shared)`` calls ``fn(shared, job)`` in the workers and yields one ``Outcome`` per
-  job, in the jobs' order, as soon as it and every earlier one are done. ``shared`` (e.g. the bars)
-  is sent to each worker once per map, not with every job; so is ``sys.path``, so a job can name
-  a module the caller imported from a path added after the forkserver started.
+- ``WorkerPool(processes)`` computes on ``processes`` processes: the caller and ``processes - 1``
+  workers. Workers start in the background (the first ones wait for the forkserver's imports;
+  ``prestart`` begins those early) while the caller runs jobs itself; it runs one whenever no
+  worker has something for it, so nothing waits for a worker that is not there yet. With
+  ``caller_works=False`` the caller only hands out and collects, and ``processes`` workers compute.
+- ``map(fn, jobs, shared)`` calls ``fn(shared, job)`` and yields one ``Outcome`` per job, in the
+  jobs' order, as soon as it and every earlier one are done. The caller takes jobs from the front
+  and the workers from the back, so results flow from the start. ``shared`` (e.g. the bars) is
+  sent to each worker once per map, not with every job; so is ``sys.path``, so a job can name a
+  module the caller imported from a path added after the forkserver started.
 - Each worker holds at most ``AHEAD`` jobs, so it never waits for the caller between two jobs
   (the caller records results, or runs work of its own, while the workers compute).
-- An exception a job raises comes back as it was raised (``Outcome.result()`` raises it), with
-  the worker's traceback as a note. A worker that dies (killed, out of memory, a crash in native
-  code) fails the job it was running with its exit code; a new worker takes its place and runs the
-  jobs it held, so the other jobs still finish.
+- An exception a job raises comes back as it was raised (``Outcome.result()`` raises it), with a
+  worker's traceback as a note. A worker that dies (killed, out of memory, a crash in native code)
+  fails the job it was running with its exit code; the jobs it held but had not begun go back to
+  the others, a new worker is started, and the other jobs still finish.
 - Jobs compute only: recording results (the warehouse, Dagster events) stays with the caller.
-- ``processes <= 1`` runs the jobs in the calling process, one at a time, the same way.
+- ``processes <= 1`` runs every job in the calling process, one at a time.
+- Like every ``multiprocessing`` start method but fork, a worker imports the caller's main module
+  (``__mp_main__``): a script using the pool needs the ``if __name__ == "__main__":`` guard.
 
 Issue 22 reuses this pool to spread a backfill run's partitions over the cores.
 """
@@ -28,7 +37,9 @@ import itertools
 import multiprocessing
 import os
 import pickle
+import queue
 import sys
+import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -75,6 +86,16 @@ def usable_processes(wanted: int | None) -> int:
     return max(1, wanted if wanted is not None else default_processes())
 
 
+def prestart(processes: int | None, preload: Iterable[str] = PRELOAD) -> None:
+    """Start the forkserver now, when workers will be wanted: it imports ``preload`` while the
+    caller goes on with its own start (a command importing Dagster, say)."""
+    if usable_processes(processes) > 1 and "forkserver" in multiprocessing.get_all_start_methods():
+        _context(preload)
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def _context(preload: Iterable[str]):
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
@@ -92,13 +113,19 @@ class _Worker:
 
 
 class WorkerPool:
-    """``processes`` workers, started on first use and stopped by ``close`` (or the ``with`` block)."""
+    """The caller and ``processes - 1`` workers, started on first use and stopped by ``close`` (or the
+    ``with`` block)."""
 
-    def __init__(self, processes: int, preload: Iterable[str] = PRELOAD):
+    def __init__(self, processes: int, preload: Iterable[str] = PRELOAD, caller_works: bool = True):
         self.processes = max(1, processes)
+        self.caller_works = caller_works
         self._preload = tuple(preload)
         self._workers: list[_Worker] = []
         self._tokens = itertools.count(1)
+        self._arrivals: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
+        self._starting = 0  # asked for, not arrived yet
+        self._lock = threading.Lock()
+        self._closed = False
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -110,10 +137,9 @@ class WorkerPool:
         """``fn(shared, job)`` for every job; outcomes in the jobs' order. ``fn`` must be a module-level
         function (workers import it by name)."""
         jobs = list(jobs)
-        if not jobs:
-            return
-        if self.processes == 1:
-            yield from _in_process(fn, jobs, shared)
+        if self.processes == 1 and self.caller_works:
+            for index, job in enumerate(jobs):
+                yield _run_here(fn, index, job, shared)
             return
         yield from self._map(fn, jobs, shared)
 
@@ -123,12 +149,19 @@ class WorkerPool:
         todo = deque(range(len(jobs)))
         done: dict[int, Outcome] = {}
         emitted = 0
-        while len(self._workers) < min(self.processes, len(jobs)):
-            self._workers.append(self._start())
+        workers = self.processes - 1 if self.caller_works else self.processes
+        self._ask(min(workers, len(jobs)) - len(self._workers) - self._starting)
         try:
             while emitted < len(jobs):
+                self._take_arrivals()
                 self._hand_out(todo, jobs, fn, token, payload)
-                self._collect(done, todo)
+                if not self.caller_works and todo and not self._workers:  # none arrived yet: wait for one
+                    self._wait_for_arrival()
+                elif self.caller_works and todo and not self._answered():  # nothing to collect: work instead
+                    index = todo.popleft()
+                    done[index] = _run_here(fn, index, jobs[index], shared)
+                else:
+                    self._collect(done, todo)
                 while emitted in done:
                     yield done.pop(emitted)
                     emitted += 1
@@ -136,21 +169,76 @@ class WorkerPool:
             if emitted < len(jobs):  # the caller stopped early: drop whatever is half done
                 self.close()
 
+    # --- workers, started in the background ----------------------------------------------------
+
+    def _ask(self, count: int) -> None:
+        if count <= 0:
+            return
+        self._starting += count
+        threading.Thread(target=self._start_some, args=(count,), name="ntrader-pool-start", daemon=True).start()
+
+    def _start_some(self, count: int) -> None:
+        """Start ``count`` workers, each handed over once it answers (a thread: the first ones wait for
+        the forkserver's imports). A worker that cannot start is handed over as None."""
+        for _ in range(count):
+            worker = None
+            if not self._closed:
+                try:
+                    worker = self._start()
+                    worker.conn.recv()  # "ready": it runs
+                except (EOFError, OSError):
+                    worker = None
+            with self._lock:
+                if self._closed and worker is not None:
+                    _stop(worker, terminate=True)
+                    worker = None
+                self._arrivals.put(worker)
+
+    def _start(self) -> _Worker:
+        context = _context(self._preload)
+        parent, child = context.Pipe(duplex=True)
+        process = context.Process(target=_serve, args=(child,), daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def _wait_for_arrival(self) -> None:
+        if self._starting == 0:
+            raise JobFailed("no worker process could be started")
+        worker = self._arrivals.get()
+        self._starting -= 1
+        if worker is not None:
+            self._workers.append(worker)
+
+    def _take_arrivals(self) -> None:
+        while True:
+            try:
+                worker = self._arrivals.get_nowait()
+            except queue.Empty:
+                return
+            self._starting -= 1
+            if worker is not None:
+                self._workers.append(worker)
+
     def _hand_out(self, todo: deque, jobs: list, fn, token: int, payload: bytes) -> None:
         for worker in list(self._workers):
             while todo and len(worker.held) < AHEAD:
-                index = todo[0]
+                index = todo[-1]  # workers take the last jobs, the caller the first: results flow in order
                 try:
                     if worker.token != token:
                         worker.conn.send(("shared", token, payload, list(sys.path)))
                         worker.token = token
                     worker.conn.send(("job", index, fn, token, jobs[index]))
-                except OSError:  # it died: with jobs held, ``_collect`` sees its sentinel
+                except OSError:  # it died; with jobs held, ``_collect`` sees its sentinel
                     if not worker.held:
-                        worker = self._restart(worker)
-                        continue
+                        self._drop(worker)
                     break
-                worker.held.append(todo.popleft())
+                worker.held.append(todo.pop())
+
+    def _answered(self) -> bool:
+        """Whether a worker has something for the caller: a result, or its death."""
+        busy = [w for w in self._workers if w.held]
+        return bool(busy) and bool(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0))
 
     def _collect(self, done: dict[int, Outcome], todo: deque) -> None:
         busy = [w for w in self._workers if w.held]
@@ -166,65 +254,58 @@ class WorkerPool:
                 worker.held.remove(index)
                 done[index] = Outcome(index, value) if kind == "ok" else Outcome(index, error=value)
             if worker.held and worker.process.sentinel in ready and not worker.process.is_alive():
-                self._replace(worker, done, todo)
+                running = worker.held.popleft()
+                code = worker.process.exitcode
+                done[running] = Outcome(
+                    running, error=JobFailed(f"the worker process running job {running + 1} died (exit code {code})")
+                )
+                todo.extend(sorted(worker.held))  # later than any job left: workers take from the end
+                self._drop(worker)
 
-    def _replace(self, worker: _Worker, done: dict[int, Outcome], todo: deque) -> None:
-        """A dead worker fails the job it was running; the jobs it held but never began go back."""
-        worker.process.join()
-        code = worker.process.exitcode
-        running = worker.held.popleft()
-        done[running] = Outcome(
-            running, error=JobFailed(f"the worker process running job {running + 1} died (exit code {code})")
-        )
-        todo.extendleft(reversed(worker.held))
-        self._restart(worker)
-
-    def _restart(self, worker: _Worker) -> _Worker:
+    def _drop(self, worker: _Worker) -> None:
+        """A dead worker leaves; another is started in its place."""
         worker.process.join()
         worker.conn.close()
-        fresh = self._start()
-        self._workers[self._workers.index(worker)] = fresh
-        return fresh
-
-    def _start(self) -> _Worker:
-        context = _context(self._preload)
-        parent, child = context.Pipe(duplex=True)
-        process = context.Process(target=_serve, args=(child,), daemon=True)
-        process.start()
-        child.close()
-        return _Worker(process, parent)
+        self._workers.remove(worker)
+        self._ask(1)
 
     def close(self) -> None:
-        """Stop every worker: idle ones are asked to, busy ones (an abandoned map) are terminated."""
+        """Stop every worker: idle ones are asked to, busy ones (an abandoned map) are terminated;
+        workers still starting are stopped as they arrive."""
+        with self._lock:
+            self._closed = True
+            self._take_arrivals()
         for worker in self._workers:
-            try:
-                if worker.held:
-                    worker.process.terminate()
-                else:
-                    worker.conn.send(("stop",))
-            except OSError:
-                pass
-        for worker in self._workers:
-            worker.process.join(STOP_SECONDS)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join()
-            worker.conn.close()
+            _stop(worker, terminate=bool(worker.held))
         self._workers = []
 
 
-def _in_process(fn, jobs: list, shared: Any) -> Iterator[Outcome]:
-    for index, job in enumerate(jobs):
-        try:
-            value = fn(shared, job)
-        except Exception as exc:  # noqa: BLE001 - handed to the caller, as from a worker
-            yield Outcome(index, error=exc)
+def _stop(worker: _Worker, terminate: bool) -> None:
+    try:
+        if terminate:
+            worker.process.terminate()
         else:
-            yield Outcome(index, value)
+            worker.conn.send(("stop",))
+    except OSError:
+        pass
+    worker.process.join(STOP_SECONDS)
+    if worker.process.is_alive():
+        worker.process.kill()
+        worker.process.join()
+    worker.conn.close()
+
+
+def _run_here(fn, index: int, job: Any, shared: Any) -> Outcome:
+    try:
+        return Outcome(index, fn(shared, job))
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, as from a worker
+        return Outcome(index, error=exc)
 
 
 def _serve(conn: Connection) -> None:
-    """A worker: run jobs as they come, answer each, until told to stop or the caller goes away."""
+    """A worker: say it runs, then run jobs as they come, answer each, until told to stop or the
+    caller goes away."""
+    conn.send(("ready", os.getpid()))
     shared: dict[int, Any] = {}
     while True:
         try:

@@ -1,6 +1,6 @@
 """Sweep and walk-forward numbers against independent computations: each set run alone from a
-plain spec, the best set picked by hand on in-sample runs, and the stitched return compounded
-from the out-of-sample runs."""
+plain spec, the best set picked by hand on in-sample runs, the stitched return compounded from
+the out-of-sample runs, and each window's entries against the chosen set's continuous run."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ntrader_pipeline.core.backtest import run_backtest
+from ntrader_pipeline.core.backtest import run_backtest, window
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.ledger import trade_ledger
 from ntrader_pipeline.core.metrics import compute_metrics, daily_returns, equity_curve
 from ntrader_pipeline.core.overfitting import deflated_sharpe_ratio, probability_of_backtest_overfitting
-from ntrader_pipeline.core.research import overfitting_summary, run_sweep, run_walk_forward, sweep_rows
+from ntrader_pipeline.core.research import exchange_days, overfitting_summary, run_sweep, run_walk_forward, sweep_rows
 from ntrader_pipeline.core.strategy_specs import parse_spec
 from ntrader_pipeline_tests.conftest import ORCL_DAILY
 from ntrader_pipeline_tests.test_overfitting import pandas_pbo, scipy_dsr
@@ -47,15 +47,27 @@ def ids():
     return lambda: f"r{next(numbers)}"
 
 
-def alone(orcl, params, start=date(2004, 1, 1), end=date(2008, 12, 31), balance=100000):
+def alone(orcl, params, start=date(2004, 1, 1), end=date(2008, 12, 31), balance=100000, warmup=False, fill=None):
     """One set from a plain file, without the sweep machinery."""
-    plain = parse_spec(
-        "alone",
-        {"strategy": "sma_crossover", "config": params, "backtest": {"starting_balance": balance}},
-        "alone.yaml",
-    )
-    result = run_backtest(orcl, plain, "XNAS", "alone", start, end)
+    backtest = {"starting_balance": balance, **({"fill": fill} if fill else {})}
+    plain = parse_spec("alone", {"strategy": "sma_crossover", "config": params, "backtest": backtest}, "alone.yaml")
+    result = run_backtest(orcl, plain, "XNAS", "alone", start, end, warmup=warmup)
     return result, compute_metrics(result, trade_ledger(result.fills))
+
+
+def entries(fills) -> list[int]:
+    """Times of the fills that open or add to a position (a window's or a run's)."""
+    position, out = 0, []
+    for fill in fills.itertuples():
+        signed = fill.side * int(fill.quantity)
+        if position == 0 or (position > 0) == (signed > 0):
+            out.append(int(fill.ts_event))
+        position += signed
+    return sorted(set(out))
+
+
+def exchange_date(ns: int) -> date:
+    return pd.Timestamp(ns, tz="UTC").tz_convert("America/New_York").date()
 
 
 def test_every_set_of_a_sweep_equals_the_same_set_run_alone(orcl, spec):
@@ -83,28 +95,56 @@ def test_every_set_of_a_sweep_equals_the_same_set_run_alone(orcl, spec):
 
 def test_walk_forward_picks_on_in_sample_bars_and_stitches_out_of_sample(orcl, spec):
     wf = run_walk_forward(orcl, spec, "XNAS", ids())
+    bars = window(orcl, date(2004, 1, 1), date(2008, 12, 31))
+    # the first in-sample window begins once the slowest average (40 bars) has its bars
+    assert wf.windows[0].window.in_start == exchange_days(bars)[40]
     assert len(wf.windows) >= 2
-    chained, balance, bars, trips = 1.0, 100000.0, 0, 0
+    chained, balance, rows, trips = 1.0, 100000.0, 0, 0
     for w in wf.windows:
-        # the pick, by hand: every set run on the in-sample dates alone, best Sharpe wins
+        # the pick, by hand: every set run on the in-sample dates alone (warmed on the bars before), best Sharpe
         trials = {
-            tuple(p.items()): alone(orcl, p, w.window.in_start, w.window.in_end)[1]["sharpe_ratio"]
+            tuple(p.items()): alone(bars, p, w.window.in_start, w.window.in_end, warmup=True)[1]["sharpe_ratio"]
             for p in spec.sweep.parameter_sets()
         }
         best = max(trials, key=lambda k: -math.inf if trials[k] is None else trials[k])
         assert w.params == dict(best)
         assert w.window.out_start > w.window.in_end
-        result, oos = alone(orcl, w.params, w.window.out_start, w.window.out_end, round(balance, 2))
+        result, oos = alone(bars, w.params, w.window.out_start, w.window.out_end, round(balance, 2), warmup=True)
         assert w.out_of_sample["total_return"] == pytest.approx(oos["total_return"], abs=1e-12)
         chained *= 1 + oos["total_return"]
-        bars += len(result.equity)
+        rows += len(result.equity)
         # its round trips, plus the position still open at the window's end, closed at its last close
         trips += oos["trade_count"] + int(result.equity["position"].iloc[-1] != 0)
         balance = float(result.equity["equity"].iloc[-1])
     assert wf.metrics["total_return"] == pytest.approx(chained - 1, rel=1e-6)
-    assert wf.metrics["bars"] == bars
+    assert wf.metrics["bars"] == rows
     assert wf.metrics["trade_count"] == trips and trips > len(wf.windows)
     assert len(daily_returns(equity_curve(wf.result))) == wf.metrics["daily_returns"]
+    assert wf.result.data_hash == bars.content_hash()  # every bar the walk-forward read
+
+
+@pytest.mark.parametrize("fill", ["bar_close", "next_open"])
+def test_out_of_sample_entries_equal_the_chosen_sets_continuous_run_window_by_window(orcl, fill):
+    """Windows start warm: each enters exactly where the chosen set, run on all the bars, enters
+    in the window's dates (it may already hold a position there, so times are compared, not sizes)."""
+    wide = {**FILE, "backtest": {"start": "2000-01-01", "end": "2008-12-31", "fill": fill}}
+    wide["sweep"] = {**FILE["sweep"], "grid": {"fast_period": [5, 20], "slow_period": [60, 120]}}
+    wide["walk_forward"] = {"in_sample": 252, "out_of_sample": 126}
+    spec = parse_spec("sma_wide", wide, "sma_wide.yaml")
+    wf = run_walk_forward(orcl, spec, "XNAS", ids())
+    bars = window(orcl, date(2000, 1, 1), date(2008, 12, 31))
+    continuous = {}
+    compared = 0
+    for i, w in enumerate(wf.windows, start=1):
+        key = tuple(w.params.items())
+        if key not in continuous:
+            continuous[key] = entries(alone(bars, w.params, None, None, fill=fill)[0].fills)
+        expected = [t for t in continuous[key] if w.window.out_start <= exchange_date(t) <= w.window.out_end]
+        fills = wf.result.fills
+        got = entries(fills[fills["position_id"].str.startswith(f"W{i}-")])
+        assert got == expected, (i, w.params, fill)
+        compared += len(expected)
+    assert len(wf.windows) >= 10 and compared >= 10
 
 
 # --- degenerate sweeps: undefined statistics say why -------------------------------------------

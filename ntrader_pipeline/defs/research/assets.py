@@ -49,6 +49,9 @@ class ResearchConfig(Config):
     start: str | None = Field(None, description="First date (YYYY-MM-DD); default: the YAML's or all bars.")
     end: str | None = Field(None, description="Last date (YYYY-MM-DD); default: the YAML's or all bars.")
     metric: str | None = Field(None, description="Metric that ranks the sets; default: the YAML's sweep metric.")
+    processes: int | None = Field(
+        None, ge=1, description="Worker processes for the sets; default: NTRADER_RESEARCH_PROCESSES, else one per core."
+    )
 
 
 def _date(text: str | None) -> date | None:
@@ -177,6 +180,7 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
             stores.strategy_module_allowlist,
             stores.catalog().closes_reader(spec.backtest.timeframe),
             on_set=record,
+            processes=config.processes or stores.research_processes,
         )
         rows = sweep_rows(runs, metric)
         summary = overfitting_summary(runs, metric)
@@ -232,6 +236,7 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
             run_ids(context.run, context.partition_key),
             stores.strategy_module_allowlist,
             stores.catalog().closes_reader(spec.backtest.timeframe),
+            processes=config.processes or stores.research_processes,
         )
         record = run_record(wf.result, context.run.run_id, stores)
         curve = equity_curve(wf.result)

@@ -96,6 +96,7 @@ def main() -> None:
     from ntrader_pipeline.core.backtest import run_backtest, window
     from ntrader_pipeline.core.bars import BarSeries
     from ntrader_pipeline.core.csv_bars import read_bar_csv
+    from ntrader_pipeline.core.records import Backtested
     from ntrader_pipeline.core.strategy_specs import load_spec
     from ntrader_pipeline.defs.backtests.assets import BacktestRunConfig, backtest_partition
     from ntrader_pipeline.pipeline import Pipeline
@@ -134,7 +135,7 @@ def main() -> None:
 
     def batch() -> None:
         outcome = pipeline.run_backtests("sma_crossover", symbols)
-        assert all(isinstance(m, dict) for m in outcome.values()), outcome
+        assert all(isinstance(m, Backtested) for m in outcome.values()), outcome
 
     def fresh_process() -> None:
         subprocess.run(

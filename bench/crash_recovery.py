@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from ingest import DEFAULT_URL, generate_csv  # noqa: E402 - the sibling benchmark's generator
 
-from ntrader_pipeline_tests.databases import fresh_database  # noqa: E402
+from ntrader_pipeline_tests.support.databases import fresh_database  # noqa: E402
 
 DRIVER = """
 import sys

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import sys
 import tempfile
 import time
 from datetime import date
@@ -18,21 +17,17 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "ntrader_pipeline_tests"))
-
-from ibkr.fake_gateway import FakeBar, FakeGateway, Pacing, daily_bars  # noqa: E402
-
-from ntrader_pipeline.adapters.catalog import BarCatalog  # noqa: E402
-from ntrader_pipeline.adapters.ibkr.client import IbkrRequestError, IbkrSession  # noqa: E402
-from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher  # noqa: E402
-from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings  # noqa: E402
-from ntrader_pipeline.adapters.market_data_store import MarketDataStore  # noqa: E402
-from ntrader_pipeline.adapters.warehouse import Warehouse  # noqa: E402
-from ntrader_pipeline.core.bars import Timeframe  # noqa: E402
-from ntrader_pipeline.core.calendar import exchange_calendar  # noqa: E402
-from ntrader_pipeline.core.csv_bars import read_bar_csv  # noqa: E402
-from ntrader_pipeline.settings import SAMPLE_DATA_DIR  # noqa: E402
+from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.adapters.ibkr.client import IbkrRequestError, IbkrSession
+from ntrader_pipeline.adapters.ibkr.fetch import IbkrFetcher
+from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore
+from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.calendar import exchange_calendar
+from ntrader_pipeline.core.csv_bars import read_bar_csv
+from ntrader_pipeline_tests.ibkr.fake_gateway import FakeBar, FakeGateway, Pacing, daily_bars
+from ntrader_pipeline_tests.support import NVDA_DAILY, ORCL_DAILY
 
 PACING = Pacing(max_requests=6, window=1.0, identical_interval=0.6, per_contract=3, per_contract_window=0.4)
 TIMEOUT = 3
@@ -165,8 +160,8 @@ def ledger_cost(n: int = 300) -> None:
 
 if __name__ == "__main__":
     fixture = {
-        "ORCL": daily_bars(read_bar_csv(SAMPLE_DATA_DIR / "ORCL_1995-2014_daily_yahoo.csv", "ORCL").frame),
-        "NVDA": daily_bars(read_bar_csv(SAMPLE_DATA_DIR / "NVDA_1999-2014_daily_yahoo.csv", "NVDA").frame),
+        "ORCL": daily_bars(read_bar_csv(ORCL_DAILY, "ORCL").frame),
+        "NVDA": daily_bars(read_bar_csv(NVDA_DAILY, "NVDA").frame),
     }
     error_latency(fixture)
     pacing_efficiency(fixture)

@@ -47,7 +47,7 @@ def breakdown(pipeline, symbol: str) -> dict[str, float]:
     from ntrader_pipeline.core.reports import write_reports
     from ntrader_pipeline.core.strategy_specs import load_spec
     from ntrader_pipeline.core.tearsheet import chart_title, equity_drawdown_png
-    from ntrader_pipeline.defs.backtests.assets import run_record
+    from ntrader_pipeline.defs.runs import run_record
 
     stores = pipeline.defs.resources["stores"]
     catalog, warehouse = stores.catalog(), stores.warehouse()

@@ -19,21 +19,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sqlalchemy import create_engine
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from ntrader_pipeline.adapters.warehouse import Warehouse  # noqa: E402
-from ntrader_pipeline.pipeline import Pipeline  # noqa: E402
-from ntrader_pipeline_tests.conftest import ORCL_DAILY  # noqa: E402
-from ntrader_pipeline_tests.databases import fresh_database  # noqa: E402
-from ntrader_pipeline_tests.operations.scale import (  # noqa: E402
+from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.pipeline import Pipeline
+from ntrader_pipeline_tests.operations.scale import (
     BACKTEST_ASSETS,
     folder_storage,
     redis_broker,
@@ -42,12 +36,14 @@ from ntrader_pipeline_tests.operations.scale import (  # noqa: E402
     settings_for,
     settled,
 )
-from ntrader_pipeline_tests.operations.stack import wait_for  # noqa: E402
+from ntrader_pipeline_tests.operations.stack import wait_for
+from ntrader_pipeline_tests.support import ORCL_DAILY, REPO_ROOT
+from ntrader_pipeline_tests.support.databases import fresh_database
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "NTRADER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-STRATEGIES = sorted(p.stem for p in (REPO / "strategy_configs").glob("*.yaml"))
+STRATEGIES = sorted(p.stem for p in (REPO_ROOT / "strategy_configs").glob("*.yaml"))
 
 
 def symbols(count: int) -> list[str]:

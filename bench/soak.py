@@ -19,12 +19,9 @@ from pathlib import Path
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from ntrader_pipeline_tests.databases import fresh_database  # noqa: E402
-from ntrader_pipeline_tests.operations import end_state  # noqa: E402
-from ntrader_pipeline_tests.operations.soak import soak, summary  # noqa: E402
+from ntrader_pipeline_tests.operations import end_state
+from ntrader_pipeline_tests.operations.soak import soak, summary
+from ntrader_pipeline_tests.support.databases import fresh_database
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ntrader_pipeline_tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,12 +34,6 @@ def seconds(args: list[str], env: dict[str, str], repeat: int) -> float:
         subprocess.run(args, check=True, capture_output=True, cwd=REPO, env=env, timeout=600)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def code_server_rss_mb(env: dict[str, str]) -> float:

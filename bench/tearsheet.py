@@ -16,6 +16,7 @@ from ntrader_pipeline.core.backtest import run_backtest
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.ledger import trade_ledger
 from ntrader_pipeline.core.metrics import compute_metrics, daily_returns, equity_curve
+from ntrader_pipeline.core.records import RunRecord
 from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.settings import SAMPLE_DATA_DIR
@@ -41,16 +42,7 @@ def main() -> None:
     metrics = compute_metrics(result, ledger)
     metrics_s = timed(lambda: compute_metrics(result, ledger))
     curve = equity_curve(result)
-    record = {
-        "run_id": "bench",
-        "strategy": result.strategy,
-        "symbol": result.symbol,
-        "bar_type": result.bar_type,
-        "bar_count": result.bar_count,
-        "data_hash": result.data_hash,
-        "config": result.spec,
-        "versions": result.versions,
-    }
+    record = RunRecord.of_result(result)
     returns = daily_returns(curve)
     stats_returns = {
         "Sharpe Ratio (252 days)": metrics["sharpe_ratio"],

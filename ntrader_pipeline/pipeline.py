@@ -8,18 +8,22 @@ paying the ~5 s import of Dagster and NautilusTrader once per partition.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterEventType, DagsterInstance, Definitions
+from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance, Definitions
 from dagster._core.errors import DagsterAssetCheckFailedError
 
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.metric_registry import Metrics
 from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, read_regular_file
+from ntrader_pipeline.core.quoting import clipped, excerpt
+from ntrader_pipeline.core.records import Backtested, Failed, PartitionOutcome
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.symbols import parse_symbol, parse_symbols
 from ntrader_pipeline.definitions import (
@@ -130,6 +134,21 @@ class IbkrRunFailed(PipelineError):
         self.summary = summary
 
 
+def _failure_reasons(result: Any) -> tuple[dict[str, str], str]:
+    """Why a backtest run's partitions failed: ``failed`` (partition key → reason) from the step's
+    ``Failure`` metadata when some of a batch failed, and the one reason for every other partition
+    (the exception that stopped the step)."""
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    if failure is None:
+        return {}, "the run failed"
+    data = failure.step_failure_data
+    if data.user_failure_data is not None and "failed" in data.user_failure_data.metadata:
+        return dict(data.user_failure_data.metadata["failed"].value), data.user_failure_data.description or "failed"
+    error = data.error
+    message = (error.cause or error).message if error else ""
+    return {}, message.splitlines()[0] if message else "the run failed"
+
+
 @dataclass
 class Pipeline:
     settings: Settings
@@ -145,18 +164,31 @@ class Pipeline:
 
     def _execute(self, job_name: str, partition_key: str, run_config: dict) -> Any:
         """One in-process Dagster run; an asset's own exception propagates as it was raised."""
+        run_id = str(uuid.uuid4())
         try:
             return self.defs.resolve_job_def(job_name).execute_in_process(
                 instance=self.instance,
                 partition_key=partition_key,
                 run_config={**run_config, **QUIET_LOGS},
+                run_id=run_id,
             )
         except DagsterAssetCheckFailedError as exc:  # the write happened; a blocking check then failed
-            failed = " ".join(str(exc).split(":", 1)[-1].split())
             raise PipelineError(
-                f"{partition_key}: stored, but blocking data checks failed ({failed}); "
+                f"{partition_key}: stored, but blocking data checks failed ({self._failed_checks(run_id)}); "
                 "its backtests will not run until this is fixed (details: the checks in the UI)"
             ) from exc
+
+    def _failed_checks(self, run_id: str) -> str:
+        """``asset: check,check`` of the blocking checks that failed in a run, read from its events."""
+        records = self.instance.get_records_for_run(
+            run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000
+        ).records
+        failed: dict[str, list[str]] = {}
+        for record in records:
+            evaluation = record.event_log_entry.dagster_event.event_specific_data
+            if not evaluation.passed and evaluation.blocking and evaluation.severity == AssetCheckSeverity.ERROR:
+                failed.setdefault(evaluation.asset_key.to_user_string(), []).append(evaluation.check_name)
+        return "; ".join(f"{asset}: {','.join(names)}" for asset, names in failed.items())
 
     def strategy_names(self) -> list[str]:
         """The strategy partition keys that name a file in strategy_configs (not ``_file``)."""
@@ -238,7 +270,7 @@ class Pipeline:
         if event.step_key == "ibkr_bars" and data.user_failure_data is not None:
             symbols_meta = data.user_failure_data.metadata.get("symbols")
             raise IbkrRunFailed(data.user_failure_data.description, symbols_meta.value if symbols_meta else summary)
-        message = " ".join(data.error.message.split()) if data.error else "the run failed"
+        message = clipped(" ".join(data.error.message.split())) if data.error else "the run failed"
         if event.step_key != "ibkr_bars":  # the bars were stored; a blocking check then failed
             raise IbkrRunFailed(
                 f"stored, but blocking data checks failed ({message}); details: the checks of ibkr_bars in the UI",
@@ -254,7 +286,7 @@ class Pipeline:
         end: date | None = None,
         timeframe: str | None = None,
         spec_path: str | Path | None = None,
-    ) -> dict[str, Any]:
+    ) -> Metrics:
         """Materialize one backtest partition and what derives from it; returns its metrics.
 
         With ``spec_path`` the YAML file runs on the ``_file`` strategy partition instead.
@@ -264,7 +296,7 @@ class Pipeline:
         if spec_path is not None:
             strategy = FILE_STRATEGY_KEY
         elif strategy not in strategies:
-            raise PipelineError(f"unknown strategy {strategy!r}; strategy files: {', '.join(strategies)}")
+            raise PipelineError(f"unknown strategy '{excerpt(strategy)}'; strategy files: {', '.join(strategies)}")
         if symbol not in self.instance.get_dynamic_partitions(symbol_partitions.name):
             raise PipelineError(f"no bars imported for {symbol}; run `ntrader data import-csv` first")
         self._refuse_what_cannot_run(strategy, symbol, start, end, timeframe, spec_path)
@@ -303,7 +335,7 @@ class Pipeline:
         try:
             bars_to_trade(series, spec, start, end)
         except ValueError as exc:
-            raise PipelineError(str(exc)) from None
+            raise PipelineError(clipped(exc)) from None
 
     def backfill_shares(self, strategies: list[str], symbols: list[str], shares: int) -> list[tuple[str, list[str]]]:
         """Strategy × symbol work cut into pieces for ``shares`` processes: each strategy's symbols in
@@ -316,18 +348,20 @@ class Pipeline:
 
     def run_backtests(
         self, strategy: str, symbols: list[str], start: date | None = None, end: date | None = None
-    ) -> dict[str, dict[str, Any] | str]:
+    ) -> dict[str, PartitionOutcome]:
         """Materialize ``strategy`` on many symbols, in the runs a UI backfill would make: ranges of
         consecutive symbol partitions, at most ``backtests_per_run`` (setting) each, so a run's fixed
         cost is paid once per batch. Returns each symbol's metrics, or why it failed."""
         from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
         if strategy not in self.strategy_names():
-            reason = f"unknown strategy {strategy!r}; strategy files: {', '.join(self.strategy_names())}"
-            return {symbol: reason for symbol in symbols}
+            reason = f"unknown strategy '{excerpt(strategy)}'; strategy files: {', '.join(self.strategy_names())}"
+            return {symbol: Failed(reason) for symbol in symbols}
         known = list(self.instance.get_dynamic_partitions(symbol_partitions.name))  # the partitions' order
-        outcome: dict[str, dict[str, Any] | str] = {
-            s: f"no bars imported for {s}; run `ntrader data import-csv` first" for s in symbols if s not in known
+        outcome: dict[str, PartitionOutcome] = {
+            s: Failed(f"no bars imported for {s}; run `ntrader data import-csv` first")
+            for s in symbols
+            if s not in known
         }
         wanted = sorted({known.index(s) for s in symbols if s in known})
         batches: list[list[int]] = []
@@ -346,21 +380,17 @@ class Pipeline:
                 run_config={"ops": {"backtest": {"config": config}}, **QUIET_LOGS},
             )
             stored = self.stored_metrics(result)
-            failure = next((e for e in result.all_events if e.is_step_failure), None)
-            error = failure.step_failure_data.error if failure else None
-            message = (error.cause or error).message if error else "the run failed"
+            reasons, reason = _failure_reasons(result)
             for key, index in zip(keys, batch, strict=True):
-                reason = next(
-                    (line.split(": ", 1)[1] for line in message.splitlines() if line.startswith(f"{key}: ")),
-                    message.splitlines()[0] if message else "failed",
+                done = stored.get(key)
+                outcome[known[index]] = (
+                    Backtested(done) if done is not None else Failed(clipped(reasons.get(key, reason)))
                 )
-                outcome[known[index]] = stored.get(key, reason)
         return {symbol: outcome[symbol] for symbol in symbols}
 
-    def stored_metrics(self, result: Any) -> dict[str, dict[str, Any]]:
+    def stored_metrics(self, result: Any) -> dict[str, Metrics]:
         """The metrics of every backtest partition a run materialized, as the warehouse holds them."""
         from ntrader_pipeline.adapters.warehouse import Warehouse
-        from ntrader_pipeline.core.metrics import typed_metrics
 
         warehouse = Warehouse.open(self.settings.resolved_warehouse_url)
         records = self.instance.get_records_for_run(
@@ -368,7 +398,7 @@ class Pipeline:
         ).records  # from the instance: a failed batch's successes are logged events, not step outputs
         materializations = [r.event_log_entry.asset_materialization for r in records]
         return {
-            m.partition: typed_metrics(warehouse.get_metrics(m.metadata["run_id"].value))
+            m.partition: warehouse.get_metrics(m.metadata["run_id"].value)
             for m in materializations
             if m.asset_key.to_user_string() == "backtest_metrics"
         }

@@ -94,23 +94,23 @@ def reproduce_run(
     settings = get_settings()
     stored = load_run(warehouse, run_id)
     record = stored.record
-    symbol, venue = record["bar_type"].split("-", 1)[0].rsplit(".", 1)
+    symbol, venue = record.bar_type.split("-", 1)[0].rsplit(".", 1)
     if catalog is None:  # opened through the store, so a publish a killed import left is settled first
         catalog = MarketDataStore(
             BarCatalog(settings.catalog_location, venue, settings.s3_options()), warehouse
         ).catalog
-    timeframe = _timeframe(record["bar_type"])
-    outcome = Reproduction(run_id, record["data_hash"], None)
+    timeframe = _timeframe(record.bar_type)
+    outcome = Reproduction(run_id, record.data_hash, None)
     series = catalog.read(symbol, timeframe)
     if series is None:
         outcome.problem = f"the catalog has no {timeframe.value} bars of {symbol} any more"
         return outcome
-    config = dict(record["config"])
+    config = dict(record.config)
     research = config.pop("research", None)
     if research is not None and research.get("kind") == "walk_forward":
         first, last = (date.fromisoformat(day) for day in research["bars"])
     else:
-        first, last = _exchange_date(record["start"]), _exchange_date(record["end"])
+        first, last = _exchange_date(record.start), _exchange_date(record.end)
     bars = window(series, first, last)
     if len(bars) == 0:
         outcome.problem = f"the catalog has no {symbol} bars between {first} and {last} any more"
@@ -130,7 +130,7 @@ def reproduce_run(
     outcome.fresh_hash = result.data_hash
     now = run_versions(spec.backtest.fill)
     outcome.version_changes = {
-        name: (old, now[name]) for name, old in record["versions"].items() if name in now and now[name] != old
+        name: (old, now[name]) for name, old in record.versions.items() if name in now and now[name] != old
     }
     outcome.compared = len([n for n in fresh if n != "run_id"])
     outcome.metric_changes = metric_differences(stored.metrics, fresh)

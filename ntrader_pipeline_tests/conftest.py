@@ -19,10 +19,21 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from ntrader_pipeline.settings import SAMPLE_DATA_DIR, Settings, get_settings
-from ntrader_pipeline_tests.databases import fresh_database
-from ntrader_pipeline_tests.s3_server import create_bucket, s3_environment
-from ntrader_pipeline_tests.s3_server import s3_server as run_s3_server
+from ntrader_pipeline.settings import Settings, get_settings
+
+# Test files import these from ``ntrader_pipeline_tests.support``; the names stay importable from
+# here until the branches written before the move have merged.
+from ntrader_pipeline_tests.support import (  # noqa: F401
+    AAPL_MINUTE,
+    NVDA_DAILY,
+    ORCL_DAILY,
+    REPO_ROOT,
+    STRATEGY_CONFIGS,
+    point_settings_at,
+)
+from ntrader_pipeline_tests.support.databases import fresh_database
+from ntrader_pipeline_tests.support.s3 import create_bucket, s3_environment
+from ntrader_pipeline_tests.support.s3 import s3_server as run_s3_server
 
 # Property tests explore the same examples on every run (a red CI must be reproducible), and
 # no example has a time limit: the machines are small and shared.
@@ -40,11 +51,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: ORDER.get(item.nodeid.split("::")[0].removeprefix("ntrader_pipeline_tests/"), 0))
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-STRATEGY_CONFIGS = REPO_ROOT / "strategy_configs"
-ORCL_DAILY = SAMPLE_DATA_DIR / "ORCL_1995-2014_daily_yahoo.csv"
-NVDA_DAILY = SAMPLE_DATA_DIR / "NVDA_1999-2014_daily_yahoo.csv"
-AAPL_MINUTE = SAMPLE_DATA_DIR / "AAPL_2024-01-02_1min.csv"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
@@ -54,16 +60,6 @@ def ntrader_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     point_settings_at(monkeypatch, tmp_path / "home")
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     return get_settings()
-
-
-def point_settings_at(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
-    """Settings read from the environment now find every store under ``home`` (and the bundled
-    strategies): every other ``NTRADER_`` variable but the test switches is removed."""
-    for key in list(os.environ):
-        if key.startswith("NTRADER_") and key not in {"NTRADER_REQUIRE_POSTGRES", "NTRADER_TEST_POSTGRES_URL"}:
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("NTRADER_HOME", str(home))
-    monkeypatch.setenv("NTRADER_STRATEGY_CONFIGS_DIR", str(STRATEGY_CONFIGS))
 
 
 @pytest.fixture(scope="session")
@@ -102,19 +98,6 @@ def warehouse_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
-
-
-def set_deployment_postgres_env(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ``DAGSTER_POSTGRES_*`` variables docker-compose gives the repo ``dagster.yaml``, for this database."""
-    url = make_url(postgres_url)
-    for key, value in {
-        "DAGSTER_POSTGRES_HOST": url.host,
-        "DAGSTER_POSTGRES_PORT": str(url.port),
-        "DAGSTER_POSTGRES_USER": url.username,
-        "DAGSTER_POSTGRES_PASSWORD": url.password or "",
-        "DAGSTER_POSTGRES_DB": url.database,
-    }.items():
-        monkeypatch.setenv(key, value)
 
 
 @pytest.fixture(scope="session")

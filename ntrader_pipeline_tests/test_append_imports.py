@@ -21,7 +21,7 @@ from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.definitions import INGEST_JOB, build_definitions
 from ntrader_pipeline.settings import Settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 from ntrader_pipeline_tests.test_sensor_inbox import after_run, drop, run_request, tick
 
 ORCL_ROWS = 5036

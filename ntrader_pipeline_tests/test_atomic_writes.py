@@ -20,7 +20,7 @@ from ntrader_pipeline.adapters.market_data_store import MarketDataStore
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
-from ntrader_pipeline_tests.conftest import NVDA_DAILY
+from ntrader_pipeline_tests.support import NVDA_DAILY
 
 MARKER_VOLUME = 424242  # the bar the test database refuses
 

@@ -17,7 +17,7 @@ from ntrader_pipeline.definitions import BACKTEST_JOB, build_definitions
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.pipeline import prepare_dagster_home
 from ntrader_pipeline.settings import Settings, get_settings
-from ntrader_pipeline_tests.conftest import AAPL_MINUTE, NVDA_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import AAPL_MINUTE, NVDA_DAILY, STRATEGY_CONFIGS
 from ntrader_pipeline_tests.test_sensor_inbox import after_run, drop, run_request, tick
 
 BACKTEST_GROUP = [AssetKey(name) for name in ("backtest", "trade_ledger", "backtest_metrics", "backtest_report")]

@@ -15,7 +15,7 @@ from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.ledger import trade_ledger
 from ntrader_pipeline.core.metrics import benchmark_for, compute_metrics, relative_figures
 from ntrader_pipeline.core.strategy_specs import StrategySpecError, parse_spec
-from ntrader_pipeline_tests.conftest import NVDA_DAILY, ORCL_DAILY
+from ntrader_pipeline_tests.support import NVDA_DAILY, ORCL_DAILY
 
 
 def fixed_returns(seed: int = 5, n: int = 750) -> tuple[pd.Series, pd.Series]:

@@ -8,7 +8,7 @@ import pandas as pd
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.core.bars import BarSeries, Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.support import ORCL_DAILY
 
 
 def test_ingest_then_read_back_equal(tmp_path):

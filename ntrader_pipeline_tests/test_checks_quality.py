@@ -23,7 +23,7 @@ from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.definitions import INGEST_JOB, build_definitions
 from ntrader_pipeline.settings import Settings
-from ntrader_pipeline_tests.conftest import AAPL_MINUTE, NVDA_DAILY, ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import AAPL_MINUTE, NVDA_DAILY, ORCL_DAILY, STRATEGY_CONFIGS
 
 NY = "America/New_York"
 

@@ -14,7 +14,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
-from ntrader_pipeline_tests.conftest import AAPL_MINUTE, NVDA_DAILY, ORCL_DAILY, REPO_ROOT
+from ntrader_pipeline_tests.support import AAPL_MINUTE, NVDA_DAILY, ORCL_DAILY, REPO_ROOT
 
 SHIPPED = ["pyproject.toml", "workspace.yaml", "dagster.yaml", "ntrader_pipeline", "strategy_configs"]
 
@@ -44,6 +44,7 @@ def ntrader(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # the demo in fresh processes
 def test_demo_from_a_fresh_copy(repo_copy, monkeypatch):
     done = ntrader(repo_copy, "demo")
     assert done.returncode == 0, done.stderr
@@ -151,6 +152,7 @@ def test_user_mistakes_exit_non_zero_with_one_line_reason(cli_home, args, reason
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # two backfills in fresh processes
 def test_a_backfill_on_two_processes_stores_what_one_process_stores(tmp_path):
     """``--jobs 2`` splits the partitions between two fresh processes; each partition is run once,
     and its figures equal a one-process backfill's."""
@@ -175,12 +177,12 @@ def test_a_backfill_on_two_processes_stores_what_one_process_stores(tmp_path):
     ntrader_here("backtest", "backfill", "--jobs", "1", "--start", "2010-01-01")
 
     warehouse = Warehouse.open(f"sqlite:///{tmp_path / 'home' / 'warehouse.sqlite'}")
-    runs: dict[tuple[str, str], list[dict]] = {}
+    runs: dict[tuple[str, str], list] = {}
     for run in warehouse.list_results():
-        runs.setdefault((run["strategy"], run["symbol"]), []).append(run)
+        runs.setdefault((run.record.strategy, run.record.symbol), []).append(run)
     strategies = sorted(p.stem for p in (REPO_ROOT / "strategy_configs").glob("*.yaml"))
     assert sorted(runs) == sorted((s, x) for s in strategies for x in ("NVDA", "ORCL"))
     for (strategy, symbol), (one, two) in runs.items():  # newest first: the one-process run, then two
-        assert one["data_hash"] == two["data_hash"]
-        figures = [{k: v for k, v in run["metrics"].items() if k != "run_id"} for run in (one, two)]
+        assert one.record.data_hash == two.record.data_hash
+        figures = [{k: v for k, v in run.metrics.items() if k != "run_id"} for run in (one, two)]
         assert figures[0] == figures[1] and figures[0]["bars"] > 0, (strategy, symbol)

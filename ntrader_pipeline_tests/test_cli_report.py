@@ -18,7 +18,7 @@ from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.reports import REPORT_FILES
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, point_settings_at
+from ntrader_pipeline_tests.support import ORCL_DAILY, point_settings_at
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.strategies import REGISTRY
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.settings import Settings, get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 
 
 def ntrader(*args: str):
@@ -88,10 +88,10 @@ def test_run_config_stores_the_run_like_every_other(orcl_home, tmp_path):
     assert ntrader("strategy", "create", "--type", "momentum", "--output", str(path)).exit_code == 0
     run_id = run_config(str(path), "--symbol", "orcl", "--start", "1995-03-01")
     run = Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_id)
-    assert run["strategy"] == "my_momentum" and run["symbol"] == "ORCL"
-    assert run["config"]["strategy"] == "momentum"
-    assert run["start"].date().isoformat() >= "1995-03-01"
-    assert (Path(run["report_dir"]) / "metrics.json").exists()
+    assert run.strategy == "my_momentum" and run.symbol == "ORCL"
+    assert run.config["strategy"] == "momentum"
+    assert run.start.date().isoformat() >= "1995-03-01"
+    assert (Path(run.report_dir) / "metrics.json").exists()
     assert partition_of(run_id) == "_file|ORCL"
 
 
@@ -104,7 +104,7 @@ def test_triggered_risk_control_reaches_the_report(orcl_home, tmp_path):
     path = tmp_path / "capped.yaml"
     path.write_text("strategy: sma_crossover\nbacktest:\n  risk:\n    max_position_shares: 100\n")
     run = Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_config(str(path), "--symbol", "ORCL"))
-    report = Path(run["report_dir"])
+    report = Path(run.report_dir)
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["risk_controls_triggered"] == len(metrics["risk_events"]) > 0
     assert metrics["risk_events"][0]["control"] == "max_position_shares"
@@ -119,7 +119,10 @@ def test_validate_reports_every_bad_file_and_exits_non_zero(ntrader_home, tmp_pa
     result = ntrader("strategy", "validate", str(good), str(bad))
     assert result.exit_code == 1
     assert f"ok: {good}" in result.stdout
-    assert result.stderr.strip() == f"invalid: {bad}: config.rsi_period: Expected `int`, got `str`"
+    assert result.stderr.splitlines() == [
+        f"{bad}:3:15: config.rsi_period: Expected `int`, got `str`",
+        "1 problem in 1 of 2 files",
+    ]
 
 
 def test_validate_lists_every_problem_of_a_file_in_one_pass(ntrader_home, tmp_path):
@@ -133,11 +136,12 @@ def test_validate_lists_every_problem_of_a_file_in_one_pass(ntrader_home, tmp_pa
     result = ntrader("strategy", "validate", str(bad))
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        f"invalid: {bad}: backtest.timeframe: Input should be '1MIN', '5MIN', '1HOUR' or 'DAILY'",
-        f"invalid: {bad}: backtest.starting_balance: Input should be greater than 0",
-        f"invalid: {bad}: config.rsi_period: Expected `int`, got `str`",
-        f"invalid: {bad}: config.oversold: Expected `float`, got `str`",
-        f"invalid: {bad}: config.bogus: Object contains unknown field `bogus`",
+        f"{bad}:2:22: config.rsi_period: Expected `int`, got `str`",
+        f"{bad}:2:42: config.oversold: Expected `float`, got `str`",
+        f"{bad}:2:47: config.bogus: unknown parameter (see `ntrader strategy list`)",
+        f"{bad}:3:23: backtest.timeframe: Input should be '1MIN', '5MIN', '1HOUR' or 'DAILY'",
+        f"{bad}:3:49: backtest.starting_balance: Input should be greater than 0",
+        "5 problems in 1 of 1 file",
     ]
 
 
@@ -147,7 +151,7 @@ def test_run_config_refuses_a_module_off_the_allowlist_before_running(ntrader_ho
     result = ntrader("backtest", "run-config", str(path), "--symbol", "ORCL")
     assert result.exit_code == 1
     assert result.stderr.startswith(
-        f"error: {path}: strategy_path: module 'os' is not on the strategy module allowlist"
+        f"error: {path}:1:16: strategy_path: module 'os' is not on the strategy module allowlist"
     )
     assert "Traceback" not in result.output
     assert not (ntrader_home.home_dir / "dagster").exists()  # refused before any run was started
@@ -173,7 +177,7 @@ def test_a_file_run_carries_the_file_in_its_run_config_not_its_path(orcl_home, t
     run_id = run_config(str(path), "--symbol", "ORCL")
     instance = DagsterInstance.get()
     dagster_run = instance.get_run_by_id(
-        Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_id)["dagster_run_id"]
+        Warehouse.open(orcl_home.resolved_warehouse_url).get_run(run_id).dagster_run_id
     )
     assert dagster_run.run_config["ops"]["backtest"]["config"]["spec_file"] == {"name": "travelling", "yaml": text}
     assert str(tmp_path) not in json.dumps(dagster_run.run_config)
@@ -185,4 +189,4 @@ def test_a_file_run_carries_the_file_in_its_run_config_not_its_path(orcl_home, t
         for m in again.asset_materializations_for_node("backtest")
         if m.asset_key == AssetKey("backtest")
     ]
-    assert Warehouse.open(orcl_home.resolved_warehouse_url).get_run(stored)["strategy"] == "travelling"
+    assert Warehouse.open(orcl_home.resolved_warehouse_url).get_run(stored).strategy == "travelling"

@@ -14,10 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
-from ntrader_pipeline_tests.conftest import NVDA_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import NVDA_DAILY, STRATEGY_CONFIGS
 
 SYMBOLS = [f"SYM{n}" for n in range(7)]
 HANG = 600  # seconds: only a hang takes this long, even with eight processes on two cores
@@ -42,6 +43,7 @@ def start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # eight fresh processes
 def test_eight_commands_at_once_on_a_new_home_all_succeed(tmp_path: Path):
     bars = tmp_path / "bars.csv"
     bars.write_text("\n".join(NVDA_DAILY.read_text().splitlines()[:31]) + "\n")

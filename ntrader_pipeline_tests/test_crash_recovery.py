@@ -28,7 +28,7 @@ from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core import quality
 from ntrader_pipeline.core.bars import BarSeries, Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.support import ORCL_DAILY
 
 BAR_TYPE = "ORCL.XNAS-1-DAY-LAST-EXTERNAL"
 DRIVER = """
@@ -87,6 +87,7 @@ def kill_import(catalog: Path, url: str, csv: Path, phase: str) -> None:
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
 
 
+@pytest.mark.slow  # a process killed at each of 14 phases
 @pytest.mark.parametrize("phase", PHASES)
 def test_a_kill_at_any_phase_leaves_equal_stores_after_the_next_open(tmp_path, warehouse_url, phase) -> None:
     catalog = tmp_path / "catalog"
@@ -112,6 +113,7 @@ def test_a_kill_at_any_phase_leaves_equal_stores_after_the_next_open(tmp_path, w
         assert stored_content(reopened) == (new, new)
 
 
+@pytest.mark.slow  # a killed CLI process
 def test_f1_a_killed_cli_import_is_settled_by_the_next_backtest(tmp_path, ntrader_home, monkeypatch) -> None:
     """F1 through the real commands: `ntrader data import-csv` killed with the catalog swapped and the
     table not yet committed; the next `ntrader backtest run` reads the catalog, which must first be

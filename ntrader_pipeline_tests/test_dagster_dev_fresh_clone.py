@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ntrader_pipeline.pipeline import INSTANCE_YAML
-from ntrader_pipeline_tests.conftest import REPO_ROOT
+from ntrader_pipeline_tests.support import REPO_ROOT, free_port
 
 HANG = 600  # seconds: a code location loads in ~10 s on a quiet machine; only a hang takes this long
 LOCATIONS = (
@@ -53,12 +52,7 @@ def graphql(port: int, query: str) -> dict:
         return json.loads(response.read())["data"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
+@pytest.mark.slow  # a real dagster dev
 def test_dagster_dev_serves_after_copying_env_example_on_a_fresh_clone(tmp_path: Path):
     clone = clone_like(tmp_path / "clone")
     shutil.copy(clone / ".env.example", clone / ".env")

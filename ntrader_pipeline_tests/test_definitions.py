@@ -11,7 +11,7 @@ from dagster import AssetKey, Definitions
 from ntrader_pipeline.definitions import BACKTEST_JOB, build_definitions
 from ntrader_pipeline.pipeline import prepare_dagster_home
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import REPO_ROOT
+from ntrader_pipeline_tests.support import REPO_ROOT
 
 
 def test_definitions_validate(ntrader_home):

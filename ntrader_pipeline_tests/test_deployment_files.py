@@ -8,7 +8,8 @@ import shutil
 import yaml
 from dagster import DagsterInstance, asset, materialize
 
-from ntrader_pipeline_tests.conftest import REPO_ROOT, set_deployment_postgres_env
+from ntrader_pipeline_tests.support import REPO_ROOT
+from ntrader_pipeline_tests.support.databases import set_deployment_postgres_env
 
 
 def test_compose_publishes_ports_on_loopback_only_and_gateway_under_a_profile():

@@ -18,7 +18,7 @@ from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.fills import open_times_ns
 from ntrader_pipeline.core.strategy_specs import load_spec, parse_spec
 from ntrader_pipeline.core.timeframes import Timeframe
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from ntrader_pipeline.adapters.warehouse.bulk import bar_text_columns
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.strategy_specs import StrategySpecError, check_spec, load_spec
 from ntrader_pipeline.core.validation import BarFileError
-from ntrader_pipeline_tests.conftest import STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import STRATEGY_CONFIGS
 
 CSV_SEED = (
     b"timestamp,open,high,low,close,volume\n"

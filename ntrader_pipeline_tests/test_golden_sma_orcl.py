@@ -20,7 +20,7 @@ from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.fills import open_times_ns
 from ntrader_pipeline.core.ledger import trade_ledger
 from ntrader_pipeline.core.strategy_specs import parse_spec
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.support import ORCL_DAILY
 
 SPEC = {
     "strategy": "sma_crossover",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -25,14 +26,16 @@ from sqlalchemy import select
 
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.cli.main import cli
+from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.paths import PathEscapeError, confined
+from ntrader_pipeline.core.quoting import EXCERPT_CHARS, shown_path
 from ntrader_pipeline.core.strategy_specs import StrategySpecError, check_spec, load_spec
 from ntrader_pipeline.core.symbols import SYMBOL_RULE, SymbolError, is_symbol
 from ntrader_pipeline.core.validation import BarFileError, BarProblem
 from ntrader_pipeline.definitions import INGEST_JOB
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, REPO_ROOT, STRATEGY_CONFIGS, point_settings_at
+from ntrader_pipeline_tests.support import ORCL_DAILY, REPO_ROOT, STRATEGY_CONFIGS, point_settings_at
 
 CORPUS = Path(__file__).parent / "corpus"
 CSV_EXPECTED: dict[str, list[list]] = json.loads((CORPUS / "csv" / "expected.json").read_text())
@@ -127,15 +130,57 @@ def test_corpus_yaml_is_refused_naming_the_file(name):
 
 
 def test_corpus_yaml_through_validate_and_run_config(pipeline):
-    """The CLI's two readers of strategy files refuse them with the same one-line reasons."""
+    """The CLI's two readers of strategy files refuse them with the same reasons, one line each."""
     files = sorted((CORPUS / "yaml").glob("*.yaml"))
     result = CliRunner().invoke(cli, ["strategy", "validate", *map(str, files)])
     assert result.exit_code == 1
-    assert result.stderr.splitlines() == [f"invalid: {YAML_EXPECTED[f.name].replace('{file}', str(f))}" for f in files]
+    lines = [line for f in files for line in YAML_EXPECTED[f.name].replace("{file}", str(f)).splitlines()]
+    assert result.stderr.splitlines() == [*lines, f"{len(lines)} problems in {len(files)} of {len(files)} files"]
+    for line in lines:  # every problem at its line and column, printable, short
+        assert re.match(r"^\S+\.yaml:\d+:\d+: ", line) and line.isprintable() and len(line) < 400, line
     deep = CORPUS / "yaml" / "01_deep_list.yaml"
     result = CliRunner().invoke(cli, ["backtest", "run-config", str(deep), "--symbol", "ORCL"])
     assert result.exit_code == 1
     assert result.stderr == f"error: {YAML_EXPECTED[deep.name].replace('{file}', str(deep))}\n"
+
+
+def test_csv_problems_quote_no_line_and_no_more_than_an_excerpt_of_a_cell():
+    """What the corpus files hold reaches no message: a line is never quoted, a cell only in part."""
+    values = [(name, problem[2]) for name, problems in CSV_EXPECTED.items() for problem in problems]
+    for name, value in values:
+        assert value is None or (len(value) <= EXCERPT_CHARS and value.isprintable()), (name, value)
+    environment = CORPUS / "csv" / "86_environment_block.csv"
+    with pytest.raises(BarFileError) as caught:
+        read_bar_csv(environment, "ORCL")
+    for variable in filter(None, environment.read_bytes().split(b"\0")):
+        assert variable.decode() not in str(caught.value)
+
+
+def test_a_symlink_to_a_private_file_is_refused_without_its_contents(pipeline, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("private")
+    secret = folder / "credentials"
+    secret.write_text("PGPASSWORD=never-printed-4c2f9\nDB_USER=admin\n")
+    secret.chmod(0o600)
+    link = folder / "bars.csv"
+    link.symlink_to(secret)
+    with pytest.raises(BarFileError) as caught:
+        pipeline.import_csv(link, "ORCL")
+    assert caught.value.problems == [
+        BarProblem(1, None, None, "no timestamp column (looked for timestamp, datetime, date, time and aliases)"),
+        BarProblem(1, None, None, "no column for open, high, low, close, volume"),
+    ]
+    assert "never-printed" not in str(caught.value) and "DB_USER" not in str(caught.value)
+
+
+def test_a_file_name_with_a_newline_keeps_each_problem_on_one_line(pipeline, tmp_path_factory):
+    path = tmp_path_factory.mktemp("names") / "ORCL\n2024.csv"
+    path.write_text("timestamp,open,high,low,close,volume\n2024-01-02,abc,186.5,184.75,185.95,100\n")
+    with pytest.raises(BarFileError) as caught:
+        pipeline.import_csv(path, "ORCL")
+    assert str(caught.value).splitlines() == [
+        f"{shown_path(path)}: no valid bars (1 problem); nothing was imported",
+        f"{shown_path(path)}:2 column 'open': value 'abc': not a number",
+    ]
 
 
 # --- symbols and paths -------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
+pytestmark = pytest.mark.slow  # a big import in a child process
+
 ROWS = 200_000
 GROWTH_LIMIT_MB = 250  # between what the import needs now (~145) and what it needed before (~360)
 

@@ -11,7 +11,7 @@ from nautilus_trader.serialization.arrow.serializer import ArrowSerializer
 from ntrader_pipeline.adapters.catalog import BarCatalog, bars_table
 from ntrader_pipeline.core.bars import BarSeries, Timeframe, to_nautilus_bars
 from ntrader_pipeline.core.csv_bars import read_bar_csv
-from ntrader_pipeline_tests.conftest import NVDA_DAILY
+from ntrader_pipeline_tests.support import NVDA_DAILY
 
 
 @pytest.mark.parametrize("precision", [0, 2, 6, 9])

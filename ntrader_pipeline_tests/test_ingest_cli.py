@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.bars import Timeframe
-from ntrader_pipeline_tests.conftest import AAPL_MINUTE, NVDA_DAILY, ORCL_DAILY
+from ntrader_pipeline_tests.support import AAPL_MINUTE, NVDA_DAILY, ORCL_DAILY
 
 AAPL_PROBLEM = f"{AAPL_MINUTE}:33 column 'high': value '191.25': high is below open, close or low"
 

@@ -18,7 +18,7 @@ from ntrader_pipeline.adapters.market_data_store import MarketDataStore
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.core.bars import BarSeries, Timeframe
 from ntrader_pipeline.core.csv_bars import read_bar_csv
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.support import ORCL_DAILY
 
 ORCL_LINES = ORCL_DAILY.read_text().splitlines()
 

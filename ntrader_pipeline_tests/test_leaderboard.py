@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
@@ -11,12 +12,14 @@ from dagster import AllPartitionMapping, AssetKey, instance_for_test, materializ
 from ntrader_pipeline.core.backtest import run_backtest
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.ledger import trade_ledger
-from ntrader_pipeline.core.metrics import KEY_METRICS, compute_metrics, equity_curve
+from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS, display, machine
+from ntrader_pipeline.core.metrics import compute_metrics, equity_curve
+from ntrader_pipeline.core.records import RunRecord
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.definitions import build_definitions
 from ntrader_pipeline.defs.analytics.assets import LEADERBOARD_FILE, leaderboard
 from ntrader_pipeline.defs.resources import PipelineStores
-from ntrader_pipeline_tests.conftest import NVDA_DAILY, ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import NVDA_DAILY, ORCL_DAILY, STRATEGY_CONFIGS
 
 
 @cache
@@ -29,21 +32,7 @@ def store_run(stores: PipelineStores, csv, symbol: str, end: date, run_id: str, 
     result = run_backtest(bars(csv, symbol), spec, stores.venue, run_id, None, end)
     ledger = trade_ledger(result.fills)
     metrics = compute_metrics(result, ledger)
-    record = {
-        "run_id": run_id,
-        "strategy": result.strategy,
-        "symbol": symbol,
-        "bar_type": result.bar_type,
-        "dagster_run_id": None,
-        "created_at": created_at,
-        "start": pd.Timestamp(result.start_ns, tz="UTC"),
-        "end": pd.Timestamp(result.end_ns, tz="UTC"),
-        "bar_count": result.bar_count,
-        "data_hash": result.data_hash,
-        "config": result.spec,
-        "versions": result.versions,
-        "report_dir": None,
-    }
+    record = replace(RunRecord.of_result(result, created_at=created_at), symbol=symbol)
     stores.warehouse().save_run(record, metrics, ledger.to_dict("records"), equity_curve(result))
     return metrics
 
@@ -65,8 +54,8 @@ def test_leaderboard_has_the_newest_run_per_strategy_and_symbol(ntrader_home):
     assert list(table["sharpe_ratio"]) == sorted(table["sharpe_ratio"], reverse=True)
     by_run = table.set_index("run_id")
     for run_id, metrics in (("orcl_new", orcl), ("nvda", nvda)):
-        for name in KEY_METRICS:
-            assert by_run.loc[run_id, name] == metrics[name], (run_id, name)
+        for name in HEADLINE_METRICS:  # the file carries the values (to 10 decimals), counts as integers
+            assert by_run.loc[run_id, name] == machine(name, metrics[name]), (run_id, name)
 
     metadata = result.asset_materializations_for_node("leaderboard")[0].metadata
     assert metadata["rows"].value == 2
@@ -102,7 +91,7 @@ def test_leaderboard_builds_when_the_newest_run_has_no_losing_trade(ntrader_home
         r.data["run_id"]: r.data
         for r in result.asset_materializations_for_node("leaderboard")[0].metadata["leaderboard"].records
     }
-    assert records["orcl_wins_only"]["profit_factor"] is None
-    assert records["nvda"]["profit_factor"] == loser["profit_factor"]
+    assert records["orcl_wins_only"]["profit_factor"] is None  # a blank cell
+    assert records["nvda"]["profit_factor"] == display("profit_factor", loser["profit_factor"])
     table = pd.read_csv(ntrader_home.resolved_reports_dir / LEADERBOARD_FILE).set_index("run_id")
     assert pd.isna(table.loc["orcl_wins_only", "profit_factor"])

@@ -9,11 +9,12 @@ import pytest
 from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.core.records import Backtested, Failed
 from ntrader_pipeline.defs.backtests.assets import build_backtest_assets
 from ntrader_pipeline.defs.market_data.assets import csv_bars
 from ntrader_pipeline.defs.partitions import backtest_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
-from ntrader_pipeline_tests.conftest import NVDA_DAILY, ORCL_DAILY
+from ntrader_pipeline_tests.support import NVDA_DAILY, ORCL_DAILY
 
 BACKTEST = ["backtest", "trade_ledger", "backtest_metrics", "backtest_report"]
 BACKTEST_ASSETS = build_backtest_assets(backtest_partitions(["sma_crossover"]))
@@ -44,7 +45,7 @@ def test_ingest_then_backtest_one_partition(ntrader_home):
     # fractions show as percent to 2 decimals, still a number Dagster can plot
     assert event.asset_materialization.metadata["total_return %"].value == round(metrics["total_return"] * 100, 2)
     stored = warehouse.get_run(metrics["run_id"])
-    assert stored["strategy"] == "sma_crossover" and stored["symbol"] == "ORCL" and stored["bar_count"] == 5036
+    assert stored.strategy == "sma_crossover" and stored.symbol == "ORCL" and stored.bar_count == 5036
     assert len(warehouse.get_trades(metrics["run_id"])) == 97
     assert warehouse.get_metrics(metrics["run_id"])["total_return"] == pytest.approx(metrics["total_return"])
     report_dir = ntrader_home.resolved_reports_dir / metrics["run_id"]
@@ -90,7 +91,7 @@ def test_a_batch_run_records_every_partition_on_its_own(ntrader_home):
             pipeline.import_csv(path, symbol)
         pipeline.add_symbols(["MSFT"])  # a partition without bars
         outcome = pipeline.run_backtests("sma_crossover", ["ORCL", "NVDA"], end=date(1999, 12, 31))
-        assert {s: m["symbol"] for s, m in outcome.items()} == {"ORCL": "ORCL", "NVDA": "NVDA"}
+        assert {s: m.metrics["symbol"] for s, m in outcome.items()} == {"ORCL": "ORCL", "NVDA": "NVDA"}
         runs = instance.get_run_records()
         assert len(runs) == 3  # two imports, one backtest run for both partitions
         for asset in BACKTEST:
@@ -98,19 +99,21 @@ def test_a_batch_run_records_every_partition_on_its_own(ntrader_home):
             by_partition = {e.asset_materialization.partition: e.asset_materialization.metadata for e in events}
             assert sorted(by_partition) == ["sma_crossover|NVDA", "sma_crossover|ORCL"], asset
             assert {md["run_id"].value for md in by_partition.values()} == {
-                outcome["ORCL"]["run_id"],
-                outcome["NVDA"]["run_id"],
+                outcome["ORCL"].metrics["run_id"],
+                outcome["NVDA"].metrics["run_id"],
             }
         metrics = {
             e.asset_materialization.partition: e.asset_materialization.metadata["trade_count"].value
             for e in instance.fetch_materializations(AssetKey("backtest_metrics"), limit=10).records
         }
-        assert metrics == {f"sma_crossover|{s}": outcome[s]["trade_count"] for s in ("ORCL", "NVDA")}
+        assert metrics == {f"sma_crossover|{s}": outcome[s].metrics["trade_count"] for s in ("ORCL", "NVDA")}
 
         mixed = pipeline.run_backtests("momentum", ["NVDA", "MSFT"], end=date(1999, 12, 31))
-        assert not isinstance(mixed["NVDA"], str), mixed
-        assert mixed["NVDA"]["symbol"] == "NVDA"
-        assert mixed["MSFT"].startswith("the catalog has no DAILY bars for MSFT")
+        assert isinstance(mixed["NVDA"], Backtested), mixed
+        assert mixed["NVDA"].metrics["symbol"] == "NVDA"
+        assert isinstance(mixed["MSFT"], Failed) and mixed["MSFT"].reason.startswith(
+            "the catalog has no DAILY bars for MSFT"
+        )
         recorded = {
             e.asset_materialization.partition
             for e in instance.fetch_materializations(AssetKey("backtest_report"), limit=10).records

@@ -16,7 +16,7 @@ from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.ledger import trade_ledger
 from ntrader_pipeline.core.metrics import compute_metrics, daily_returns, equity_curve, metric_differences
 from ntrader_pipeline.core.strategy_specs import load_spec
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 
 NO_FILLS = pd.DataFrame(columns=FILL_COLUMNS)
 

@@ -31,7 +31,7 @@ from ntrader_pipeline.core.reports import REPORT_FILES
 from ntrader_pipeline.definitions import build_definitions
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.support import ORCL_DAILY
 from ntrader_pipeline_tests.test_crash_recovery import BAR_TYPE, expected_hash, repriced, stored_content
 
 S3_VARIABLES = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -18,24 +19,16 @@ from ntrader_pipeline.core.backtest import run_backtest
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.ledger import LEDGER_COLUMNS, trade_ledger
 from ntrader_pipeline.core.metrics import compute_metrics, equity_curve
+from ntrader_pipeline.core.records import RunRecord
 from ntrader_pipeline.core.reports import REPORT_FILES, ReportWriteError, render, write_reports
 from ntrader_pipeline.core.strategy_specs import load_spec, parse_spec
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 
 END = date(1997, 12, 31)  # the SMA crossover is flat again by then: every fill is in a round trip
 
 
-def record_for(result) -> dict:
-    return {
-        "run_id": result.run_id,
-        "strategy": result.strategy,
-        "symbol": result.symbol,
-        "bar_type": result.bar_type,
-        "bar_count": result.bar_count,
-        "data_hash": result.data_hash,
-        "config": result.spec,
-        "versions": result.versions,
-    }
+def record_for(result) -> RunRecord:
+    return RunRecord.of_result(result)
 
 
 def export(result, directory):
@@ -243,6 +236,6 @@ def test_numbers_people_read_carry_no_float_noise_and_no_cut_timestamps(orcl_exp
 def test_a_name_with_brackets_is_printed_as_written(orcl_export):
     result, _ = orcl_export
     ledger = trade_ledger(result.fills)
-    record = {**record_for(result), "strategy": "sma[fast_period=10,slow_period=30]"}
+    record = replace(record_for(result), strategy="sma[fast_period=10,slow_period=30]")
     text = render("text", record, compute_metrics(result, ledger), ledger, equity_curve(result))
     assert "sma[fast_period=10,slow_period=30] on ORCL" in text

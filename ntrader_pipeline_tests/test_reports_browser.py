@@ -25,6 +25,7 @@ from ntrader_pipeline.core.backtest import run_backtest
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.ledger import trade_ledger
 from ntrader_pipeline.core.metrics import compute_metrics, equity_curve, own_benchmark
+from ntrader_pipeline.core.records import RunRecord
 from ntrader_pipeline.core.reports import write_reports
 from ntrader_pipeline.core.research import (
     overfitting_summary,
@@ -35,7 +36,9 @@ from ntrader_pipeline.core.research import (
 )
 from ntrader_pipeline.core.research_report import write_sweep_reports, write_walk_forward_reports
 from ntrader_pipeline.core.strategy_specs import load_spec, parse_spec
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
+
+pytestmark = pytest.mark.slow  # a headless Chromium
 
 TEARSHEET_CHARTS = {
     "equity",
@@ -176,19 +179,9 @@ def pages(tmp_path_factory):
         date(2006, 12, 31),
     )
     ledger = trade_ledger(result.fills)
-    record = {
-        "run_id": result.run_id,
-        "strategy": result.strategy,
-        "symbol": result.symbol,
-        "bar_type": result.bar_type,
-        "bar_count": result.bar_count,
-        "data_hash": result.data_hash,
-        "config": result.spec,
-        "versions": result.versions,
-    }
     write_reports(
         folder / "run",
-        record,
+        RunRecord.of_result(result),
         compute_metrics(result, ledger),
         ledger,
         equity_curve(result),

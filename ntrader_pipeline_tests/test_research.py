@@ -19,7 +19,7 @@ from ntrader_pipeline.core.metrics import compute_metrics, daily_returns, equity
 from ntrader_pipeline.core.overfitting import deflated_sharpe_ratio, probability_of_backtest_overfitting
 from ntrader_pipeline.core.research import exchange_days, overfitting_summary, run_sweep, run_walk_forward, sweep_rows
 from ntrader_pipeline.core.strategy_specs import parse_spec
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.support import ORCL_DAILY
 from ntrader_pipeline_tests.test_overfitting import pandas_pbo, scipy_dsr
 
 GRID = {"fast_period": [5, 10], "slow_period": [20, 40]}

@@ -17,10 +17,10 @@ from sqlalchemy import update
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.adapters.warehouse.tables import backtest_runs
 from ntrader_pipeline.cli.main import cli
-from ntrader_pipeline.core.metrics import KEY_METRICS
+from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS
 from ntrader_pipeline.pipeline import Pipeline, strategy_file_config
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, point_settings_at
+from ntrader_pipeline_tests.support import ORCL_DAILY, point_settings_at
 
 SWEEP_FILE = """\
 strategy: sma_crossover
@@ -74,7 +74,7 @@ def test_sweep_prints_every_set_ranked_with_params_run_id_and_key_metrics(home, 
     assert sorted(r["key"] for r in rows) == sorted(KEYS)
     for row in rows:
         assert set(row["params"]) == {"fast_period", "slow_period"} and row["symbol"] == "ORCL"
-        assert set(KEY_METRICS) <= set(row) and len(row["run_id"]) == 12
+        assert set(HEADLINE_METRICS) <= set(row) and len(row["run_id"]) == 12
         assert 0 <= row["pbo"] <= 1 and 0 <= row["dsr"] <= 1
     sharpes = [r["sharpe_ratio"] for r in rows]
     assert sharpes == sorted(sharpes, reverse=True) and [r["rank"] for r in rows] == [1, 2, 3, 4]
@@ -83,10 +83,7 @@ def test_sweep_prints_every_set_ranked_with_params_run_id_and_key_metrics(home, 
     warehouse = Warehouse.open(get_settings().resolved_warehouse_url)
     for row in rows:
         stored = warehouse.get_run(row["run_id"])
-        assert (
-            stored["strategy"] == row["key"]
-            and stored["config"]["config"]["fast_period"] == row["params"]["fast_period"]
-        )
+        assert stored.strategy == row["key"] and stored.config["config"]["fast_period"] == row["params"]["fast_period"]
         assert warehouse.get_metrics(row["run_id"])["sharpe_ratio"] == pytest.approx(row["sharpe_ratio"], rel=1e-9)
 
 
@@ -117,7 +114,7 @@ def test_one_set_rerun_alone_as_its_partition_gives_the_same_numbers(home, swept
     )
     metrics = result.output_for_node("sweep_backtest")
     assert metrics["run_id"] != best["run_id"]
-    for name in KEY_METRICS:
+    for name in HEADLINE_METRICS:
         assert metrics[name] == pytest.approx(best[name], rel=1e-9, abs=1e-12), name
 
 
@@ -150,7 +147,7 @@ def test_walk_forward_prints_windows_and_a_stitched_stored_run(home, walked):
 def test_a_walk_forward_run_reproduces_as_a_walk_forward_with_the_same_windows_and_picks(home, walked):
     run_id = walked["run_id"]
     stored = Warehouse.open(get_settings().resolved_warehouse_url).get_run(run_id)
-    research = stored["config"]["research"]
+    research = stored.config["research"]
     assert research["kind"] == "walk_forward" and research["bars"] == ["2004-01-02", "2008-12-31"]
     assert [w["key"] for w in research["windows"]] == [w["key"] for w in walked["windows"]]
     again = ntrader("backtest", "reproduce", run_id)
@@ -162,7 +159,7 @@ def test_a_walk_forward_run_reproduces_as_a_walk_forward_with_the_same_windows_a
 def test_a_walk_forward_whose_stored_pick_differs_does_not_reproduce_and_names_the_window(home, walked):
     run_id = walked["run_id"]
     warehouse = Warehouse.open(get_settings().resolved_warehouse_url)
-    config = warehouse.get_run(run_id)["config"]
+    config = warehouse.get_run(run_id).config
     original = json.loads(json.dumps(config))
     first = config["research"]["windows"][0]
     first["key"] = next(k for k in KEYS if k != first["key"])
@@ -195,8 +192,8 @@ def test_a_next_open_run_stores_its_fill_mode_and_reproduces(home):
     assert done.exit_code == 0, done.output
     run_id = done.stdout.strip().splitlines()[-1]
     stored = Warehouse.open(get_settings().resolved_warehouse_url).get_run(run_id)
-    assert stored["config"]["backtest"]["fill"] == "next_open"
-    assert stored["versions"]["fills"] == "market orders decided on a bar fill at the next bar's open"
+    assert stored.config["backtest"]["fill"] == "next_open"
+    assert stored.versions["fills"] == "market orders decided on a bar fill at the next bar's open"
     again = ntrader("backtest", "reproduce", run_id)
     assert again.exit_code == 0 and "reproduced" in again.output, again.output
 

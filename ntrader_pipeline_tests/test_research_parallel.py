@@ -19,8 +19,8 @@ from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.parallel import JobFailed, WorkerPool
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS, point_settings_at
 from ntrader_pipeline_tests.pool_jobs import die_in_a_worker_on_seven, fail_on_one_and_five, square_plus
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS, point_settings_at
 
 SPEC = """\
 strategy: sma_crossover
@@ -121,7 +121,7 @@ def same_run(warehouse: Warehouse, one: str, other: str) -> None:
     pd.testing.assert_frame_equal(e1, e2, check_exact=True)
     r1, r2 = warehouse.get_run(one), warehouse.get_run(other)
     for name in ("strategy", "symbol", "bar_type", "start", "end", "bar_count", "data_hash", "config", "versions"):
-        assert r1[name] == r2[name], name
+        assert getattr(r1, name) == getattr(r2, name), name
 
 
 def test_a_sweep_on_two_processes_stores_exactly_what_one_process_stores(home):

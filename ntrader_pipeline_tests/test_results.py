@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
@@ -13,9 +14,10 @@ from ntrader_pipeline.core.backtest import run_backtest
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.ledger import trade_ledger
 from ntrader_pipeline.core.metrics import compute_metrics, equity_curve
+from ntrader_pipeline.core.records import RunRecord
 from ntrader_pipeline.core.reports import render
 from ntrader_pipeline.core.strategy_specs import load_spec
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS
 
 
 @pytest.fixture(scope="module")
@@ -27,27 +29,13 @@ def orcl_result():
     return result, ledger, compute_metrics(result, ledger)
 
 
-def record_for(result, run_id: str, created_at: datetime) -> dict:
-    return {
-        "run_id": run_id,
-        "strategy": result.strategy,
-        "symbol": result.symbol,
-        "bar_type": result.bar_type,
-        "dagster_run_id": None,
-        "created_at": created_at,
-        "start": pd.Timestamp(result.start_ns, tz="UTC").to_pydatetime(),
-        "end": pd.Timestamp(result.end_ns, tz="UTC").to_pydatetime(),
-        "bar_count": result.bar_count,
-        "data_hash": result.data_hash,
-        "config": result.spec,
-        "versions": result.versions,
-        "report_dir": None,
-    }
+def record_for(result, run_id: str, created_at: datetime) -> RunRecord:
+    return replace(RunRecord.of_result(result, created_at=created_at), run_id=run_id)
 
 
-def save(warehouse: Warehouse, orcl_result, run_id: str, created_at: datetime, symbol: str = "ORCL") -> dict:
+def save(warehouse: Warehouse, orcl_result, run_id: str, created_at: datetime, symbol: str = "ORCL") -> RunRecord:
     result, ledger, metrics = orcl_result
-    record = {**record_for(result, run_id, created_at), "symbol": symbol}
+    record = replace(record_for(result, run_id, created_at), symbol=symbol)
     warehouse.save_run(
         record, {**metrics, "run_id": run_id, "symbol": symbol}, ledger.to_dict("records"), equity_curve(result)
     )
@@ -57,8 +45,9 @@ def save(warehouse: Warehouse, orcl_result, run_id: str, created_at: datetime, s
 def test_a_stored_run_reads_back_exactly(warehouse_url, orcl_result):
     result, ledger, metrics = orcl_result
     warehouse = Warehouse.open(warehouse_url)
-    save(warehouse, orcl_result, "stored1", datetime.now(UTC))
+    saved = save(warehouse, orcl_result, "stored1", datetime.now(UTC))
     stored = load_run(warehouse, "stored1")
+    assert stored.record == saved  # every field, the times as aware UTC datetimes
 
     assert stored.metrics == metrics  # floats round-trip exactly, counts come back as ints, order kept
     assert list(stored.metrics) == list(metrics)
@@ -83,12 +72,13 @@ def test_latest_results_keep_the_newest_run_per_strategy_and_symbol(warehouse_ur
     save(warehouse, orcl_result, "new", now - timedelta(hours=1))
     save(warehouse, orcl_result, "other", now, symbol="NVDA")
     latest = warehouse.latest_results()
-    assert [(r["strategy"], r["symbol"], r["run_id"]) for r in latest] == [
+    assert [(r.record.strategy, r.record.symbol, r.record.run_id) for r in latest] == [
         ("sma_crossover", "NVDA", "other"),
         ("sma_crossover", "ORCL", "new"),
     ]
-    assert latest[1]["metrics"]["trade_count"] == orcl_result[2]["trade_count"]
-    assert [r["run_id"] for r in warehouse.list_results(symbol="orcl")] == ["new", "old"]
+    assert latest[1].metrics["trade_count"] == orcl_result[2]["trade_count"]
+    assert type(latest[1].metrics["trade_count"]) is int  # stored as a float, read back as the count it is
+    assert [r.record.run_id for r in warehouse.list_results(symbol="orcl")] == ["new", "old"]
     assert warehouse.list_results(strategy="nope") == []
 
 

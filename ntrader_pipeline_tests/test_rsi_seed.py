@@ -12,7 +12,7 @@ from ntrader_pipeline.core.backtest import run_backtest
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.indicators import ClassicWilderRSI
 from ntrader_pipeline.core.strategy_specs import StrategySpecError, parse_spec
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.support import ORCL_DAILY
 
 
 def test_classic_seed_by_hand():

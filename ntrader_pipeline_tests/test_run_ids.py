@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dagster import DagsterRun
 
-from ntrader_pipeline.defs.backtests.assets import run_ids
+from ntrader_pipeline.defs.runs import run_ids
 
 
 def test_a_retry_gets_the_first_attempts_ids_and_another_run_gets_new_ones():

@@ -39,7 +39,7 @@ from ntrader_pipeline.defs.resources import (
 )
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import Settings, get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, REPO_ROOT
+from ntrader_pipeline_tests.support import ORCL_DAILY, REPO_ROOT
 
 MARK = "s3cretMARKER"
 
@@ -250,6 +250,7 @@ RESOURCES = """{ allTopLevelResourceDetailsOrError(repositorySelector: {reposito
   configuredValues { key value type } configFields { name defaultValueAsJson } } } } }"""
 
 
+@pytest.mark.slow  # a real webserver
 def test_the_ui_shows_the_compose_warehouse_password_by_name_only(postgres_url, tmp_path):
     url = make_url(postgres_url)
     dotenv = {**SECRETS, "POSTGRES_USER": url.username, "POSTGRES_DB": url.database}

@@ -25,7 +25,7 @@ from ntrader_pipeline.core.inbox import SETTLE_SECONDS, file_key, symbol_from_na
 from ntrader_pipeline.definitions import INGEST_JOB, build_definitions
 from ntrader_pipeline.defs.market_data.sensors import INBOX_FILE_TAG, INBOX_KEY_TAG, file_inbox_run
 from ntrader_pipeline.settings import Settings
-from ntrader_pipeline_tests.conftest import AAPL_MINUTE, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import AAPL_MINUTE, STRATEGY_CONFIGS
 
 BAD_LINE = 33  # the AAPL sample's bar with open 191.40 above high 191.25
 

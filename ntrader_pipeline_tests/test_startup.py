@@ -11,7 +11,7 @@ import sys
 
 from ntrader_pipeline.cli.results import SORT_CHOICES
 from ntrader_pipeline.core.metric_display import SORT_KEYS
-from ntrader_pipeline_tests.conftest import REPO_ROOT
+from ntrader_pipeline_tests.support import REPO_ROOT
 
 HEAVY = ("dagster", "nautilus_trader", "pandas", "sqlalchemy", "matplotlib", "s3fs", "botocore", "aiobotocore", "boto3")
 

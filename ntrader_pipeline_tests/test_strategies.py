@@ -16,8 +16,8 @@ import pytest
 from ntrader_pipeline.core.backtest import run_backtest
 from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.strategy_specs import load_spec
-from ntrader_pipeline_tests.conftest import NVDA_DAILY, ORCL_DAILY, STRATEGY_CONFIGS
 from ntrader_pipeline_tests.strategy_series import VENUE, bar_index, daily_series, run
+from ntrader_pipeline_tests.support import NVDA_DAILY, ORCL_DAILY, STRATEGY_CONFIGS
 
 ZERO_FEES = {"fees": {"model": "zero"}}
 

@@ -23,8 +23,8 @@ from ntrader_pipeline.core.strategy_specs import (
     spec_from_text,
 )
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import STRATEGY_CONFIGS
 from ntrader_pipeline_tests.strategy_series import VENUE, daily_series
+from ntrader_pipeline_tests.support import STRATEGY_CONFIGS
 
 SHIPPED = sorted(STRATEGY_CONFIGS.glob("*.yaml"))
 
@@ -52,14 +52,17 @@ def write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
     [
         ("strategy: nope\n", "unknown strategy 'nope'; registered: sma_crossover"),
         ("strategy: sma_crossover\nconfig:\n  fast_period: ten\n", "config.fast_period: Expected `int`, got `str`"),
-        ("strategy: sma_crossover\nconfig:\n  fastperiod: 5\n", "config.fastperiod: Object contains unknown field"),
+        (
+            "strategy: sma_crossover\nconfig:\n  fastperiod: 5\n",
+            "config.fastperiod: unknown parameter (see `ntrader strategy list`)",
+        ),
         (
             "strategy: sma_crossover\nconfig:\n  fast_period: 40\n",
-            "config: fast_period must be positive and below slow_period",
+            "config.fast_period: fast_period must be positive and below slow_period",
         ),
         (
             "strategy: momentum\nconfig:\n  oversold: 0.3\n  overbought: 0.7\n",
-            "config: overbought 0.7 looks like the 0–1 scale; thresholds are RSI on the 0–100 scale: "
+            "config.overbought: overbought 0.7 looks like the 0–1 scale; thresholds are RSI on the 0–100 scale: "
             "did you mean 30 and 70?",
         ),
         ("strategy: mean_reversion\nconfig:\n  k: -1\n", "k (band width in standard deviations) must be positive"),
@@ -81,17 +84,21 @@ def write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
         ),
         (
             "strategy: momentum\nbacktest:\n  risk:\n    max_lots: 3\n",
-            "backtest.risk.max_lots: Extra inputs are not permitted",
+            "backtest.risk.max_lots: unknown key; backtest.risk takes max_position_shares, max_notional_per_order, "
+            "max_drawdown_pct",
         ),
-        ("strategy: momentum\nbacktest:\n  start: 2020-02-01\n  end: 2020-01-01\n", "start must not be after end"),
+        (
+            "strategy: momentum\nbacktest:\n  start: 2020-02-01\n  end: 2020-01-01\n",
+            "backtest.end: the end (2020-01-01) is before the start (2020-02-01)",
+        ),
         (
             "strategy: momentum\nstrategy_path: a.b:C\nconfig_path: a.b:D\n",
-            "give either strategy or strategy_path + config_path",
+            "strategy_path: give either strategy or strategy_path + config_path, not both",
         ),
         ("strategy_path: a.b:C\n", "or both strategy_path and config_path"),
-        ("strategy_path: ../evil:C\nconfig_path: a:B\n", "strategy_path must look like 'package.module:ClassName'"),
+        ("strategy_path: ../evil:C\nconfig_path: a:B\n", "strategy_path: must look like 'package.module:ClassName'"),
         ("strategy: momentum\nconfig:\n  equity_percent: 100\n", "config.equity_percent: 100 leaves no room for fees"),
-        ("- strategy: momentum\n", "expected a mapping at the top level"),
+        ("- strategy: momentum\n", "expected a mapping of settings at the top level"),
         ("strategy: [momentum\n", "not valid YAML"),
         ("name: other\nstrategy: momentum\n", "name: the file name is the strategy's name"),
     ],
@@ -100,13 +107,15 @@ def test_bad_file_names_file_key_and_reason(tmp_path, text, expected):
     path = write(tmp_path, text)
     with pytest.raises(StrategySpecError) as error:
         load_spec(path)
-    assert re.match(rf"{re.escape(str(path))}(:\d+:\d+)?: ", str(error.value))  # YAML syntax: with line:column
+    assert re.match(rf"{re.escape(str(path))}:\d+:\d+: ", str(error.value))  # every problem at its line:column
     assert expected in str(error.value)
 
 
 def test_yaml_tags_never_run_code(tmp_path):
     path = write(tmp_path, "strategy: !!python/object/apply:os.system ['echo pwned']\n")
-    with pytest.raises(StrategySpecError, match="not valid YAML"):
+    with pytest.raises(
+        StrategySpecError, match=r"bad\.yaml:1:11: strategy: tag '!!python/object/apply:os\.system' is not"
+    ):
         load_spec(path)
 
 
@@ -169,7 +178,9 @@ def test_user_strategy_refused_before_import_when_not_allowlisted(tmp_path, user
     with pytest.raises(StrategySpecError) as error:
         check_spec(spec, allowlist=["ntrader_pipeline"])
     message = str(error.value)
-    assert "custom.yaml: strategy_path:" in message and "not on the strategy module allowlist" in message
+    assert re.search(
+        r"custom\.yaml:1:16: strategy_path: module '\w+\.strategies' is not on the strategy module allowlist", message
+    )
     assert not marker.exists() and f"{name}.strategies" not in sys.modules
 
 
@@ -221,7 +232,7 @@ def test_user_config_is_validated_after_import(tmp_path, user_package):
     name, _ = user_package
     path = custom_yaml(tmp_path, f"{name}.strategies")
     path.write_text(path.read_text().replace("hold: true", "hold: maybe"))
-    with pytest.raises(StrategySpecError, match=r"custom.yaml: config.hold: Expected `bool`, got `str`"):
+    with pytest.raises(StrategySpecError, match=r"custom\.yaml:4:9: config\.hold: Expected `bool`, got `str`"):
         check_spec(load_spec(path), allowlist=[name])
 
 
@@ -237,7 +248,7 @@ def test_a_files_text_gives_the_files_spec_within_the_same_limits():
     assert (carried.name, carried.canonical()) == (read.name, read.canonical())
     with pytest.raises(StrategySpecError, match=r"^big\.yaml: larger than"):
         spec_from_text("big", "#" * ((1 << 20) + 1))
-    with pytest.raises(StrategySpecError, match=r"^deep\.yaml: nested more than 32 levels"):
+    with pytest.raises(StrategySpecError, match=r"^deep\.yaml:1:33: nested more than 32 levels"):
         spec_from_text("deep", "[" * 40 + "]" * 40)
     with pytest.raises(StrategySpecError, match=r"^bad\.yaml:1:"):
         spec_from_text("bad", "strategy: [unclosed")

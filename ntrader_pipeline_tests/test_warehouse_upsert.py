@@ -9,7 +9,7 @@ from sqlalchemy import select
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.core.bars import BarSeries
 from ntrader_pipeline.core.csv_bars import read_bar_csv
-from ntrader_pipeline_tests.conftest import ORCL_DAILY
+from ntrader_pipeline_tests.support import ORCL_DAILY
 
 BAR_TYPE = "ORCL.XNAS-1-DAY-LAST-EXTERNAL"
 

@@ -8,7 +8,8 @@ from dagster import DagsterInstance
 from sqlalchemy import inspect, text
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
-from ntrader_pipeline_tests.conftest import REPO_ROOT, set_deployment_postgres_env
+from ntrader_pipeline_tests.support import REPO_ROOT
+from ntrader_pipeline_tests.support.databases import set_deployment_postgres_env
 
 
 def test_warehouse_migrates_in_the_database_dagster_already_uses(postgres_url, tmp_path, monkeypatch):

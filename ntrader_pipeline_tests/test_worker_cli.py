@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.cli.worker import missing_worker_settings
-from ntrader_pipeline_tests.conftest import REPO_ROOT, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import REPO_ROOT, STRATEGY_CONFIGS
 
 SCALE_INSTANCE = REPO_ROOT / "deploy" / "dagster.scale.yaml"
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from ntrader_pipeline.cli.common import console, open_pipeline, parse_date, symbol_param
+from ntrader_pipeline.core.metric_registry import RANKABLE_METRICS, display, label
+from ntrader_pipeline.core.records import Failed, PartitionOutcome
 
 
 @click.group()
@@ -25,7 +27,8 @@ def run(strategy: str, symbol: str, start, end, timeframe: str | None) -> None:
     """Run one strategy on one symbol; prints the run id."""
     metrics = open_pipeline().run_backtest(strategy, symbol, start, end, timeframe)
     console.print(
-        f"run {metrics['run_id']}: total return {metrics['total_return']:.2%}, {metrics['trade_count']} trades"
+        f"run {metrics['run_id']}: total return {display('total_return', metrics['total_return'])}, "
+        f"{display('trade_count', metrics['trade_count'])} trades"
     )
     click.echo(metrics["run_id"])
 
@@ -66,30 +69,31 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end, 
 
     jobs = jobs or os.cpu_count() or 1
     shares = pipeline.backfill_shares(list(strategies), list(symbols), jobs)
-    results: dict[tuple[str, str], dict | str] = {}
+    results: dict[tuple[str, str], PartitionOutcome] = {}
     with showing_progress(), progress(len(strategies) * len(symbols), "backfill") as advance:
         for strategy, outcome in _backfill_shares(pipeline, shares, start, end, jobs):
-            for symbol, m in outcome.items():
-                results[strategy, symbol] = m
-                advance(f"{strategy}|{symbol}" + (" failed" if isinstance(m, str) else ""))
-    table = Table("strategy", "symbol", "run id", "total return", "Sharpe", "trades", "error")
+            for symbol, done in outcome.items():
+                results[strategy, symbol] = done
+                advance(f"{strategy}|{symbol}" + (" failed" if isinstance(done, Failed) else ""))
+    shown = ("total_return", "sharpe_ratio", "trade_count")
+    table = Table("strategy", "symbol", "run id", *map(label, shown), "error")
     failed = 0
     for strategy in strategies:
         for symbol in symbols:
-            m = results[strategy, symbol]
-            if isinstance(m, str):
+            done = results[strategy, symbol]
+            if isinstance(done, Failed):
                 failed += 1
-                table.add_row(strategy, symbol, "", "", "", "", m.splitlines()[0][:80])
+                table.add_row(strategy, symbol, "", *[""] * len(shown), done.reason.splitlines()[0][:80])
                 continue
-            sharpe = "n/a" if m["sharpe_ratio"] is None else f"{m['sharpe_ratio']:.2f}"
-            table.add_row(strategy, symbol, m["run_id"], f"{m['total_return']:.2%}", sharpe, str(m["trade_count"]), "")
+            m = done.metrics
+            table.add_row(strategy, symbol, m["run_id"], *(display(n, m[n]) for n in shown), "")
     console.print(table)
     if failed:
         raise click.ClickException(f"{failed} of {len(strategies) * len(symbols)} partitions failed")
 
 
 def _backfill_shares(pipeline, shares: list[tuple[str, list[str]]], start, end, jobs: int):
-    """Each share's ``(strategy, {symbol: metrics or why it failed})``, as shares finish.
+    """Each share's ``(strategy, {symbol: PartitionOutcome})``, as shares finish.
 
     This process, already started, runs shares itself; the other ``jobs - 1`` are fresh processes
     (spawned: no forked locks) that each start once and keep one share queued, so they never wait
@@ -120,7 +124,7 @@ def _backfill_shares(pipeline, shares: list[tuple[str, list[str]]], start, end, 
                 try:
                     yield strategy, future.result()
                 except Exception as exc:  # the process running it died: its partitions failed, the rest go on
-                    yield strategy, {symbol: f"the backfill process failed: {exc!r}" for symbol in symbols}
+                    yield strategy, {symbol: Failed(f"the backfill process failed: {exc!r}") for symbol in symbols}
 
 
 _share_pipeline = None  # one per pool process, opened once by ``_open_share_pipeline``
@@ -131,7 +135,7 @@ def _open_share_pipeline() -> None:
     _share_pipeline = open_pipeline()
 
 
-def _run_share(strategy: str, symbols: list[str], start, end) -> dict:
+def _run_share(strategy: str, symbols: list[str], start, end) -> dict[str, PartitionOutcome]:
     return _share_pipeline.run_backtests(strategy, symbols, start, end)
 
 
@@ -157,24 +161,10 @@ def run_config(file: str, symbol: str, start, end) -> None:
     pipeline = open_pipeline()
     metrics = pipeline.run_backtest(spec.name, symbol, start, end, spec_path=None if own_partition else path)
     console.print(
-        f"run {metrics['run_id']}: {spec.name} on {symbol.upper()}, total return {metrics['total_return']:.2%}, "
-        f"{metrics['trade_count']} trades"
+        f"run {metrics['run_id']}: {spec.name} on {symbol.upper()}, total return "
+        f"{display('total_return', metrics['total_return'])}, {display('trade_count', metrics['trade_count'])} trades"
     )
     click.echo(metrics["run_id"])
-
-
-SWEEP_METRICS = (
-    "total_return",
-    "cagr",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "calmar_ratio",
-    "max_drawdown",
-    "profit_factor",
-    "win_rate",
-    "alpha",
-    "information_ratio",
-)
 
 
 JOBS_HELP = (
@@ -194,6 +184,8 @@ def _checked_spec(file: str, jobs: int | None = None):
 
     spec = load_spec(file)
     check_spec(spec, settings.strategy_module_allowlist)  # refuse a bad file before starting a run
+    for line in spec.warnings:
+        click.echo(line, err=True)
     return spec
 
 
@@ -204,7 +196,7 @@ def _checked_spec(file: str, jobs: int | None = None):
 )
 @click.option(
     "--metric",
-    type=click.Choice(SWEEP_METRICS),
+    type=click.Choice(RANKABLE_METRICS),
     default=None,
     help="Metric that ranks the sets (default: the file's sweep metric, sharpe_ratio).",
 )
@@ -218,12 +210,12 @@ def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, f
     One Dagster run per symbol (the bars are read once); each set is stored as its own run and
     recorded as its own sweep_backtest partition. Prints the sets best first with the deflated
     Sharpe ratio and the probability of backtest overfitting; JSON is a list of sets with params,
-    run_id and every key metric.
+    run_id and every headline metric.
     """
     import json
 
     from ntrader_pipeline.cli.common import showing_progress
-    from ntrader_pipeline.core.reports import to_jsonable
+    from ntrader_pipeline.core.reports import machine_values, to_jsonable
 
     spec = _checked_spec(file, jobs)
     if spec.sweep is None:
@@ -236,7 +228,7 @@ def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, f
     if fmt == "json":
         rows = [
             {
-                **{k: v for k, v in row.items() if k != "rank"},
+                **{k: v for k, v in machine_values(row).items() if k != "rank"},
                 "rank": row["rank"],
                 "dsr": doc["overfitting"]["dsr"],
                 "pbo": doc["overfitting"]["pbo"],
@@ -252,8 +244,7 @@ def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, f
 def _print_sweeps(documents: list[dict]) -> None:
     from rich.table import Table
 
-    from ntrader_pipeline.core.metrics import format_metric
-
+    shown = ("total_return", "max_drawdown", "trade_count")
     for doc in documents:
         metric, summary = doc["metric"], doc["overfitting"]
         names = doc["parameters"]
@@ -261,9 +252,7 @@ def _print_sweeps(documents: list[dict]) -> None:
             "#",
             *names,
             metric,
-            "total return",
-            "max drawdown",
-            "trades",
+            *map(label, shown),
             "run id",
             title=f"Sweep of {doc['strategy']} on {doc['symbol']}: {len(doc['sets'])} sets by {metric}",
         )
@@ -271,10 +260,8 @@ def _print_sweeps(documents: list[dict]) -> None:
             table.add_row(
                 str(row["rank"]),
                 *[str(row["params"].get(n)) for n in names],
-                format_metric(metric, row.get(metric)),
-                format_metric("total_return", row["total_return"]),
-                format_metric("max_drawdown", row["max_drawdown"]),
-                str(row["trade_count"]),
+                display(metric, row.get(metric)),
+                *(display(n, row.get(n)) for n in shown),
                 row["run_id"],
             )
         console.print(table)
@@ -293,13 +280,10 @@ def _print_sweeps(documents: list[dict]) -> None:
 def walk_forward(file: str, symbol: str, fmt: str, jobs: int | None) -> None:
     """Walk-forward validation of the file's sweep: pick the best set on each in-sample window,
     run it out of sample, and stitch the out-of-sample runs into one stored run."""
-    import json
-
     from rich.table import Table
 
     from ntrader_pipeline.cli.common import showing_progress
-    from ntrader_pipeline.core.metrics import format_metric
-    from ntrader_pipeline.core.reports import rounded_metrics, to_jsonable
+    from ntrader_pipeline.core.research_report import walk_forward_json
 
     spec = _checked_spec(file, jobs)
     if spec.walk_forward is None:
@@ -307,7 +291,7 @@ def walk_forward(file: str, symbol: str, fmt: str, jobs: int | None) -> None:
     with showing_progress():
         doc = open_pipeline().run_walk_forward(file, symbol, jobs)
     if fmt == "json":
-        click.echo(json.dumps(to_jsonable({**doc, "stitched": rounded_metrics(doc["stitched"])}), indent=2))
+        click.echo(walk_forward_json(doc), nl=False)
         return
     metric = doc["metric"]
     table = Table(
@@ -324,16 +308,16 @@ def walk_forward(file: str, symbol: str, fmt: str, jobs: int | None) -> None:
             " → ".join(w["in_sample"]),
             " → ".join(w["out_of_sample"]),
             ", ".join(f"{k}={v}" for k, v in w["params"].items()),
-            format_metric(metric, w["in_sample_metrics"].get(metric)),
-            format_metric(metric, w["out_of_sample_metrics"].get(metric)),
-            format_metric("total_return", w["out_of_sample_metrics"].get("total_return")),
+            display(metric, w["in_sample_metrics"].get(metric)),
+            display(metric, w["out_of_sample_metrics"].get(metric)),
+            display("total_return", w["out_of_sample_metrics"].get("total_return")),
         )
     console.print(table)
     s = doc["stitched"]
     console.print(
-        f"stitched out of sample, run {doc['run_id']}: total return {format_metric('total_return', s['total_return'])}"
-        f" (buy and hold {format_metric('benchmark_return', s['benchmark_return'])}), Sharpe "
-        f"{format_metric('sharpe_ratio', s['sharpe_ratio'])}, max drawdown "
-        f"{format_metric('max_drawdown', s['max_drawdown'])}, {s['trade_count']} trades"
+        f"stitched out of sample, run {doc['run_id']}: total return {display('total_return', s['total_return'])}"
+        f" (buy and hold {display('benchmark_return', s['benchmark_return'])}), Sharpe "
+        f"{display('sharpe_ratio', s['sharpe_ratio'])}, max drawdown "
+        f"{display('max_drawdown', s['max_drawdown'])}, {display('trade_count', s['trade_count'])} trades"
     )
     click.echo(doc["run_id"])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 
+from ntrader_pipeline.core.quoting import excerpt
 from ntrader_pipeline.core.symbols import SymbolError, parse_symbol, parse_symbols
 
 if TYPE_CHECKING:
@@ -46,13 +47,25 @@ def symbol_param(_ctx, param, value):
         raise click.BadParameter(str(exc), param=param) from None
 
 
+def timezone_param(_ctx, param, value: str | None) -> str | None:
+    """Click callback: a time zone name pandas and the calendar know (``America/New_York``, ``UTC``)."""
+    if value is None:
+        return None
+    from ntrader_pipeline.core.csv_bars import check_timezone
+
+    try:
+        return check_timezone(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
 def parse_date(_ctx, param, value: str | None) -> date | None:
     if value is None:
         return None
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param=param) from None
+        raise click.BadParameter(f"'{excerpt(value)}' is not a date (YYYY-MM-DD)", param=param) from None
 
 
 class ProgressDisplay:

@@ -8,7 +8,7 @@ import sys
 import click
 from rich.table import Table
 
-from ntrader_pipeline.cli.common import console, open_pipeline, open_warehouse, symbol_param
+from ntrader_pipeline.cli.common import console, open_pipeline, open_warehouse, symbol_param, timezone_param
 
 
 @click.group()
@@ -23,7 +23,13 @@ SHOWN_SKIPPED = 20  # skipped rows printed by import-csv; the run's metadata lis
 @click.option("--file", "file", required=True, type=click.Path(exists=True, dir_okay=False), help="OHLCV CSV file.")
 @click.option("--symbol", required=True, callback=symbol_param, help="Ticker the bars belong to, e.g. AAPL, BRK.B.")
 @click.option("--timeframe", default=None, help="1MIN, 5MIN, 1HOUR or DAILY (inferred when omitted).")
-@click.option("--timezone", default="America/New_York", show_default=True, help="Timezone of naive timestamps.")
+@click.option(
+    "--timezone",
+    default="America/New_York",
+    show_default=True,
+    callback=timezone_param,
+    help="Timezone of naive timestamps.",
+)
 @click.option(
     "--on-invalid",
     type=click.Choice(["reject", "skip"]),

@@ -9,18 +9,12 @@ import click
 from rich.table import Table
 
 from ntrader_pipeline.cli.common import console, open_pipeline, showing_progress
+from ntrader_pipeline.core.metric_registry import display, label
 from ntrader_pipeline.core.progress import progress
 
 DEMO_SYMBOLS = ("ORCL", "NVDA")
 DEMO_STRATEGY = "sma_crossover"
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2%}"
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+SHOWN = ("total_return", "sharpe_ratio", "max_drawdown", "trade_count")
 
 
 @click.command()
@@ -29,16 +23,7 @@ def demo() -> None:
     from ntrader_pipeline.settings import SAMPLE_DATA_DIR
 
     pipeline = open_pipeline()
-    table = Table(
-        "symbol",
-        "strategy",
-        "total return",
-        "Sharpe",
-        "max drawdown",
-        "trades",
-        "run id",
-        title="SMA crossover on bundled daily bars",
-    )
+    table = Table("symbol", "strategy", *map(label, SHOWN), "run id", title="SMA crossover on bundled daily bars")
     reports = []
     with showing_progress(), progress(2 * len(DEMO_SYMBOLS), "demo") as advance:
         for symbol in DEMO_SYMBOLS:
@@ -48,15 +33,7 @@ def demo() -> None:
             console.print(f"imported {stored['bars_written']} {symbol} bars from {file.name}")
             metrics = pipeline.run_backtest(DEMO_STRATEGY, symbol)
             advance(f"backtested {symbol}")
-            table.add_row(
-                symbol,
-                DEMO_STRATEGY,
-                _pct(metrics["total_return"]),
-                _num(metrics["sharpe_ratio"]),
-                _pct(metrics["max_drawdown"]),
-                str(metrics["trade_count"]),
-                metrics["run_id"],
-            )
+            table.add_row(symbol, DEMO_STRATEGY, *(display(n, metrics[n]) for n in SHOWN), metrics["run_id"])
             reports.append(pipeline.stores.reports_dir_for(metrics["run_id"]))
     console.print(table)
     for path in reports:

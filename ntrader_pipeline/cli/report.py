@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ntrader_pipeline.cli.common import open_warehouse
+
+if TYPE_CHECKING:
+    from ntrader_pipeline.core.records import RunRecord
 
 # --format name → report kind (csv is the trade ledger; equity.csv comes with export-all)
 FORMATS = {"text": "text", "csv": "trades", "json": "json", "html": "html"}
@@ -18,7 +22,7 @@ def _load(run_id: str):
     return load_run(open_warehouse(), run_id)
 
 
-def _market(record: dict):
+def _market(record: RunRecord):
     """The run's closes and its benchmark from the catalog, for the tearsheet's price and benchmark
     charts; (None, None) when the bars are not there any more."""
     import pandas as pd
@@ -29,16 +33,11 @@ def _market(record: dict):
     from ntrader_pipeline.settings import get_settings
 
     try:
-        symbol, venue = record["bar_type"].split("-", 1)[0].rsplit(".", 1)
+        symbol, venue = record.bar_type.split("-", 1)[0].rsplit(".", 1)
         settings = get_settings()
         catalog = BarCatalog(settings.catalog_location, venue, settings.s3_options())
-        read = catalog.closes_reader(Timeframe.of_bar_type(record["bar_type"]))
-        span = [
-            pd.Timestamp(record[k]).tz_localize("UTC")
-            if pd.Timestamp(record[k]).tzinfo is None
-            else pd.Timestamp(record[k])
-            for k in ("start", "end")
-        ]
+        read = catalog.closes_reader(Timeframe.of_bar_type(record.bar_type))
+        span = [pd.Timestamp(record.start), pd.Timestamp(record.end)]  # UTC
 
         def cut(frame):
             if frame is None:
@@ -48,7 +47,7 @@ def _market(record: dict):
             return frame if len(frame) else None
 
         prices = cut(read(symbol))
-        other = (record.get("config") or {}).get("benchmark")
+        other = (record.config or {}).get("benchmark")
         bench = cut(read(other)) if other and other != symbol else prices
         return prices, None if bench is None else Benchmark(other or symbol, bench)
     except (OSError, ValueError, KeyError):

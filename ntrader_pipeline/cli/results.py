@@ -27,23 +27,20 @@ SORT_CHOICES = ["sharpe", "return", "drawdown"]
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def list_results(strategy: str | None, symbol: str | None, sort: str, fmt: str) -> None:
-    """Stored backtest runs with their key metrics."""
-    from ntrader_pipeline.core.metric_display import format_metric, ranked_results
+    """Stored backtest runs with their headline metrics (JSON: every headline metric)."""
+    from ntrader_pipeline.core.metric_display import ranked_results
+    from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS, display, label, machine_metrics
 
     table = ranked_results(open_warehouse().list_results(strategy, symbol), sort)
     if fmt == "json":
-        click.echo(json.dumps(table, indent=2))
+        click.echo(json.dumps([{**row, **machine_metrics(row, HEADLINE_METRICS)} for row in table], indent=2))
         return
-    shown = {
-        "total_return": "return",
-        "cagr": "CAGR",
-        "sharpe_ratio": "Sharpe",
-        "max_drawdown": "max DD",
-        "trade_count": "trades",
-    }
-    out = Table("run id", "strategy", "symbol", "created (UTC)", *shown.values(), title=f"{len(table)} runs, by {sort}")
+    shown = ("total_return", "cagr", "sharpe_ratio", "max_drawdown", "trade_count")
+    out = Table(
+        "run id", "strategy", "symbol", "created (UTC)", *map(label, shown), title=f"{len(table)} runs, by {sort}"
+    )
     for row in table:
-        values = [format_metric(n, row[n]) for n in shown]
+        values = [display(n, row[n]) for n in shown]
         # escaped: a sweep set's name ("sma[fast_period=10]") is not a Rich style tag
         out.add_row(row["run_id"], escape(row["strategy"]), row["symbol"], row["created_at"][:19], *values)
     console.print(out)
@@ -52,17 +49,17 @@ def list_results(strategy: str | None, symbol: str | None, sort: str, fmt: str) 
 @click.command("compare")
 @click.argument("run_ids", nargs=-1, required=True)
 def compare(run_ids: tuple[str, ...]) -> None:
-    """Metrics of two or more runs side by side."""
+    """Headline metrics of two or more runs side by side."""
     from ntrader_pipeline.adapters.warehouse.results import load_run
-    from ntrader_pipeline.core.metric_display import KEY_METRICS, format_metric
+    from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS, display
 
     if len(run_ids) < 2:
         raise click.UsageError("compare needs at least two run ids")
     warehouse = open_warehouse()
     runs = [load_run(warehouse, run_id) for run_id in run_ids]
-    out = Table("metric", *(f"{r.record['run_id']}\n{r.record['strategy']} {r.record['symbol']}" for r in runs))
-    for name in ("start", "end", *KEY_METRICS):
-        out.add_row(name, *(format_metric(name, r.metrics.get(name)) for r in runs), end_section=name == "end")
+    out = Table("metric", *(f"{r.record.run_id}\n{r.record.strategy} {r.record.symbol}" for r in runs))
+    for name in ("start", "end", *HEADLINE_METRICS):
+        out.add_row(name, *(display(name, r.metrics.get(name)) for r in runs), end_section=name == "end")
     console.print(out)
 
 

@@ -93,21 +93,31 @@ def create(kind: str, output: str, force: bool) -> None:
 @strategy.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
-    """Check strategy YAML files; exits non-zero listing every problem, one `file: key: reason` a line."""
+    """Check strategy YAML files: every problem of every file in one pass, one
+    `file:line:column: key: reason` a line (warnings as `file:line:column: warning: key: reason`);
+    exits 1 when any file has a problem."""
     from ntrader_pipeline.core.strategy_specs import StrategySpecError, check_spec, load_spec
     from ntrader_pipeline.settings import get_settings
 
     allowlist = get_settings().strategy_module_allowlist
-    failed = 0
+    failed, problems = 0, 0
     for file in files:
         try:
             spec = load_spec(file)
             check_spec(spec, allowlist)
         except StrategySpecError as exc:
             failed += 1
-            for line in [f"{file}: {p}" for p in exc.problems] if len(exc.problems) > 1 else [str(exc)]:
-                click.echo(f"invalid: {line}", err=True)
+            problems += sum(not p.warning for p in exc.problems)
+            for line in str(exc).splitlines():
+                click.echo(line, err=True)
             continue
+        for line in spec.warnings:
+            click.echo(line, err=True)
         click.echo(f"ok: {file} ({spec.strategy or spec.strategy_path})")
     if failed:
+        click.echo(
+            f"{problems} problem{'s' if problems != 1 else ''} in {failed} of {len(files)} "
+            f"file{'s' if len(files) != 1 else ''}",
+            err=True,
+        )
         raise click.exceptions.Exit(1)

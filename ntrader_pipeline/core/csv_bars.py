@@ -22,10 +22,13 @@ problems of their cell, like any other.
 from __future__ import annotations
 
 import csv
+import functools
 import re
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -37,6 +40,7 @@ from nautilus_trader.model.objects import PRICE_MAX, QUANTITY_MAX
 from ntrader_pipeline.core.bars import PRICE_COLUMNS, BarSeries, Timeframe
 from ntrader_pipeline.core.calendar import session_close_ns
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, InputFileError, read_regular_file
+from ntrader_pipeline.core.quoting import clipped, excerpt, shown_path
 from ntrader_pipeline.core.validation import BarFileError, BarProblem, validate_bars
 
 OnInvalid = Literal["reject", "skip"]
@@ -127,6 +131,44 @@ class _Columns:
         return self.names[role]
 
 
+class OptionError(ValueError):
+    """An option of the read (not the file) that cannot be used."""
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it names a time zone (``America/New_York``, ``UTC``); else an ``OptionError`` saying so."""
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError; "" or "../x" a ValueError
+        raise OptionError(
+            f"timezone '{excerpt(name)}' is not a time zone name (e.g. America/New_York, Europe/London, UTC)"
+        ) from None
+    return name
+
+
+def _messages_quote_no_input(read):
+    """Hostile input ends as a ``BarFileError`` whose message quotes no more than an excerpt of a cell,
+    even when a parser fails in a way no rule foresaw: the parser's own text may quote the input."""
+
+    @functools.wraps(read)
+    def guarded(path, *args, **kwargs):
+        try:
+            with warnings.catch_warnings():
+                # pandas warns (with the cell's text) when it falls back to parsing cell by cell;
+                # such cells are reported as problems of their own.
+                warnings.simplefilter("ignore", UserWarning)
+                return read(path, *args, **kwargs)
+        except (BarFileError, InputFileError, OptionError):
+            raise
+        except (ValueError, TypeError, ArithmeticError, csv.Error, pa.ArrowException) as exc:
+            reason = f"cannot be read as bars ({type(exc).__name__}: {clipped(exc, 120)})"
+            summary = f"{shown_path(path)}: {reason}; nothing was imported"
+            raise BarFileError(path, [BarProblem(0, None, None, reason)], summary) from None
+
+    return guarded
+
+
+@_messages_quote_no_input
 def read_bar_csv(
     path: str | Path,
     symbol: str,
@@ -145,7 +187,8 @@ def read_bar_csv(
     refused unread.
     """
     if on_invalid not in ("reject", "skip"):
-        raise ValueError(f"on_invalid must be 'reject' or 'skip', not {on_invalid!r}")
+        raise OptionError(f"on_invalid must be 'reject' or 'skip', not {on_invalid!r}")
+    check_timezone(timezone)
     path = Path(path)
     text = _decoded_bytes(path, max_bytes)
     lines = _LineIndex(text)
@@ -156,18 +199,18 @@ def read_bar_csv(
     header_text = lines.text(lines.header)
     delimiter = max(DELIMITERS, key=header_text.count)
     names = [_unquote(n) for n in header_text.split(delimiter)]
-    columns = _map_columns(path, names, header_line, header_text, adjusted)
+    columns = _map_columns(path, names, header_line, adjusted)
 
     fields = lines.field_counts(delimiter)
     data_rows = lines.data_rows()
     if len(data_rows) == 0:
         raise BarFileError(path, [BarProblem(header_line + 1, None, None, "file has a header but no rows")])
     shape_ok = fields[data_rows] == len(names)
-    problems = [
+    problems = [  # the row is not quoted: a line of another kind of file may hold anything
         BarProblem(
             int(row) + 1,
             None,
-            lines.text(int(row)),
+            None,
             f"has {fields[row]} field{'s' if fields[row] != 1 else ''} but the header has {len(names)}",
         )
         for row in data_rows[~shape_ok]
@@ -348,7 +391,7 @@ def _unclosed_quotes(lines: _LineIndex, data_rows: np.ndarray, delimiter: str) -
             next(csv.reader([text], delimiter=delimiter, strict=True))
         except csv.Error:
             problems.append(
-                BarProblem(int(row) + 1, None, text, 'unterminated quote: a field opens a " it never closes')
+                BarProblem(int(row) + 1, None, None, 'unterminated quote: a field opens a " it never closes')
             )
     return problems
 
@@ -373,7 +416,7 @@ def _quote_problems(lines: _LineIndex, data_rows: np.ndarray, shape_problems: li
                 BarProblem(
                     int(row) + 1,
                     None,
-                    text,
+                    None,
                     "quoted field containing the delimiter (not supported: remove the quotes or the delimiter)",
                 )
             )
@@ -389,7 +432,7 @@ def _normalise(name: str) -> str:
     return re.sub(r"[\s_.\-/()]+", "", name.lower())
 
 
-def _map_columns(path: Path, names: list[str], line: int, header: str, adjusted: bool) -> _Columns:
+def _map_columns(path: Path, names: list[str], line: int, adjusted: bool) -> _Columns:
     index: dict[str, int] = {}
     for position, name in enumerate(names):
         role = ALIASES.get(_normalise(name))
@@ -404,18 +447,16 @@ def _map_columns(path: Path, names: list[str], line: int, header: str, adjusted:
     if "timestamp" in index:
         index.pop("date", None)
         index.pop("time", None)
-    problems = []
+    problems = []  # the header is not quoted: the first line of another kind of file may hold anything
     if "timestamp" not in index and not ("date" in index and "time" in index):
         problems.append(
-            BarProblem(
-                line, None, header, "no timestamp column (looked for timestamp, datetime, date, time and aliases)"
-            )
+            BarProblem(line, None, None, "no timestamp column (looked for timestamp, datetime, date, time and aliases)")
         )
     missing = [c for c in PRICE_COLUMNS + ["volume"] if c not in index]
     if missing:
-        problems.append(BarProblem(line, None, header, f"no column for {', '.join(missing)}"))
+        problems.append(BarProblem(line, None, None, f"no column for {', '.join(missing)}"))
     if adjusted and "adj close" not in index:
-        problems.append(BarProblem(line, None, header, "--adjusted needs an 'Adj Close' column"))
+        problems.append(BarProblem(line, None, None, "--adjusted needs an 'Adj Close' column"))
     if problems:
         raise BarFileError(path, problems)
     if not adjusted:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ntrader_pipeline.core.paths import confined
+from ntrader_pipeline.core.quoting import shown_path
 from ntrader_pipeline.core.symbols import SymbolError, parse_symbol
 
 DEFAULT_SYMBOL_PATTERN = r"^(?P<symbol>[A-Za-z][A-Za-z0-9.\-]*?)(?:_.*)?\.csv$"
@@ -73,7 +74,7 @@ def scan_inbox(inbox: Path, now: float, pattern: str = DEFAULT_SYMBOL_PATTERN) -
         elif now - stat.st_mtime < SETTLE_SECONDS:
             settling.append(path.name)
         elif isinstance(symbol, SymbolError):
-            refused.append((path, f"{path.name}: refused by its name: {symbol}"))
+            refused.append((path, f"{shown_path(path.name)}: refused by its name: {symbol}"))
         else:
             ready.append(InboxFile(path, symbol, stat.st_size, stat.st_mtime_ns))
     ready.sort(key=lambda f: (f.mtime_ns, f.path.name))

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ntrader_pipeline.core.metric_display import INTEGER_METRICS, KEY_METRICS, MONEY, PERCENT, format_metric  # noqa: F401
+from ntrader_pipeline.core.metric_registry import Metrics
 
 if TYPE_CHECKING:  # the statistics import NautilusTrader: only where metrics are computed
     from ntrader_pipeline.core.backtest import BacktestResult
@@ -199,8 +199,9 @@ def relative_figures(returns: pd.Series, benchmark_returns: pd.Series) -> dict[s
     return out
 
 
-def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Benchmark | None = None) -> dict[str, Any]:
-    """Every headline figure of one backtest, JSON-ready (floats, ints, ISO strings, None).
+def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Benchmark | None = None) -> Metrics:
+    """Every figure of one backtest (``core.metric_registry`` lists them), JSON-ready: floats,
+    counts as ints, ISO strings, None where undefined.
 
     ``benchmark``: what to measure against (default: buy and hold of the run's own symbol).
     """
@@ -219,7 +220,7 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Ben
     drawdowns = drawdown_stats(curve)
     mdd = drawdowns["max_drawdown"]
     commissions = sum(result.fills["commission"], Decimal(0))
-    return {
+    values = {
         "run_id": result.run_id,
         "strategy": result.strategy,
         "symbol": result.symbol,
@@ -245,63 +246,10 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Ben
         "benchmark_return": float(bench_closes[-1] / bench_closes[0] - 1.0),
         **relative_figures(returns, daily_returns(bench_curve)),
     }
+    return Metrics.of(values)
 
 
-# --- presentation and storage round trip ---------------------------------------------------
-
-# compute_metrics' key order: reports list metrics in this order.
-METRIC_NAMES = (
-    "run_id",
-    "strategy",
-    "symbol",
-    "start",
-    "end",
-    "bars",
-    "daily_returns",
-    "starting_equity",
-    "final_equity",
-    "total_return",
-    "cagr",
-    "volatility",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "calmar_ratio",
-    "max_drawdown",
-    "max_drawdown_peak",
-    "max_drawdown_trough",
-    "max_drawdown_recovery",
-    "max_drawdown_duration_days",
-    "max_drawdown_daily",
-    "trade_count",
-    "win_rate",
-    "profit_factor",
-    "expectancy",
-    "average_win",
-    "average_loss",
-    "largest_win",
-    "largest_loss",
-    "commissions",
-    "exposure",
-    "risk_controls_triggered",
-    "benchmark",
-    "benchmark_return",
-    "alpha",
-    "beta",
-    "information_ratio",
-    "correlation",
-    "up_capture",
-    "down_capture",
-)
-
-
-def typed_metrics(stored: dict[str, Any]) -> dict[str, Any]:
-    """Metrics read back from storage (numbers as floats) in compute_metrics' order and types."""
-    ordered = {name: stored[name] for name in METRIC_NAMES if name in stored}
-    ordered.update({name: value for name, value in stored.items() if name not in ordered})
-    for name in INTEGER_METRICS:
-        if ordered.get(name) is not None:
-            ordered[name] = int(ordered[name])
-    return ordered
+# --- comparing runs -------------------------------------------------------------------------
 
 
 def metric_differences(stored: dict[str, Any], fresh: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -13,6 +13,8 @@ import os
 import stat
 from pathlib import Path
 
+from ntrader_pipeline.core.quoting import excerpt, shown_path
+
 DEFAULT_MAX_CSV_BYTES = 2 << 30  # NTRADER_MAX_CSV_BYTES: the CSV reader holds the file and its columns in memory
 MAX_SPEC_BYTES = 1 << 20  # a strategy file is a few hundred bytes; YAML parsing is slow and recursive
 
@@ -35,7 +37,7 @@ class InputFileError(ValueError):
     def __init__(self, path: str | Path, reason: str):
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{shown_path(path)}: {reason}")
 
 
 def confined(root: str | Path, *parts: str | Path) -> Path:
@@ -44,7 +46,7 @@ def confined(root: str | Path, *parts: str | Path) -> Path:
     target = base.joinpath(*parts).resolve()
     if not target.is_relative_to(base):
         shown = "/".join(str(p) for p in parts)
-        raise PathEscapeError(f"{shown!r} would lie outside {base}; refused")
+        raise PathEscapeError(f"'{excerpt(shown, 64)}' would lie outside {shown_path(base)}; refused")
     return target
 
 

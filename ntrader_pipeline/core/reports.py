@@ -9,11 +9,12 @@ leaves no half-written report behind.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import math
 import os
-from decimal import ROUND_HALF_UP, Decimal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,10 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from ntrader_pipeline.core.metric_display import (
-    MONEY,
-    RESULT_COLUMNS,
-    decimal_text,
-    format_metric,
-    plain_jsonable,
-    ranked_results,
-)
+from ntrader_pipeline.core.metric_display import decimal_text, plain_jsonable
+from ntrader_pipeline.core.metric_registry import BY_NAME, MACHINE_DECIMALS, display, machine, money_text
 from ntrader_pipeline.core.metrics import Benchmark
+from ntrader_pipeline.core.records import RunRecord
 from ntrader_pipeline.core.tearsheet import tearsheet_html
 
 REPORT_FILES = {
@@ -42,10 +38,6 @@ REPORT_FILES = {
 }
 HEADER_METRICS = {"run_id", "strategy", "symbol", "start", "end"}
 REPORT_WIDTH = 132
-# metrics.json: money to the cent as exact decimal strings, every other float to this many decimals
-# (fractions such as returns: 1e-10 is a millionth of a basis point), so no float noise is written.
-RATIO_DECIMALS = 10
-CENT = Decimal("0.01")
 
 
 class ReportWriteError(OSError):
@@ -69,23 +61,24 @@ def to_jsonable(value: Any) -> Any:
     return plain_jsonable(value)
 
 
-def render_text(record: dict[str, Any], metrics: dict[str, Any], ledger: pd.DataFrame) -> str:
+def render_text(record: RunRecord, metrics: Mapping[str, Any], ledger: pd.DataFrame) -> str:
     """The human report, as Rich renders it on a ``REPORT_WIDTH``-column terminal: wide enough for
     two full ISO-8601 timestamps and four exact decimals per trade row."""
     # markup off: a name such as "sma[fast_period=10]" is text, not a Rich style tag
     console = Console(record=True, width=REPORT_WIDTH, file=io.StringIO(), color_system=None, markup=False)
-    console.print(f"Backtest {record['run_id']}: {record['strategy']} on {record['symbol']}")
+    console.print(f"Backtest {record.run_id}: {record.strategy} on {record.symbol}")
     console.print(
-        f"Bars {record['bar_type']}  {metrics['start']} → {metrics['end']}  ({metrics['bars']} bars)", soft_wrap=True
+        f"Bars {record.bar_type}  {metrics['start']} → {metrics['end']}  ({display('bars', metrics['bars'])} bars)",
+        soft_wrap=True,
     )
     table = Table(title="Metrics", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
         if name not in HEADER_METRICS:
-            table.add_row(name, format_metric(name, value))
+            table.add_row(name, display(name, value))
     console.print(table)
-    for event in record.get("risk_events") or []:
+    for event in record.risk_events:
         console.print(f"Risk control {event['control']} at {event['time']}: {event['action']}; {event['detail']}")
     trades = Table(title=f"Trades ({len(ledger)})", show_header=True)
     for column in ("side", "entry_time", "exit_time", "entry_price", "exit_price", "quantity", "realized_pnl"):
@@ -116,27 +109,16 @@ def trades_csv(ledger: pd.DataFrame) -> str:
     return out.to_csv(index=False)
 
 
-def money_text(value: float) -> str:
-    """A float amount of money as exact decimal text to the cent (half up): ``"483947.24"``."""
-    return (
-        format(Decimal(repr(float(value))).quantize(CENT, rounding=ROUND_HALF_UP), "f") if math.isfinite(value) else ""
-    )
-
-
-def ratio(value: float) -> float:
-    """A float rounded to ``RATIO_DECIMALS`` decimals, so it prints without binary noise."""
-    return round(float(value), RATIO_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
-
-
 def equity_csv(curve: pd.DataFrame) -> str:
     """``timestamp,equity,drawdown``: one row per bar, ISO-8601 UTC, equity to the cent,
-    drawdown (a fraction) to ``RATIO_DECIMALS`` decimals. Column-wise: a one-minute backtest has
-    hundreds of thousands of rows, and the same text cell by cell took seconds."""
+    drawdown (a fraction) to ``MACHINE_DECIMALS`` decimals, as metrics are. Column-wise: a
+    one-minute backtest has hundreds of thousands of rows, and the same text cell by cell took seconds."""
+    drawdowns = curve["drawdown"].to_numpy(dtype=np.float64).tolist()
     out = pd.DataFrame(
         {
             "timestamp": iso_utc(curve["timestamp"]),
             "equity": money_texts(curve["equity"].to_numpy(dtype=np.float64)),
-            "drawdown": [round(v, RATIO_DECIMALS) + 0.0 for v in curve["drawdown"].to_numpy(dtype=np.float64).tolist()],
+            "drawdown": [round(v, MACHINE_DECIMALS) + 0.0 for v in drawdowns],
         }
     )
     return out.to_csv(index=False)
@@ -163,43 +145,40 @@ def money_texts(values: np.ndarray) -> list[str]:
     rounded = (whole + (fraction > 0.5)).astype(np.int64)
     texts = [f"{c // 100}.{c % 100:02d}" for c in rounded.tolist()]
     for i in np.flatnonzero(~clear).tolist():
-        texts[i] = money_text(float(values[i]))
+        value = float(values[i])
+        texts[i] = money_text(value) if math.isfinite(value) else ""
     return texts
 
 
-def rounded_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Metrics as written to metrics.json: money as cent strings, other floats to ``RATIO_DECIMALS``."""
-    out = {}
-    for name, value in metrics.items():
-        if isinstance(value, float | np.floating) and math.isfinite(value):
-            value = money_text(value) if name in MONEY else ratio(value)
-        out[name] = value
-    return out
+def machine_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Each metric in ``values`` in its machine form (``metric_registry.machine``); anything else
+    (a run's key, its parameters) as it is."""
+    return {name: machine(name, value) if name in BY_NAME else value for name, value in values.items()}
 
 
-def metrics_document(record: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+def metrics_document(record: RunRecord, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """metrics.json: every metric at the top level, then what ran on what data with which versions."""
     return to_jsonable(
         {
-            **rounded_metrics(metrics),
-            "config": record["config"],
+            **{name: machine(name, value) for name, value in metrics.items()},
+            "config": record.config,
             "data": {
-                "bar_type": record["bar_type"],
-                "bars": record["bar_count"],
+                "bar_type": record.bar_type,
+                "bars": record.bar_count,
                 "first": metrics["start"],
                 "last": metrics["end"],
-                "sha256": record["data_hash"],
+                "sha256": record.data_hash,
             },
-            "versions": record["versions"],
-            "risk_events": record.get("risk_events") or [],
+            "versions": record.versions,
+            "risk_events": list(record.risk_events),
         }
     )
 
 
 def render(
     kind: str,
-    record: dict[str, Any],
-    metrics: dict[str, Any],
+    record: RunRecord,
+    metrics: Mapping[str, Any],
     ledger: pd.DataFrame,
     curve: pd.DataFrame,
     chart: bytes | None = None,
@@ -238,8 +217,8 @@ def write_text(path: Path, text: str) -> Path:
 
 def write_reports(
     directory: Path,
-    record: dict[str, Any],
-    metrics: dict[str, Any],
+    record: RunRecord,
+    metrics: Mapping[str, Any],
     ledger: pd.DataFrame,
     curve: pd.DataFrame,
     chart: bytes | None = None,
@@ -258,8 +237,13 @@ def write_reports(
 # --- across runs ---------------------------------------------------------------------------
 
 
-def results_table(results: list[dict[str, Any]], sort: str = "sharpe") -> pd.DataFrame:
-    """``ranked_results`` as a table (the leaderboard's file and UI table)."""
-    table = pd.DataFrame(ranked_results(results, sort), columns=list(RESULT_COLUMNS))
-    table["trade_count"] = table["trade_count"].astype("Int64")
-    return table
+def machine_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A CSV of ``rows`` (leaderboard, sweep): metrics in their machine form (counts as integers,
+    undefined as an empty cell), other cells as they are. Written cell by cell, not through a
+    DataFrame, where a column of counts with one gap would turn to floats (``97.0``)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([plain_jsonable(v) for v in machine_values({c: row.get(c) for c in columns}).values()])
+    return out.getvalue()

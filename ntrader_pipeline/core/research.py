@@ -27,9 +27,9 @@ import pandas as pd
 from ntrader_pipeline.core.backtest import BacktestResult, run_backtest, warmup_bars, window
 from ntrader_pipeline.core.bars import BarSeries
 from ntrader_pipeline.core.ledger import trade_ledger
+from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS
 from ntrader_pipeline.core.metrics import (
     EXCHANGE_TZ,
-    KEY_METRICS,
     Benchmark,
     benchmark_for,
     compute_metrics,
@@ -42,22 +42,6 @@ from ntrader_pipeline.core.progress import progress
 from ntrader_pipeline.core.strategy_specs import StrategySpec
 from ntrader_pipeline.core.sweeps import WalkForwardSpec, Window, windows
 
-SWEEP_COLUMNS = (
-    "total_return",
-    "cagr",
-    "sharpe_ratio",
-    "sortino_ratio",
-    "calmar_ratio",
-    "max_drawdown",
-    "volatility",
-    "win_rate",
-    "profit_factor",
-    "trade_count",
-    "exposure",
-    "alpha",
-    "beta",
-    "information_ratio",
-)
 PBO_BLOCKS = 16
 PBO_MIN_BLOCK_SESSIONS = 20  # the README promises at least this many daily returns per block
 ClosesReader = Callable[[str], pd.DataFrame | None]
@@ -169,7 +153,7 @@ def rank_key(metric: str) -> Callable[[dict[str, Any]], tuple]:
 
 
 def sweep_rows(runs: list[SetRun], metric: str) -> list[dict[str, Any]]:
-    """One row per set, ranked by ``metric``: rank, key, params, run id and every key metric."""
+    """One row per set, ranked by ``metric``: rank, key, params, run id and every headline metric."""
     ordered = sorted(runs, key=lambda r: rank_key(metric)(r.metrics))
     return [
         {
@@ -178,7 +162,7 @@ def sweep_rows(runs: list[SetRun], metric: str) -> list[dict[str, Any]]:
             "symbol": run.result.symbol,
             "params": dict(run.params),
             "run_id": run.result.run_id,
-            **{name: run.metrics.get(name) for name in KEY_METRICS},
+            **{name: run.metrics.get(name) for name in HEADLINE_METRICS},
         }
         for i, run in enumerate(ordered)
     ]
@@ -477,8 +461,8 @@ def walk_forward_document(wf: WalkForward) -> dict[str, Any]:
                 "out_of_sample": [w.window.out_start.isoformat(), w.window.out_end.isoformat()],
                 "params": w.params,
                 "key": w.key,
-                "in_sample_metrics": {k: w.in_sample.get(k) for k in KEY_METRICS},
-                "out_of_sample_metrics": {k: w.out_of_sample.get(k) for k in KEY_METRICS},
+                "in_sample_metrics": {k: w.in_sample.get(k) for k in HEADLINE_METRICS},
+                "out_of_sample_metrics": {k: w.out_of_sample.get(k) for k in HEADLINE_METRICS},
             }
             for w in wf.windows
         ],

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ntrader_pipeline.core.metrics import KEY_METRICS, format_metric
-from ntrader_pipeline.core.reports import rounded_metrics, to_jsonable, write_text
+from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS, display, label
+from ntrader_pipeline.core.reports import machine_csv, machine_values, to_jsonable, write_text
 from ntrader_pipeline.core.svg_charts import Line, heatmap, time_chart
-from ntrader_pipeline.core.tearsheet import cards, render_page, table
+from ntrader_pipeline.core.tearsheet import cards, metric_cards, render_page, table
 
 SWEEP_FILES = {"json": "sweep.json", "csv": "sweep.csv", "html": "sweep.html"}
 WALK_FORWARD_FILES = {"json": "walk_forward.json", "html": "walk_forward.html"}
@@ -48,7 +48,7 @@ def sweep_grid_markdown(rows: list[dict[str, Any]], parameters: list[str], metri
     head = f"| {parameters[0]} \\ {parameters[1]} | " + " | ".join(str(c) for c in grid.columns) + " |"
     lines = [head, "|" + "---|" * (len(grid.columns) + 1)]
     for index, values in grid.iterrows():
-        cells = ["" if not np.isfinite(v) else format_metric(metric, float(v)) for v in values]
+        cells = ["" if not np.isfinite(v) else display(metric, float(v)) for v in values]
         lines.append(f"| {index} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -71,7 +71,7 @@ def sweep_heatmap_png(rows: list[dict[str, Any]], parameters: list[str], metric:
     ax.set_title(metric)
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
-            ax.text(j, i, format_metric(metric, float(v)), ha="center", va="center", fontsize=7)
+            ax.text(j, i, display(metric, float(v)), ha="center", va="center", fontsize=7)
     figure.colorbar(image, ax=ax)
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -79,20 +79,22 @@ def sweep_heatmap_png(rows: list[dict[str, Any]], parameters: list[str], metric:
     return buffer.getvalue()
 
 
-def sweep_rows_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per set: rank, the parameters as columns, run id and the key metrics."""
+def sweep_table_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of the sweep's table: rank, the parameters, run id and the headline
+    metrics (as computed: each surface formats them)."""
     params = list(dict.fromkeys(k for r in rows for k in r["params"]))
-    return pd.DataFrame(
-        [
-            {
-                "rank": r["rank"],
-                **{p: r["params"].get(p) for p in params},
-                "run_id": r["run_id"],
-                **rounded_metrics({k: r.get(k) for k in KEY_METRICS}),
-            }
-            for r in rows
-        ]
-    )
+    columns = ["rank", *params, "run_id", *HEADLINE_METRICS]
+    flat = [
+        {"rank": r["rank"], **r["params"], "run_id": r["run_id"], **{k: r.get(k) for k in HEADLINE_METRICS}}
+        for r in rows
+    ]
+    return columns, flat
+
+
+def sweep_csv(rows: list[dict[str, Any]]) -> str:
+    """``sweep.csv``: one row per set, metrics in their machine form."""
+    columns, flat = sweep_table_rows(rows)
+    return machine_csv(flat, columns)
 
 
 def _overfitting_cards(summary: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -115,7 +117,7 @@ def sweep_html(document: dict[str, Any]) -> str:
         [
             ("parameter sets", str(len(rows)), False),
             ("best set", best["key"].split("[", 1)[-1].rstrip("]"), False),
-            (f"best {metric}", format_metric(metric, best.get(metric)), False),
+            (f"best {label(metric)}", display(metric, best.get(metric)), False),
             *_overfitting_cards(summary),
         ]
     )
@@ -129,25 +131,20 @@ def sweep_html(document: dict[str, Any]) -> str:
             [str(i) for i in grid.index],
             [str(c) for c in grid.columns],
             grid.to_numpy(dtype=np.float64),
-            fmt=lambda v: format_metric(metric, float(v)),
+            fmt=lambda v: display(metric, float(v)),
             row_title=document["parameters"][0],
             col_title=document["parameters"][1],
         )
     )
-    frame = sweep_rows_table(rows)
+    columns, flat = sweep_table_rows(rows)
     shown = [
         "rank",
-        *[c for c in frame.columns if c not in {"rank", "run_id", *KEY_METRICS}],
-        "total_return",
-        "sharpe_ratio",
-        "max_drawdown",
-        "trade_count",
-        "alpha",
+        *[c for c in columns if c not in {"rank", "run_id", *HEADLINE_METRICS}],
+        *dict.fromkeys([metric, "total_return", "sharpe_ratio", "max_drawdown", "trade_count", "alpha"]),
         "run_id",
     ]
     body_rows = [
-        [format_metric(c, r.get(c)) if c in KEY_METRICS else r.get(c) for c in shown]
-        for r in frame.astype(object).where(frame.notna(), None).to_dict("records")
+        [display(c, r.get(c)) if c in HEADLINE_METRICS or c == metric else r.get(c) for c in shown] for r in flat
     ]
     notes = (
         "<p class=note>Deflated Sharpe ratio (Bailey & López de Prado 2014): the probability that the best "
@@ -177,36 +174,19 @@ def write_sweep_reports(directory: Path, document: dict[str, Any], heatmap_png: 
     """``sweep.json`` (the document), ``sweep.csv`` (one row per set) and ``sweep.html``."""
     del heatmap_png  # the HTML draws its own SVG heatmap; the PNG is for the UI
     texts = {
-        "json": json.dumps(
-            to_jsonable({**document, "sets": [{**r, **rounded_metrics(r)} for r in document["sets"]]}), indent=2
-        )
+        "json": json.dumps(to_jsonable({**document, "sets": [machine_values(r) for r in document["sets"]]}), indent=2)
         + "\n",
-        "csv": sweep_rows_table(document["sets"]).to_csv(index=False),
+        "csv": sweep_csv(document["sets"]),
         "html": sweep_html(document),
     }
     return {kind: write_text(Path(directory) / SWEEP_FILES[kind], text) for kind, text in texts.items()}
 
 
 def walk_forward_html(document: dict[str, Any], curve: pd.DataFrame) -> str:
-    stitched = document["stitched"]
-    figures = (
-        ("total return (OOS)", "total_return"),
-        ("benchmark", "benchmark_return"),
-        ("CAGR", "cagr"),
-        ("Sharpe", "sharpe_ratio"),
-        ("max drawdown", "max_drawdown"),
-        ("trades", "trade_count"),
-    )
+    figures = ("total_return", "benchmark_return", "cagr", "sharpe_ratio", "max_drawdown", "trade_count")
     head = cards(
         [("windows", str(len(document["windows"])), False)]
-        + [
-            (
-                label,
-                format_metric(name, stitched.get(name)),
-                isinstance(stitched.get(name), float) and stitched[name] < 0,
-            )
-            for label, name in figures
-        ]
+        + metric_cards(figures, document["stitched"], suffix=" (OOS)")
     )
     x = pd.DatetimeIndex(pd.to_datetime(curve["timestamp"], utc=True)).as_unit("ns").asi8
     chart = time_chart(
@@ -222,9 +202,9 @@ def walk_forward_html(document: dict[str, Any], curve: pd.DataFrame) -> str:
             w["out_of_sample"][1],
             ", ".join(f"{k}={v}" for k, v in w["params"].items()),
             f"{w['in_sample'][0]} → {w['in_sample'][1]}",
-            format_metric(metric, w["in_sample_metrics"].get(metric)),
-            format_metric(metric, w["out_of_sample_metrics"].get(metric)),
-            format_metric("total_return", w["out_of_sample_metrics"].get("total_return")),
+            display(metric, w["in_sample_metrics"].get(metric)),
+            display(metric, w["out_of_sample_metrics"].get(metric)),
+            display("total_return", w["out_of_sample_metrics"].get("total_return")),
         ]
         for w in document["windows"]
     ]
@@ -246,10 +226,21 @@ def walk_forward_html(document: dict[str, Any], curve: pd.DataFrame) -> str:
     )
 
 
+def walk_forward_json(document: dict[str, Any]) -> str:
+    """The walk-forward document with every metric in its machine form (the windows' too)."""
+    windows = [
+        {
+            **w,
+            "in_sample_metrics": machine_values(w["in_sample_metrics"]),
+            "out_of_sample_metrics": machine_values(w["out_of_sample_metrics"]),
+        }
+        for w in document["windows"]
+    ]
+    machine = {**document, "windows": windows, "stitched": machine_values(document["stitched"])}
+    return json.dumps(to_jsonable(machine), indent=2) + "\n"
+
+
 def write_walk_forward_reports(directory: Path, document: dict[str, Any], curve: pd.DataFrame) -> dict[str, Path]:
-    texts = {
-        "json": json.dumps(to_jsonable({**document, "stitched": rounded_metrics(document["stitched"])}), indent=2)
-        + "\n",
-        "html": walk_forward_html(document, curve),
-    }
+    """``walk_forward.json`` (the document) and ``walk_forward.html``."""
+    texts = {"json": walk_forward_json(document), "html": walk_forward_html(document, curve)}
     return {kind: write_text(Path(directory) / WALK_FORWARD_FILES[kind], text) for kind, text in texts.items()}

@@ -3,10 +3,16 @@
 The file's stem names the instance; it is the key of the backtest's ``strategy`` partition.
 A file names a registered strategy (``strategy: momentum``) or a user's own classes
 (``strategy_path: "pkg.module:Class"`` + ``config_path: "pkg.module:ConfigClass"``). Files are
-read with ``yaml.safe_load`` and user modules are imported only from prefixes on the operator's
+read with PyYAML's safe schema and user modules are imported only from prefixes on the operator's
 allowlist, checked before anything is imported: a YAML file is data, never a way to run code.
 Files are size-limited before parsing, and aliases or nesting that expand a small file into a
-huge structure are refused; every failure names the file.
+huge structure are refused (``core.spec_yaml``).
+
+A file is checked as a whole: every problem is reported at once, each as
+``file:line:column: key: reason``, whatever else is wrong with the file; a check that needs two
+keys runs when both are valid on their own. Research blocks are checked against the strategy they
+sweep (a ranking metric that exists, out-of-sample windows that tile the sessions, in-sample
+windows longer than the indicators' warm-up) so a sweep never runs for minutes and then fails.
 
 Reading a file validates it with pydantic alone; checking its ``config:`` block against the
 strategy's NautilusTrader config class imports the engine (seconds, ~300 MB), so the code location
@@ -25,11 +31,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
 
 from ntrader_pipeline.core.fees import ZERO_COMMISSION, PerShareCommission
-from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, InputFileError, read_regular_file
+from ntrader_pipeline.core.paths import MAX_SPEC_BYTES
+from ntrader_pipeline.core.quoting import clipped, excerpt
+from ntrader_pipeline.core.spec_yaml import (
+    MAX_SPEC_DEPTH,
+    MAX_SPEC_VALUES,
+    KeyPath,
+    KeyProblems,
+    SpecDocument,
+    SpecProblem,
+    StrategySpecError,
+    key_text,
+    parse_spec_document,
+    read_spec_document,
+)
 from ntrader_pipeline.core.strategies import REGISTRY, RISK_FIELDS, RegisteredStrategy
 from ntrader_pipeline.core.sweeps import SweepSpec, WalkForwardSpec, parameter_key
 from ntrader_pipeline.core.timeframes import Timeframe
@@ -37,29 +55,38 @@ from ntrader_pipeline.core.timeframes import Timeframe
 if TYPE_CHECKING:
     from ntrader_pipeline.core.strategies.base import SignalStrategy, SignalStrategyConfig
 
+__all__ = [
+    "MAX_SPEC_DEPTH",
+    "MAX_SPEC_VALUES",
+    "BacktestSettings",
+    "FeeSettings",
+    "RiskSettings",
+    "SpecProblem",
+    "StrategySpec",
+    "StrategySpecError",
+    "build_strategy_config",
+    "check_spec",
+    "load_spec",
+    "load_specs",
+    "module_allowed",
+    "parse_spec",
+    "resolve_strategy",
+    "spec_from_text",
+]
+
 CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 MAX_KEY_LENGTH = 128  # a run's strategy name in the warehouse (backtest_runs.strategy)
 SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag", "fill")
 # Placeholders used to check a ``config:`` block before any bars are known.
 CHECK_INSTRUMENT = "CHECK.XNAS"
 CHECK_BAR_TYPE = "CHECK.XNAS-1-DAY-LAST-EXTERNAL"
-MAX_SPEC_VALUES = 10_000  # values after aliases are expanded; a real file has a few dozen
-MAX_SPEC_DEPTH = 32
-
-
-class StrategySpecError(ValueError):
-    """A strategy file that cannot be used, with the file and key named.
-
-    ``problems`` holds each ``key: reason`` when one pass found several (else it is empty).
-    """
-
-    def __init__(self, message: str, problems: Sequence[str] = ()):
-        super().__init__(message)
-        self.problems = list(problems)
-
-    @classmethod
-    def listing(cls, source: str, problems: Sequence[str]) -> StrategySpecError:
-        return cls(f"{source}: {'; '.join(problems)}", problems)
+# NautilusTrader holds at most 17,014,118,346,046 USD in an account (MONEY_MAX); the cap leaves the
+# equity room to grow 17-fold before the engine would refuse a balance mid-run.
+MAX_STARTING_BALANCE = Decimal("1000000000000")
+SHOWN_SETS = 5  # sweep sets whose config fails, listed one by one; the rest are counted
+# Bars per session, at most (04:00-20:00 with extended hours), for comparing a warm-up in bars
+# with windows counted in sessions.
+BARS_PER_SESSION = {Timeframe.DAILY: 1, Timeframe.HOUR1: 16, Timeframe.MIN5: 192, Timeframe.MIN1: 960}
 
 
 class FeeSettings(BaseModel):
@@ -114,11 +141,23 @@ class BacktestSettings(BaseModel):
         "bar_close", description="orders decided on a bar fill at its close, or at the next bar's open"
     )
 
-    @model_validator(mode="after")
-    def _ordered(self) -> BacktestSettings:
-        if self.start and self.end and self.start > self.end:
-            raise ValueError("start must not be after end")
-        return self
+    @field_validator("starting_balance")
+    @classmethod
+    def _money_holds_it(cls, balance: Decimal) -> Decimal:
+        if balance > MAX_STARTING_BALANCE:
+            raise ValueError(
+                f"at most {MAX_STARTING_BALANCE:,} USD: a NautilusTrader account holds at most "
+                "17,014,118,346,046, and the equity needs room to grow"
+            )
+        return balance
+
+    @field_validator("end")
+    @classmethod
+    def _ordered(cls, end: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("start")
+        if start and end and start > end:
+            raise ValueError(f"the end ({end}) is before the start ({start})")
+        return end
 
 
 class StrategySpec(BaseModel):
@@ -130,18 +169,25 @@ class StrategySpec(BaseModel):
     config_path: str | None = None
     description: str = ""
     config: dict[str, Any] = Field(default_factory=dict)
-    backtest: BacktestSettings = Field(default_factory=BacktestSettings)
+    backtest: BacktestSettings = Field(default_factory=BacktestSettings, validate_default=True)  # fees vs config
     benchmark: str | None = Field(
         None, pattern=r"^[A-Z0-9][A-Z0-9.\-]*$", description="stored symbol to measure against; default: the run's own"
     )
     sweep: SweepSpec | None = None
     walk_forward: WalkForwardSpec | None = None
     _source: str = PrivateAttr("")
+    _document: SpecDocument | None = PrivateAttr(None)
+    _warnings: list[SpecProblem] = PrivateAttr(default_factory=list)
 
     @property
     def source(self) -> str:
         """The file this spec was read from (for messages)."""
         return self._source or self.name
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the checks found that the user may mean (``file:line:column: warning: key: reason``)."""
+        return [w.describe(self.source) for w in self._warnings]
 
     @property
     def registered(self) -> RegisteredStrategy:
@@ -151,59 +197,76 @@ class StrategySpec(BaseModel):
     def is_custom(self) -> bool:
         return self.strategy is None
 
-    @model_validator(mode="after")
-    def _one_strategy(self) -> StrategySpec:
-        if self.strategy is not None:
-            if self.strategy_path or self.config_path:
-                raise ValueError("give either strategy or strategy_path + config_path, not both")
-            if self.strategy not in REGISTRY:
-                raise ValueError(f"unknown strategy {self.strategy!r}; registered: {', '.join(REGISTRY)}")
-        elif not (self.strategy_path and self.config_path):
-            raise ValueError(
-                f"name a registered strategy (strategy: one of {', '.join(REGISTRY)}) "
-                "or both strategy_path and config_path"
-            )
-        for key in ("strategy_path", "config_path"):
-            value = getattr(self, key)
-            if value is not None and not CLASS_PATH.match(value):
-                raise ValueError(f"{key} must look like 'package.module:ClassName', not {value!r}")
-        for key in self.config:
-            if key in RISK_FIELDS:
-                raise ValueError(f"config.{key}: risk limits go under backtest.risk, not config")
-            if key in SET_BY_BACKTEST:
-                raise ValueError(f"config.{key}: set by the backtest, not by the file")
-        return self
+    @field_validator("strategy")
+    @classmethod
+    def _registered(cls, value: str | None) -> str | None:
+        if value is not None and value not in REGISTRY:
+            raise ValueError(f"unknown strategy '{excerpt(value)}'; registered: {', '.join(REGISTRY)}")
+        return value
 
-    @model_validator(mode="after")
-    def _fees_fit_cash(self) -> StrategySpec:
+    @field_validator("strategy_path", "config_path")
+    @classmethod
+    def _class_path(cls, value: str | None) -> str | None:
+        if value is not None and not CLASS_PATH.match(value):
+            raise ValueError(f"must look like 'package.module:ClassName', not '{excerpt(value)}'")
+        return value
+
+    @field_validator("config")
+    @classmethod
+    def _config_keys(cls, config: dict[str, Any]) -> dict[str, Any]:
+        problems = [
+            ((key,), "risk limits go under backtest.risk, not config")
+            if key in RISK_FIELDS
+            else ((key,), "set by the backtest, not by the file")
+            for key in config
+            if key in RISK_FIELDS or key in SET_BY_BACKTEST
+        ]
+        if problems:
+            raise KeyProblems(problems)
+        return config
+
+    @field_validator("backtest")
+    @classmethod
+    def _fees_fit_cash(cls, backtest: BacktestSettings, info: ValidationInfo) -> BacktestSettings:
         """A long-only run uses a cash account: the entry and its commission must fit the cash."""
-        percent = self.config.get("equity_percent", 95.0)
-        if not self.config.get("allow_short", False) and isinstance(percent, int | float):
-            room = 100 - float(self.backtest.fees.schedule().max_percent)
+        config = info.data.get("config")
+        if not isinstance(config, dict):
+            return backtest
+        percent = config.get("equity_percent", 95.0)
+        if not config.get("allow_short", False) and isinstance(percent, int | float) and not isinstance(percent, bool):
+            room = 100 - float(backtest.fees.schedule().max_percent)
             if percent > room:
-                raise ValueError(
-                    f"config.equity_percent: {percent} leaves no room for fees of up to "
-                    f"{self.backtest.fees.max_percent}% on a long-only (cash) account; use at most {room:g}"
+                reason = (
+                    f"{percent} leaves no room for fees of up to {backtest.fees.max_percent}% on a long-only "
+                    f"(cash) account; use at most {room:g}"
                 )
-        return self
+                raise KeyProblems([(("config", "equity_percent"), reason)], absolute=True)
+        return backtest
 
-    @model_validator(mode="after")
-    def _sweep_fits(self) -> StrategySpec:
-        """Every swept parameter is one the ``config:`` block may set, and every set builds a config."""
-        if self.walk_forward is not None and self.sweep is None:
-            raise ValueError("walk_forward: needs a sweep: block to pick the best parameter set from")
-        if self.sweep is None:
-            return self
-        for name in self.sweep.parameters:
-            if name in RISK_FIELDS or name in SET_BY_BACKTEST:
-                raise ValueError(f"sweep: {name} cannot be swept (set by backtest.risk or by the backtest)")
-        for params in self.sweep.parameter_sets():
-            if len(parameter_key(self.name, params)) > MAX_KEY_LENGTH:
-                raise ValueError(
-                    f"sweep: set {parameter_key(self.name, params)}: the key is longer than "
-                    f"{MAX_KEY_LENGTH} characters; shorten the file name"
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_fits(cls, sweep: SweepSpec | None, info: ValidationInfo) -> SweepSpec | None:
+        """Every swept parameter is one the ``config:`` block may set, and every key fits the warehouse."""
+        if sweep is None:
+            return sweep
+        block = "grid" if sweep.grid is not None else "ranges"
+        problems: list[tuple[KeyPath, str]] = [
+            ((block, name), "cannot be swept (set by backtest.risk or by the backtest)")
+            for name in sweep.parameters
+            if name in RISK_FIELDS or name in SET_BY_BACKTEST
+        ]
+        name = info.data.get("name", "")
+        for params in sweep.parameter_sets():
+            if len(parameter_key(name, params)) > MAX_KEY_LENGTH:
+                reason = (
+                    f"set {excerpt(parameter_key(name, params), 48)}: the key is longer than {MAX_KEY_LENGTH} "
+                    "characters; shorten the file name"
                 )
-        return self
+                problems.append(((), reason))
+                break
+        if problems:
+            raise KeyProblems(problems)
+        return sweep
 
     def with_parameters(self, params: dict[str, Any]) -> StrategySpec:
         """This spec with one parameter set applied, named by its key, without sweep or walk-forward."""
@@ -232,7 +295,11 @@ def build_strategy_config(
     source: str | None = "",
     fill: str = "bar_close",
 ) -> SignalStrategyConfig:
-    """The strategy's frozen config from a file's ``config:`` block, type-checked field by field."""
+    """The strategy's frozen config from a file's ``config:`` block, type-checked field by field.
+
+    With ``source=None`` the problems are raised as ``KeyProblems`` (paths under ``config``) for the
+    caller to place in the file; otherwise as a ``StrategySpecError`` naming ``source``.
+    """
     fixed = {
         **(risk or RiskSettings()).strategy_fields(),
         "instrument_id": instrument_id,
@@ -243,9 +310,9 @@ def build_strategy_config(
         return msgspec.convert({**params, **fixed}, config_cls, dec_hook=_decoding_hook())
     except msgspec.ValidationError as exc:
         problems = _config_problems(config_cls, params, fixed) or [_config_reason(exc)]
-        if source is None:  # inside pydantic validation: the caller adds the file name
-            raise _ConfigProblems(problems) from None
-        raise StrategySpecError.listing(source, problems) from None
+        if source is None:
+            raise KeyProblems(problems, absolute=True) from None
+        raise StrategySpecError(source, [SpecProblem(key_text(path), reason) for path, reason in problems]) from None
 
 
 def _decoding_hook():
@@ -255,26 +322,23 @@ def _decoding_hook():
     return msgspec_decoding_hook
 
 
-class _ConfigProblems(ValueError):
-    """The problems of a ``config:`` block, carried through pydantic's validation error."""
-
-    def __init__(self, problems: list[str]):
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
-def _config_reason(exc: msgspec.ValidationError) -> str:
+def _config_reason(exc: msgspec.ValidationError) -> tuple[KeyPath, str]:
+    """A msgspec error as (path under ``config``, reason); the strategy's own checks name no key."""
     message = str(exc)
     where = re.search(r"at `\$\.(\w+)`", message)
     unknown = re.search(r"unknown field `(\w+)`", message)
     key = where.group(1) if where else unknown.group(1) if unknown else None
-    reason = re.sub(r" - at `\$[.\w]*`", "", message)
-    return f"config.{key}: {reason}" if key else f"config: {reason}"
+    reason = clipped(re.sub(r" - at `\$[.\w]*`", "", message))
+    if unknown and not where:
+        reason = "unknown parameter (see `ntrader strategy list`)"
+    return (("config", key) if key else ("config",)), reason
 
 
-def _config_problems(config_cls, params: dict[str, Any], fixed: dict[str, Any]) -> list[str]:
-    """Each key's own problem (type, range, unknown name), found by checking the keys one at a
-    time, so a file lists them all in one pass. Problems between keys show when these are none."""
+def _config_problems(config_cls, params: dict[str, Any], fixed: dict[str, Any]) -> list[tuple[KeyPath, str]]:
+    """Every problem of a ``config:`` block in one pass. First each key alone (type, unknown name);
+    then the well-typed keys together, through the strategy's own checks (ranges, keys that must
+    agree): each failing check is put at the key its message names and that key set aside, so the
+    next check can speak too."""
     problems = []
     for key, value in params.items():
         try:
@@ -282,6 +346,18 @@ def _config_problems(config_cls, params: dict[str, Any], fixed: dict[str, Any]) 
         except msgspec.ValidationError as exc:
             if f"`$.{key}`" in str(exc) or f"unknown field `{key}`" in str(exc):
                 problems.append(_config_reason(exc))
+    typed = {k: v for k, v in params.items() if ("config", k) not in {path for path, _ in problems}}
+    for _ in range(len(typed) + 1):
+        try:
+            msgspec.convert({**typed, **fixed}, config_cls, dec_hook=_decoding_hook())
+            break
+        except msgspec.ValidationError as exc:
+            _, reason = _config_reason(exc)
+            named = next((k for k in typed if re.match(rf"{re.escape(k)}\b", reason)), None)
+            problems.append((("config", named) if named else ("config",), reason))
+            if named is None:
+                break
+            del typed[named]
     return problems
 
 
@@ -304,13 +380,18 @@ def resolve_strategy(
     if not spec.is_custom:
         return spec.registered.strategy_cls, spec.registered.config_cls
     paths = {"strategy_path": spec.strategy_path, "config_path": spec.config_path}
+
+    def refuse(key: str, reason: str) -> StrategySpecError:
+        return StrategySpecError(spec.source, [_placed(spec._document, (key,), reason)])
+
     for key, path in paths.items():  # every check before any import
         module = path.split(":", 1)[0]
         if not module_allowed(module, allowlist):
             allowed = ", ".join(allowlist) if allowlist else "empty"
-            raise StrategySpecError(
-                f"{spec.source}: {key}: module {module!r} is not on the strategy module allowlist "
-                f"({allowed}); the operator must add its package to NTRADER_STRATEGY_MODULE_ALLOWLIST"
+            raise refuse(
+                key,
+                f"module '{module}' is not on the strategy module allowlist ({allowed}); "
+                "the operator must add its package to NTRADER_STRATEGY_MODULE_ALLOWLIST",
             )
     loaded = {}
     for key, path in paths.items():
@@ -318,94 +399,288 @@ def resolve_strategy(
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise StrategySpecError(f"{spec.source}: {key}: cannot import {module_name!r} ({exc})") from None
+            raise refuse(key, f"cannot import '{module_name}' ({clipped(exc)})") from None
         if not hasattr(module, attribute):
-            raise StrategySpecError(f"{spec.source}: {key}: module {module_name!r} has no {attribute!r}")
+            raise refuse(key, f"module '{module_name}' has no '{attribute}'")
         loaded[key] = getattr(module, attribute)
     strategy_cls, config_cls = loaded["strategy_path"], loaded["config_path"]
     if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, SignalStrategy)):
-        raise StrategySpecError(
-            f"{spec.source}: strategy_path: {spec.strategy_path} is not a SignalStrategy subclass "
-            "(sizing, the long-only switch and risk limits need one)"
+        raise refuse(
+            "strategy_path",
+            f"{spec.strategy_path} is not a SignalStrategy subclass "
+            "(sizing, the long-only switch and risk limits need one)",
         )
     if not (isinstance(config_cls, type) and issubclass(config_cls, SignalStrategyConfig)):
-        raise StrategySpecError(
-            f"{spec.source}: config_path: {spec.config_path} is not a SignalStrategyConfig subclass"
-        )
+        raise refuse("config_path", f"{spec.config_path} is not a SignalStrategyConfig subclass")
     return strategy_cls, config_cls
 
 
 def check_spec(spec: StrategySpec, allowlist: Sequence[str] = ()) -> None:
-    """Everything short of running: classes resolve and the ``config:`` block fits them."""
+    """Everything short of running: classes resolve, the ``config:`` block and every sweep set fit
+    them, and the research blocks suit the strategy's warm-up (what only warns lands in
+    ``spec.warnings``)."""
     _, config_cls = resolve_strategy(spec, allowlist)
-    build_strategy_config(config_cls, spec.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, spec.backtest.risk, spec.source)
-    _check_sweep_sets(spec, config_cls)
+    document = spec._document or SpecDocument(spec.canonical())
+    data = document.data if isinstance(document.data, dict) else spec.canonical()  # as written, where known
+    found = _strategy_problems(
+        document, config_cls, {**data, "name": spec.name}, spec.backtest, spec.sweep, spec.walk_forward
+    )
+    _raise_or_keep(spec, spec.source, document, found)
 
 
-def _check_sweep_sets(spec: StrategySpec, config_cls) -> None:
-    """Every parameter set of the ``sweep:`` block builds a config (imports the engine, like the
-    ``config:`` check, so it runs only where that one does)."""
-    if spec.sweep is None:
-        return
-    for params in spec.sweep.parameter_sets():
-        try:
-            build_strategy_config(config_cls, {**spec.config, **params}, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=None)
-        except ValueError as exc:
-            problems = exc.problems if isinstance(exc, _ConfigProblems) else [str(exc)]
-            key = parameter_key(spec.name, params)
-            raise StrategySpecError.listing(spec.source, [f"sweep: set {key}: {p}" for p in problems]) from None
+def _raise_or_keep(spec: StrategySpec | None, source: str, document: SpecDocument, found: list[SpecProblem]) -> None:
+    if any(not p.warning for p in found):
+        raise StrategySpecError(source, _ordered(found))  # the warnings too: everything in one pass
+    if spec is not None:
+        known = {(w.key, w.reason) for w in spec._warnings}
+        spec._warnings = [*spec._warnings, *(w for w in found if (w.key, w.reason) not in known)]  # copies share
 
 
-def parse_spec(name: str, data: Any, source: str, check_config: bool = True) -> StrategySpec:
-    if not isinstance(data, dict):
-        raise StrategySpecError(f"{source}: expected a mapping at the top level")
-    if bad := [key for key in data if not isinstance(key, str)]:
-        raise StrategySpecError(f"{source}: {bad[0]!r}: top-level keys must be text")
-    if "name" in data:
-        raise StrategySpecError(f"{source}: name: the file name is the strategy's name; remove the key")
+def _ordered(problems: list[SpecProblem]) -> list[SpecProblem]:
+    """In the file's order (a problem without a position first), each once."""
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.line, p.column))
+
+
+def _placed(
+    document: SpecDocument | None, path: KeyPath, reason: str, of_key: bool = False, warning: bool = False
+) -> SpecProblem:
+    if document is None:
+        return SpecProblem(key_text(path), reason, warning=warning)
+    return document.problem(path, reason, of_key, warning)
+
+
+def _strategy_problems(
+    document: SpecDocument,
+    config_cls,
+    data: dict[str, Any],
+    backtest: BacktestSettings | None,
+    sweep: SweepSpec | None,
+    walk_forward: WalkForwardSpec | None,
+) -> list[SpecProblem]:
+    """What needs the strategy's config class: the ``config:`` block, each sweep set, and the
+    research windows against the longest indicator period of each set (its warm-up, in bars)."""
+    config = data.get("config", {})
+    if not isinstance(config, dict) or document.is_spoiled(("config",)):
+        return []
+    found: list[SpecProblem] = []
+    base: set[str] = set()
     try:
-        spec = StrategySpec(name=name, **data)
+        build_strategy_config(config_cls, config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=None)
+    except KeyProblems as exc:
+        for path, reason in exc.problems:
+            base.add(f"{key_text(path)}: {reason}")
+            if not document.is_spoiled(path):
+                found.append(document.problem(path, reason, of_key="unknown parameter" in reason))
+    if sweep is None:
+        return found
+    built, failing = [], []
+    for params in sweep.parameter_sets():
+        try:
+            settings = build_strategy_config(
+                config_cls, {**config, **params}, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=None
+            )
+        except KeyProblems as exc:
+            new = [f"{key_text(path)}: {reason}" for path, reason in exc.problems]
+            new = [text for text in new if text not in base]  # the config's own problem, said once
+            if new:
+                failing.append(f"set {parameter_key(str(data.get('name', '')), params)}: {'; '.join(new)}")
+            continue
+        built.append((params, settings))
+    for text in failing[:SHOWN_SETS]:
+        found.append(document.problem(("sweep",), text))
+    if len(failing) > SHOWN_SETS:
+        found.append(document.problem(("sweep",), f"... and {len(failing) - SHOWN_SETS} more sets fail the same way"))
+    if walk_forward is not None and backtest is not None and built:
+        found += _warm_up_problems(document, str(data.get("name", "")), built, backtest.timeframe, walk_forward)
+    return found
+
+
+def warm_up_bars(settings: Any) -> int:
+    """Bars a strategy needs before its first signal: its longest indicator period (``*_period``,
+    ``lookback``), the convention of the shipped strategies and of most indicator libraries."""
+    fields = msgspec.structs.asdict(settings) if isinstance(settings, msgspec.Struct) else dict(settings)
+    periods = [
+        value
+        for name, value in fields.items()
+        if (name.endswith("period") or name == "lookback") and isinstance(value, int) and not isinstance(value, bool)
+    ]
+    return max(periods, default=0)
+
+
+def _warm_up_problems(
+    document: SpecDocument, name: str, built: list, timeframe: Timeframe, walk_forward: WalkForwardSpec
+) -> list[SpecProblem]:
+    """An in-sample window no longer than a set's warm-up leaves that set no bar to trade: its
+    metrics are undefined and it cannot be picked. All sets so: refused (every pick would be
+    arbitrary); some: a warning, since a wide grid may mean it."""
+    bars = walk_forward.in_sample * BARS_PER_SESSION[timeframe]
+    cold = [(params, warm_up_bars(settings)) for params, settings in built if warm_up_bars(settings) >= bars]
+    if not cold:
+        return []
+    path = ("walk_forward", "in_sample")
+    unit = "sessions" if timeframe is Timeframe.DAILY else f"sessions (at most {bars} {timeframe.value} bars)"
+    if len(cold) == len(built):
+        shortest = min(warm for _, warm in cold)
+        reason = (
+            f"{walk_forward.in_sample} {unit} is not longer than the shortest warm-up of the sweep's sets "
+            f"({shortest} bars): no set could trade in sample, so every pick would be arbitrary"
+        )
+        return [document.problem(path, reason)]
+    params, warm = max(cold, key=lambda c: c[1])
+    reason = (
+        f"{len(cold)} of {len(built)} sets warm up for at least the {walk_forward.in_sample} in-sample {unit} "
+        f"(e.g. {excerpt(parameter_key(name, params), 64)}: {warm} bars): they cannot trade in sample "
+        "and are never picked"
+    )
+    return [document.problem(path, reason, warning=True)]
+
+
+def parse_spec(
+    name: str, data: Any, source: str, check_config: bool = True, document: SpecDocument | None = None
+) -> StrategySpec:
+    """The spec of a file's data, or a ``StrategySpecError`` listing every problem of the file.
+
+    ``document`` (from ``core.spec_yaml``) places each problem at its line and column; without it
+    problems read ``file: key: reason``.
+    """
+    document = document or SpecDocument(data)
+    found = list(document.problems)
+    if not isinstance(data, dict):
+        found.append(_placed(document, (), "expected a mapping of settings at the top level (strategy:, config:, ...)"))
+        raise StrategySpecError(source, _ordered(found))
+    fields = {key: value for key, value in data.items() if isinstance(key, str)}
+    for key in data:
+        if not isinstance(key, str):
+            line, column = document.position((key,), of_key=True)
+            found.append(SpecProblem(excerpt(key), "top-level keys must be text", line, column))
+    if "name" in fields:
+        found.append(document.problem(("name",), "the file name is the strategy's name; remove the key", of_key=True))
+        del fields["name"]
+    found += _presence_problems(document, fields)
+    found += _walk_forward_problems(document, fields)
+    spec = None
+    try:
+        spec = StrategySpec(name=name, **fields)
     except ValidationError as exc:
-        problems = [p for err in exc.errors() for p in _reasons(err)]
-        if check_config:
-            problems = _with_config_problems(data, problems)
-        raise StrategySpecError.listing(source, problems) from None
+        found += [problem for path, problem in _pydantic_problems(document, (), exc) if not document.is_spoiled(path)]
+    strategy = fields.get("strategy")
+    if check_config and isinstance(strategy, str) and strategy in REGISTRY and not document.is_spoiled(("strategy",)):
+        backtest, sweep, walk_forward = (  # what the research checks need, whatever else is wrong
+            _valid(BacktestSettings, _only(fields.get("backtest", {}), "timeframe")),
+            _valid(SweepSpec, _without(fields.get("sweep"), "metric")),
+            _valid(WalkForwardSpec, _only(fields.get("walk_forward"), "in_sample", "out_of_sample")),
+        )
+        found += _strategy_problems(
+            document, REGISTRY[strategy].config_cls, {**fields, "name": name}, backtest, sweep, walk_forward
+        )
+    if any(not p.warning for p in found) or spec is None:
+        raise StrategySpecError(source, _ordered(found))
     spec._source = source
-    if check_config and not spec.is_custom:
-        build_strategy_config(spec.registered.config_cls, spec.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=source)
-        _check_sweep_sets(spec, spec.registered.config_cls)
+    spec._document = document
+    _raise_or_keep(spec, source, document, found)
     return spec
 
 
-def _reasons(err: dict) -> list[str]:
-    carried = err.get("ctx", {}).get("error")
-    return list(carried.problems) if isinstance(carried, _ConfigProblems) else [_reason(err)]
+def _only(block: Any, *keys: str) -> Any:
+    return {k: v for k, v in block.items() if k in keys} if isinstance(block, dict) else block
 
 
-def _with_config_problems(data: dict, problems: list[str]) -> list[str]:
-    """Add the ``config:`` block's own problems when other errors kept the model from checking it."""
-    strategy, config = data.get("strategy"), data.get("config", {})
-    checked = any(p.startswith("config") for p in problems)
-    if checked or not isinstance(strategy, str) or strategy not in REGISTRY or not isinstance(config, dict):
-        return problems
+def _without(block: Any, *keys: str) -> Any:
+    return {k: v for k, v in block.items() if k not in keys} if isinstance(block, dict) else block
+
+
+def _valid(model: type[BaseModel], value: Any) -> Any:
+    """``value`` validated as ``model`` alone (None when absent or invalid: its problems are
+    reported by the whole file's validation)."""
+    if value is None:
+        return None
     try:
-        build_strategy_config(REGISTRY[strategy].config_cls, config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, source=None)
-    except _ConfigProblems as exc:
-        return [*problems, *exc.problems]
+        return model.model_validate(value)
+    except (ValidationError, ValueError, TypeError):
+        return None
+
+
+def _presence_problems(document: SpecDocument, fields: dict[str, Any]) -> list[SpecProblem]:
+    """Which strategy the file names, and blocks that need another: checked on the keys present,
+    so a value refused for its own reason does not also count as missing."""
+    found = []
+    if any(document.is_spoiled((key,)) for key in ("strategy", "strategy_path", "config_path")):
+        return found  # said where the value is
+    named = "strategy" in fields and fields["strategy"] is not None
+    paths = [key for key in ("strategy_path", "config_path") if fields.get(key) is not None]
+    if named and paths:
+        found.append(document.problem((paths[0],), "give either strategy or strategy_path + config_path, not both"))
+    elif not named and len(paths) < 2:
+        where = (paths[0],) if paths else ()
+        found.append(
+            document.problem(
+                where,
+                f"name a registered strategy (strategy: one of {', '.join(REGISTRY)}) "
+                "or both strategy_path and config_path",
+            )
+        )
+    return found
+
+
+def _walk_forward_problems(document: SpecDocument, fields: dict[str, Any]) -> list[SpecProblem]:
+    if fields.get("walk_forward") is not None and fields.get("sweep") is None:
+        return [document.problem(("walk_forward",), "needs a sweep: block to pick the best parameter set from")]
+    return []
+
+
+def _pydantic_problems(
+    document: SpecDocument, prefix: KeyPath, exc: ValidationError
+) -> list[tuple[KeyPath, SpecProblem]]:
+    """Each pydantic error at the key it concerns (the deepest key the file holds). A value that
+    fits no member of a union gets one problem listing what it should be, not one per member."""
+    grouped: dict[tuple[KeyPath, bool], list[str]] = {}
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = (*prefix, *err["loc"])
+        carried = (err.get("ctx") or {}).get("error")
+        if isinstance(carried, KeyProblems):
+            for path, reason in carried.problems:
+                full = tuple(path) if carried.absolute else (*loc, *path)
+                grouped.setdefault((full, False), []).append(reason)
+            continue
+        known = document.known(loc)
+        if err["type"] == "missing" and len(loc) > len(known):
+            known = loc[: len(known) + 1]
+        reason = clipped(err["msg"].removeprefix("Value error, "))
+        grouped.setdefault((known, err["type"] == "extra_forbidden"), []).append(reason)
+    problems = []
+    for (path, of_key), reasons in grouped.items():
+        reasons = list(dict.fromkeys(reasons))
+        if len(reasons) > 1 and all(r.startswith("Input should be ") for r in reasons):
+            reasons = ["Input should be " + " or ".join(r.removeprefix("Input should be ") for r in reasons)]
+        for reason in reasons:
+            if of_key:
+                reason = _unknown_key(path[:-1])
+            problems.append((path, document.problem(path, reason, of_key)))
     return problems
 
 
-def _reason(err: dict) -> str:
-    where = ".".join(str(p) for p in err["loc"])
-    message = err["msg"].removeprefix("Value error, ")
-    if message.startswith(("config.", "config:")) or not where:
-        return message
-    return f"{where}: {message}"
+def _unknown_key(block: KeyPath) -> str:
+    """What a block takes, for a key it does not (most often a typo)."""
+    models = {
+        (): StrategySpec,
+        ("backtest",): BacktestSettings,
+        ("backtest", "fees"): FeeSettings,
+        ("backtest", "risk"): RiskSettings,
+        ("sweep",): SweepSpec,
+        ("walk_forward",): WalkForwardSpec,
+    }
+    model = models.get(tuple(block))
+    if model is None:
+        return "unknown key"
+    names = [name for name in model.model_fields if name != "name"]
+    return f"unknown key; {key_text(block) or 'the top level'} takes {', '.join(names)}"
 
 
 def load_spec(path: str | Path, check_config: bool = True) -> StrategySpec:
     path = Path(path)
-    return _parsed(path.stem, read_spec_yaml(path), str(path), check_config)
+    document = read_spec_document(path)
+    return _parsed(path.stem, document, str(path), check_config)
 
 
 def spec_from_text(name: str, text: str, check_config: bool = True) -> StrategySpec:
@@ -414,83 +689,17 @@ def spec_from_text(name: str, text: str, check_config: bool = True) -> StrategyS
     source = f"{name}.yaml"
     raw = text.encode("utf-8")
     if len(raw) > MAX_SPEC_BYTES:
-        raise StrategySpecError(f"{source}: larger than {MAX_SPEC_BYTES:,} bytes")
-    return _parsed(name, parse_spec_yaml(raw, source), source, check_config)
+        raise StrategySpecError.one(source, f"larger than {MAX_SPEC_BYTES:,} bytes")
+    return _parsed(name, parse_spec_document(raw, source), source, check_config)
 
 
-def _parsed(name: str, data: Any, source: str, check_config: bool) -> StrategySpec:
+def _parsed(name: str, document: SpecDocument, source: str, check_config: bool) -> StrategySpec:
     try:
-        return parse_spec(name, data, source, check_config)
+        return parse_spec(name, document.data, source, check_config, document)
     except StrategySpecError:
         raise
     except (TypeError, ValueError, ArithmeticError, RecursionError) as exc:  # odd values the model trips on
-        raise StrategySpecError(f"{source}: {type(exc).__name__}: {exc}") from None
-
-
-def read_spec_yaml(path: Path) -> Any:
-    """The YAML data of a strategy file, or a ``StrategySpecError`` naming the file.
-
-    The file must be a regular file of at most ``MAX_SPEC_BYTES``; the parsed data may hold at
-    most ``MAX_SPEC_VALUES`` values (aliases counted each time they are used, so a "billion
-    laughs" file is refused) nested at most ``MAX_SPEC_DEPTH`` deep.
-    """
-    try:
-        raw = read_regular_file(path, MAX_SPEC_BYTES, "strategy file")
-    except InputFileError as exc:
-        raise StrategySpecError(str(exc)) from None
-    return parse_spec_yaml(raw, str(path))
-
-
-def parse_spec_yaml(raw: bytes, path: str) -> Any:
-    """``raw`` parsed with ``yaml.safe_load`` within the limits above; errors name ``path``."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise StrategySpecError(f"{path}:{line}: not UTF-8 text (bytes {raw[exc.start : exc.end].hex(' ')})") from None
-    if _bracket_depth(raw) > MAX_SPEC_DEPTH:  # PyYAML takes seconds on a few KB of "[[[[" before failing
-        raise StrategySpecError(f"{path}: nested more than {MAX_SPEC_DEPTH} levels deep")
-    try:
-        data = yaml.safe_load(text)
-    except RecursionError:
-        raise StrategySpecError(f"{path}: nested too deeply to parse (at most {MAX_SPEC_DEPTH} levels)") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        reason = " ".join(f"{exc.context or ''} {exc.problem or ''}".split())
-        raise StrategySpecError(f"{where}: not valid YAML ({reason})") from None
-    except Exception as exc:  # noqa: BLE001 - any parser failure on these bytes is the file's fault
-        raise StrategySpecError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    _check_shape(path, data)
-    return data
-
-
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-
-
-def _bracket_depth(raw: bytes) -> int:
-    """The deepest nesting of flow brackets (quotes ignored: a stricter bound, never a looser one)."""
-    depth = deepest = 0
-    for char in raw.translate(None, _NOT_BRACKETS):
-        depth += 1 if char in b"[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
-def _check_shape(path: str, data: Any) -> None:
-    """Walk the data without recursion, counting values and depth (aliases expand here)."""
-    stack, seen = [(data, 1)], 0
-    while stack:
-        value, depth = stack.pop()
-        seen += 1
-        if seen > MAX_SPEC_VALUES:
-            raise StrategySpecError(f"{path}: more than {MAX_SPEC_VALUES:,} values once aliases are expanded")
-        if depth > MAX_SPEC_DEPTH:
-            raise StrategySpecError(f"{path}: nested more than {MAX_SPEC_DEPTH} levels deep")
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+        raise StrategySpecError.one(source, f"{type(exc).__name__}: {clipped(exc)}") from None
 
 
 def load_specs(folder: str | Path, check_config: bool = True) -> dict[str, StrategySpec]:

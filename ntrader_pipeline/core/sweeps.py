@@ -21,7 +21,11 @@ from datetime import date
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from ntrader_pipeline.core.metric_registry import RANKABLE_METRICS
+from ntrader_pipeline.core.quoting import excerpt
+from ntrader_pipeline.core.spec_yaml import KeyProblems
 
 Scalar = int | float | bool | str
 MAX_SETS = 10_000
@@ -58,21 +62,25 @@ class Constraint:
             match = TOKEN.match(text, position)
             if not match:
                 column = position + len(text[position:]) - len(text[position:].lstrip()) + 1
-                raise ConstraintError(f"{text!r}: column {column}: expected a name, a number or <, <=, >, >=, ==, !=")
+                raise ConstraintError(
+                    f"'{excerpt(text)}': column {column}: expected a name, a number or <, <=, >, >=, ==, !="
+                )
             want_operand = len(operands) == len(ops)
             if match["op"]:
                 if want_operand:
-                    raise ConstraintError(f"{text!r}: column {match.start('op') + 1}: expected a name or a number")
+                    raise ConstraintError(
+                        f"'{excerpt(text)}': column {match.start('op') + 1}: expected a name or a number"
+                    )
                 ops.append(match["op"])
             else:
                 if not want_operand:
                     start = match.start("number") if match["number"] else match.start("name")
-                    raise ConstraintError(f"{text!r}: column {start + 1}: expected a comparison operator")
+                    raise ConstraintError(f"'{excerpt(text)}': column {start + 1}: expected a comparison operator")
                 operands.append(float(match["number"]) if match["number"] else match["name"])
             position = match.end()
         if not ops or len(operands) != len(ops) + 1:
             raise ConstraintError(
-                f"{text!r}: a constraint compares two or more operands, e.g. 'fast_period < slow_period'"
+                f"'{excerpt(text)}': a constraint compares two or more operands, e.g. 'fast_period < slow_period'"
             )
         return cls(text, tuple(operands), tuple(ops))
 
@@ -99,35 +107,59 @@ class SweepSpec(BaseModel):
     constraints: list[str] = Field(default_factory=list)
     metric: str = "sharpe_ratio"
 
+    # Each check reports every problem it sees, at its key, and runs when its own fields are valid,
+    # so a file shows all its mistakes at once (core.strategy_specs places them in the file).
+
+    @field_validator("grid")
+    @classmethod
+    def _values_given(cls, grid: dict[str, list[Scalar]] | None) -> dict[str, list[Scalar]] | None:
+        empty = [((name,), "give at least one value") for name, values in (grid or {}).items() if not values]
+        if empty:
+            raise KeyProblems(empty)
+        if grid is not None and math.prod(len(v) for v in grid.values()) > MAX_SETS:
+            raise ValueError(f"the grid has more than {MAX_SETS:,} combinations")
+        return grid
+
+    @field_validator("ranges")
+    @classmethod
+    def _ordered_bounds(cls, ranges: dict | None) -> dict | None:
+        reversed_ = [
+            ((name,), f"low {low} is above high {high}") for name, (low, high) in (ranges or {}).items() if low > high
+        ]
+        if reversed_:
+            raise KeyProblems(reversed_)
+        return ranges
+
     @field_validator("constraints")
     @classmethod
-    def _parse_constraints(cls, value: list[str]) -> list[str]:
-        for text in value:
-            Constraint.parse(text)
+    def _parse_constraints(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        swept = info.data.get("grid") or info.data.get("ranges")
+        problems = []
+        for i, text in enumerate(value):
+            try:
+                unknown = Constraint.parse(text).names - set(swept or {})
+            except ConstraintError as exc:
+                problems.append(((i,), str(exc)))
+                continue
+            if unknown and swept is not None:
+                problems.append(((i,), f"{', '.join(sorted(unknown))} is not a swept parameter"))
+        if problems:
+            raise KeyProblems(problems)
         return value
+
+    @field_validator("metric")
+    @classmethod
+    def _rankable(cls, metric: str) -> str:
+        return rankable(metric)
 
     @model_validator(mode="after")
     def _one_kind(self) -> SweepSpec:
         if (self.grid is None) == (self.ranges is None):
             raise ValueError("give either grid (values per parameter) or ranges with n and seed")
-        if self.ranges is not None:
-            if self.n is None or self.seed is None:
-                raise ValueError("random samples need n and seed, so the sweep is reproducible")
-            for name, (low, high) in self.ranges.items():
-                if low > high:
-                    raise ValueError(f"ranges.{name}: low {low} is above high {high}")
-        elif self.n is not None or self.seed is not None:
+        if self.ranges is not None and (self.n is None or self.seed is None):
+            raise ValueError("random samples need n and seed, so the sweep is reproducible")
+        if self.grid is not None and (self.n is not None or self.seed is not None):
             raise ValueError("n and seed go with ranges, not with a grid")
-        for name, values in (self.grid or {}).items():
-            if not values:
-                raise ValueError(f"grid.{name}: give at least one value")
-        names = set(self.grid or self.ranges or {})
-        for text in self.constraints:
-            unknown = Constraint.parse(text).names - names
-            if unknown:
-                raise ValueError(f"constraint {text!r}: {', '.join(sorted(unknown))} is not a swept parameter")
-        if self.grid is not None and math.prod(len(v) for v in self.grid.values()) > MAX_SETS:
-            raise ValueError(f"the grid has more than {MAX_SETS} combinations")
         return self
 
     @property
@@ -168,15 +200,51 @@ class SweepSpec(BaseModel):
 
 class WalkForwardSpec(BaseModel):
     """``walk_forward:``: in-sample and out-of-sample lengths and the step, in exchange days
-    (trading sessions present in the bars), anchored (in-sample grows from the first bar) or rolling."""
+    (trading sessions present in the bars), anchored (in-sample grows from the first bar) or rolling.
+
+    The out-of-sample windows are stitched into one run, so they must tile the sessions: ``step``
+    (if given) equals ``out_of_sample``. A smaller step would trade sessions twice (the stitched run
+    cannot hold them), a larger one would leave sessions no window trades while the stitched run's
+    benchmark spans them.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     in_sample: int = Field(gt=1, description="sessions the best set is picked on")
     out_of_sample: int = Field(gt=1, description="sessions the picked set then runs on")
-    step: int | None = Field(None, gt=0, description="sessions between windows; default: out_of_sample")
+    step: int | None = Field(None, gt=0, description="sessions between windows; default and only value: out_of_sample")
     mode: Literal["rolling", "anchored"] = "rolling"
     metric: str | None = Field(None, description="what picks the best set; default: the sweep's metric")
+
+    @field_validator("step")
+    @classmethod
+    def _windows_tile(cls, step: int | None, info: ValidationInfo) -> int | None:
+        out = info.data.get("out_of_sample")
+        if step is None or out is None or step == out:
+            return step
+        if step < out:
+            raise ValueError(
+                f"{step} is shorter than out_of_sample ({out}): out-of-sample windows would overlap and the "
+                "stitched run would trade their common sessions twice; use step = out_of_sample (or leave it out)"
+            )
+        raise ValueError(
+            f"{step} is longer than out_of_sample ({out}): {step - out} sessions after each window would "
+            "never be traded while the stitched run's benchmark spans them; use step = out_of_sample (or leave it out)"
+        )
+
+    @field_validator("metric")
+    @classmethod
+    def _rankable(cls, metric: str | None) -> str | None:
+        return None if metric is None else rankable(metric)
+
+
+def rankable(metric: str) -> str:
+    """``metric`` if a sweep can rank its sets by it (``RANKABLE_METRICS``)."""
+    if metric not in RANKABLE_METRICS:
+        raise ValueError(
+            f"'{excerpt(metric)}' is not a metric that ranks sets; use one of {', '.join(RANKABLE_METRICS)}"
+        )
+    return metric
 
 
 @dataclass(frozen=True)

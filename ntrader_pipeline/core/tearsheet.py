@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from string import Template
@@ -20,13 +21,15 @@ import numpy as np
 import pandas as pd
 
 from ntrader_pipeline.core.chart import chart_caption, equity_drawdown_png
-from ntrader_pipeline.core.metrics import Benchmark, daily_returns, format_metric
+from ntrader_pipeline.core.metric_registry import display, label
+from ntrader_pipeline.core.metrics import Benchmark, daily_returns
 from ntrader_pipeline.core.performance import (
     annual_returns,
     drawdown_periods,
     monthly_returns,
     rolling_sharpe_volatility,
 )
+from ntrader_pipeline.core.records import RunRecord
 from ntrader_pipeline.core.svg_charts import GREEN, GREY, RED, Line, Markers, bar_chart, heatmap, histogram, time_chart
 
 __all__ = ["chart_caption", "chart_title", "equity_drawdown_png", "png_markdown", "tearsheet_html"]
@@ -66,8 +69,8 @@ def png_markdown(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
-def chart_title(record: dict[str, Any]) -> str:
-    return f"{record['strategy']} on {record['symbol']} — run {record['run_id']}"
+def chart_title(record: RunRecord) -> str:
+    return f"{record.strategy} on {record.symbol} — run {record.run_id}"
 
 
 def render_page(title: str, subtitle: str, body: str, footer: str = "") -> str:
@@ -75,6 +78,18 @@ def render_page(title: str, subtitle: str, body: str, footer: str = "") -> str:
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         title=html.escape(title), subtitle=html.escape(subtitle), body=body, footer=html.escape(footer)
     )
+
+
+def metric_cards(names: tuple[str, ...], metrics: Mapping[str, Any], suffix: str = "") -> list[tuple[str, str, bool]]:
+    """Cards of these metrics: the registry's label (plus ``suffix``), its display text, red when negative."""
+    return [
+        (
+            label(name) + suffix,
+            display(name, metrics.get(name)),
+            isinstance(metrics.get(name), float) and metrics[name] < 0,
+        )
+        for name in names
+    ]
 
 
 def cards(items: list[tuple[str, str, bool]]) -> str:
@@ -117,8 +132,10 @@ def _money(value: Any) -> str:
     return "n/a" if value is None else f"{float(value):,.2f}"
 
 
-def _exact(value: Any) -> str:
-    return format(value.normalize(), "f") if isinstance(value, Decimal) else str(value)
+def _exact(value: Any, grouped: bool = False) -> str:
+    """A Decimal in plain digits (``Decimal('3.21E+4')``, as the warehouse normalizes it, reads
+    ``32100``), with thousands separators when ``grouped``."""
+    return format(value.normalize(), ",f" if grouped else "f") if isinstance(value, Decimal) else str(value)
 
 
 def _ns(frame: pd.DataFrame) -> np.ndarray:
@@ -128,7 +145,7 @@ def _ns(frame: pd.DataFrame) -> np.ndarray:
     return pd.DatetimeIndex(pd.to_datetime(column, utc=True)).as_unit("ns").asi8
 
 
-def equity_section(curve: pd.DataFrame, metrics: dict[str, Any], benchmark: Benchmark | None) -> str:
+def equity_section(curve: pd.DataFrame, metrics: Mapping[str, Any], benchmark: Benchmark | None) -> str:
     """Equity against the benchmark scaled to the same start, on a linear and a log scale (a
     checkbox switches between them with CSS alone)."""
     x = _ns(curve)
@@ -163,8 +180,8 @@ def drawdown_section(curve: pd.DataFrame) -> str:
             _stamp(p["peak"]),
             _stamp(p["trough"]),
             _stamp(p["recovery"]) if p["recovery"] is not None else "not recovered",
-            f"{p['depth']:.2%}",
-            f"{p['days']:,.0f}",
+            display("max_drawdown", p["depth"]),
+            display("max_drawdown_duration_days", p["days"]),
         ]
         for i, p in enumerate(drawdown_periods(curve))
     ]
@@ -240,7 +257,7 @@ def trades_section(ledger: pd.DataFrame) -> str:
             _stamp(r.exit_time),
             _exact(r.entry_price),
             _exact(r.exit_price),
-            f"{r.quantity:,}",
+            _exact(r.quantity, grouped=True),
             _money(r.commission),
             _money(r.realized_pnl),
             f"{float(r.return_pct):.2f}%",
@@ -270,25 +287,25 @@ def trades_section(ledger: pd.DataFrame) -> str:
     return f"<h2>Trades ({len(ledger)})</h2>{note}" + table(header, rows, text_columns=3, scroll=True)
 
 
-HEADLINE = (
-    ("total return", "total_return"),
-    ("benchmark", "benchmark_return"),
-    ("CAGR", "cagr"),
-    ("Sharpe", "sharpe_ratio"),
-    ("Sortino", "sortino_ratio"),
-    ("max drawdown", "max_drawdown"),
-    ("volatility", "volatility"),
-    ("alpha", "alpha"),
-    ("beta", "beta"),
-    ("information ratio", "information_ratio"),
-    ("win rate", "win_rate"),
-    ("trades", "trade_count"),
+CARDS = (
+    "total_return",
+    "benchmark_return",
+    "cagr",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "max_drawdown",
+    "volatility",
+    "alpha",
+    "beta",
+    "information_ratio",
+    "win_rate",
+    "trade_count",
 )
 
 
 def tearsheet_html(
-    record: dict[str, Any],
-    metrics: dict[str, Any],
+    record: RunRecord,
+    metrics: Mapping[str, Any],
     ledger: pd.DataFrame,
     curve: pd.DataFrame,
     chart: bytes | None = None,
@@ -305,24 +322,17 @@ def tearsheet_html(
     """
     del chart
     if benchmark is None and prices is not None:
-        benchmark = Benchmark(record["symbol"], prices)
+        benchmark = Benchmark(record.symbol, prices)
     returns = daily_returns(curve)
-    headline = cards(
-        [
-            (label, format_metric(name, metrics.get(name)), isinstance(metrics.get(name), float) and metrics[name] < 0)
-            for label, name in HEADLINE
-        ]
-    )
+    headline = cards(metric_cards(CARDS, metrics))
     metric_rows = [
-        [name, format_metric(name, value)]
-        for name, value in metrics.items()
-        if name not in {"run_id", "strategy", "symbol"}
+        [name, display(name, value)] for name, value in metrics.items() if name not in {"run_id", "strategy", "symbol"}
     ]
     half = (len(metric_rows) + 1) // 2
     facts = [
-        ["bars", record.get("bar_type")],
-        ["data sha256", record.get("data_hash")],
-        ["versions", ", ".join(f"{k} {v}" for k, v in (record.get("versions") or {}).items())],
+        ["bars", record.bar_type],
+        ["data sha256", record.data_hash],
+        ["versions", ", ".join(f"{k} {v}" for k, v in (record.versions or {}).items())],
     ]
     body = "".join(
         [
@@ -330,7 +340,7 @@ def tearsheet_html(
             equity_section(curve, metrics, benchmark),
             drawdown_section(curve),
             returns_section(returns),
-            price_section(prices, ledger, record["symbol"]),
+            price_section(prices, ledger, record.symbol),
             "<h2>Metrics</h2><p class=note>Equity is marked to market at every bar; ratios use daily returns with no "
             "risk-free rate; n/a marks an undefined value.</p>",
             f'<div class="two">{table(["metric", "value"], metric_rows[:half])}'
@@ -340,7 +350,7 @@ def tearsheet_html(
         ]
     )
     subtitle = (
-        f"{metrics.get('start')} → {metrics.get('end')}, {metrics.get('bars')} bars, "
-        f"benchmark {metrics.get('benchmark') or record['symbol']}"
+        f"{metrics.get('start')} → {metrics.get('end')}, {display('bars', metrics.get('bars'))} bars, "
+        f"benchmark {metrics.get('benchmark') or record.symbol}"
     )
     return render_page(chart_title(record), subtitle, body, "ntrader tearsheet: one file, no scripts, opens offline.")

@@ -1,6 +1,9 @@
 """The rules every bar obeys, whatever its source (CSV, IBKR), checked column-wise.
 
 A problem names the file line, the column, the value and the rule, so a user can find and fix it.
+It quotes at most a short excerpt of one cell (``core.quoting``), never a whole line: messages
+reach terminals, logs and the Dagster event log, and a file may hold anything (an environment
+block read through ``/proc``, a private file behind a symlink, a 100 KB line).
 """
 
 from __future__ import annotations
@@ -13,21 +16,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ntrader_pipeline.core.quoting import excerpt, printable, shown_path
+
 SHOWN_PROBLEMS = 20  # problems spelled out in an error message; the rest are counted
 
 
 @dataclass(frozen=True)
 class BarProblem:
-    """One thing wrong with one cell (or row) of a source file."""
+    """One thing wrong with one cell (or row) of a source file.
+
+    ``column`` and ``value`` are kept as excerpts (printable, at most ``EXCERPT_CHARS``), however
+    long the header name or the cell was: a row or header problem has no value.
+    """
 
     line: int  # 1-based line in the file, header = line 1; 0 for the file as a whole
     column: str | None
     value: str | None
     rule: str
 
+    def __post_init__(self) -> None:
+        for name in ("column", "value"):
+            text = getattr(self, name)
+            if text is not None:
+                object.__setattr__(self, name, excerpt(text))
+
     def describe(self, file: str) -> str:
-        where = (f"{file}:{self.line}" if self.line else file) + (f" column {self.column!r}" if self.column else "")
-        value = f" value {self.value!r}:" if self.value is not None else ""
+        file = shown_path(file)
+        where = (f"{file}:{self.line}" if self.line else file) + (f" column '{self.column}'" if self.column else "")
+        value = f" value '{self.value}':" if self.value is not None else ""
         return f"{where}:{value} {self.rule}"
 
 
@@ -46,7 +62,8 @@ class BarFileError(ValueError):
         self.file = str(file)
         self.problems = problems
         count = len(problems)
-        self.summary = summary or f"{self.file}: {count} problem{'s' if count != 1 else ''}; nothing was imported"
+        default = f"{shown_path(self.file)}: {count} problem{'s' if count != 1 else ''}; nothing was imported"
+        self.summary = printable(summary) if summary else default  # one line, whatever the file is called
         super().__init__("\n".join([self.summary, *describe_problems(self.file, problems)]))
 
 

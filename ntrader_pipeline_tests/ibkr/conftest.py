@@ -9,13 +9,9 @@ import pytest
 
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.core.csv_bars import read_bar_csv
-from ntrader_pipeline.settings import SAMPLE_DATA_DIR
+from ntrader_pipeline_tests.support import AAPL_MINUTE, NVDA_DAILY, ORCL_DAILY
 
 from .fake_gateway import MAX_VERSION, FakeBar, FakeGateway, Pacing, daily_bars, minute_bars
-
-ORCL_DAILY = SAMPLE_DATA_DIR / "ORCL_1995-2014_daily_yahoo.csv"
-NVDA_DAILY = SAMPLE_DATA_DIR / "NVDA_1999-2014_daily_yahoo.csv"
-AAPL_MINUTE = SAMPLE_DATA_DIR / "AAPL_2024-01-02_1min.csv"
 
 # Server versions where the wire changes: text (176), error time stamps (194), a separate
 # historicalDataEnd (196), protobuf historical data (208) and the most NautilusTrader's client offers.

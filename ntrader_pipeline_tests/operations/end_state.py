@@ -165,7 +165,7 @@ def leaderboard(record: SoakRecord, instance: DagsterInstance) -> list[str]:
     """One row per strategy × symbol, built after the last backtest."""
     stores = PipelineStores.from_settings(record.settings)
     expected = {(strategy, symbol) for strategy in record.plan.strategies for symbol in SYMBOLS}
-    latest = [(r["strategy"], r["symbol"]) for r in stores.warehouse().latest_results()]
+    latest = [(r.record.strategy, r.record.symbol) for r in stores.warehouse().latest_results()]
     problems = [] if sorted(latest) == sorted(expected) else [f"latest results {latest}, expected {sorted(expected)}"]
     board = instance.get_latest_materialization_event(AssetKey("leaderboard"))
     metrics = instance.get_latest_materialization_event(AssetKey("backtest_metrics"))

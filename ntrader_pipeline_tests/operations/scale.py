@@ -23,9 +23,10 @@ from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.adapters.celery_runs import WORKER_TAG
 from ntrader_pipeline.settings import Settings
+from ntrader_pipeline_tests.support.network import free_port
 
 from .soak import patched_environ
-from .stack import BIN, DagsterStack, StackError, _stop_group, free_port, instance_environment, wait_for
+from .stack import BIN, DagsterStack, StackError, _stop_group, instance_environment, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCALE_INSTANCE = REPO_ROOT / "deploy" / "dagster.scale.yaml"

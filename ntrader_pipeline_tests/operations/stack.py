@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ntrader_pipeline_tests.support.network import free_port
+
 REPOSITORY = "__repository__"
 BIN = Path(sys.executable).parent
 
 
 class StackError(AssertionError):
     """The stack did not do what an operator expects (raised with what it answered)."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def instance_environment(work: Path, database_url: str) -> dict[str, str]:

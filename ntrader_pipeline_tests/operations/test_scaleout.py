@@ -16,11 +16,11 @@ from dagster import DagsterRunStatus
 from ntrader_pipeline.adapters.catalog_manifest import manifest_key
 from ntrader_pipeline.adapters.object_store import open_store
 from ntrader_pipeline.adapters.warehouse import Warehouse
-from ntrader_pipeline.core.metrics import typed_metrics
+from ntrader_pipeline.core.records import Backtested
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import Settings
-from ntrader_pipeline_tests.conftest import NVDA_DAILY, ORCL_DAILY
-from ntrader_pipeline_tests.databases import fresh_database
+from ntrader_pipeline_tests.support import NVDA_DAILY, ORCL_DAILY
+from ntrader_pipeline_tests.support.databases import fresh_database
 
 from .scale import (
     BACKTEST_ASSETS,
@@ -36,6 +36,8 @@ from .scale import (
     worker_of,
 )
 from .stack import wait_for
+
+pytestmark = pytest.mark.slow  # real workers, a broker and a killed worker: minutes
 
 # 3 strategies x 4 symbols = 12 partitions in runs of 2: six runs for two workers.
 SYMBOLS = {"ORCL": ORCL_DAILY, "NVDA": NVDA_DAILY, "ORCX": ORCL_DAILY, "NVDX": NVDA_DAILY}
@@ -151,8 +153,9 @@ def test_a_backfill_runs_on_two_workers_and_survives_a_killed_one(tmp_path, post
                 )
                 in_process = Pipeline.open(local, instance)
                 for strategy in STRATEGIES:
-                    for symbol, metrics in in_process.run_backtests(strategy, list(SYMBOLS)).items():
-                        assert isinstance(metrics, dict), metrics
+                    for symbol, outcome in in_process.run_backtests(strategy, list(SYMBOLS)).items():
+                        assert isinstance(outcome, Backtested), outcome
+                        metrics = outcome.metrics
                         stored = distributed[(strategy, symbol)]
                         assert {k: v for k, v in stored.items() if k != "run_id"} == {
                             k: v for k, v in metrics.items() if k != "run_id"
@@ -175,5 +178,5 @@ def stored_metrics(warehouse_url: str, dagster_run_ids: set[str]) -> dict[tuple[
     found: dict[tuple[str, str], dict] = {}
     for run_id, strategy, symbol in rows:
         assert (strategy, symbol) not in found, f"two stored runs of {strategy}|{symbol}"
-        found[(strategy, symbol)] = typed_metrics(warehouse.get_metrics(run_id))
+        found[(strategy, symbol)] = warehouse.get_metrics(run_id)
     return found

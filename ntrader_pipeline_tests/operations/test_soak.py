@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ntrader_pipeline_tests.operations import end_state
 from ntrader_pipeline_tests.operations.soak import soak, summary
+
+pytestmark = pytest.mark.slow  # the deployed stack through trading days: minutes
 
 DAYS = 3  # a plain day, the malformed file, then its catch-up beside the IB day
 STRATEGIES = ["sma_crossover"]  # each strategy adds a run per symbol and day; bench/soak.py runs them all

@@ -36,6 +36,8 @@ from ntrader_pipeline.adapters.warehouse.tables import (
     store_publishes,
     trades,
 )
+from ntrader_pipeline.core.metric_registry import Metrics
+from ntrader_pipeline.core.records import RunRecord, StoredResult
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -241,7 +243,7 @@ class Warehouse:
 
     def save_run(
         self,
-        run: Mapping[str, Any],
+        run: RunRecord,
         metrics: Mapping[str, Any],
         trade_rows: Sequence[Mapping[str, Any]],
         curve: pd.DataFrame,
@@ -252,9 +254,10 @@ class Warehouse:
         """
         from ntrader_pipeline.adapters.warehouse.bulk import insert_curve
 
+        run_id = run.run_id
         metric_rows = [
             {
-                "run_id": run["run_id"],
+                "run_id": run_id,
                 "name": name,
                 "value": float(value) if isinstance(value, int | float | Decimal) else None,
                 "text": None if value is None or isinstance(value, int | float | Decimal) else str(value),
@@ -264,26 +267,27 @@ class Warehouse:
         ]
 
         def write(connection: Connection) -> None:  # delete then insert: a retry writes nothing twice
-            connection.execute(delete(backtest_runs).where(backtest_runs.c.run_id == run["run_id"]))
-            connection.execute(insert(backtest_runs), [dict(run)])
+            connection.execute(delete(backtest_runs).where(backtest_runs.c.run_id == run_id))
+            connection.execute(insert(backtest_runs), [run.row()])
             if metric_rows:
                 connection.execute(insert(backtest_metrics), metric_rows)
             if trade_rows:
-                connection.execute(insert(trades), [{"run_id": run["run_id"], **t} for t in trade_rows])
+                connection.execute(insert(trades), [{"run_id": run_id, **t} for t in trade_rows])
             if len(curve):
-                insert_curve(connection, run["run_id"], curve)
+                insert_curve(connection, run_id, curve)
 
-        self.run(f"saving backtest run {run['run_id']}", write)
+        self.run(f"saving backtest run {run_id}", write)
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
+    def get_run(self, run_id: str) -> RunRecord | None:
         with self.reading(f"reading run {run_id}") as connection:
             row = connection.execute(select(backtest_runs).where(backtest_runs.c.run_id == run_id)).first()
-        return dict(row._mapping) if row else None
+        return RunRecord.from_row(row._mapping) if row else None
 
-    def get_metrics(self, run_id: str) -> dict[str, Any]:
+    def get_metrics(self, run_id: str) -> Metrics:
+        """A run's metrics in their types: stored as floats, counts come back as integers."""
         with self.reading(f"reading the metrics of run {run_id}") as connection:
             rows = connection.execute(select(backtest_metrics).where(backtest_metrics.c.run_id == run_id)).all()
-        return {r.name: (r.text if r.text is not None else r.value) for r in rows}
+        return Metrics.of({r.name: (r.text if r.text is not None else r.value) for r in rows})
 
     def get_trades(self, run_id: str) -> list[dict[str, Any]]:
         with self.reading(f"reading the trades of run {run_id}") as connection:
@@ -292,14 +296,14 @@ class Warehouse:
             ).all()
         return [dict(r._mapping) for r in rows]
 
-    def list_runs(self, strategy: str | None = None, symbol: str | None = None) -> list[dict[str, Any]]:
+    def list_runs(self, strategy: str | None = None, symbol: str | None = None) -> list[RunRecord]:
         query = select(backtest_runs).order_by(backtest_runs.c.created_at.desc())
         if strategy:
             query = query.where(backtest_runs.c.strategy == strategy)
         if symbol:
             query = query.where(backtest_runs.c.symbol == symbol.upper())
         with self.reading("listing backtest runs") as connection:
-            return [dict(r._mapping) for r in connection.execute(query)]
+            return [RunRecord.from_row(r._mapping) for r in connection.execute(query)]
 
     def get_equity_curve(self, run_id: str) -> pd.DataFrame:
         """timestamp (UTC), equity and drawdown of a stored run, one row per bar in time order."""
@@ -321,10 +325,10 @@ class Warehouse:
             }
         )
 
-    def list_results(self, strategy: str | None = None, symbol: str | None = None) -> list[dict[str, Any]]:
-        """Stored runs (newest first), each with its metrics under ``"metrics"``."""
+    def list_results(self, strategy: str | None = None, symbol: str | None = None) -> list[StoredResult]:
+        """Stored runs (newest first), each with its metrics."""
         runs = self.list_runs(strategy, symbol)
-        by_run: dict[str, dict[str, Any]] = {run["run_id"]: {} for run in runs}
+        by_run: dict[str, dict[str, Any]] = {run.run_id: {} for run in runs}
         if by_run:
             with self.reading("reading backtest metrics") as connection:
                 rows = connection.execute(
@@ -332,13 +336,13 @@ class Warehouse:
                 ).all()
             for r in rows:
                 by_run[r.run_id][r.name] = r.text if r.text is not None else r.value
-        return [{**run, "metrics": by_run[run["run_id"]]} for run in runs]
+        return [StoredResult(run, Metrics.of(by_run[run.run_id])) for run in runs]
 
-    def latest_results(self) -> list[dict[str, Any]]:
+    def latest_results(self) -> list[StoredResult]:
         """The newest stored run of every strategy × symbol, with its metrics."""
-        latest: dict[tuple[str, str], dict[str, Any]] = {}
-        for run in self.list_results():  # newest first
-            latest.setdefault((run["strategy"], run["symbol"]), run)
+        latest: dict[tuple[str, str], StoredResult] = {}
+        for result in self.list_results():  # newest first
+            latest.setdefault((result.record.strategy, result.record.symbol), result)
         return [latest[key] for key in sorted(latest)]
 
     def _insert(self, table):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.core.ledger import LEDGER_COLUMNS
-from ntrader_pipeline.core.metrics import typed_metrics
+from ntrader_pipeline.core.metric_registry import Metrics
+from ntrader_pipeline.core.records import RunRecord
 
 
 class UnknownRunError(LookupError):
@@ -19,8 +19,8 @@ class UnknownRunError(LookupError):
 
 @dataclass(frozen=True)
 class StoredRun:
-    record: dict[str, Any]  # the backtest_runs row
-    metrics: dict[str, Any]
+    record: RunRecord
+    metrics: Metrics
     ledger: pd.DataFrame  # LEDGER_COLUMNS, exact decimals, UTC timestamps
     curve: pd.DataFrame  # timestamp, equity, drawdown
 
@@ -36,4 +36,4 @@ def load_run(warehouse: Warehouse, run_id: str) -> StoredRun:
     if len(ledger):
         ledger["holding_seconds"] = ledger["holding_seconds"].astype("int64")
     ledger = ledger.sort_values(["entry_time", "position_id"], kind="stable").reset_index(drop=True)
-    return StoredRun(record, typed_metrics(warehouse.get_metrics(run_id)), ledger, warehouse.get_equity_curve(run_id))
+    return StoredRun(record, warehouse.get_metrics(run_id), ledger, warehouse.get_equity_curve(run_id))

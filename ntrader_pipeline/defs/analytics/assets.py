@@ -6,9 +6,10 @@ never materialized is simply absent instead of failing the load, and it costs on
 one unpickling per partition. The ``AllPartitionMapping`` dependency still draws the lineage.
 """
 
-from dagster import AllPartitionMapping, AssetDep, MetadataValue, Output, TableColumn, TableRecord, TableSchema, asset
+from dagster import AllPartitionMapping, AssetDep, MetadataValue, Output, asset
 
 from ntrader_pipeline.defs.backtests.automation import AFTER_BACKTESTS
+from ntrader_pipeline.defs.metadata import metric_table
 from ntrader_pipeline.defs.resources import PipelineStores
 
 LEADERBOARD_FILE = "leaderboard.csv"
@@ -21,30 +22,21 @@ LEADERBOARD_FILE = "leaderboard.csv"
     automation_condition=AFTER_BACKTESTS,
 )
 def leaderboard(stores: PipelineStores) -> Output[str]:
-    """One row per strategy file × symbol (its newest run) with the key metrics, best Sharpe first;
-    sweep sets and walk-forward runs are left to their own reports."""
-    from ntrader_pipeline.core.reports import results_table, to_jsonable  # pandas: only in the run
+    """One row per strategy file × symbol (its newest run) with the headline metrics, best Sharpe
+    first; sweep sets and walk-forward runs are left to their own reports. The file carries the
+    values (counts as integers), the UI's table their display text."""
+    from ntrader_pipeline.core.metric_display import RESULT_COLUMNS, ranked_results
+    from ntrader_pipeline.core.reports import machine_csv
 
     # a sweep's parameter sets and walk-forward runs ("name[...]") have their own sweep report
-    latest = [r for r in stores.warehouse().latest_results() if "[" not in r["strategy"]]
-    table = results_table(latest, sort="sharpe")
-    path = stores.reports().put(LEADERBOARD_FILE, table.to_csv(index=False).encode())
-    # Every record keeps every column: an undefined metric (no losing trade: no profit factor) is
-    # null, since Dagster refuses a table whose records have different fields.
-    records = [TableRecord(to_jsonable(row)) for row in table.astype(object).to_dict("records")]
-    schema = TableSchema(
-        columns=[
-            TableColumn(
-                name, "float" if table[name].dtype.kind == "f" else "int" if name == "trade_count" else "string"
-            )
-            for name in table.columns
-        ]
-    )
+    latest = [r for r in stores.warehouse().latest_results() if "[" not in r.record.strategy]
+    rows = ranked_results(latest, sort="sharpe")
+    path = stores.reports().put(LEADERBOARD_FILE, machine_csv(rows, RESULT_COLUMNS).encode())
     return Output(
         path,
         metadata={
-            "rows": len(table),
+            "rows": len(rows),
             "path": MetadataValue.path(path),
-            "leaderboard": MetadataValue.table(records, schema=schema),
+            "leaderboard": metric_table(RESULT_COLUMNS, rows),
         },
     )

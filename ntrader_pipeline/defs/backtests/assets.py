@@ -9,13 +9,10 @@ A backfill runs up to ``backtests_per_run`` partitions per run (``BackfillPolicy
 so a run launched by the daemon pays its process start-up once per batch, not once per partition.
 Every partition still gets its own materialization of each asset, with its own metadata, warehouse
 run record and reports. When some partitions of a batch fail, the others are recorded as
-materialized and the step fails naming each failed partition with its reason.
+materialized and the step fails with a ``Failure`` whose ``failed`` metadata maps each failed
+partition to its reason.
 """
 
-import itertools
-import uuid
-from collections.abc import Callable
-from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from dagster import (
@@ -30,6 +27,7 @@ from dagster import (
     Config,
     DagsterRun,
     DagsterRunStatus,
+    Failure,
     MaterializeResult,
     MetadataValue,
     MultiPartitionsDefinition,
@@ -38,26 +36,19 @@ from dagster import (
 )
 from pydantic import Field
 
-from ntrader_pipeline.core.strategy_specs import StrategySpec, load_spec, spec_from_text
+from ntrader_pipeline.core.metric_registry import panel_number
 from ntrader_pipeline.core.timeframes import Timeframe
 from ntrader_pipeline.defs.backtests.automation import WITH_BACKTEST
+from ntrader_pipeline.defs.metadata import metric_metadata
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, split_backtest_key, symbol_of
 from ntrader_pipeline.defs.resources import PipelineStores
+from ntrader_pipeline.defs.strategy_files import StrategyFile, load_strategy
 from ntrader_pipeline.settings import DEFAULT_BACKTESTS_PER_RUN
 
 if TYPE_CHECKING:  # NautilusTrader is imported when a backtest runs, never when the code location loads
     from ntrader_pipeline.adapters.warehouse import Warehouse
-    from ntrader_pipeline.core.backtest import BacktestResult
 
 BACKTEST_ASSET_KEYS = ("backtest", "trade_ledger", "backtest_metrics", "backtest_report")
-
-
-class StrategyFile(Config):
-    """A strategy file carried in the run config: a run may execute on any worker, where the
-    client's path does not exist."""
-
-    name: str = Field(description="The file's name without .yaml: names the strategy in the results.")
-    yaml: str = Field(description="The file's text.")
 
 
 class BacktestRunConfig(Config):
@@ -67,17 +58,6 @@ class BacktestRunConfig(Config):
     spec_file: StrategyFile | None = Field(
         None, description=f"Strategy file to run; only on strategy partition {FILE_STRATEGY_KEY}."
     )
-
-
-def load_strategy(name: str, spec_file: StrategyFile | None, stores: PipelineStores) -> StrategySpec:
-    """The run config's strategy file when it carries one, else strategy ``name``'s own file."""
-    if spec_file is not None:
-        return spec_from_text(spec_file.name, spec_file.yaml)
-    return load_spec(stores.strategy_file(name))
-
-
-class BacktestBatchError(RuntimeError):
-    """Some partitions of a batch failed; the others were recorded as materialized."""
 
 
 class RunGivenUpError(RuntimeError):
@@ -92,20 +72,15 @@ def given_up(context: AssetExecutionContext) -> bool:
     return run is not None and run.status == DagsterRunStatus.FAILURE
 
 
-def _date(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
-
-
-def run_ids(run: DagsterRun, key: str) -> Callable[[], str]:
-    """Successive warehouse run ids for partition ``key`` of ``run``, the same in every retry of it.
-
-    Derived from the run's root (the first attempt): a retry of a run whose worker died, or a task
-    the broker delivered twice, overwrites the results it stored (``Warehouse.save_run`` replaces a
-    run id's rows) instead of adding a second copy.
-    """
-    root = run.root_run_id or run.run_id
-    counter = itertools.count()
-    return lambda: uuid.uuid5(uuid.NAMESPACE_URL, f"ntrader:{root}:{key}:{next(counter)}").hex[:12]
+def failed_partitions(keys: list[str], failed: dict[str, str]) -> Failure:
+    """The step's failure when some partitions of a batch failed: ``failed`` (partition key →
+    reason) travels as metadata, which ``Pipeline.run_backtests`` reads back; the description
+    says the same for people."""
+    lines = "\n".join(f"{key}: {reason}" for key, reason in failed.items())
+    return Failure(
+        description=f"{len(failed)} of {len(keys)} partitions failed:\n{lines}",
+        metadata={"failed": MetadataValue.json(failed)},
+    )
 
 
 def build_backtest_assets(
@@ -156,7 +131,7 @@ def build_backtest_assets(
         keys = context.partition_keys
         warehouse = stores.warehouse()
         done: dict[str, dict[str, dict]] = {}
-        failed: list[str] = []
+        failed: dict[str, str] = {}
         for key in keys:
             if given_up(context):
                 raise RunGivenUpError(
@@ -169,12 +144,12 @@ def build_backtest_assets(
                 if len(keys) == 1:
                     raise
                 context.log.error(f"{key}: {exc}")
-                failed.append(f"{key}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                failed[key] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if failed:
             for key, metadata in done.items():  # the step fails: record what did succeed
                 for asset, values in metadata.items():
                     context.log_event(AssetMaterialization(asset, partition=key, metadata=values))
-            raise BacktestBatchError(f"{len(failed)} of {len(keys)} partitions failed:\n" + "\n".join(failed))
+            raise failed_partitions(keys, failed)
         for key, metadata in done.items():
             for asset, values in metadata.items():
                 add_partition_metadata(context, asset, key if len(keys) > 1 else None, values)
@@ -188,18 +163,7 @@ def backtest_partition(
     key: str, config: BacktestRunConfig, stores: PipelineStores, warehouse: "Warehouse", dagster_run: DagsterRun
 ) -> dict[str, dict[str, Any]]:
     """Run one partition's backtest, store it, write its reports; the metadata of each asset."""
-    from ntrader_pipeline.adapters.object_store import written_folder
-    from ntrader_pipeline.core.backtest import run_backtest
-    from ntrader_pipeline.core.ledger import trade_ledger
-    from ntrader_pipeline.core.metrics import benchmark_for, compute_metrics, equity_curve
-    from ntrader_pipeline.core.reports import write_reports
-    from ntrader_pipeline.core.tearsheet import (
-        chart_caption,
-        chart_title,
-        equity_drawdown_png,
-        png_markdown,
-        sparkline_markdown,
-    )
+    from ntrader_pipeline.defs import runs  # NautilusTrader and pandas: in the run only
 
     strategy, key_symbol = split_backtest_key(key)
     symbol = symbol_of(key_symbol)
@@ -208,52 +172,24 @@ def backtest_partition(
     spec = load_strategy(strategy, config.spec_file, stores)
     timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
     catalog = stores.catalog()
-    series = catalog.read(symbol, timeframe)
-    if series is None:
-        raise ValueError(f"the catalog has no {timeframe.value} bars for {symbol}; import them first")
-    result = run_backtest(
-        series,
-        spec,
-        stores.venue,
-        run_ids(dagster_run, key)(),
-        _date(config.start),
-        _date(config.end),
-        stores.strategy_module_allowlist,
+    series = runs.read_series(catalog, symbol, timeframe)
+    start, end = runs.date_of(config.start), runs.date_of(config.end)
+    run = runs.backtest(catalog, series, spec, stores, runs.run_ids(dagster_run, key)(), start, end)
+    recorded = runs.record_run(
+        stores, run.result, run.ledger, run.metrics, dagster_run.run_id, benchmark=run.benchmark, warehouse=warehouse
     )
-    ledger = trade_ledger(result.fills)
-    benchmark = benchmark_for(result, catalog.closes_reader(timeframe))
-    metrics = compute_metrics(result, ledger, benchmark)
-    record = run_record(result, dagster_run.run_id, stores)
-    curve = equity_curve(result)
-    warehouse.save_run(record, metrics, ledger.to_dict("records"), curve)
-    chart = equity_drawdown_png(curve, chart_title(record))  # the UI's chart; the tearsheet draws SVG
-    reports = stores.reports()
-    with written_folder(reports, result.run_id) as folder:
-        paths = write_reports(
-            folder, record, metrics, ledger, curve, chart, result.equity[["ts_event", "close"]], benchmark
-        )
-        report_text = paths["text"].read_text()
+    result = run.result
     return {
         "backtest": {
             "run_id": result.run_id,
             "bars": result.bar_count,
             "fills": len(result.fills),
             "data_sha256": result.data_hash,
-            "final_equity": float(result.equity["equity"].iloc[-1]),
+            "final_equity": panel_number("final_equity", run.metrics["final_equity"]),
         },
-        "trade_ledger": {"run_id": result.run_id, "trades": len(ledger)},
-        "backtest_metrics": {"run_id": result.run_id, **metric_metadata(metrics)},
-        "backtest_report": {
-            # first and under Dagster's inline limit: the curve shows without a click
-            "equity": MetadataValue.md(sparkline_markdown(curve["equity"])),
-            "run_id": result.run_id,
-            "report_dir": MetadataValue.path(reports.url(result.run_id)),
-            "tearsheet": MetadataValue.path(reports.url(f"{result.run_id}/{paths['html'].name}")),
-            "equity_and_drawdown": MetadataValue.md(
-                f"{png_markdown(chart, 'equity and drawdown')}\n\n{chart_caption(curve)}"
-            ),
-            "report": MetadataValue.md(f"```\n{report_text}\n```"),
-        },
+        "trade_ledger": {"run_id": result.run_id, "trades": len(run.ledger)},
+        "backtest_metrics": {"run_id": result.run_id, **metric_metadata(run.metrics)},
+        "backtest_report": runs.report_metadata(stores, recorded),
     }
 
 
@@ -266,54 +202,3 @@ def add_partition_metadata(context: AssetExecutionContext, asset: str, key: str 
     step._metadata_accumulator = step._metadata_accumulator.with_additional_asset_metadata(  # noqa: SLF001
         asset_key=AssetKey(asset), metadata=values, partition_key=key
     )
-
-
-def metric_metadata(metrics: dict) -> dict[str, MetadataValue]:
-    """Key metrics as numeric metadata (the UI plots them across materializations); undefined is null.
-
-    Read as people read them and still numbers: fractions as percent to 2 decimals under a
-    ``<name> %`` label (383.95, not 3.8395000000000001), ratios to 4 decimals.
-    """
-    from ntrader_pipeline.core.metrics import KEY_METRICS, PERCENT  # pandas: in the run only
-
-    out = {}
-    for name in (*KEY_METRICS, "correlation", "up_capture", "down_capture"):
-        value = metrics.get(name)
-        label = f"{name} %" if name in PERCENT else name
-        if value is None:
-            out[label] = MetadataValue.null()
-        elif isinstance(value, int):
-            out[label] = MetadataValue.int(value)
-        else:
-            out[label] = MetadataValue.float(
-                round(float(value) * 100, 2) if name in PERCENT else round(float(value), 4)
-            )
-    return out
-
-
-def run_record(result: "BacktestResult", dagster_run_id: str, stores: PipelineStores) -> dict:
-    """The ``backtest_runs`` row: everything needed to say what ran and to run it again."""
-    import pandas as pd  # in the run only: the code location loads without pandas
-
-    return {
-        "run_id": result.run_id,
-        "strategy": result.strategy,
-        "symbol": result.symbol,
-        "bar_type": result.bar_type,
-        "dagster_run_id": dagster_run_id,
-        "created_at": datetime.now(UTC),
-        "start": pd.Timestamp(result.start_ns, tz="UTC").to_pydatetime(),
-        "end": pd.Timestamp(result.end_ns, tz="UTC").to_pydatetime(),
-        "bar_count": result.bar_count,
-        "data_hash": result.data_hash,
-        "config": result.spec,
-        "versions": result.versions,
-        "report_dir": str(stores.reports_dir_for(result.run_id)),
-        "risk_events": [
-            {
-                "time": pd.Timestamp(e["ts_event"], tz="UTC").isoformat(),
-                **{k: v for k, v in e.items() if k != "ts_event"},
-            }
-            for e in result.risk_events
-        ],
-    }

@@ -214,6 +214,7 @@ def _wrote_bars(instance: DagsterInstance, run: DagsterRun) -> bool:
 def rejection(path: Path, symbol: str, max_bytes: int = DEFAULT_MAX_CSV_BYTES) -> list[str]:
     """Every reason the file cannot become bars, read as the inbox run read it; [] when it can."""
     from ntrader_pipeline.core.csv_bars import read_bar_csv  # pyarrow: only when a file is checked
+    from ntrader_pipeline.core.quoting import clipped, shown_path
     from ntrader_pipeline.core.validation import BarFileError
 
     try:
@@ -223,5 +224,5 @@ def rejection(path: Path, symbol: str, max_bytes: int = DEFAULT_MAX_CSV_BYTES) -
     except OSError:
         return []  # unreadable right now (permissions, disk): no evidence against the content
     except Exception as error:  # noqa: BLE001 - any other parse failure is still the file's fault
-        return [f"{path.name}: {error}"]
+        return [f"{shown_path(path.name)}: cannot be read as bars ({type(error).__name__}: {clipped(error, 120)})"]
     return []

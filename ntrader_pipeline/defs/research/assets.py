@@ -11,7 +11,6 @@ without it.
 """
 
 import re
-from datetime import date
 
 from dagster import (
     AllPartitionMapping,
@@ -25,21 +24,21 @@ from dagster import (
     MultiPartitionsDefinition,
     MultiToSingleDimensionPartitionMapping,
     Output,
-    TableColumn,
-    TableRecord,
-    TableSchema,
     asset,
 )
 from pydantic import Field
 
 from ntrader_pipeline.adapters.object_store import written_folder
-from ntrader_pipeline.core.sweeps import parse_parameter_key
-from ntrader_pipeline.core.timeframes import Timeframe
-from ntrader_pipeline.defs.backtests.assets import StrategyFile, load_strategy, metric_metadata, run_ids, run_record
+from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS, table_cell
+from ntrader_pipeline.core.strategy_specs import StrategySpec
+from ntrader_pipeline.core.sweeps import parameter_key, parse_parameter_key, rankable
+from ntrader_pipeline.defs.metadata import metric_metadata, metric_table
 from ntrader_pipeline.defs.partitions import FILE_STRATEGY_KEY, parameter_set_partitions, sweep_set_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
+from ntrader_pipeline.defs.strategy_files import StrategyFile, load_strategy
 
 SWEEP_SET_ASSET = "sweep_backtest"
+SWEEP_TABLE_COLUMNS = ("rank", "key", "run_id", *HEADLINE_METRICS)
 
 
 class ResearchConfig(Config):
@@ -54,28 +53,20 @@ class ResearchConfig(Config):
     )
 
 
-def _date(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
-
-
-def _spec(name: str, config: ResearchConfig, stores: PipelineStores):
+def _spec(name: str, config: ResearchConfig, stores: PipelineStores, context: AssetExecutionContext) -> StrategySpec:
+    """The strategy file, checked whole before any set runs (its warnings go to the run's log)."""
     if name == FILE_STRATEGY_KEY and config.spec_file is None:
         raise ValueError(f"spec_file is required on strategy partition {FILE_STRATEGY_KEY}")
-    return load_strategy(name, config.spec_file, stores)
+    if config.metric is not None:
+        rankable(config.metric)  # a metric no set has would rank them all last, in file order
+    spec = load_strategy(name, config.spec_file, stores)
+    if spec.is_custom:  # a registered strategy's sets and windows were checked as the file was read
+        from ntrader_pipeline.core.strategy_specs import check_spec
 
-
-def _series(stores: PipelineStores, symbol: str, timeframe: Timeframe):
-    series = stores.catalog().read(symbol, timeframe)
-    if series is None:
-        raise ValueError(f"the catalog has no {timeframe.value} bars for {symbol}; import them first")
-    return series
-
-
-def _save(stores: PipelineStores, run, dagster_run_id: str) -> None:
-    from ntrader_pipeline.core.metrics import equity_curve
-
-    record = run_record(run.result, dagster_run_id, stores)
-    stores.warehouse().save_run(record, run.metrics, run.ledger.to_dict("records"), equity_curve(run.result))
+        check_spec(spec, stores.strategy_module_allowlist)
+    for line in spec.warnings:
+        context.log.warning(line)
+    return spec
 
 
 def sweep_report_prefix(strategy: str, symbol: str) -> str:
@@ -83,15 +74,9 @@ def sweep_report_prefix(strategy: str, symbol: str) -> str:
     return f"research/{re.sub(r'[^A-Za-z0-9_.-]', '_', strategy)}__{symbol}"
 
 
-def _table_metadata(rows: list[dict]) -> MetadataValue:
-    from ntrader_pipeline.core.reports import to_jsonable
-
-    columns = ["rank", "key", "run_id", *[k for k in rows[0] if k not in {"rank", "key", "run_id", "params", "symbol"}]]
-    records = [TableRecord({c: v for c in columns if (v := to_jsonable(row.get(c))) is not None}) for row in rows]
-    kinds = {
-        c: "int" if c in {"rank", "trade_count"} else "string" if c in {"key", "run_id"} else "float" for c in columns
-    }
-    return MetadataValue.table(records, schema=TableSchema([TableColumn(c, kinds[c]) for c in columns]))
+def _set_metadata(run) -> dict:
+    """A sweep set's materialization metadata: its parameters, run id and metrics."""
+    return {"params": MetadataValue.json(run.params), "run_id": run.result.run_id, **metric_metadata(run.metrics)}
 
 
 def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[AssetsDefinition]:
@@ -103,32 +88,26 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
     @asset(partitions_def=sweep_set_partitions, group_name="research", deps=[bars], kinds={"nautilus"})
     def sweep_backtest(context: AssetExecutionContext, config: ResearchConfig, stores: PipelineStores) -> Output[dict]:
         """One parameter set of a sweep on one symbol: a backtest stored like any other run."""
-        from ntrader_pipeline.core.research import run_set
+        from ntrader_pipeline.core import research  # the engine, pandas: in the run only
+        from ntrader_pipeline.defs import runs
 
         keys = context.partition_key.keys_by_dimension
         base, params = parse_parameter_key(keys["parameter_set"])
-        spec = _spec(base, config, stores)
-        series = _series(stores, keys["symbol"], spec.backtest.timeframe)
-        run = run_set(
-            series,
+        spec = _spec(base, config, stores, context)
+        catalog = stores.catalog()
+        run = research.run_set(
+            runs.read_series(catalog, keys["symbol"], spec.backtest.timeframe),
             spec,
             params,
             stores.venue,
-            run_ids(context.run, context.partition_key)(),
-            _date(config.start),
-            _date(config.end),
+            runs.run_ids(context.run, context.partition_key)(),
+            runs.date_of(config.start),
+            runs.date_of(config.end),
             stores.strategy_module_allowlist,
-            stores.catalog().closes_reader(spec.backtest.timeframe),
+            catalog.closes_reader(spec.backtest.timeframe),
         )
-        _save(stores, run, context.run.run_id)
-        return Output(
-            run.metrics,
-            metadata={
-                "params": MetadataValue.json(params),
-                "run_id": run.result.run_id,
-                **metric_metadata(run.metrics),
-            },
-        )
+        runs.record_run(stores, run.result, run.ledger, run.metrics, context.run.run_id, reports=False)
+        return Output(run.metrics, metadata=_set_metadata(run))
 
     @asset(
         partitions_def=partitions_def,
@@ -139,13 +118,11 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
     def sweep_results(context: AssetExecutionContext, config: ResearchConfig, stores: PipelineStores) -> Output[dict]:
         """Every parameter set of the file's ``sweep:`` on the symbol, ranked, with DSR and PBO;
         a heatmap of the metric when two parameters are swept; ``sweep.html`` beside it."""
-        from ntrader_pipeline.core.research import overfitting_summary, run_sweep, sweep_rows
-        from ntrader_pipeline.core.research_report import sweep_grid_markdown, sweep_heatmap_png, write_sweep_reports
-        from ntrader_pipeline.core.sweeps import parameter_key
-        from ntrader_pipeline.core.tearsheet import INLINE_MARKDOWN_LIMIT, png_markdown
+        from ntrader_pipeline.core import research, research_report, tearsheet  # the engine, pandas: in the run
+        from ntrader_pipeline.defs import runs
 
         keys = context.partition_key.keys_by_dimension
-        spec = _spec(keys["strategy"], config, stores)
+        spec = _spec(keys["strategy"], config, stores, context)
         if spec.sweep is None:
             raise ValueError(f"{spec.source}: no sweep: block to run")
         symbol = keys["symbol"]
@@ -154,36 +131,35 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         known = set(context.instance.get_dynamic_partitions(parameter_set_partitions.name))
         if new := [k for k in wanted if k not in known]:
             context.instance.add_dynamic_partitions(parameter_set_partitions.name, new)
-        series = _series(stores, symbol, spec.backtest.timeframe)
+        catalog = stores.catalog()
+        warehouse = stores.warehouse()
 
         def record(run) -> None:
-            _save(stores, run, context.run.run_id)
+            runs.record_run(
+                stores, run.result, run.ledger, run.metrics, context.run.run_id, warehouse=warehouse, reports=False
+            )
             context.log_event(
                 AssetMaterialization(
                     asset_key=SWEEP_SET_ASSET,
                     partition=MultiPartitionKey({"parameter_set": run.key, "symbol": symbol}),
-                    metadata={
-                        "params": MetadataValue.json(run.params),
-                        "run_id": run.result.run_id,
-                        **metric_metadata(run.metrics),
-                    },
+                    metadata=_set_metadata(run),
                 )
             )
 
-        runs = run_sweep(
-            series,
+        sets = research.run_sweep(
+            runs.read_series(catalog, symbol, spec.backtest.timeframe),
             spec,
             stores.venue,
-            run_ids(context.run, context.partition_key),
-            _date(config.start),
-            _date(config.end),
+            runs.run_ids(context.run, context.partition_key),
+            runs.date_of(config.start),
+            runs.date_of(config.end),
             stores.strategy_module_allowlist,
-            stores.catalog().closes_reader(spec.backtest.timeframe),
+            catalog.closes_reader(spec.backtest.timeframe),
             on_set=record,
             processes=config.processes or stores.research_processes,
         )
-        rows = sweep_rows(runs, metric)
-        summary = overfitting_summary(runs, metric)
+        rows = research.sweep_rows(sets, metric)
+        summary = research.overfitting_summary(sets, metric)
         document = {
             "strategy": spec.name,
             "symbol": symbol,
@@ -192,16 +168,19 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
             "overfitting": summary,
             "sets": rows,
         }
-        heatmap = sweep_heatmap_png(rows, spec.sweep.parameters, metric)
+        heatmap = research_report.sweep_heatmap_png(rows, spec.sweep.parameters, metric)
         reports, prefix = stores.reports(), sweep_report_prefix(spec.name, symbol)
         with written_folder(reports, prefix) as folder:
-            paths = write_sweep_reports(folder, document, heatmap)
+            paths = research_report.write_sweep_reports(folder, document, heatmap)
         metadata = {}
-        grid = sweep_grid_markdown(rows, spec.sweep.parameters, metric)
-        if grid is not None and len(grid) < INLINE_MARKDOWN_LIMIT:  # first, and shown without a click
+        grid = research_report.sweep_grid_markdown(rows, spec.sweep.parameters, metric)
+        if grid is not None and len(grid) < tearsheet.INLINE_MARKDOWN_LIMIT:  # first, and shown without a click
             metadata[f"{metric} by parameters"] = MetadataValue.md(grid)
+        best = rows[0]
         metadata |= {
-            "best": MetadataValue.json({"key": rows[0]["key"], "params": rows[0]["params"], metric: rows[0][metric]}),
+            "best": MetadataValue.json(
+                {"key": best["key"], "params": best["params"], metric: table_cell(metric, best.get(metric))}
+            ),
             "sets": len(rows),
             "deflated_sharpe_ratio": MetadataValue.float(round(summary["dsr"], 4))
             if summary["dsr"] is not None
@@ -210,58 +189,55 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
             if summary["pbo"] is not None
             else MetadataValue.null(),
             "report": MetadataValue.path(reports.url(f"{prefix}/{paths['html'].name}")),
-            "sweep": _table_metadata(rows),
+            "sweep": metric_table(SWEEP_TABLE_COLUMNS, rows),
         }
         if heatmap is not None:
-            metadata["heatmap"] = MetadataValue.md(png_markdown(heatmap, f"{metric} by parameters"))
+            metadata["heatmap"] = MetadataValue.md(tearsheet.png_markdown(heatmap, f"{metric} by parameters"))
         return Output(document, metadata=metadata)
 
     @asset(partitions_def=partitions_def, group_name="research", deps=[bars], kinds={"nautilus"})
     def walk_forward(context: AssetExecutionContext, config: ResearchConfig, stores: PipelineStores) -> Output[dict]:
         """The file's ``walk_forward:``: in each window the best set on in-sample bars, run out of
-        sample, and the out-of-sample equity stitched into one run (stored and reported like any)."""
-        from ntrader_pipeline.core.metrics import equity_curve
-        from ntrader_pipeline.core.reports import write_reports
-        from ntrader_pipeline.core.research import run_walk_forward, walk_forward_document
-        from ntrader_pipeline.core.research_report import write_walk_forward_reports
-        from ntrader_pipeline.core.tearsheet import sparkline_markdown
+        sample, and the out-of-sample equity stitched into one run (stored and reported like any
+        backtest: the same tearsheet with its price and benchmark charts)."""
+        from ntrader_pipeline.core import research, research_report, tearsheet  # the engine, pandas: in the run
+        from ntrader_pipeline.defs import runs
 
         keys = context.partition_key.keys_by_dimension
-        spec = _spec(keys["strategy"], config, stores)
-        series = _series(stores, keys["symbol"], spec.backtest.timeframe)
-        wf = run_walk_forward(
-            series,
+        spec = _spec(keys["strategy"], config, stores, context)
+        catalog = stores.catalog()
+        wf = research.run_walk_forward(
+            runs.read_series(catalog, keys["symbol"], spec.backtest.timeframe),
             spec,
             stores.venue,
-            run_ids(context.run, context.partition_key),
+            runs.run_ids(context.run, context.partition_key),
             stores.strategy_module_allowlist,
-            stores.catalog().closes_reader(spec.backtest.timeframe),
+            catalog.closes_reader(spec.backtest.timeframe),
             processes=config.processes or stores.research_processes,
         )
-        record = run_record(wf.result, context.run.run_id, stores)
-        curve = equity_curve(wf.result)
-        stores.warehouse().save_run(record, wf.metrics, wf.ledger.to_dict("records"), curve)
-        reports, prefix = stores.reports(), sweep_report_prefix(spec.name, keys["symbol"])
-        with written_folder(reports, wf.result.run_id) as folder:
-            write_reports(folder, record, wf.metrics, wf.ledger, curve)
+        recorded = runs.record_run(stores, wf.result, wf.ledger, wf.metrics, context.run.run_id, benchmark=wf.benchmark)
         document = {
             "strategy": spec.name,
             "symbol": keys["symbol"],
             "run_id": wf.result.run_id,
-            **walk_forward_document(wf),
+            **research.walk_forward_document(wf),
         }
+        reports, prefix = stores.reports(), sweep_report_prefix(spec.name, keys["symbol"])
         with written_folder(reports, prefix) as folder:
-            paths = write_walk_forward_reports(folder, document, curve)
+            paths = research_report.write_walk_forward_reports(folder, document, recorded.curve)
         return Output(
             document,
             metadata={
-                "out_of_sample_equity": MetadataValue.md(sparkline_markdown(curve["equity"], "out-of-sample equity")),
+                "out_of_sample_equity": MetadataValue.md(
+                    tearsheet.sparkline_markdown(recorded.curve["equity"], "out-of-sample equity")
+                ),
                 "run_id": wf.result.run_id,
                 "windows": len(wf.windows),
                 "chosen": MetadataValue.json(
                     [{"out_of_sample": w["out_of_sample"], "params": w["params"]} for w in document["windows"]]
                 ),
                 "report": MetadataValue.path(reports.url(f"{prefix}/{paths['html'].name}")),
+                "tearsheet": MetadataValue.path(reports.url(f"{wf.result.run_id}/tearsheet.html")),
                 **metric_metadata(wf.metrics),
             },
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,16 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ntrader_pipeline_tests.support.network import free_port
+
 ACCESS_KEY_ID = "testing"  # moto accepts any key; these are what the fixtures hand out
 SECRET_ACCESS_KEY = "testing-secret"
 REGION = "eu-central-1"  # not us-east-1: S3 refuses that one as a bucket location constraint
 START_TIMEOUT = 60.0  # seconds: generous, the machine may be loaded
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _moto_server() -> str:

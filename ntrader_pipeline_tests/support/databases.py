@@ -5,10 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pytest
 
 
 @contextmanager
@@ -27,3 +32,16 @@ def fresh_database(admin: Engine, prefix: str) -> Iterator[str]:
         Warehouse.open.cache_clear()
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def set_deployment_postgres_env(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``DAGSTER_POSTGRES_*`` variables docker-compose gives the repo ``dagster.yaml``, for this database."""
+    url = make_url(postgres_url)
+    for key, value in {
+        "DAGSTER_POSTGRES_HOST": url.host,
+        "DAGSTER_POSTGRES_PORT": str(url.port),
+        "DAGSTER_POSTGRES_USER": url.username,
+        "DAGSTER_POSTGRES_PASSWORD": url.password or "",
+        "DAGSTER_POSTGRES_DB": url.database,
+    }.items():
+        monkeypatch.setenv(key, value)

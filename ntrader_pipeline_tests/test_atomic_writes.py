@@ -135,8 +135,8 @@ def test_a_refused_table_write_leaves_both_stores_as_they_were(tmp_path, stores,
 
 
 def test_a_swap_that_fails_half_way_puts_the_earlier_catalog_back(tmp_path, sqlite_url) -> None:
-    """The bars folder is swapped first; the instrument folder's swap then fails for real (a file
-    stands where the ``equity`` folder must be created). The earlier bars must come back."""
+    """The swap places the symbol's instrument file, then swaps the bars folder; the placement fails
+    for real (a file stands where the ``equity`` folder must be created). The earlier bars stay."""
     catalog = BarCatalog(tmp_path / "catalog", "XNAS")
     store = MarketDataStore(catalog, Warehouse.open(sqlite_url))
     store.replace(read_bar_csv(nvda_rows(tmp_path, "v1.csv", 1, 60), "NVDA"))

@@ -9,6 +9,7 @@ commit and the new ones after it, and no staging is left.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from ntrader_pipeline.adapters.catalog import BarCatalog
-from ntrader_pipeline.adapters.catalog_publish import JOURNAL
+from ntrader_pipeline.adapters.catalog_publish import JOURNAL, pending
 from ntrader_pipeline.adapters.market_data_store import MarketDataStore, series_lock
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.adapters.warehouse.bar_stats import table_bar_ticks
@@ -45,8 +46,8 @@ PHASES = {
     "staging": "old",  # staged files half-written, no journal yet
     "staged": "old",  # staged and journaled, nothing else done
     "table-written": "old",  # rows replaced and publish marked, not committed
+    "instrument-placed": "old",  # the symbol's instrument file replaced, the bars not yet swapped
     "backup-made": "old",  # the live bar folder moved aside, the new one not yet in (F1's instant)
-    "half-swapped": "old",  # new bars in, the instrument folder not yet swapped
     "before-commit": "old",  # everything swapped, the commit not sent
     "committed": "new",  # committed, journal and staging not yet removed
 }
@@ -154,7 +155,7 @@ def test_f1_a_killed_cli_import_is_settled_by_the_next_backtest(tmp_path, ntrade
     assert stored_content(store) == (old, old)
     assert not any((catalog / ".staging").rglob("*"))
     [run] = store.warehouse.list_runs(symbol="ORCL")
-    assert run["bar_count"] == 5036 and run["data_hash"] == old  # the backtest ran on the bars the table holds
+    assert run.bar_count == 5036 and run.data_hash == old  # the backtest ran on the bars the table holds
 
 
 def test_opening_the_stores_leaves_a_publish_in_progress_alone(tmp_path, sqlite_url) -> None:
@@ -191,3 +192,27 @@ def test_a_write_that_fails_while_staging_leaves_no_staging(tmp_path, sqlite_url
     assert not any((store.catalog.path / ".staging").rglob("*"))
     old = expected_hash(ORCL_DAILY)
     assert stored_content(store) == (old, old)
+
+
+def test_a_publish_an_earlier_version_left_half_done_is_settled_by_the_next_open(tmp_path, sqlite_url) -> None:
+    """Earlier versions swapped the instrument folder with the bars folder, and their journals say
+    so (no "instrument" entry). A catalog left mid-swap by one (bars and instrument swapped, the
+    commit never came) still opens: the next open puts both folders back, and nothing is left."""
+    catalog = BarCatalog(tmp_path / "catalog", "XNAS")
+    store = MarketDataStore(catalog, Warehouse.open(sqlite_url))
+    store.replace(read_bar_csv(ORCL_DAILY, "ORCL"))
+    staged = catalog.stage(read_bar_csv(repriced(tmp_path / "ORCL_repriced.csv"), "ORCL"))
+    journal = staged.publish.root / JOURNAL
+    record = json.loads(journal.read_text())
+    record["folders"].append("data/equity/ORCL.XNAS")  # as an earlier version wrote it
+    del record["instrument"]
+    journal.write_text(json.dumps(record))
+    legacy = pending(catalog.path, BAR_TYPE)[0][0]
+    legacy.swap_in()  # both folders swapped, as the earlier version did before its commit
+
+    reopened = MarketDataStore(BarCatalog(catalog.path, "XNAS"), store.warehouse)
+
+    old = expected_hash(ORCL_DAILY)
+    assert stored_content(reopened) == (old, old)
+    assert reopened.catalog.instrument("ORCL").price_precision == 6
+    assert not any((catalog.path / ".staging").rglob("*"))

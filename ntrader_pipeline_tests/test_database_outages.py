@@ -110,9 +110,9 @@ def test_import_and_backtest_retry_after_their_connections_are_terminated_mid_wr
 
     assert len(watcher.terminated) == 1
     [run] = store.warehouse.list_runs(symbol="ORCL")
-    assert run["run_id"] == metrics["run_id"] and run["data_hash"] == new
-    assert store.warehouse.get_metrics(run["run_id"])["trade_count"] == metrics["trade_count"] > 0
-    assert len(store.warehouse.get_trades(run["run_id"])) == metrics["trade_count"]  # written once, whole
+    assert run.run_id == metrics["run_id"] and run.data_hash == new
+    assert store.warehouse.get_metrics(run.run_id)["trade_count"] == metrics["trade_count"] > 0
+    assert len(store.warehouse.get_trades(run.run_id)) == metrics["trade_count"]  # written once, whole
 
 
 def test_an_append_survives_a_terminated_connection_while_it_reads_the_stored_sources(

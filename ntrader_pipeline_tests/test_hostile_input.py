@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -24,6 +25,8 @@ from click.testing import CliRunner
 from dagster import DagsterInstance, instance_for_test
 from sqlalchemy import select
 
+from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.adapters.market_data_store import series_lock
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.csv_bars import read_bar_csv
@@ -35,11 +38,13 @@ from ntrader_pipeline.core.validation import BarFileError, BarProblem
 from ntrader_pipeline.definitions import INGEST_JOB
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import get_settings
+from ntrader_pipeline_tests.processes import wait_for_lock_waiter
 from ntrader_pipeline_tests.support import ORCL_DAILY, REPO_ROOT, STRATEGY_CONFIGS, point_settings_at
 
 CORPUS = Path(__file__).parent / "corpus"
 CSV_EXPECTED: dict[str, list[list]] = json.loads((CORPUS / "csv" / "expected.json").read_text())
 YAML_EXPECTED: dict[str, str] = json.loads((CORPUS / "yaml" / "expected.json").read_text())
+GROWING_EXPECTED: dict[str, dict] = json.loads((CORPUS / "csv" / "growing" / "expected.json").read_text())
 
 HOSTILE_SYMBOLS = [
     "A;DROP TABLE market_data",
@@ -119,6 +124,49 @@ def test_corpus_csv_is_refused_by_the_import_job_and_nothing_changes(pipeline, n
         pipeline.import_csv(path, "ORCL")
     assert caught.value.problems == [BarProblem(*p) for p in CSV_EXPECTED[name]]
     assert caught.value.file == str(path.resolve())
+
+
+@pytest.mark.parametrize("name", sorted(GROWING_EXPECTED))
+def test_corpus_file_growing_during_the_import_is_refused_and_nothing_changes(pipeline, tmp_path_factory, name):
+    """`ntrader data import-csv` reads a file whose writer has not finished its last row (cut mid-number)
+    and, while the import waits for the series' lock, the writer appends the rest. The import must not
+    store the cut number (15721 for 15721600): it is refused naming the line, and nothing is written."""
+    case = GROWING_EXPECTED[name]
+    path = tmp_path_factory.mktemp("growing") / name
+    shutil.copyfile(CORPUS / "csv" / "growing" / name, path)
+    catalog = BarCatalog(pipeline.settings.resolved_catalog_path, "XNAS")
+    bar_type = "ORCL.XNAS-1-DAY-LAST-EXTERNAL"
+    with series_lock(catalog, bar_type):  # another import of the series holds it, so this one waits
+        importer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ntrader_pipeline.cli",
+                "data",
+                "import-csv",
+                "--file",
+                str(path),
+                "--symbol",
+                "ORCL",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            waiting = wait_for_lock_waiter(catalog.path / ".locks" / f"{bar_type}.lock", importer)
+            assert waiting, importer.communicate()
+            with path.open("ab") as writer:  # the file was read; its writer finishes the last row
+                writer.write(case["appended"].encode())
+        except BaseException:
+            importer.kill()
+            raise
+    _, errors = importer.communicate(timeout=600)
+
+    assert importer.returncode == 1, errors
+    for line, _, _, rule in case["problems"]:
+        assert f"{path}:{line}" in errors and rule in errors, errors
+    assert "Traceback" not in errors
 
 
 @pytest.mark.parametrize("name", sorted(YAML_EXPECTED))

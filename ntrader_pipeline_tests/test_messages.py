@@ -26,7 +26,7 @@ from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.quoting import EXCERPT_CHARS, excerpt, shown_path
 from ntrader_pipeline.definitions import INGEST_JOB, build_definitions
 from ntrader_pipeline.settings import Settings
-from ntrader_pipeline_tests.conftest import AAPL_MINUTE, REPO_ROOT, STRATEGY_CONFIGS
+from ntrader_pipeline_tests.support import AAPL_MINUTE, REPO_ROOT, STRATEGY_CONFIGS
 from ntrader_pipeline_tests.test_dagster_dev_fresh_clone import free_port
 
 SECRET = f"hunter2-{uuid.uuid4().hex}"  # what a warehouse password looks like to a test

@@ -17,7 +17,7 @@ from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.definitions import SWEEP_JOB, WALK_FORWARD_JOB
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.conftest import ORCL_DAILY, STRATEGY_CONFIGS, point_settings_at
+from ntrader_pipeline_tests.support import ORCL_DAILY, STRATEGY_CONFIGS, point_settings_at
 
 CORPUS = Path(__file__).parent / "corpus" / "yaml"
 GRID = "sweep:\n  grid: {fast_period: [5, 10], slow_period: [20, 40]}\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,8 +127,18 @@ def frame_from_bars_table(table: pa.Table, price_precision: int) -> pd.DataFrame
 
 
 def _stored_precision(table: pa.Table) -> int:
-    """The price precision NautilusTrader wrote into the file's schema metadata."""
-    return int((table.schema.metadata or {}).get(b"price_precision", b"0"))
+    """The price precision NautilusTrader wrote into the file's schema metadata: the series' own.
+
+    A symbol's series (daily, one-minute…) share one instrument but keep their files' decimals, so
+    bars are read at this precision, never the instrument's.
+    """
+    found = (table.schema.metadata or {}).get(b"price_precision")
+    if found is None:
+        raise ValueError(
+            f"{(table.schema.metadata or {}).get(b'bar_type', b'?').decode()}: a bar file without its "
+            "price precision (not written by NautilusTrader); re-import the series"
+        )
+    return int(found)
 
 
 @dataclass(frozen=True)
@@ -138,8 +149,8 @@ class StagedSeries:
     publish: Publish | ManifestPublish
 
 
-def series_folders(symbol: str, venue: str, bar_type: str) -> list[Path]:
-    """The catalog folders (relative to its root) one series owns: its bars, then its instrument.
+def series_folders(symbol: str, venue: str, bar_type: str) -> tuple[Path, Path]:
+    """The catalog folders (relative to its root) of one series: its bars, and its symbol's instrument.
 
     The names are built from the symbol, so each is confined to its parent folder: a value that
     slipped past the symbol grammar still cannot name a folder outside the catalog.
@@ -147,7 +158,7 @@ def series_folders(symbol: str, venue: str, bar_type: str) -> list[Path]:
     bars, instruments = Path("data") / "bar", Path("data") / "equity"
     for parent, name in ((bars, bar_type), (instruments, f"{symbol}.{venue}")):
         confined(parent, name)  # relative: resolved against the working folder, only the shape matters
-    return [bars / bar_type, instruments / f"{symbol}.{venue}"]
+    return bars / bar_type, instruments / f"{symbol}.{venue}"
 
 
 def write_series_folders(root: Path, series: BarSeries, venue: str) -> None:
@@ -198,44 +209,56 @@ class BarCatalog:
                 else []
             )
         folder = confined(self.path / "data" / "bar", bar_type)
-        return sorted(folder.glob("*.parquet")) if folder.exists() else []
+        with catalog_publish.reading(self.path, bar_type, folder):
+            return sorted(folder.glob("*.parquet")) if folder.exists() else []
 
     def read_bars(self, symbol: str, timeframe: Timeframe) -> list[Bar]:
         if self.remote:
-            found = self._read_version(str(bar_type_for(symbol, self.venue, timeframe)))
-            return ArrowSerializer.deserialize(Bar, found[0]) if found else []
+            tables = self._read_version(str(bar_type_for(symbol, self.venue, timeframe)))
+            return [bar for table in tables for bar in ArrowSerializer.deserialize(Bar, table)]
         if not self.bar_files(symbol, timeframe):
             return []
         return self._catalog.bars([str(bar_type_for(symbol, self.venue, timeframe))])
 
     def instrument(self, symbol: str) -> Equity | None:
+        """The symbol's instrument at the catalog's root (its latest publish's), as NautilusTrader reads it."""
         found = self._catalog.instruments(instrument_ids=[f"{symbol}.{self.venue}"])
         return found[0] if found else None
 
     def read(self, symbol: str, timeframe: Timeframe) -> BarSeries | None:
         """The stored series, or None when the catalog has no bars for it.
 
-        Read column-wise from the Parquet files: no ``Bar`` object is built (a million of them
-        cost gigabytes and seconds), and the values equal ``frame_from_nautilus_bars``' exactly.
+        One whole version, whatever a writer is doing (see ``_read_files`` and ``_read_version``),
+        at the precision its own files carry. Read column-wise from the Parquet files: no ``Bar``
+        object is built (a million of them cost gigabytes and seconds), and the values equal
+        ``frame_from_nautilus_bars``' exactly.
         """
-        if self.remote:
-            found = self._read_version(str(bar_type_for(symbol, self.venue, timeframe)))
-            if found is None:
-                return None
-            table, instrument = found
-        else:
-            files = self.bar_files(symbol, timeframe)
-            if not files:
-                return None
-            instrument = self.instrument(symbol)
-            table = pq.read_table(files[0]) if len(files) == 1 else pa.concat_tables(pq.read_table(f) for f in files)
-        if table.num_rows == 0:
+        bar_type = str(bar_type_for(symbol, self.venue, timeframe))
+        tables = self._read_version(bar_type) if self.remote else self._read_files(bar_type)
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
             return None
-        precision = instrument.price_precision if instrument else _stored_precision(table)
+        precision = max(_stored_precision(t) for t in tables)
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         return BarSeries(symbol, timeframe, frame_from_bars_table(table, precision), precision, source="catalog")
 
-    def _read_version(self, bar_type: str) -> tuple[pa.Table, Equity | None] | None:
-        """The live version's bars (as one Arrow table) and instrument, from the manifest resolved
+    def _read_files(self, bar_type: str) -> list[pa.Table]:
+        """The live bar files of a local series, listed and opened under its shared swap lock.
+
+        A swap renames folders under the same lock, exclusively, so the files opened are one
+        version, whole; they are read after the lock is let go (an open file stays readable when
+        a later swap moves or deletes it), so a reader never holds up a writer for longer than
+        the opens take.
+        """
+        folder = confined(self.path / "data" / "bar", bar_type)
+        with ExitStack() as opened:
+            with catalog_publish.reading(self.path, bar_type, folder):
+                files = sorted(folder.glob("*.parquet")) if folder.exists() else []
+                handles = [opened.enter_context(open(f, "rb")) for f in files]
+            return [pq.read_table(handle) for handle in handles]
+
+    def _read_version(self, bar_type: str) -> list[pa.Table]:
+        """The live version's bar files (empty when there is none), from the manifest resolved
         once per attempt.
 
         A version is deleted once a newer publish settles, so a reader that resolved the old
@@ -244,22 +267,16 @@ class BarCatalog:
         for _ in range(READ_ATTEMPTS):
             manifest = read_manifest(self.objects, bar_type)
             if manifest is None:
-                return None
+                return []
             prefix = catalog_manifest.version_prefix(bar_type, manifest["version"])
             try:
-                tables = {f: pq.read_table(io.BytesIO(self.objects.get(f"{prefix}/{f}"))) for f in manifest["files"]}
+                return [
+                    pq.read_table(io.BytesIO(self.objects.get(f"{prefix}/{f}")))
+                    for f in manifest["files"]
+                    if f.startswith("data/bar/")
+                ]
             except FileNotFoundError:
                 continue
-            bars = [t for f, t in tables.items() if f.startswith("data/bar/")]
-            equities = [
-                e
-                for f, t in tables.items()
-                if f.startswith("data/equity/")
-                for e in ArrowSerializer.deserialize(Equity, t)
-            ]
-            if not bars:
-                return None
-            return (bars[0] if len(bars) == 1 else pa.concat_tables(bars)), (equities[0] if equities else None)
         raise VersionGoneError(f"{bar_type}: every version read was replaced meanwhile ({READ_ATTEMPTS} tries)")
 
     def closes_reader(self, timeframe: Timeframe):
@@ -277,7 +294,8 @@ class BarCatalog:
         bar_type = str(merged.bar_type(self.venue))
         if self.remote:
             return StagedSeries(merged, self._stage_version(merged, bar_type))
-        publish = Publish.create(self.path, bar_type, series_folders(merged.symbol, self.venue, bar_type))
+        bars, instrument = series_folders(merged.symbol, self.venue, bar_type)
+        publish = Publish.create(self.path, bar_type, [bars], instrument)
         try:
             write_series_folders(publish.new, merged, self.venue)
             kill_point("staging")  # staged files written, no journal yet: garbage to whoever opens next

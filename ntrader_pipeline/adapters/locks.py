@@ -20,16 +20,18 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
+def file_lock(path: Path, wait: bool = True, shared: bool = False) -> Iterator[bool]:
     """Hold an exclusive lock on ``path`` (created if missing) while the block runs.
 
     The lock dies with its process, so a crash never leaves a stale lock behind. With
     ``wait=False`` the block gets False instead of waiting when another process holds it.
+    ``shared``: a lock many holders share, excluding only the exclusive one (readers vs a writer).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with open(path, "a") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return

@@ -108,6 +108,12 @@ class MarketDataStore:
     def _replace_locked(self, series: BarSeries, bar_type: str) -> StoredSeries:
         staged = self.catalog.stage(series)
         kill_point("staged")
+        if series.recheck is not None:
+            try:
+                series.recheck()  # the source is still what was read: a file may have been growing
+            except BaseException:
+                staged.publish.remove()
+                raise
         attempt = _PublishAttempt(self.warehouse, staged, series, bar_type)
         try:
             with_retries(self.warehouse.url, f"storing {bar_type} bars", attempt)

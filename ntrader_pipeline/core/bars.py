@@ -8,6 +8,7 @@ be the close), prices are floats that round exactly to ``price_precision`` decim
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,9 @@ class BarSeries:
     price_precision: int
     source: str = "csv"
     notes: dict = field(default_factory=dict)  # how the source was read (adjusted, skipped rows…)
+    # Raises when the source changed since it was read in a way that spoils these bars (a file
+    # still being written); the store calls it under the series' lock, just before publishing.
+    recheck: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.frame)

@@ -6,8 +6,9 @@ case and spacing, ``,`` ``;`` or tab delimiters, a UTF-8 BOM (or UTF-16 with BOM
 with or without offsets, ``YYYYMMDD`` dates, epoch seconds or milliseconds.
 
 Naive timestamps are read in the exchange's timezone and stored in UTC. Intraday timestamps are
-taken as bar *open* times and stored as close times (open + interval); daily bars are stamped at
-the session close. Line numbers are physical lines of the file (header = 1; blank lines count).
+taken as bar *open* times and stored as close times (open + interval); a daily bar is stamped at
+the close of its session, the date as the file writes it (never converted to New York first).
+Line numbers are physical lines of the file (header = 1; blank lines count).
 
 The whole file is parsed by pyarrow as text and converted with vectorised casts; only when a cast
 fails does a slower (still vectorised) pass locate the bad cells.
@@ -39,7 +40,7 @@ from nautilus_trader.model.objects import PRICE_MAX, QUANTITY_MAX
 
 from ntrader_pipeline.core.bars import PRICE_COLUMNS, BarSeries, Timeframe
 from ntrader_pipeline.core.calendar import session_close_ns
-from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, InputFileError, read_regular_file
+from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, FileSnapshot, InputFileError, read_snapshot
 from ntrader_pipeline.core.quoting import clipped, excerpt, shown_path
 from ntrader_pipeline.core.validation import BarFileError, BarProblem, validate_bars
 
@@ -190,8 +191,11 @@ def read_bar_csv(
         raise OptionError(f"on_invalid must be 'reject' or 'skip', not {on_invalid!r}")
     check_timezone(timezone)
     path = Path(path)
-    text = _decoded_bytes(path, max_bytes)
+    text, snapshot = _decoded_bytes(path, max_bytes)
     lines = _LineIndex(text)
+    recheck = _unfinished_last_line(path, snapshot, lines, text)
+    if recheck:
+        recheck()
     if lines.header is None:
         raise BarFileError(path, [BarProblem(1, None, None, "file is empty")], f"{path}: file is empty")
     _refuse_long_lines(path, lines)
@@ -224,7 +228,7 @@ def read_bar_csv(
         raise BarFileError(path, _quote_problems(lines, data_rows, problems))
     raw, numbers, decimals, cell_problems = read
     problems += cell_problems
-    wall, utc_ns, time_problems = _parse_times(raw, columns, file_lines, timezone)
+    wall, utc_ns, written, time_problems = _parse_times(raw, columns, file_lines, timezone)
     problems += time_problems
 
     parsed = np.ones(len(rows), dtype=bool)
@@ -237,7 +241,7 @@ def read_bar_csv(
     interval_given = timeframe is not None
     if timeframe is None:
         try:
-            timeframe = _infer_timeframe(path, wall[parsed], file_lines[parsed], time_name)
+            timeframe = _infer_timeframe(path, wall[parsed], written[parsed], file_lines[parsed], time_name)
         except BarFileError:
             # Bad cells come first: without the rows they spoil the interval may show again.
             if problems:
@@ -248,7 +252,7 @@ def read_bar_csv(
     problems += grid_problems
     parsed &= ~grid_bad
 
-    ts_event = _stamp(wall, utc_ns, timeframe)
+    ts_event = _stamp(written, utc_ns, timeframe)
     frame = pd.DataFrame({"ts_event": ts_event, **{c: numbers[c] for c in PRICE_COLUMNS + ["volume"]}})
     keep_idx = np.flatnonzero(parsed)
     shown = {c: _LineCells(lines, rows[keep_idx], columns.index[c], delimiter) for c in PRICE_COLUMNS + ["volume"]}
@@ -285,6 +289,8 @@ def read_bar_csv(
     }
     if adjusted:
         frame = _adjust(path, frame, numbers["adj close"][keep], precision, file_lines[keep], columns)
+    if recheck:
+        recheck()  # grown while it was parsed
     return BarSeries(
         symbol=symbol.upper(),
         timeframe=timeframe,
@@ -292,16 +298,19 @@ def read_bar_csv(
         price_precision=precision,
         source="csv-adjusted" if adjusted else "csv",
         notes=notes,
+        recheck=recheck,
     )
 
 
 # --- bytes and lines ---------------------------------------------------------------------------
 
 
-def _decoded_bytes(path: Path, max_bytes: int) -> bytes:
-    """The file as UTF-8 bytes without a BOM; an undecodable byte is a problem at its line."""
+def _decoded_bytes(path: Path, max_bytes: int) -> tuple[bytes, FileSnapshot]:
+    """The file as UTF-8 bytes without a BOM, as it was when opened, and the snapshot they come
+    from; an undecodable byte is a problem at its line."""
     try:
-        data = read_regular_file(path, max_bytes, "CSV file (NTRADER_MAX_CSV_BYTES)")
+        snapshot = read_snapshot(path, max_bytes, "CSV file (NTRADER_MAX_CSV_BYTES)")
+        data = snapshot.data
     except InputFileError as exc:  # line 0: the problem is the file as a whole
         summary = f"{path}: {exc.reason}; nothing was imported"
         raise BarFileError(path, [BarProblem(0, None, None, exc.reason)], summary) from None
@@ -323,7 +332,31 @@ def _decoded_bytes(path: Path, max_bytes: int) -> bytes:
             data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise _encoding_error(path, data, exc, "not UTF-8 text; save the file as UTF-8") from None
-    return data
+    return data, snapshot
+
+
+UNFINISHED_RULE = (
+    "the last line has no line end and the file changed size while it was read: "
+    "it is still being written; import it once it is complete"
+)
+
+
+def _unfinished_last_line(path: Path, snapshot: FileSnapshot, lines: _LineIndex, text: bytes):
+    """A check that raises when the snapshot's last line may have been cut by a writer: it has no
+    line end and the file's size changed since it was opened. None when the last line is whole
+    (it ends with a line end, or is blank): a complete file without a final newline is fine.
+
+    The reader calls it after reading and after parsing; the store again, just before it publishes.
+    """
+    if not len(lines.starts) or text.endswith((b"\n", b"\r")) or lines.blank[-1]:
+        return None
+    problem = BarProblem(len(lines.starts), None, None, UNFINISHED_RULE)
+
+    def recheck() -> None:
+        if snapshot.changed_size():
+            raise BarFileError(path, [problem])
+
+    return recheck
 
 
 def _encoding_error(path: Path, data: bytes, exc: UnicodeDecodeError, rule: str) -> BarFileError:
@@ -630,7 +663,11 @@ def _time_text(raw) -> pa.Array:
 
 
 def _parse_times(raw, columns: _Columns, lines: np.ndarray, timezone: str):
-    """Wall-clock times in ``timezone`` (int64 ns, naive) and UTC ns of each row's timestamp."""
+    """Each row's timestamp three ways (int64 ns): the wall clock in ``timezone``, UTC, and the wall
+    clock as written (a naive stamp as it is, an offset stamp in its own offset, epoch in UTC).
+
+    Intraday bars use the first two; a daily bar's session is the date as written (see ``_stamp``).
+    """
     if "timestamp" in raw:
         text, name = raw["timestamp"], columns.name("timestamp")
     else:
@@ -645,6 +682,7 @@ def _parse_times(raw, columns: _Columns, lines: np.ndarray, timezone: str):
             problems.append(BarProblem(int(lines[i]), name, cell, "missing value" if cell == "" else rule))
 
     digits = pc.match_substring_regex(text, r"^-?\d+$").to_numpy(zero_copy_only=False)
+    offsets = np.zeros(n, dtype=np.int64)  # each stamp's UTC offset as written (epoch: UTC)
     if digits.all() and n:
         aware, bad, huge = _parse_digits(text)
         flag(bad, "not a timestamp")
@@ -661,6 +699,8 @@ def _parse_times(raw, columns: _Columns, lines: np.ndarray, timezone: str):
             else "timestamp has no UTC offset while most rows have one",
         )
         aware, bad = _parse_text(text, offset_rows)
+        if offset_rows:
+            offsets = _written_offsets(text)
         bad &= ~mixed
         flag(bad, "not a timestamp")
         bad |= mixed
@@ -678,14 +718,26 @@ def _parse_times(raw, columns: _Columns, lines: np.ndarray, timezone: str):
             flag(gap, f"time does not exist in {timezone} (clocks jump forward)")
             flag(lost & ~gap, f"time is ambiguous in {timezone} (clocks fall back)")
             bad |= lost
-        wall = aware
+        wall = written = aware
         utc = local
     else:
         utc = aware
         wall = aware.tz_convert(timezone).tz_localize(None)
+        written = aware.tz_convert("UTC").tz_localize(None) + pd.to_timedelta(offsets, unit="ns")
     wall_ns = _ns(wall, bad)
     utc_ns = _ns(utc.tz_convert("UTC").tz_localize(None), bad)
-    return wall_ns, utc_ns, problems
+    return wall_ns, utc_ns, _ns(written, bad), problems
+
+
+def _written_offsets(text: pa.Array) -> np.ndarray:
+    """The UTC offset each stamp is written with, in ns (``Z``, or none: 0)."""
+    parts = pc.extract_regex(text, r"(?P<sign>[+-])(?P<hours>\d\d):?(?P<minutes>\d\d)$")
+
+    def number(name: str) -> np.ndarray:
+        return pc.cast(pc.fill_null(pc.struct_field(parts, name), "0"), pa.int64()).to_numpy(zero_copy_only=False)
+
+    sign = np.where(pc.fill_null(pc.struct_field(parts, "sign"), "+").to_numpy(zero_copy_only=False) == "-", -1, 1)
+    return sign * (number("hours") * 3600 + number("minutes") * 60) * 10**9
 
 
 def _ns(index: pd.DatetimeIndex, bad: np.ndarray) -> np.ndarray:
@@ -765,9 +817,9 @@ def _parse_each(cells: pd.Series, with_offsets: bool) -> pd.DatetimeIndex:
 DAY_NS = 86_400 * 10**9
 
 
-def _infer_timeframe(path, wall: np.ndarray, lines: np.ndarray, name: str) -> Timeframe:
-    """The most common step between consecutive bars; date-only stamps are daily bars."""
-    if len(wall) and (wall % DAY_NS == 0).all():
+def _infer_timeframe(path, wall: np.ndarray, written: np.ndarray, lines: np.ndarray, name: str) -> Timeframe:
+    """The most common step between consecutive bars; stamps written at midnight are daily bars."""
+    if len(written) and (written % DAY_NS == 0).all():
         return Timeframe.DAILY
     order = np.argsort(wall, kind="stable")  # out-of-order rows are reported later, not here
     all_steps = np.diff(wall[order])
@@ -819,10 +871,12 @@ def _off_grid(wall, parsed, timeframe: Timeframe, lines, name, cells):
     return bad, [BarProblem(int(lines[i]), name, str(cells[i]), rule) for i in np.flatnonzero(bad)]
 
 
-def _stamp(wall: np.ndarray, utc_ns: np.ndarray, timeframe: Timeframe) -> np.ndarray:
-    """Bar close times in UTC ns: session close for daily bars, open + interval otherwise."""
+def _stamp(written: np.ndarray, utc_ns: np.ndarray, timeframe: Timeframe) -> np.ndarray:
+    """Bar close times in UTC ns: open + interval for intraday bars; for a daily bar the close of its
+    session, the date as the file writes it (``2014-10-21T00:00:00Z`` is the 21st's bar, though it
+    is the 20th in New York; epoch stamps count from UTC midnight, so their UTC date)."""
     if timeframe is Timeframe.DAILY:
-        days = pd.Series(pd.DatetimeIndex(wall.astype("datetime64[ns]")).normalize())
+        days = pd.Series(pd.DatetimeIndex(written.astype("datetime64[ns]")).normalize())
         return session_close_ns(days)
     return utc_ns + timeframe.nanos
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from ntrader_pipeline.core.quoting import excerpt, shown_path
@@ -52,6 +53,39 @@ def confined(root: str | Path, *parts: str | Path) -> Path:
 
 def read_regular_file(path: str | Path, max_bytes: int, what: str = "file") -> bytes:
     """The bytes of ``path`` if it is a readable regular file of at most ``max_bytes``."""
+    return read_snapshot(path, max_bytes, what).data
+
+
+@dataclass(frozen=True)
+class FileSnapshot:
+    """What a file held when it was opened (its size then, no byte more), and which file it was."""
+
+    path: str
+    data: bytes
+    device: int
+    inode: int
+    size: int  # at open
+
+    def changed_size(self) -> bool:
+        """The same file is now longer or shorter than at open: something was writing it meanwhile.
+
+        A file replaced under its name (an atomic rename) or gone is not ours any more: False.
+        """
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == (self.device, self.inode) and now.st_size != self.size
+
+
+def read_snapshot(path: str | Path, max_bytes: int, what: str = "file") -> FileSnapshot:
+    """The bytes of ``path`` if it is a readable regular file of at most ``max_bytes``: exactly the
+    size it had when opened.
+
+    A writer appending meanwhile cannot add half a line to what is read; ``changed_size`` tells
+    afterwards whether one was at work. A file whose size is unknown (0, as ``/proc`` reports) is
+    read to its end.
+    """
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -66,14 +100,20 @@ def read_regular_file(path: str | Path, max_bytes: int, what: str = "file") -> b
         reason = "permission denied" if exc.errno in (errno.EACCES, errno.EPERM) else exc.strerror
         raise InputFileError(path, f"cannot be read ({reason})") from None
     with os.fdopen(fd, "rb") as handle:
-        _check(path, os.fstat(fd), max_bytes, what)  # what was opened is what is read
+        opened = os.fstat(fd)
+        _check(path, opened, max_bytes, what)  # what was opened is what is read
+        wanted = opened.st_size if opened.st_size else max_bytes + 1
         try:
-            data = handle.read(max_bytes + 1)
+            chunks, left = [], wanted
+            while left and (chunk := handle.read(left)):
+                chunks.append(chunk)
+                left -= len(chunk)
         except OSError as exc:
             raise InputFileError(path, f"cannot be read ({exc.strerror})") from None
-    if len(data) > max_bytes:  # grew while being read
+    data = b"".join(chunks)
+    if len(data) > max_bytes:  # a file of unknown size that holds more
         raise InputFileError(path, _too_large(len(data), max_bytes, what))
-    return data
+    return FileSnapshot(str(path), data, opened.st_dev, opened.st_ino, opened.st_size)
 
 
 def _check(path, info: os.stat_result, max_bytes: int, what: str) -> None:

@@ -144,6 +144,33 @@ def test_walk_forward_prints_windows_and_a_stitched_stored_run(home, walked):
     assert table.exit_code == 0 and "stitched out of sample" in table.stdout
 
 
+def test_each_stored_window_enters_where_its_chosen_set_enters_when_run_over_all_the_bars(home, walked):
+    """The walk-forward as the CLI stores it, window by window: the entries of the stitched run's
+    trades in a window are the entries the chosen set makes, run alone over all the bars, in the
+    window's dates (windows start warm; a cold start missed crosses early in a window)."""
+    import pandas as pd
+
+    from ntrader_pipeline.core.backtest import run_backtest
+    from ntrader_pipeline.core.csv_bars import read_bar_csv
+    from ntrader_pipeline.core.strategy_specs import parse_spec
+
+    orcl = read_bar_csv(ORCL_DAILY, "ORCL")
+    trades = pd.DataFrame(Warehouse.open(get_settings().resolved_warehouse_url).get_trades(walked["run_id"]))
+    local = lambda stamps: pd.to_datetime(stamps, utc=True).dt.tz_convert("America/New_York").dt.date  # noqa: E731
+    compared = 0
+    for i, window in enumerate(walked["windows"], start=1):
+        plain = {"strategy": "sma_crossover", "config": window["params"]}
+        plain["backtest"] = {"start": "2004-01-01", "end": "2008-12-31"}
+        fills = run_backtest(orcl, parse_spec("alone", plain, "alone.yaml"), "XNAS", "alone").fills
+        buys = pd.to_datetime(fills[fills["side"] > 0]["ts_event"], utc=True)
+        first, last = (pd.Timestamp(day).date() for day in window["out_of_sample"])
+        expected = sorted(t for t, day in zip(buys, local(buys), strict=True) if first <= day <= last)
+        mine = trades[trades["position_id"].str.startswith(f"W{i}-") & ~trades["position_id"].str.endswith("-end")]
+        assert sorted(pd.to_datetime(mine["entry_time"], utc=True)) == expected, (i, window["params"])
+        compared += len(expected)
+    assert compared >= 3
+
+
 def test_a_walk_forward_run_reproduces_as_a_walk_forward_with_the_same_windows_and_picks(home, walked):
     run_id = walked["run_id"]
     stored = Warehouse.open(get_settings().resolved_warehouse_url).get_run(run_id)

@@ -64,7 +64,7 @@ def test_materializations_carry_numeric_metrics_and_the_chart(stored_run):
     assert Path(report["tearsheet"].value).read_text().startswith("<!DOCTYPE html>")
 
 
-def test_export_all_writes_exactly_the_five_reports(home, tmp_path):
+def test_export_all_writes_exactly_the_reports_of_a_run(home, tmp_path):
     _, run_id = home
     result = ntrader("report", "export-all", run_id, "--output-dir", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
@@ -74,11 +74,12 @@ def test_export_all_writes_exactly_the_five_reports(home, tmp_path):
     assert document["trade_count"] > 0 and isinstance(document["trade_count"], int)
     # the export from the warehouse equals what the Dagster run wrote beside it
     written = home[0] / "reports" / run_id
-    for name in ("metrics.json", "trades.csv", "equity.csv", "report.txt"):
+    for name in ("metrics.json", "trades.csv", "equity.csv", "returns.csv", "report.txt"):
         assert (tmp_path / "out" / name).read_text() == (written / name).read_text(), name
     # the bars are still in the catalog: the rebuilt tearsheet draws the price and the benchmark too
     page = (tmp_path / "out" / "tearsheet.html").read_text()
     assert 'id="price-trades"' in page and "buy and hold ORCL" in page
+    assert "warning" not in result.output  # the benchmark's bars are those the run was measured against
 
 
 def test_summary_and_generate_in_every_format(home, tmp_path):

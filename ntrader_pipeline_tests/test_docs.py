@@ -7,6 +7,7 @@ of a page runs, in page order, against a home where the quick start (``ntrader d
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -64,9 +65,55 @@ def example_environment() -> dict[str, str]:
 PAGES_WITH_EXAMPLES = sorted(p for p in DOCS.rglob("*.md") if python_examples(p))
 
 
+@pytest.mark.slow  # the quick start in a fresh process, then runs through Dagster: a minute or more
 @pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda p: str(p.relative_to(DOCS)))
 def test_a_pages_python_examples_run(page: Path, demo_home: Path, tmp_path: Path) -> None:
     script = tmp_path / "examples.py"
     script.write_text("\n\n".join(python_examples(page)))
-    ran = subprocess.run([sys.executable, str(script)], cwd=demo_home, capture_output=True, text=True, timeout=900)
+    ran = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=demo_home,
+        env=example_environment(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert ran.returncode == 0, f"{page.name}: {ran.stderr[-3000:]}"
+
+
+NOTEBOOKS = sorted(DOCS.rglob("*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: str(p.relative_to(DOCS)))
+def test_a_notebook_runs_unchanged_where_the_quick_start_ran(
+    notebook: Path, demo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every cell, in order, on a kernel of this very Python (a kernel spec written for the test,
+    so no other Python installed as ``python3`` can stand in), in the quick start's folder."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    kernels = tmp_path / "jupyter"
+    (kernels / "kernels" / "ntrader-test").mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "ntrader test", "language": "python"}
+    (kernels / "kernels" / "ntrader-test" / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(kernels))  # where the client looks kernel specs up
+    document = nbformat.read(notebook, as_version=4)
+    assert not [cell for cell in document.cells if cell.get("outputs")], "the notebook's outputs are not cleared"
+    inline = "module://matplotlib_inline.backend_inline"  # charts come back as cell outputs
+    client = NotebookClient(
+        document, kernel_name="ntrader-test", timeout=900, resources={"metadata": {"path": str(demo_home)}}
+    )
+    client.execute(env={**example_environment(), "MPLBACKEND": inline})
+    outputs = [output for cell in document.cells for output in cell.get("outputs", [])]
+    assert not [output for output in outputs if output.output_type == "error"]
+    assert any("image/png" in output.get("data", {}) for output in outputs), "no chart was drawn"
+    # a cell shows its value and its charts, nothing a run printed or warned on the way
+    noise = [
+        o
+        for o in outputs
+        if o.output_type == "stream" or (o.output_type == "display_data" and "image/png" not in o.data)
+    ]
+    assert not noise, noise[0]

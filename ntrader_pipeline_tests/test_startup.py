@@ -91,3 +91,8 @@ def test_the_schema_revision_the_warehouse_checks_is_alembics_head():
 
 def test_sort_choices_of_list_results_are_the_sort_keys():
     assert SORT_CHOICES == list(SORT_KEYS)
+
+
+def test_importing_the_python_api_loads_nothing_heavy(ntrader_home):
+    """A notebook's first cell stays quick: pandas, SQLAlchemy, Dagster and the engine come with use."""
+    assert loaded_after("import ntrader_pipeline.api", {}) == set()

@@ -10,48 +10,32 @@ import click
 from ntrader_pipeline.cli.common import open_warehouse
 
 if TYPE_CHECKING:
-    from ntrader_pipeline.core.records import RunRecord
+    from ntrader_pipeline.adapters.warehouse.results import Market, StoredRun
 
 # --format name → report kind (csv is the trade ledger; equity.csv comes with export-all)
-FORMATS = {"text": "text", "csv": "trades", "json": "json", "html": "html"}
+FORMATS = {"text": "text", "csv": "trades", "returns": "returns", "json": "json", "html": "html"}
 
 
-def _load(run_id: str):
+def _load(run_id: str) -> StoredRun:
     from ntrader_pipeline.adapters.warehouse.results import load_run
 
     return load_run(open_warehouse(), run_id)
 
 
-def _market(record: RunRecord):
+def _market(stored: StoredRun) -> Market:
     """The run's closes and its benchmark from the catalog, for the tearsheet's price and benchmark
-    charts; (None, None) when the bars are not there any more."""
-    import pandas as pd
-
-    from ntrader_pipeline.adapters.catalog import BarCatalog
-    from ntrader_pipeline.core.bars import Timeframe
-    from ntrader_pipeline.core.metrics import Benchmark
+    charts and the benchmark column of returns.csv (see ``results.stored_market``)."""
+    from ntrader_pipeline.adapters.warehouse.results import open_catalog, stored_market
     from ntrader_pipeline.settings import get_settings
 
-    try:
-        symbol, venue = record.bar_type.split("-", 1)[0].rsplit(".", 1)
-        settings = get_settings()
-        catalog = BarCatalog(settings.catalog_location, venue, settings.s3_options())
-        read = catalog.closes_reader(Timeframe.of_bar_type(record.bar_type))
-        span = [pd.Timestamp(record.start), pd.Timestamp(record.end)]  # UTC
+    settings = get_settings()
+    catalog = open_catalog(stored.record, settings.catalog_location, settings.s3_options(), open_warehouse())
+    return stored_market(stored.record, stored.metrics, stored.curve, catalog)
 
-        def cut(frame):
-            if frame is None:
-                return None
-            ts = frame["ts_event"].to_numpy()
-            frame = frame[(ts >= span[0].value) & (ts <= span[1].value)].reset_index(drop=True)
-            return frame if len(frame) else None
 
-        prices = cut(read(symbol))
-        other = (record.config or {}).get("benchmark")
-        bench = cut(read(other)) if other and other != symbol else prices
-        return prices, None if bench is None else Benchmark(other or symbol, bench)
-    except (OSError, ValueError, KeyError):
-        return None, None
+def _warn_without_benchmark(market: Market, run_id: str) -> None:
+    if market.problem is not None:
+        click.echo(f"warning: run {run_id}: the benchmark column of returns.csv is empty: {market.problem}", err=True)
 
 
 @click.group()
@@ -77,7 +61,8 @@ def summary(run_id: str) -> None:
     type=click.Choice(list(FORMATS)),
     default="text",
     show_default=True,
-    help="text report, csv trade ledger, json metrics, or html tearsheet.",
+    help="text report, csv trade ledger, returns (daily returns of the strategy and its benchmark), "
+    "json metrics, or html tearsheet.",
 )
 @click.option(
     "-o",
@@ -88,11 +73,17 @@ def summary(run_id: str) -> None:
 )
 def generate(run_id: str, fmt: str, output: Path | None) -> None:
     """Write one report of a run to a file or standard output."""
+    from ntrader_pipeline.adapters.warehouse.results import Market
     from ntrader_pipeline.core.reports import render, write_text
 
     stored = _load(run_id)
-    market = _market(stored.record) if fmt == "html" else (None, None)
-    text = render(FORMATS[fmt], stored.record, stored.metrics, stored.ledger, stored.curve, None, *market)
+    market = _market(stored) if fmt in ("html", "returns") else Market(None, None)
+    if fmt == "returns":
+        _warn_without_benchmark(market, run_id)
+    kind = FORMATS[fmt]
+    text = render(
+        kind, stored.record, stored.metrics, stored.ledger, stored.curve, None, market.prices, market.benchmark
+    )
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -108,12 +99,15 @@ def generate(run_id: str, fmt: str, output: Path | None) -> None:
     help="Folder to write into (created if missing).",
 )
 def export_all(run_id: str, output_dir: Path) -> None:
-    """Write metrics.json, trades.csv, equity.csv, report.txt and tearsheet.html of a run."""
+    """Write metrics.json, trades.csv, equity.csv, returns.csv, report.txt and tearsheet.html of a run."""
     from ntrader_pipeline.core.reports import write_reports
 
     stored = _load(run_id)
+    market = _market(stored)
+    _warn_without_benchmark(market, run_id)
+    record, metrics = stored.record, stored.metrics
     written = write_reports(
-        output_dir, stored.record, stored.metrics, stored.ledger, stored.curve, None, *_market(stored.record)
+        output_dir, record, metrics, stored.ledger, stored.curve, None, market.prices, market.benchmark
     )
     for path in written.values():
         click.echo(f"wrote {path}")

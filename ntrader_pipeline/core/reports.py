@@ -1,4 +1,5 @@
-"""Reports of one backtest run: text (Rich-rendered), trades CSV, equity CSV, metrics JSON, HTML.
+"""Reports of one backtest run: text (Rich-rendered), trades CSV, equity CSV, daily returns CSV,
+metrics JSON, HTML.
 
 Prices keep their exact decimals in CSV and JSON (Decimals are written as their exact text, never
 in exponent form), timestamps are ISO-8601 UTC, and undefined metrics are written as null / "n/a",
@@ -25,7 +26,7 @@ from rich.table import Table
 
 from ntrader_pipeline.core.metric_display import decimal_text, plain_jsonable
 from ntrader_pipeline.core.metric_registry import BY_NAME, MACHINE_DECIMALS, display, machine, money_text
-from ntrader_pipeline.core.metrics import Benchmark
+from ntrader_pipeline.core.metrics import EXCHANGE_TZ, Benchmark, daily_returns, relative_figures
 from ntrader_pipeline.core.records import RunRecord
 from ntrader_pipeline.core.tearsheet import tearsheet_html
 
@@ -33,6 +34,7 @@ REPORT_FILES = {
     "text": "report.txt",
     "trades": "trades.csv",
     "equity": "equity.csv",
+    "returns": "returns.csv",
     "json": "metrics.json",
     "html": "tearsheet.html",
 }
@@ -64,8 +66,16 @@ def to_jsonable(value: Any) -> Any:
 def render_text(record: RunRecord, metrics: Mapping[str, Any], ledger: pd.DataFrame) -> str:
     """The human report, as Rich renders it on a ``REPORT_WIDTH``-column terminal: wide enough for
     two full ISO-8601 timestamps and four exact decimals per trade row."""
-    # markup off: a name such as "sma[fast_period=10]" is text, not a Rich style tag
-    console = Console(record=True, width=REPORT_WIDTH, file=io.StringIO(), color_system=None, markup=False)
+    # markup off: a name such as "sma[fast_period=10]" is text, not a Rich style tag; Jupyter off: in a
+    # notebook's kernel Rich would otherwise display every report it renders as the cell's output
+    console = Console(
+        record=True,
+        width=REPORT_WIDTH,
+        file=io.StringIO(),
+        color_system=None,
+        markup=False,
+        force_jupyter=False,
+    )
     console.print(f"Backtest {record.run_id}: {record.strategy} on {record.symbol}")
     console.print(
         f"Bars {record.bar_type}  {metrics['start']} → {metrics['end']}  ({display('bars', metrics['bars'])} bars)",
@@ -122,6 +132,94 @@ def equity_csv(curve: pd.DataFrame) -> str:
         }
     )
     return out.to_csv(index=False)
+
+
+def benchmark_returns(benchmark: Benchmark) -> pd.Series:
+    """The benchmark's daily returns as ``compute_metrics`` measures them: its closes taken as an
+    equity curve, by exchange day."""
+    closes = benchmark.closes
+    curve = pd.DataFrame(
+        {"timestamp": pd.to_datetime(closes["ts_event"], utc=True), "equity": closes["close"].to_numpy(np.float64)}
+    )
+    return daily_returns(curve)
+
+
+def by_session(returns: pd.Series) -> pd.Series:
+    """Daily returns indexed by their exchange session date (midnight, no time zone)."""
+    days = returns.index.tz_convert(EXCHANGE_TZ).tz_localize(None).normalize()
+    return pd.Series(returns.to_numpy(dtype=np.float64), index=days)
+
+
+def returns_table(curve: pd.DataFrame, benchmark: Benchmark | None) -> pd.DataFrame:
+    """Daily returns of the strategy and of its benchmark, one row per exchange session: a ``date``
+    index and the columns ``strategy`` and ``benchmark``, the shape quantstats, pyfolio and
+    empyrical take.
+
+    The same returns the metrics were computed from (the change of each session's last equity, and
+    of the benchmark's last close); a session one series has and the other lacks is NaN in the
+    other, and without a benchmark its column is all NaN.
+    """
+    strategy = by_session(daily_returns(curve))
+    bench = by_session(benchmark_returns(benchmark)) if benchmark is not None else pd.Series(dtype=np.float64)
+    table = pd.concat({"strategy": strategy, "benchmark": bench}, axis=1).sort_index().astype(np.float64)
+    table.index = pd.DatetimeIndex(table.index, name="date")
+    return table
+
+
+def returns_csv(table: pd.DataFrame) -> str:
+    """``date,strategy,benchmark``: the session date, then each return as the shortest text that
+    reads back as the same float (figures recomputed from the file equal the run's), empty where
+    undefined."""
+    lines = ["date,strategy,benchmark"]
+    days = table.index.strftime("%Y-%m-%d").tolist()
+    columns = (table["strategy"].tolist(), table["benchmark"].tolist())
+    for day, strategy, bench in zip(days, *columns, strict=True):
+        lines.append(f"{day},{_float_text(strategy)},{_float_text(bench)}")
+    return "\n".join(lines) + "\n"
+
+
+def _float_text(value: float) -> str:
+    return repr(value + 0.0) if math.isfinite(value) else ""  # + 0.0: -0.0 reads as 0.0
+
+
+def _shown(name: str, value: Any) -> str:
+    return "n/a" if value is None else str(machine(name, value))
+
+
+# The figures that depend on the benchmark's bars, recomputed to check a benchmark read back later.
+BENCHMARK_FIGURES = (
+    "benchmark_return",
+    "alpha",
+    "beta",
+    "information_ratio",
+    "correlation",
+    "up_capture",
+    "down_capture",
+)
+
+
+def benchmark_mismatch(metrics: Mapping[str, Any], curve: pd.DataFrame, benchmark: Benchmark) -> str | None:
+    """Why ``benchmark`` is not what ``metrics`` were measured against, or None when it is: its
+    symbol, and the benchmark return and relative figures recomputed from it and ``curve``, must
+    equal the stored ones (to float noise)."""
+    stored_symbol = metrics.get("benchmark")
+    if stored_symbol is not None and stored_symbol != benchmark.symbol:
+        return f"the run was measured against {stored_symbol}, not {benchmark.symbol}"
+    closes = benchmark.closes["close"].to_numpy(dtype=np.float64)
+    fresh = {
+        "benchmark_return": float(closes[-1] / closes[0] - 1.0),
+        **relative_figures(daily_returns(curve), benchmark_returns(benchmark)),
+    }
+    for name in BENCHMARK_FIGURES:
+        if name not in metrics:
+            continue  # a run stored before the figure existed
+        old, new = metrics[name], fresh.get(name)
+        same = (old is None and new is None) or (
+            old is not None and new is not None and math.isclose(old, new, rel_tol=1e-9, abs_tol=1e-12)
+        )
+        if not same:
+            return f"they give {name} {_shown(name, new)}, the run stored {_shown(name, old)}"
+    return None
 
 
 def iso_utc(times: pd.Series) -> list[str]:
@@ -185,15 +283,19 @@ def render(
     prices: pd.DataFrame | None = None,
     benchmark: Benchmark | None = None,
 ) -> str:
-    """One report as text: ``text``, ``trades``, ``equity``, ``json`` or ``html``.
+    """One report as text: ``text``, ``trades``, ``equity``, ``returns``, ``json`` or ``html``.
 
-    ``prices`` (ts_event, close) and ``benchmark`` feed the tearsheet's price and benchmark charts."""
+    ``prices`` (ts_event, close) and ``benchmark`` feed the tearsheet's price and benchmark charts;
+    ``benchmark`` also the benchmark column of ``returns.csv`` (empty without one: the traded
+    bars alone are not assumed to be what the run was measured against)."""
     if kind == "text":
         return render_text(record, metrics, ledger)
     if kind == "trades":
         return trades_csv(ledger)
     if kind == "equity":
         return equity_csv(curve)
+    if kind == "returns":
+        return returns_csv(returns_table(curve, benchmark))
     if kind == "json":
         return json.dumps(metrics_document(record, metrics), indent=2) + "\n"
     if kind == "html":
@@ -227,7 +329,7 @@ def write_reports(
 ) -> dict[str, Path]:
     """Write every report of one run into ``directory``; returns the paths by kind.
 
-    All five are rendered before the first is written, so a rendering error writes nothing.
+    All are rendered before the first is written, so a rendering error writes nothing.
     ``chart``: the equity-and-drawdown PNG, if the caller drew it already.
     """
     texts = {kind: render(kind, record, metrics, ledger, curve, chart, prices, benchmark) for kind in REPORT_FILES}

@@ -2,7 +2,7 @@
 
 Backtests, sweep sets and walk-forward runs are all recorded by ``record_run``: the run record,
 metrics, trades and equity curve go to the warehouse in one transaction, then (except for sweep
-sets) the five reports are written with the same inputs (the chart, the bars' closes and the
+sets) the reports are written with the same inputs (the chart, the bars' closes and the
 benchmark). ``report_metadata`` is what the UI shows of those reports.
 
 The engine, pandas and the report writers are imported at the top: this module is imported inside
@@ -118,7 +118,7 @@ def record_run(
     warehouse: Warehouse | None = None,
     reports: bool = True,
 ) -> RecordedRun:
-    """Store a run (record, metrics, trades, equity curve) and, with ``reports``, write its five
+    """Store a run (record, metrics, trades, equity curve) and, with ``reports``, write its
     reports to ``<reports>/<run id>/``: the tearsheet with its price and benchmark charts, and the
     chart the UI shows. The one way every run is recorded, whatever made it."""
     record = run_record(result, dagster_run_id, stores)

@@ -474,13 +474,16 @@ class Pipeline:
         metric: str | None = None,
         start: date | None = None,
         end: date | None = None,
+        processes: int | None = None,
     ) -> dict[str, Any]:
-        """Every parameter set of the file's ``sweep:`` on ``symbol`` in one Dagster run; returns
-        the ranked sets with DSR and PBO (the ``sweep_results`` output)."""
+        """Every parameter set of the file's ``sweep:`` on ``symbol`` in one Dagster run, on ``processes``
+        workers (default: the setting, else one per core); returns the ranked sets with DSR and PBO
+        (the ``sweep_results`` output)."""
         config = {
             "metric": metric,
             "start": start.isoformat() if start else None,
             "end": end.isoformat() if end else None,
+            "processes": processes,
         }
         return self._research(SWEEP_JOB, "sweep_results", spec_path, symbol, config)
 
@@ -496,6 +499,6 @@ class Pipeline:
 
         return self.stores.reports().url(f"{sweep_report_prefix(strategy, symbol)}/{name}")
 
-    def run_walk_forward(self, spec_path: str | Path, symbol: str) -> dict[str, Any]:
+    def run_walk_forward(self, spec_path: str | Path, symbol: str, processes: int | None = None) -> dict[str, Any]:
         """The file's ``walk_forward:`` on ``symbol``; returns the windows and the stitched result."""
-        return self._research(WALK_FORWARD_JOB, "walk_forward", spec_path, symbol, {})
+        return self._research(WALK_FORWARD_JOB, "walk_forward", spec_path, symbol, {"processes": processes})

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
         description="Backtest partitions per run of a backfill (BackfillPolicy.multi_run); "
         "smaller batches spread a sweep over more workers, larger ones pay a run's start-up fewer times.",
     )
+    research_processes: int | None = Field(
+        None, ge=1, description="Worker processes a sweep or walk-forward runs its sets on; default: one per core."
+    )
     venue: str = Field("XNAS", description="Venue every imported equity is placed on.")
     max_csv_bytes: int = Field(
         DEFAULT_MAX_CSV_BYTES, gt=0, description="Larger CSV files are refused before they are read."

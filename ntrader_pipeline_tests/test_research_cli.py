@@ -1,5 +1,7 @@
 """Sweeps and walk-forward as a user runs them: the commands, the Dagster partitions and assets
-they leave behind, the warehouse runs, and one set re-run alone as its own partition."""
+they leave behind, the warehouse runs, one set re-run alone as its own partition, every stored
+run reproduced (sweep sets alone, the walk-forward as a walk-forward), and a degenerate sweep whose
+PBO is undefined, with the reason."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from dagster import AssetKey, DagsterInstance
+from sqlalchemy import update
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.adapters.warehouse.tables import backtest_runs
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS
 from ntrader_pipeline.pipeline import Pipeline, strategy_file_config
@@ -114,10 +118,18 @@ def test_one_set_rerun_alone_as_its_partition_gives_the_same_numbers(home, swept
         assert metrics[name] == pytest.approx(best[name], rel=1e-9, abs=1e-12), name
 
 
-def test_walk_forward_prints_windows_and_a_stitched_stored_run(home):
-    done = ntrader("backtest", "walk-forward", str(home[1]), "--symbol", "ORCL", "--format", "json")
+@pytest.fixture(scope="module")
+def walked(research_home):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        point_settings_at(monkeypatch, research_home[0] / "state")
+        monkeypatch.setenv("DAGSTER_HOME", str(research_home[0] / "state" / "dagster"))
+        done = ntrader("backtest", "walk-forward", str(research_home[1]), "--symbol", "ORCL", "--format", "json")
     assert done.exit_code == 0, done.output
-    document = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_walk_forward_prints_windows_and_a_stitched_stored_run(home, walked):
+    document = walked
     assert document["metric"] == "sharpe_ratio" and len(document["windows"]) >= 2
     for window in document["windows"]:
         assert window["in_sample"][1] < window["out_of_sample"][0]
@@ -130,3 +142,101 @@ def test_walk_forward_prints_windows_and_a_stitched_stored_run(home):
     assert summary.exit_code == 0 and "sma_grid[walk-forward] on ORCL" in summary.output
     table = ntrader("backtest", "walk-forward", str(home[1]), "--symbol", "ORCL")
     assert table.exit_code == 0 and "stitched out of sample" in table.stdout
+
+
+def test_each_stored_window_enters_where_its_chosen_set_enters_when_run_over_all_the_bars(home, walked):
+    """The walk-forward as the CLI stores it, window by window: the entries of the stitched run's
+    trades in a window are the entries the chosen set makes, run alone over all the bars, in the
+    window's dates (windows start warm; a cold start missed crosses early in a window)."""
+    import pandas as pd
+
+    from ntrader_pipeline.core.backtest import run_backtest
+    from ntrader_pipeline.core.csv_bars import read_bar_csv
+    from ntrader_pipeline.core.strategy_specs import parse_spec
+
+    orcl = read_bar_csv(ORCL_DAILY, "ORCL")
+    trades = pd.DataFrame(Warehouse.open(get_settings().resolved_warehouse_url).get_trades(walked["run_id"]))
+    local = lambda stamps: pd.to_datetime(stamps, utc=True).dt.tz_convert("America/New_York").dt.date  # noqa: E731
+    compared = 0
+    for i, window in enumerate(walked["windows"], start=1):
+        plain = {"strategy": "sma_crossover", "config": window["params"]}
+        plain["backtest"] = {"start": "2004-01-01", "end": "2008-12-31"}
+        fills = run_backtest(orcl, parse_spec("alone", plain, "alone.yaml"), "XNAS", "alone").fills
+        buys = pd.to_datetime(fills[fills["side"] > 0]["ts_event"], utc=True)
+        first, last = (pd.Timestamp(day).date() for day in window["out_of_sample"])
+        expected = sorted(t for t, day in zip(buys, local(buys), strict=True) if first <= day <= last)
+        mine = trades[trades["position_id"].str.startswith(f"W{i}-") & ~trades["position_id"].str.endswith("-end")]
+        assert sorted(pd.to_datetime(mine["entry_time"], utc=True)) == expected, (i, window["params"])
+        compared += len(expected)
+    assert compared >= 3
+
+
+def test_a_walk_forward_run_reproduces_as_a_walk_forward_with_the_same_windows_and_picks(home, walked):
+    run_id = walked["run_id"]
+    stored = Warehouse.open(get_settings().resolved_warehouse_url).get_run(run_id)
+    research = stored.config["research"]
+    assert research["kind"] == "walk_forward" and research["bars"] == ["2004-01-02", "2008-12-31"]
+    assert [w["key"] for w in research["windows"]] == [w["key"] for w in walked["windows"]]
+    again = ntrader("backtest", "reproduce", run_id)
+    assert again.exit_code == 0, again.output
+    windows = len(walked["windows"])
+    assert f"run {run_id} reproduced (walk-forward: the same {windows} windows and picks)" in again.output
+
+
+def test_a_walk_forward_whose_stored_pick_differs_does_not_reproduce_and_names_the_window(home, walked):
+    run_id = walked["run_id"]
+    warehouse = Warehouse.open(get_settings().resolved_warehouse_url)
+    config = warehouse.get_run(run_id).config
+    original = json.loads(json.dumps(config))
+    first = config["research"]["windows"][0]
+    first["key"] = next(k for k in KEYS if k != first["key"])
+    with warehouse.engine.begin() as connection:
+        connection.execute(update(backtest_runs).where(backtest_runs.c.run_id == run_id).values(config=config))
+    try:
+        again = ntrader("backtest", "reproduce", run_id)
+    finally:
+        with warehouse.engine.begin() as connection:
+            connection.execute(update(backtest_runs).where(backtest_runs.c.run_id == run_id).values(config=original))
+    assert again.exit_code == 1
+    assert f"window 1 ({' → '.join(first['out_of_sample'])}) picked {walked['windows'][0]['key']}" in again.output
+    assert f"stored {first['key']}" in again.output
+
+
+def test_every_set_of_a_sweep_reproduces_alone(home, swept):
+    for row in json.loads(swept.stdout):
+        again = ntrader("backtest", "reproduce", row["run_id"])
+        assert again.exit_code == 0, again.output
+        assert f"run {row['run_id']} reproduced: data sha256" in again.output
+
+
+def test_a_next_open_run_stores_its_fill_mode_and_reproduces(home):
+    spec = home[0] / "sma_next_open.yaml"
+    spec.write_text(
+        "strategy: sma_crossover\nconfig: {fast_period: 10, slow_period: 30}\n"
+        "backtest: {start: 2004-01-01, end: 2008-12-31, fill: next_open}\n"
+    )
+    done = ntrader("backtest", "run-config", str(spec), "--symbol", "ORCL")
+    assert done.exit_code == 0, done.output
+    run_id = done.stdout.strip().splitlines()[-1]
+    stored = Warehouse.open(get_settings().resolved_warehouse_url).get_run(run_id)
+    assert stored.config["backtest"]["fill"] == "next_open"
+    assert stored.versions["fills"] == "market orders decided on a bar fill at the next bar's open"
+    again = ntrader("backtest", "reproduce", run_id)
+    assert again.exit_code == 0 and "reproduced" in again.output, again.output
+
+
+def test_a_sweep_of_sets_with_the_same_returns_reports_pbo_undefined_with_the_reason(home):
+    spec = home[0] / "same_sets.yaml"
+    spec.write_text(
+        "strategy: sma_crossover\nconfig: {fast_period: 10, slow_period: 30}\n"
+        "backtest: {start: 2004-01-01, end: 2008-12-31}\n"
+        "sweep: {grid: {fixed_quantity: [100, 200, 300]}}\n"  # unused: the sets buy a share of equity
+    )
+    done = ntrader("backtest", "sweep", str(spec), "--symbol", "ORCL", "--format", "json")
+    assert done.exit_code == 0, done.output
+    rows = json.loads(done.stdout)
+    assert len(rows) == 3 and all(row["pbo"] is None for row in rows)
+    report = get_settings().home_dir / "reports" / "research" / "same_sets__ORCL" / "sweep.json"
+    summary = json.loads(report.read_text())["overfitting"]
+    assert summary["pbo"] is None and summary["trials"] == summary["trials_used"] == 3
+    assert summary["pbo_reason"] == "all 3 sets have the same daily returns: there is no best set to pick"

@@ -179,12 +179,23 @@ def run_config(file: str, symbol: str, start, end) -> None:
     click.echo(metrics["run_id"])
 
 
-def _checked_spec(file: str):
-    from ntrader_pipeline.core.strategy_specs import check_spec, load_spec
+JOBS_HELP = (
+    "Processes the parameter sets run on, this one included (default: NTRADER_RESEARCH_PROCESSES, else one "
+    "per core); the results are the same on any number."
+)
+
+
+def _checked_spec(file: str, jobs: int | None = None):
+    """The file's spec, refused before any run when bad; the workers' forkserver starts meanwhile."""
+    from ntrader_pipeline.core.parallel import prestart
     from ntrader_pipeline.settings import get_settings
 
+    settings = get_settings()
+    prestart(jobs or settings.research_processes)  # it imports the engine while this process does
+    from ntrader_pipeline.core.strategy_specs import check_spec, load_spec
+
     spec = load_spec(file)
-    check_spec(spec, get_settings().strategy_module_allowlist)  # refuse a bad file before starting a run
+    check_spec(spec, settings.strategy_module_allowlist)  # refuse a bad file before starting a run
     for line in spec.warnings:
         click.echo(line, err=True)
     return spec
@@ -204,7 +215,8 @@ def _checked_spec(file: str):
 @click.option("--start", default=None, callback=parse_date, help="First date, YYYY-MM-DD (default: the file's).")
 @click.option("--end", default=None, callback=parse_date, help="Last date, YYYY-MM-DD (default: the file's).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, fmt: str) -> None:
+@click.option("--jobs", type=click.IntRange(1), default=None, help=JOBS_HELP)
+def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, fmt: str, jobs: int | None) -> None:
     """Run every parameter set of the file's sweep: block on each symbol and rank them.
 
     One Dagster run per symbol (the bars are read once); each set is stored as its own run and
@@ -217,14 +229,14 @@ def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, f
     from ntrader_pipeline.cli.common import showing_progress
     from ntrader_pipeline.core.reports import machine_values, to_jsonable
 
-    spec = _checked_spec(file)
+    spec = _checked_spec(file, jobs)
     if spec.sweep is None:
         raise click.ClickException(f"{file}: no sweep: block (see the README's Research section)")
     pipeline = open_pipeline()
     documents = []
     with showing_progress():
         for symbol in symbols:
-            documents.append(pipeline.run_sweep(file, symbol, metric, start, end))
+            documents.append(pipeline.run_sweep(file, symbol, metric, start, end, jobs))
     if fmt == "json":
         rows = [
             {
@@ -286,7 +298,8 @@ def _print_sweeps(pipeline, documents: list[dict]) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--symbol", required=True, callback=symbol_param, help="Symbol to run on.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def walk_forward(file: str, symbol: str, fmt: str) -> None:
+@click.option("--jobs", type=click.IntRange(1), default=None, help=JOBS_HELP)
+def walk_forward(file: str, symbol: str, fmt: str, jobs: int | None) -> None:
     """Walk-forward validation of the file's sweep: pick the best set on each in-sample window,
     run it out of sample, and stitch the out-of-sample runs into one stored run."""
     from rich.table import Table
@@ -294,12 +307,12 @@ def walk_forward(file: str, symbol: str, fmt: str) -> None:
     from ntrader_pipeline.cli.common import showing_progress
     from ntrader_pipeline.core.research_report import walk_forward_json
 
-    spec = _checked_spec(file)
+    spec = _checked_spec(file, jobs)
     if spec.walk_forward is None:
         raise click.ClickException(f"{file}: no walk_forward: block (see the README's Research section)")
     pipeline = open_pipeline()
     with showing_progress():
-        doc = pipeline.run_walk_forward(file, symbol)
+        doc = pipeline.run_walk_forward(file, symbol, jobs)
     if fmt == "json":
         click.echo(walk_forward_json(doc), nl=False)
         return

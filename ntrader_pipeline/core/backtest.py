@@ -6,6 +6,12 @@ market at every bar: cash rebuilt from the engine's fills (settled in cents as i
 plus the position valued at the bar's close, the same for CASH and MARGIN accounts; every run
 reconciles its final equity with the engine's own account. NautilusTrader's account report alone
 is cash only.
+
+A run may be warmed up: with ``warmup=True`` the strategy first follows every bar of the series
+before the run's first bar (indicators and signals; no orders, no equity), so a window of a longer
+history is decided bar for bar as that history would decide it. The equity, fills, metrics, bar
+count and dates describe the run's own bars; the data hash covers every bar the strategy saw, the
+warm-up included, since those decide its trades.
 """
 
 from __future__ import annotations
@@ -31,9 +37,19 @@ from ntrader_pipeline.core.calendar import EXCHANGE
 from ntrader_pipeline.core.fee_model import PerShareFeeModel
 from ntrader_pipeline.core.fees import CENT
 from ntrader_pipeline.core.instruments import make_equity
-from ntrader_pipeline.core.strategy_specs import StrategySpec, build_strategy_config, resolve_strategy
+from ntrader_pipeline.core.strategy_specs import (
+    CHECK_BAR_TYPE,
+    CHECK_INSTRUMENT,
+    StrategySpec,
+    build_strategy_config,
+    resolve_strategy,
+)
 
-FILL_CONVENTION = "market orders sent on a bar fill at that bar's close"
+FILL_CONVENTIONS = {
+    "bar_close": "market orders sent on a bar fill at that bar's close",
+    "next_open": "market orders decided on a bar fill at the next bar's open",
+}
+FILL_CONVENTION = FILL_CONVENTIONS["bar_close"]
 FILL_COLUMNS = ["ts_event", "side", "quantity", "price", "commission", "position_id"]
 # USD per fill: a MARGIN account books realized PnL rounded to cents per fill, the cash ledger
 # rounds each fill's notional; the two may differ by cent roundings, never by more.
@@ -100,8 +116,20 @@ def bars_to_trade(series: BarSeries, spec: StrategySpec, start: date | None, end
     return bars
 
 
+def bars_before(series: BarSeries, ts_ns: int) -> BarSeries:
+    """The bars of ``series`` that close before ``ts_ns``: what warms up a run starting there."""
+    frame = series.frame
+    before = frame[frame["ts_event"].to_numpy(dtype=np.int64) < ts_ns].reset_index(drop=True)
+    return BarSeries(series.symbol, series.timeframe, before, series.price_precision, series.source, series.notes)
+
+
 def versions() -> dict[str, str]:
     return {pkg: version(pkg) for pkg in ("nautilus_trader", "ntrader-pipeline", "pandas")}
+
+
+def run_versions(fill: str) -> dict[str, str]:
+    """What a run's numbers depend on besides its inputs: packages, calendar and fill convention."""
+    return {**versions(), "calendar": EXCHANGE, "fills": FILL_CONVENTIONS[fill]}
 
 
 def run_backtest(
@@ -112,17 +140,21 @@ def run_backtest(
     start: date | None = None,
     end: date | None = None,
     strategy_modules: Sequence[str] = (),
+    warmup: bool = False,
 ) -> BacktestResult:
     """Run ``spec`` over ``series`` (optionally cut to [start, end]) and collect the result.
 
     ``strategy_modules`` is the operator's allowlist for a spec naming its own classes.
+    ``warmup``: the strategy first follows every bar of ``series`` before the window (see above).
     """
-    series = bars_to_trade(series, spec, start, end)
+    traded = bars_to_trade(series, spec, start, end)
+    warm = bars_before(series, traded.first_ns) if warmup else None
     strategy_cls, config_cls = resolve_strategy(spec, strategy_modules)
-    instrument = make_equity(series.symbol, venue, series.price_precision)
-    bar_type = series.bar_type(venue)
+    instrument = make_equity(traded.symbol, venue, traded.price_precision)
+    bar_type = traded.bar_type(venue)
+    fill = spec.backtest.fill
     config = build_strategy_config(
-        config_cls, spec.config, str(instrument.id), str(bar_type), spec.backtest.risk, spec.source
+        config_cls, spec.config, str(instrument.id), str(bar_type), spec.backtest.risk, spec.source, fill
     )
     balance = spec.backtest.starting_balance
     engine = BacktestEngine(engine_config())
@@ -133,12 +165,19 @@ def run_backtest(
             base_currency=USD,
             starting_balances=[Money(balance, USD)],
             fee_model=PerShareFeeModel(spec.backtest.fees.schedule()),
-            **fill_settings(series),
+            **fill_settings(traded, fill),
             **account_settings(config.allow_short),
         )
         engine.add_instrument(instrument)
-        engine.add_data(to_nautilus_bars(series, venue))
+        engine.add_data(to_nautilus_bars(traded, venue), sort=False)
+        if fill == "next_open":
+            from ntrader_pipeline.core.fills import open_ticks
+
+            engine.add_data(open_ticks(traded, instrument.id), sort=False)
+        engine.sort_data()  # stable: a bar comes before an open stamped at its own close
         strategy = strategy_cls(config)
+        if warm is not None and len(warm):
+            strategy.warmup = to_nautilus_bars(warm, venue)
         engine.add_strategy(strategy)
         engine.run()
         fills = _fills_frame(engine)
@@ -147,26 +186,41 @@ def run_backtest(
     finally:
         engine.dispose()
 
-    equity = mark_to_market(series.frame, fills, cash_from_fills(fills, balance))
+    equity = mark_to_market(traded.frame, fills, cash_from_fills(fills, balance), fills_at_open=fill == "next_open")
     reconcile(equity, engine_account, len(fills))
+    seen = traded if warm is None or not len(warm) else _joined(warm, traded)
     return BacktestResult(
         strategy=spec.name,
         run_id=run_id,
-        symbol=series.symbol,
+        symbol=traded.symbol,
         bar_type=str(bar_type),
         spec=spec.canonical(),
         starting_balance=balance,
-        data_hash=series.content_hash(),
-        bar_count=len(series),
-        start_ns=series.first_ns,
-        end_ns=series.last_ns,
-        price_precision=series.price_precision,
+        data_hash=seen.content_hash(),
+        bar_count=len(traded),
+        start_ns=traded.first_ns,
+        end_ns=traded.last_ns,
+        price_precision=traded.price_precision,
         equity=equity,
         fills=fills,
-        versions={**versions(), "calendar": EXCHANGE, "fills": FILL_CONVENTION, "account": engine_account["type"]},
+        versions={**run_versions(fill), "account": engine_account["type"]},
         risk_events=risk_events,
         engine_account=engine_account,
     )
+
+
+def warmup_bars(spec: StrategySpec, strategy_modules: Sequence[str] = ()) -> int:
+    """The bars ``spec``'s strategy needs before its first signal (``SignalStrategy.warmup_bars``)."""
+    strategy_cls, config_cls = resolve_strategy(spec, strategy_modules)
+    config = build_strategy_config(
+        config_cls, spec.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, spec.backtest.risk, spec.source, spec.backtest.fill
+    )
+    return int(strategy_cls(config).warmup_bars())
+
+
+def _joined(first: BarSeries, then: BarSeries) -> BarSeries:
+    frame = pd.concat([first.frame, then.frame], ignore_index=True)
+    return BarSeries(then.symbol, then.timeframe, frame, then.price_precision, then.source, then.notes)
 
 
 def engine_config() -> BacktestEngineConfig:
@@ -179,15 +233,17 @@ def engine_config() -> BacktestEngineConfig:
     return BacktestEngineConfig(logging=LoggingConfig(bypass_logging=True), run_analysis=False)
 
 
-def fill_settings(series: BarSeries) -> dict:
-    """Bars with volume 0 (volume unknown) get ``KnownVolumeFillModel``; a series with volume on
-    every bar keeps the engine's default fill model untouched."""
+def fill_settings(series: BarSeries, fill: str = "bar_close") -> dict:
+    """Bars with volume 0 (volume unknown) get ``KnownVolumeFillModel``, keyed by when their orders
+    are sent (the bar's close, or its open under next_open); a series with volume on every bar
+    keeps the engine's default fill model untouched."""
     volume = series.frame["volume"].to_numpy()
     if not (volume == 0).any():
         return {}
-    from ntrader_pipeline.core.fills import KnownVolumeFillModel
+    from ntrader_pipeline.core.fills import KnownVolumeFillModel, open_times_ns
 
-    return {"fill_model": KnownVolumeFillModel(series.frame["ts_event"].to_numpy()[volume == 0])}
+    sent = open_times_ns(series) if fill == "next_open" else series.frame["ts_event"].to_numpy()
+    return {"fill_model": KnownVolumeFillModel(sent[volume == 0])}
 
 
 def account_settings(allow_short: bool) -> dict:
@@ -287,17 +343,22 @@ def cash_from_fills(fills: pd.DataFrame, starting_balance: Decimal) -> pd.DataFr
     return pd.DataFrame({"ts_event": [0, *fills["ts_event"].tolist()], "cash": cash})
 
 
-def mark_to_market(bars: pd.DataFrame, fills: pd.DataFrame, cash: pd.DataFrame) -> pd.DataFrame:
+def mark_to_market(
+    bars: pd.DataFrame, fills: pd.DataFrame, cash: pd.DataFrame, fills_at_open: bool = False
+) -> pd.DataFrame:
     """Equity at every bar close: the cash then, plus the position valued at the close.
 
-    A fill stamped at a bar's time (bar execution fills at the close) counts in that bar.
+    A fill stamped at a bar's time (bar execution fills at the close) counts in that bar. With
+    ``fills_at_open`` every fill is at some bar's open, which for contiguous intraday bars is the
+    previous bar's close time: a fill counts from the first bar closing after it.
     """
+    side = "left" if fills_at_open else "right"
     ts = bars["ts_event"].to_numpy(dtype=np.int64)
     close = bars["close"].to_numpy(dtype=np.float64)
     signed_qty = fills["side"].to_numpy(dtype=np.float64) * fills["quantity"].to_numpy(dtype=np.float64)
-    filled = np.searchsorted(fills["ts_event"].to_numpy(dtype=np.int64), ts, side="right")
+    filled = np.searchsorted(fills["ts_event"].to_numpy(dtype=np.int64), ts, side=side)
     position = np.concatenate([[0.0], np.cumsum(signed_qty)])[filled]
-    changed = np.searchsorted(cash["ts_event"].to_numpy(dtype=np.int64), ts, side="right")
+    changed = np.searchsorted(cash["ts_event"].to_numpy(dtype=np.int64), ts, side=side)
     balance = cash["cash"].to_numpy(dtype=np.float64)[np.maximum(changed - 1, 0)]
     return pd.DataFrame(
         {"ts_event": ts, "close": close, "position": position, "cash": balance, "equity": balance + position * close}

@@ -30,3 +30,13 @@ def session_close_ns(dates: pd.Series, timezone: str = "America/New_York") -> np
     fallback_ns = fallback.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     closes_ns = closes.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     return np.where(closes.isna().to_numpy(), fallback_ns, closes_ns)
+
+
+def session_open_ns(dates: pd.Series, timezone: str = "America/New_York") -> np.ndarray:
+    """UTC nanoseconds of each date's session open (09:30 local where the calendar has no session)."""
+    days = pd.to_datetime(dates).dt.normalize().dt.tz_localize(None)
+    opens = exchange_calendar().schedule["open"].reindex(pd.DatetimeIndex(days.to_numpy()))
+    fallback = (days + pd.Timedelta(hours=9, minutes=30)).dt.tz_localize(timezone).dt.tz_convert("UTC")
+    fallback_ns = fallback.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    opens_ns = opens.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return np.where(opens.isna().to_numpy(), fallback_ns, opens_ns)

@@ -148,7 +148,8 @@ def sweep_html(document: dict[str, Any]) -> str:
     ]
     notes = (
         "<p class=note>Deflated Sharpe ratio (Bailey & López de Prado 2014): the probability that the best "
-        f"set's Sharpe ratio beats the best of {summary['trials']} unskilled trials, given the spread of the "
+        f"set's Sharpe ratio beats the best of {summary.get('trials_used', summary['trials'])} unskilled trials "
+        "(the sets with a defined Sharpe ratio), given the spread of the "
         "trials' Sharpe ratios and the skew and kurtosis of its daily returns. Probability of backtest "
         "overfitting (Bailey, Borwein, López de Prado & Zhu): the share of "
         f"{summary.get('pbo_splits') or 0} in-sample/out-of-sample splits of {summary.get('pbo_blocks') or 0} "

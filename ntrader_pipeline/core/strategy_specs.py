@@ -76,7 +76,7 @@ __all__ = [
 
 CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 MAX_KEY_LENGTH = 128  # a run's strategy name in the warehouse (backtest_runs.strategy)
-SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag")
+SET_BY_BACKTEST = ("instrument_id", "bar_type", "strategy_id", "order_id_tag", "fill")
 # Placeholders used to check a ``config:`` block before any bars are known.
 CHECK_INSTRUMENT = "CHECK.XNAS"
 CHECK_BAR_TYPE = "CHECK.XNAS-1-DAY-LAST-EXTERNAL"
@@ -140,6 +140,9 @@ class BacktestSettings(BaseModel):
     # Stored with the run (in its spec), so a reproduction measures with the same rate.
     risk_free_rate_pct: float = Field(
         0.0, ge=-10, le=50, description="annual %, subtracted by Sharpe, Sortino, PSR, Omega and alpha"
+    )
+    fill: Literal["bar_close", "next_open"] = Field(
+        "bar_close", description="orders decided on a bar fill at its close, or at the next bar's open"
     )
 
     @field_validator("starting_balance")
@@ -294,13 +297,19 @@ def build_strategy_config(
     bar_type: str,
     risk: RiskSettings | None = None,
     source: str | None = "",
+    fill: str = "bar_close",
 ) -> SignalStrategyConfig:
     """The strategy's frozen config from a file's ``config:`` block, type-checked field by field.
 
     With ``source=None`` the problems are raised as ``KeyProblems`` (paths under ``config``) for the
     caller to place in the file; otherwise as a ``StrategySpecError`` naming ``source``.
     """
-    fixed = {**(risk or RiskSettings()).strategy_fields(), "instrument_id": instrument_id, "bar_type": bar_type}
+    fixed = {
+        **(risk or RiskSettings()).strategy_fields(),
+        "instrument_id": instrument_id,
+        "bar_type": bar_type,
+        "fill": fill,
+    }
     try:
         return msgspec.convert({**params, **fixed}, config_cls, dec_hook=_decoding_hook())
     except msgspec.ValidationError as exc:

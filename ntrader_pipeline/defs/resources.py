@@ -65,6 +65,7 @@ class PipelineStores(ConfigurableResource):
     s3_region: str | None = None
     s3_access_key_id: str | None = None  # EnvVar(S3_ACCESS_KEY_ID_VAR) when set
     s3_secret_access_key: str | None = None  # EnvVar(S3_SECRET_ACCESS_KEY_VAR) when set
+    research_processes: int | None = None  # a sweep's or walk-forward's workers; None: one per core
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineStores:
@@ -83,6 +84,7 @@ class PipelineStores(ConfigurableResource):
             s3_region=settings.s3_region,
             s3_access_key_id=secret_by_name(S3_ACCESS_KEY_ID_VAR, settings.s3_access_key_id),
             s3_secret_access_key=secret_by_name(S3_SECRET_ACCESS_KEY_VAR, settings.s3_secret_access_key),
+            research_processes=settings.research_processes,
         )
 
     def s3(self) -> S3Options:

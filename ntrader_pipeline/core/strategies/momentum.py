@@ -52,10 +52,14 @@ class Momentum(SignalStrategy):
     def indicators(self) -> list:
         return [] if isinstance(self.rsi, ClassicWilderRSI) else [self.rsi]
 
-    def on_bar(self, bar: Bar) -> None:
+    def observe(self, bar: Bar) -> None:
         if isinstance(self.rsi, ClassicWilderRSI):  # not a NautilusTrader indicator: fed here
             self.rsi.update(bar.close.as_double())
-        super().on_bar(bar)
+
+    def warmup_bars(self) -> int:
+        if isinstance(self.rsi, ClassicWilderRSI):
+            return self.config.rsi_period + 1  # rsi_period changes need one more close
+        return super().warmup_bars()
 
     def target(self, bar: Bar) -> Target | None:
         if not self.rsi.initialized:

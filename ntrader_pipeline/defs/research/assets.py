@@ -48,6 +48,9 @@ class ResearchConfig(Config):
     start: str | None = Field(None, description="First date (YYYY-MM-DD); default: the YAML's or all bars.")
     end: str | None = Field(None, description="Last date (YYYY-MM-DD); default: the YAML's or all bars.")
     metric: str | None = Field(None, description="Metric that ranks the sets; default: the YAML's sweep metric.")
+    processes: int | None = Field(
+        None, ge=1, description="Worker processes for the sets; default: NTRADER_RESEARCH_PROCESSES, else one per core."
+    )
 
 
 def _spec(name: str, config: ResearchConfig, stores: PipelineStores, context: AssetExecutionContext) -> StrategySpec:
@@ -153,6 +156,7 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
             stores.strategy_module_allowlist,
             catalog.closes_reader(spec.backtest.timeframe),
             on_set=record,
+            processes=config.processes or stores.research_processes,
         )
         rows = research.sweep_rows(sets, metric)
         summary = research.overfitting_summary(sets, metric)
@@ -209,6 +213,7 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
             runs.run_ids(context.run, context.partition_key),
             stores.strategy_module_allowlist,
             catalog.closes_reader(spec.backtest.timeframe),
+            processes=config.processes or stores.research_processes,
         )
         recorded = runs.record_run(stores, wf.result, wf.ledger, wf.metrics, context.run.run_id, benchmark=wf.benchmark)
         document = {

@@ -19,11 +19,29 @@ def settings_table(model: type[BaseSettings]) -> str:
     return "\n".join(rows)
 
 
+def metrics_table() -> str:
+    """One row per metric of the registry: its name, label, unit, whether it is a headline figure
+    (and which way ranks better), and its one-line definition."""
+    from ntrader_pipeline.core.metric_registry import METRICS
+
+    rows = ["| metric | label | unit | headline | ranks | definition |", "|---|---|---|---|---|---|"]
+    for m in METRICS:
+        ranks = f"{m.better} is better" if m.better else ""
+        rows.append(
+            f"| `{m.name}` | {m.label} | {m.unit} | {'yes' if m.headline else ''} | {ranks} | {m.definition} |"
+        )
+    return "\n".join(rows)
+
+
 def _tables() -> dict[str, str]:
     from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
     from ntrader_pipeline.settings import Settings
 
-    return {"settings": settings_table(Settings), "ibkr-settings": settings_table(IbkrSettings)}
+    return {
+        "settings": settings_table(Settings),
+        "ibkr-settings": settings_table(IbkrSettings),
+        "metrics": metrics_table(),
+    }
 
 
 def on_page_markdown(markdown: str, **_kwargs) -> str:

@@ -1,8 +1,10 @@
-"""The documentation site builds with warnings as errors, and its examples run.
+"""The documentation site builds with warnings as errors, and its examples cannot go stale.
 
-The site (MkDocs, ``mkdocs.yml``) generates its command-line reference from the click commands and
-its settings tables from the settings models, so those cannot drift; every ``python`` code block
-of a page runs, in page order, against a home where the quick start (``ntrader demo``) has run.
+The site (MkDocs, ``mkdocs.yml``) generates its command-line reference from the click commands, and
+its metric and Interactive Brokers settings tables from the code, so those cannot drift. Every
+``python`` code block of a page (and of the README) runs, in page order, against a home where the
+quick start (``ntrader demo``) has run; every ``ntrader`` command line in a ``bash`` block names a
+command and options the real command line has; every setting is documented.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
+
+from ntrader_pipeline.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -62,11 +68,12 @@ def example_environment() -> dict[str, str]:
     return {**env, "NTRADER_STRATEGY_CONFIGS_DIR": str(REPO / "strategy_configs"), "NO_MKDOCS_2_WARNING": "1"}
 
 
-PAGES_WITH_EXAMPLES = sorted(p for p in DOCS.rglob("*.md") if python_examples(p))
+PAGES = sorted(DOCS.rglob("*.md")) + [REPO / "README.md"]
+PAGES_WITH_EXAMPLES = [p for p in PAGES if python_examples(p)]
 
 
 @pytest.mark.slow  # the quick start in a fresh process, then runs through Dagster: a minute or more
-@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=lambda p: str(p.relative_to(REPO)))
 def test_a_pages_python_examples_run(page: Path, demo_home: Path, tmp_path: Path) -> None:
     script = tmp_path / "examples.py"
     script.write_text("\n\n".join(python_examples(page)))
@@ -85,7 +92,7 @@ NOTEBOOKS = sorted(DOCS.rglob("*.ipynb"))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: str(p.relative_to(REPO)))
 def test_a_notebook_runs_unchanged_where_the_quick_start_ran(
     notebook: Path, demo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,3 +124,52 @@ def test_a_notebook_runs_unchanged_where_the_quick_start_ran(
         if o.output_type == "stream" or (o.output_type == "display_data" and "image/png" not in o.data)
     ]
     assert not noise, noise[0]
+
+
+BASH = re.compile(r"^```(?:bash|console|shell)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def command_lines(page: Path) -> list[list[str]]:
+    """The ``ntrader`` invocations of a page's shell blocks, as words: comments, ``uv run``, optional
+    brackets and continuation lines removed."""
+    found = []
+    for block in BASH.finditer(page.read_text()):
+        text = block.group(1).replace("\\\n", " ")
+        for line in text.splitlines():
+            line = line.split(" #", 1)[0].strip().removeprefix("uv run ").strip()
+            if line.startswith("ntrader "):
+                found.append(shlex.split(line.replace("[", " ").replace("]", " ").replace("…", " ")))
+    return found
+
+
+def unknown_words(words: list[str]) -> list[str]:
+    """The words of an ``ntrader`` command line the real command line does not know: a command that
+    does not exist, or an option its command does not take."""
+    command: click.Command = cli
+    rest = words[1:]
+    while isinstance(command, click.Group) and rest and not rest[0].startswith("-"):
+        sub = command.get_command(click.Context(command), rest[0])
+        if sub is None:
+            return [rest[0]]
+        command, rest = sub, rest[1:]
+    if command.context_settings.get("ignore_unknown_options"):
+        return []
+    known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)} | {"--help"}
+    return [w.split("=", 1)[0] for w in rest if w.startswith("-") and w.split("=", 1)[0] not in known]
+
+
+def test_every_command_line_in_the_docs_is_one_the_cli_takes() -> None:
+    checked = 0
+    for page in PAGES:
+        for words in command_lines(page):
+            assert not unknown_words(words), f"{page.relative_to(REPO)}: {' '.join(words)}: {unknown_words(words)}"
+            checked += 1
+    assert checked > 10  # the pages do show commands
+
+
+def test_every_setting_is_documented() -> None:
+    from ntrader_pipeline.settings import Settings
+
+    page = (DOCS / "settings.md").read_text()
+    missing = [f"NTRADER_{name.upper()}" for name in Settings.model_fields if f"NTRADER_{name.upper()}" not in page]
+    assert not missing, f"docs/settings.md does not document {missing}"

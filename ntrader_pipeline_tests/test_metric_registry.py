@@ -1,6 +1,6 @@
 """The metric registry: every computed metric has its row, and each form reads as documented.
 
-The README's "How each surface shows a metric" is the rule; ``test_metric_surfaces.py`` checks
+docs/conventions.md's "How each surface shows a metric" is the rule; ``test_metric_surfaces.py`` checks
 that real runs read that way on every surface.
 """
 

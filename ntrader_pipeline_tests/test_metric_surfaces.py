@@ -11,7 +11,7 @@ leaderboard materialized. Each metric is then read back from every surface:
 - the UI's metrics panel shows numbers in the same units (``total_return %`` = 383.95);
 - machine surfaces (JSON, CSV) carry the value, counts as integers, undefined as null / blank.
 
-``UNITS`` is this test's own statement of the README's rule for the metrics it follows, so a
+``UNITS`` is this test's own statement of docs/conventions.md's rule for the metrics it follows, so a
 change of the registry shows up here as a difference, not as a silent new format.
 """
 
@@ -58,7 +58,7 @@ SET_KEY = "surfaces[fast_period=10,slow_period=30]"
 
 
 def shown(name: str, value) -> str:
-    """The display form of the README's rule."""
+    """The display form of docs/conventions.md's rule."""
     if value is None:
         return "n/a"
     unit = UNITS[name]
@@ -229,7 +229,7 @@ def test_the_sweep_set_is_the_backtest_run_again(surfaces):
     a, b = surfaces["stored"][surfaces["run_id"]], surfaces["stored"][surfaces["set_id"]]
     for name in UNITS:
         assert a[name] == b[name], name
-    assert float(a["trade_count"]) == 97  # the README's figure for the shipped configuration
+    assert float(a["trade_count"]) == 97  # docs/research.md's figure for the shipped configuration
 
 
 def test_cli_tables_and_lines_show_the_display_form(surfaces):

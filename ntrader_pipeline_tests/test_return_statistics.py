@@ -1,7 +1,7 @@
 """The tearsheet's statistics of daily returns against quantstats and empyrical on fixed data, the
 risk-free rate from a strategy file, and the benchmark's own figures on a real run.
 
-Where the libraries define a figure differently from ours the test says how, and the README's
+Where the libraries define a figure differently from ours the test says how, and docs/conventions.md
 Conventions say so too: quantstats' VaR and CVaR are parametric (ours are historical, as
 empyrical's), and quantstats groups months and years in UTC (ours in exchange time).
 """

@@ -178,7 +178,7 @@ def test_a_failing_warehouse_logs_no_password(secret_env, instance, postgres_url
 
 
 def test_the_cli_reads_a_password_url_from_dotenv_and_stores_only_its_name(postgres_url, tmp_path):
-    """`ntrader` run where `.env` holds the warehouse URL, as README's Settings allow."""
+    """`ntrader` run where `.env` holds the warehouse URL, as docs/settings.md allows."""
     home = tmp_path / "home"
     (tmp_path / ".env").write_text(
         f"NTRADER_WAREHOUSE_URL={secret_url(postgres_url)}\nNTRADER_HOME={home}\n"

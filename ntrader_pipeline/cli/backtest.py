@@ -231,7 +231,7 @@ def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, f
 
     spec = _checked_spec(file, jobs)
     if spec.sweep is None:
-        raise click.ClickException(f"{file}: no sweep: block (see the README's Research section)")
+        raise click.ClickException(f"{file}: no sweep: block (see docs/research.md)")
     pipeline = open_pipeline()
     documents = []
     with showing_progress():
@@ -309,7 +309,7 @@ def walk_forward(file: str, symbol: str, fmt: str, jobs: int | None) -> None:
 
     spec = _checked_spec(file, jobs)
     if spec.walk_forward is None:
-        raise click.ClickException(f"{file}: no walk_forward: block (see the README's Research section)")
+        raise click.ClickException(f"{file}: no walk_forward: block (see docs/research.md)")
     pipeline = open_pipeline()
     with showing_progress():
         doc = pipeline.run_walk_forward(file, symbol, jobs)

@@ -19,7 +19,7 @@ def prune(older_than: str, dry_run: bool) -> None:
     """Delete Dagster runs finished before the cutoff (with their event logs) and the equity curves of
     stored results older than it, keeping what a user keeps: runs holding the latest materialization
     or check of an asset, runs tagged ntrader/keep, and the newest result of every strategy × symbol
-    (see the README's Operating section)."""
+    (see docs/operations.md)."""
     from ntrader_pipeline.retention import apply_prune, parse_age, plan_prune
 
     try:

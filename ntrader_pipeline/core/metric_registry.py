@@ -2,7 +2,7 @@
 
 Each ``MetricSpec`` names a figure ``core.metrics.compute_metrics`` produces: its label, its unit,
 whether it is a headline figure, whether sweeps may rank by it (and which way is better) and a
-one-line definition (the README's Metrics section gives the full ones). Everything that shows a
+one-line definition (docs/conventions.md gives the full ones). Everything that shows a
 metric reads its form from here, by unit:
 
 - ``display``: what people read (CLI, ``report.txt``, HTML, the UI's tables and JSON metadata):
@@ -41,7 +41,7 @@ class MetricSpec:
     name: str
     label: str  # what a column header or a card says
     unit: Unit
-    definition: str  # one line; the README's Metrics section has the rest
+    definition: str  # one line; docs/conventions.md has the rest
     headline: bool = False  # on every summary: list-results, compare, leaderboard, sweep and walk-forward tables
     panel: bool = False  # in the UI's metrics panel besides the headline figures
     better: Better | None = None  # rankable by sweeps and walk-forward, and which way is better

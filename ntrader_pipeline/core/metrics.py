@@ -1,6 +1,6 @@
 """Performance metrics from mark-to-market equity and the trade ledger.
 
-Definitions (also in the README):
+Definitions (also in docs/conventions.md):
 - equity: mark-to-market account equity at every bar (cash + position × bar close, net of
   commissions);
 - daily returns: percent change of the last equity of each exchange trading day;

@@ -43,7 +43,7 @@ from ntrader_pipeline.core.strategy_specs import StrategySpec
 from ntrader_pipeline.core.sweeps import WalkForwardSpec, Window, windows
 
 PBO_BLOCKS = 16
-PBO_MIN_BLOCK_SESSIONS = 20  # the README promises at least this many daily returns per block
+PBO_MIN_BLOCK_SESSIONS = 20  # docs/research.md promises at least this many daily returns per block
 ClosesReader = Callable[[str], pd.DataFrame | None]
 
 

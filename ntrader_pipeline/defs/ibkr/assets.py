@@ -1,7 +1,7 @@
 """IBKR ingestion in Dagster: keep a symbol universe's bars up to date from IB Gateway.
 
 One run fetches the whole universe over one gateway connection, so one pacer sees every request.
-The ``ibkr`` pool (limit 1, see the README) keeps a second run from talking to the gateway at the
+The ``ibkr`` pool (limit 1, see docs/ibkr.md) keeps a second run from talking to the gateway at the
 same time; the retry policy retries a run that lost the gateway, with exponential backoff, while
 errors that no retry can fix (unknown symbol, invalid bars) fail at once.
 """

@@ -250,5 +250,7 @@ def test_a_sweep_of_sets_with_the_same_returns_reports_pbo_undefined_with_the_re
     assert len(summary["results"]) == 3 and all("pbo" not in row for row in summary["results"])
     assert summary["pbo"] is None and summary["trials"] == summary["trials_used"] == 3
     assert summary["undefined"] == {"pbo": reason}
+    meta = DagsterInstance.get().get_latest_materialization_event(AssetKey("sweep_results")).asset_materialization
+    assert meta.metadata["pbo"].value is None and meta.metadata["undefined"].value == {"pbo": reason}
     page = (report.parent / "sweep.html").read_text()
     assert f"PBO is n/a: {reason}." in page

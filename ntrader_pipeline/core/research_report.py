@@ -186,7 +186,7 @@ def sweep_html(document: dict[str, Any]) -> str:
 
 def sweep_json(document: dict[str, Any]) -> dict[str, Any]:
     """The sweep as JSON gives it (``sweep.json``, ``backtest sweep --format json``): what ran, the
-    sweep-level figures once (``research.sweep_figures``), then ``results``: one row per set, best
+    sweep-level figures once (``overfitting.sweep_figures``), then ``results``: one row per set, best
     first, metrics in their machine form."""
     head = {k: document[k] for k in ("strategy", "symbol", "metric", "parameters")}
     results = [machine_values(r) for r in document["sets"]]

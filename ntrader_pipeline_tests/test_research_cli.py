@@ -20,7 +20,7 @@ from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS
 from ntrader_pipeline.pipeline import Pipeline, strategy_file_config
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.support import ORCL_DAILY, point_settings_at
+from ntrader_pipeline_tests.support import NVDA_DAILY, ORCL_DAILY, point_settings_at
 
 SWEEP_FILE = """\
 strategy: sma_crossover
@@ -254,3 +254,21 @@ def test_a_sweep_of_sets_with_the_same_returns_reports_pbo_undefined_with_the_re
     assert meta.metadata["pbo"].value is None and meta.metadata["undefined"].value == {"pbo": reason}
     page = (report.parent / "sweep.html").read_text()
     assert f"PBO is n/a: {reason}." in page
+
+
+def test_a_sweep_on_several_symbols_prints_one_object_per_symbol_in_order(home):
+    done = ntrader("data", "import-csv", "--file", str(NVDA_DAILY), "--symbol", "NVDA")
+    assert done.exit_code == 0, done.output
+    spec = home[0] / "two_symbols.yaml"
+    spec.write_text(
+        "strategy: sma_crossover\nconfig: {fast_period: 10, slow_period: 30}\n"
+        "backtest: {start: 2004-01-01, end: 2005-12-31}\nsweep: {grid: {fast_period: [5, 10], slow_period: [20]}}\n"
+    )
+    done = ntrader("backtest", "sweep", str(spec), "--symbol", "NVDA", "--symbol", "ORCL", "--format", "json")
+    assert done.exit_code == 0, done.output
+    sweeps = json.loads(done.stdout)
+    assert [s["symbol"] for s in sweeps] == ["NVDA", "ORCL"]
+    for sweep in sweeps:  # each symbol's own figures, said once
+        assert sweep["trials"] == 2 and len(sweep["results"]) == 2
+        assert {r["symbol"] for r in sweep["results"]} == {sweep["symbol"]}
+        assert set(sweep["undefined"]) == {n for n in ("deflated_sharpe", "pbo") if sweep[n] is None}

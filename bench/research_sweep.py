@@ -44,8 +44,9 @@ def use_home(home: Path) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith(("NTRADER_", "DAGSTER_"))}, **env}
 
 
-def fresh_sweep(env: dict[str, str], jobs: int) -> tuple[float, list[dict]]:
-    """Seconds of ``ntrader backtest sweep`` in a new process, and the sets it printed."""
+def fresh_sweep(env: dict[str, str], jobs: int) -> tuple[float, dict]:
+    """Seconds of ``ntrader backtest sweep`` in a new process, and the sweep it printed (the
+    sweep-level figures and its ``results``)."""
     command = [sys.executable, "-m", "ntrader_pipeline.cli", "backtest", "sweep", str(SHIPPED), "--symbol", "ORCL"]
     started = time.perf_counter()
     done = subprocess.run(
@@ -95,10 +96,13 @@ def main() -> None:
     cores = default_processes()
     floor = bare / cores
 
-    one, rows_one = fresh_sweep(env, 1)
-    many, rows_many = fresh_sweep(env, args.jobs)
-    strip = [[{k: v for k, v in row.items() if k != "run_id"} for row in rows] for rows in (rows_one, rows_many)]
-    if strip[0] != strip[1] or len(rows_one) != len(sets):
+    one, sweep_one = fresh_sweep(env, 1)
+    many, sweep_many = fresh_sweep(env, args.jobs)
+    strip = [
+        {**doc, "results": [{k: v for k, v in row.items() if k != "run_id"} for row in doc["results"]]}
+        for doc in (sweep_one, sweep_many)
+    ]
+    if strip[0] != strip[1] or len(sweep_one["results"]) != len(sets):
         raise SystemExit("the sweep on one process and on several printed different sets or figures")
     with open("/proc/loadavg") as loadavg:
         load = loadavg.read().split()[0]

@@ -402,19 +402,22 @@ class Sweep:
         name in the warehouse), one column per swept parameter, ``run_id``, then the headline
         metrics in their machine form.
     overfitting : dict
-        ``trials``, ``dsr`` (deflated Sharpe ratio of the best set), ``sharpe_threshold``, ``pbo``
-        (probability of backtest overfitting), ``pbo_blocks``, ``pbo_splits``; None where too few
-        sets or days.
+        The sweep-level figures, as ``backtest sweep --format json`` gives them: ``trials`` (sets
+        run), ``trials_used`` (sets with a defined Sharpe ratio), ``trials_left_out``,
+        ``deflated_sharpe`` (of the best set), ``sharpe_threshold``, ``pbo`` (probability of
+        backtest overfitting), ``pbo_blocks``, ``pbo_splits``; a figure that is undefined is None
+        and ``undefined`` maps its name to the reason.
     """
 
     def __init__(self, home: Home, document: dict[str, Any]):
         from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS
+        from ntrader_pipeline.core.overfitting import sweep_figures
 
         self.home = home
         self.strategy = document["strategy"]
         self.symbol = document["symbol"]
         self.metric = document["metric"]
-        self.overfitting = dict(document["overfitting"])
+        self.overfitting = sweep_figures(document["overfitting"])
         parameters = list(document["parameters"])
         rows = [{**row, **row["params"]} for row in document["sets"]]
         columns = ["rank", "key", *parameters, "run_id"]

@@ -249,6 +249,9 @@ def test_a_sweep_and_a_walk_forward_run_as_dagster_jobs_and_read_back(made, nt):
     assert sorted(zip(sets["fast_period"], sets["slow_period"], strict=True)) == [(5, 20), (5, 40), (10, 20), (10, 40)]
     assert sets["sharpe_ratio"].is_monotonic_decreasing and str(sets["trade_count"].dtype) == "Int64"
     assert sweep.overfitting["trials"] == 4
+    report = json.loads((nt.settings.resolved_reports_dir / "research" / "sma_grid__ORCL" / "sweep.json").read_text())
+    assert sweep.overfitting == {k: v for k, v in report.items() if k in sweep.overfitting}  # sweep.json's figures
+    assert set(sweep.overfitting) >= {"deflated_sharpe", "pbo", "trials_used", "undefined"}
     best = sweep.best
     assert best.strategy == sets.loc[1, "key"] and best.metrics["sharpe_ratio"] == pytest.approx(
         sets.loc[1, "sharpe_ratio"], abs=1e-10

@@ -39,6 +39,23 @@ def test_relative_figures_match_empyrical():
     assert 0.6 < got["beta"] < 0.8
 
 
+def test_tracking_error_is_the_annualised_std_of_active_returns_as_numpy_empyrical_and_quantstats_have_it():
+    import quantstats as qs
+
+    r, b = fixed_returns()
+    got = relative_figures(r, b)
+    active = r.to_numpy() - b.to_numpy()
+    by_hand = math.sqrt(np.sum((active - active.mean()) ** 2) / (len(active) - 1)) * math.sqrt(252)
+    assert got["tracking_error"] == pytest.approx(by_hand, rel=1e-12)
+    assert got["tracking_error"] == pytest.approx(empyrical.annual_volatility(r - b), rel=1e-10)
+    # quantstats has no tracking-error function: its information ratio divides by the same std, per day
+    naive = r.index.tz_localize(None)  # quantstats compares against tz-naive dates
+    qs_ir = qs.stats.information_ratio(r.set_axis(naive), b.set_axis(naive))
+    assert got["information_ratio"] == pytest.approx(qs_ir * math.sqrt(252), rel=1e-10)
+    assert got["information_ratio"] * got["tracking_error"] == pytest.approx(active.mean() * 252, rel=1e-10)
+    assert relative_figures(b, b)["tracking_error"] == 0.0 and relative_figures(b, b)["information_ratio"] is None
+
+
 def test_only_common_days_count_and_short_series_are_undefined():
     r, b = fixed_returns(n=40)
     got = relative_figures(r.iloc[5:], b.iloc[:30])

@@ -168,7 +168,7 @@ def surfaces(tmp_path_factory) -> Iterator[dict]:
         sweep_table = ntrader("backtest", "sweep", str(research), "--symbol", "ORCL").stdout
         sweep_json = json.loads(
             ntrader("backtest", "sweep", str(research), "--symbol", "ORCL", "--format", "json").stdout
-        )
+        )["results"]
         wf_table = ntrader("backtest", "walk-forward", str(research), "--symbol", "ORCL").stdout
         wf_json = json.loads(
             ntrader("backtest", "walk-forward", str(research), "--symbol", "ORCL", "--format", "json").stdout
@@ -358,7 +358,7 @@ def test_machine_surfaces_carry_the_values_with_counts_as_integers(surfaces):
             next(r for r in surfaces["sweep_json"] if r["run_id"] == set_id),
             next(
                 r
-                for r in json.loads((surfaces["research_dir"] / "sweep.json").read_text())["sets"]
+                for r in json.loads((surfaces["research_dir"] / "sweep.json").read_text())["results"]
                 if r["run_id"] == set_id
             ),
         ],

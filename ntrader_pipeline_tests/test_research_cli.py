@@ -20,7 +20,7 @@ from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS
 from ntrader_pipeline.pipeline import Pipeline, strategy_file_config
 from ntrader_pipeline.settings import get_settings
-from ntrader_pipeline_tests.support import ORCL_DAILY, point_settings_at
+from ntrader_pipeline_tests.support import NVDA_DAILY, ORCL_DAILY, point_settings_at
 
 SWEEP_FILE = """\
 strategy: sma_crossover
@@ -70,12 +70,19 @@ def swept(research_home):
 
 
 def test_sweep_prints_every_set_ranked_with_params_run_id_and_key_metrics(home, swept):
-    rows = json.loads(swept.stdout)
+    document = json.loads(swept.stdout)
+    rows = document["results"]
     assert sorted(r["key"] for r in rows) == sorted(KEYS)
     for row in rows:
         assert set(row["params"]) == {"fast_period", "slow_period"} and row["symbol"] == "ORCL"
         assert set(HEADLINE_METRICS) <= set(row) and len(row["run_id"]) == 12
-        assert 0 <= row["pbo"] <= 1 and 0 <= row["dsr"] <= 1
+        assert not {"dsr", "pbo", "deflated_sharpe"} & set(row)  # sweep-level figures are said once, above
+    assert document["symbol"] == "ORCL" and document["metric"] == "sharpe_ratio"
+    assert 0 <= document["pbo"] <= 1 and 0 <= document["deflated_sharpe"] <= 1 and document["undefined"] == {}
+    assert document["trials"] == document["trials_used"] == 4 and document["pbo_splits"] > 0
+    folder = get_settings().resolved_reports_dir / "research" / "sma_grid__ORCL"
+    on_disk = json.loads((folder / "sweep.json").read_text())
+    assert on_disk == {**document, "results": on_disk["results"]} and len(on_disk["results"]) == 4
     sharpes = [r["sharpe_ratio"] for r in rows]
     assert sharpes == sorted(sharpes, reverse=True) and [r["rank"] for r in rows] == [1, 2, 3, 4]
     assert "sweep sma_grid on ORCL: 4/4" in swept.stderr  # plain progress lines off a terminal
@@ -102,10 +109,12 @@ def test_each_set_is_its_own_partition_and_the_results_asset_holds_the_table(hom
     assert 0 <= meta["pbo"].value <= 1
     page = Path(meta["report"].value).read_text()
     assert 'id="sweep-heatmap"' in page and "Deflated Sharpe" in page
+    assert "P[skill]" not in page  # the DSR is not the probability of skill: the page says what it is
+    assert "deflated Sharpe: chance the best Sharpe beats the best of 4 trials by luck" in page
 
 
 def test_one_set_rerun_alone_as_its_partition_gives_the_same_numbers(home, swept):
-    best = json.loads(swept.stdout)[0]
+    best = json.loads(swept.stdout)["results"][0]
     pipeline = Pipeline.open(get_settings(), DagsterInstance.get())
     result = pipeline._execute(
         "sweep_set_job",
@@ -203,7 +212,7 @@ def test_a_walk_forward_whose_stored_pick_differs_does_not_reproduce_and_names_t
 
 
 def test_every_set_of_a_sweep_reproduces_alone(home, swept):
-    for row in json.loads(swept.stdout):
+    for row in json.loads(swept.stdout)["results"]:
         again = ntrader("backtest", "reproduce", row["run_id"])
         assert again.exit_code == 0, again.output
         assert f"run {row['run_id']} reproduced: data sha256" in again.output
@@ -232,11 +241,34 @@ def test_a_sweep_of_sets_with_the_same_returns_reports_pbo_undefined_with_the_re
         "backtest: {start: 2004-01-01, end: 2008-12-31}\n"
         "sweep: {grid: {fixed_quantity: [100, 200, 300]}}\n"  # unused: the sets buy a share of equity
     )
-    done = ntrader("backtest", "sweep", str(spec), "--symbol", "ORCL", "--format", "json")
+    done = ntrader("backtest", "sweep", str(spec), "--symbol", "ORCL")
     assert done.exit_code == 0, done.output
-    rows = json.loads(done.stdout)
-    assert len(rows) == 3 and all(row["pbo"] is None for row in rows)
+    reason = "all 3 sets have the same daily returns: there is no best set to pick"
+    assert f"probability of backtest overfitting: n/a ({reason})" in " ".join(done.stdout.split())
     report = get_settings().home_dir / "reports" / "research" / "same_sets__ORCL" / "sweep.json"
-    summary = json.loads(report.read_text())["overfitting"]
+    summary = json.loads(report.read_text())
+    assert len(summary["results"]) == 3 and all("pbo" not in row for row in summary["results"])
     assert summary["pbo"] is None and summary["trials"] == summary["trials_used"] == 3
-    assert summary["pbo_reason"] == "all 3 sets have the same daily returns: there is no best set to pick"
+    assert summary["undefined"] == {"pbo": reason}
+    meta = DagsterInstance.get().get_latest_materialization_event(AssetKey("sweep_results")).asset_materialization
+    assert meta.metadata["pbo"].value is None and meta.metadata["undefined"].value == {"pbo": reason}
+    page = (report.parent / "sweep.html").read_text()
+    assert f"PBO is n/a: {reason}." in page
+
+
+def test_a_sweep_on_several_symbols_prints_one_object_per_symbol_in_order(home):
+    done = ntrader("data", "import-csv", "--file", str(NVDA_DAILY), "--symbol", "NVDA")
+    assert done.exit_code == 0, done.output
+    spec = home[0] / "two_symbols.yaml"
+    spec.write_text(
+        "strategy: sma_crossover\nconfig: {fast_period: 10, slow_period: 30}\n"
+        "backtest: {start: 2004-01-01, end: 2005-12-31}\nsweep: {grid: {fast_period: [5, 10], slow_period: [20]}}\n"
+    )
+    done = ntrader("backtest", "sweep", str(spec), "--symbol", "NVDA", "--symbol", "ORCL", "--format", "json")
+    assert done.exit_code == 0, done.output
+    sweeps = json.loads(done.stdout)
+    assert [s["symbol"] for s in sweeps] == ["NVDA", "ORCL"]
+    for sweep in sweeps:  # each symbol's own figures, said once
+        assert sweep["trials"] == 2 and len(sweep["results"]) == 2
+        assert {r["symbol"] for r in sweep["results"]} == {sweep["symbol"]}
+        assert set(sweep["undefined"]) == {n for n in ("deflated_sharpe", "pbo") if sweep[n] is None}

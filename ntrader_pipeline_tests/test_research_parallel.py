@@ -133,7 +133,9 @@ def test_a_sweep_on_two_processes_stores_exactly_what_one_process_stores(home):
         assert one.exit_code == 0, one.output
         two = fresh_ntrader(root, "backtest", "sweep", str(spec), "--symbol", "ORCL", "--format", "json", "--jobs", "2")
         assert two.returncode == 0, two.stderr
-        rows_one, rows_two = json.loads(one.stdout), json.loads(two.stdout)
+        sweep_one, sweep_two = json.loads(one.stdout), json.loads(two.stdout)
+        rows_one, rows_two = sweep_one.pop("results"), sweep_two.pop("results")
+        assert sweep_one == sweep_two and sweep_one["trials"] == 6  # the same DSR and PBO, to the last digit
         assert len(rows_one) == 6 and [r["key"] for r in rows_one] == [r["key"] for r in rows_two]
         warehouse = Warehouse.open(get_settings().resolved_warehouse_url)
         for a, b in zip(rows_one, rows_two, strict=True):

@@ -128,12 +128,14 @@ RESEARCH_PROBLEMS = [
         "sharpe_ratio, sortino_ratio, calmar_ratio, max_drawdown, win_rate, profit_factor, alpha, information_ratio",
     ),
     (
-        f"strategy: sma_crossover\n{GRID}walk_forward: {{in_sample: 20, out_of_sample: 63}}\n",
-        "4:27: walk_forward.in_sample: 20 sessions is not longer than the shortest warm-up of the sweep's sets "
-        "(20 bars): no set could trade in sample, so every pick would be arbitrary",
+        f"strategy: sma_crossover\n{GRID}walk_forward: {{in_sample: 20, out_of_sample: 63}}\n"
+        "backtest: {start: 2004-01-02, end: 2004-03-29}\n",
+        "4:27: walk_forward.in_sample: 2004-01-02..2004-03-29 has 60 sessions, fewer than the 61 the walk-forward "
+        "needs: 40 to warm the sets up, 20 in sample and 1 out of sample (the longest warm-up: "
+        "research[fast_period=5,slow_period=40], 40 bars)",
     ),
 ]
-RESEARCH_IDS = ["overlapping windows", "skipped sessions", "sweep metric", "walk-forward metric", "all cold"]
+RESEARCH_IDS = ["overlapping windows", "skipped sessions", "sweep metric", "walk-forward metric", "span too short"]
 
 
 @pytest.mark.parametrize(("text", "problem"), RESEARCH_PROBLEMS, ids=RESEARCH_IDS)
@@ -144,18 +146,60 @@ def test_research_blocks_that_would_fail_late_are_refused_by_validate(ntrader_ho
     assert done.stderr.splitlines() == [f"{path}:{problem}", "1 problem in 1 of 1 file"]
 
 
-def test_in_sample_windows_some_sets_cannot_fill_are_a_warning(ntrader_home, tmp_path):
-    """A grid may mean to include slow sets: they are said to be never picked, and the file passes."""
-    path = written(
-        tmp_path, "wide.yaml", f"strategy: sma_crossover\n{GRID}walk_forward: {{in_sample: 30, out_of_sample: 30}}\n"
-    )
+WIDE = f"strategy: sma_crossover\n{GRID}backtest: {{start: 2004-01-02, end: 2004-02-20}}\n"  # 34 sessions
+
+
+def test_sweep_sets_that_would_warm_up_for_the_whole_span_are_a_warning(ntrader_home, tmp_path):
+    """A grid may mean to include slow sets: a sweep runs each set cold over the span, so those
+    that need more bars than it has are said to trade nothing, and the file passes."""
+    path = written(tmp_path, "wide.yaml", WIDE)
     done = validate(path)
     assert done.exit_code == 0, done.output
     assert done.stdout == f"ok: {path} (sma_crossover)\n"
     assert done.stderr == (
-        f"{path}:4:27: warning: walk_forward.in_sample: 2 of 4 sets warm up for at least the 30 in-sample sessions "
-        "(e.g. wide[fast_period=5,slow_period=40]: 40 bars): they cannot trade in sample and are never picked\n"
+        f"{path}:3:3: warning: sweep: 2 of 4 sets warm up for at least the 34 sessions of 2004-01-02..2004-02-20 "
+        "(e.g. wide[fast_period=5,slow_period=40]: 40 bars): they cannot trade in the sweep\n"
     )
+
+
+def test_walk_forward_windows_longer_than_a_warm_up_are_no_longer_refused_or_warned(ntrader_home, tmp_path):
+    """Walk-forward runs start warm (every earlier bar goes through the indicators), so a set whose
+    warm-up is longer than the in-sample window still trades there, and is picked: validate says
+    nothing against it."""
+    text = f"strategy: sma_crossover\n{GRID}walk_forward: {{in_sample: 30, out_of_sample: 30}}\n"
+    path = written(tmp_path, "slow.yaml", text)
+    done = validate(path)
+    assert (done.exit_code, done.stdout, done.stderr) == (0, f"ok: {path} (sma_crossover)\n", "")
+    cold = f"strategy: sma_crossover\n{GRID}walk_forward: {{in_sample: 20, out_of_sample: 63}}\n"
+    cold = written(tmp_path, "cold.yaml", cold)
+    assert validate(cold).exit_code == 0  # in_sample 20 ≤ every set's warm-up: the walk-forward warms them first
+
+
+def test_validate_and_the_walk_forwards_window_check_agree_on_the_same_spec(ntrader_home, tmp_path):
+    """One rule for the warm-up (each strategy's ``warmup_bars()``) and for what a walk-forward
+    needs after it: on the span one session short, validate refuses and the walk-forward itself
+    (asked with the file's checks skipped) fails with the same figures; a session more, both run."""
+    from itertools import count
+
+    from ntrader_pipeline.core.csv_bars import read_bar_csv
+    from ntrader_pipeline.core.research import run_walk_forward
+    from ntrader_pipeline.core.strategy_specs import load_spec
+
+    bars, numbers = read_bar_csv(ORCL_DAILY, "ORCL"), count()
+    text, problem = RESEARCH_PROBLEMS[4]
+    short = written(tmp_path, "research.yaml", text)
+    assert validate(short).stderr.splitlines()[0] == f"{short}:{problem}"
+    figures = problem.split(" has ", 1)[1].split(" (the longest", 1)[0]
+    with pytest.raises(ValueError) as refused:
+        run_walk_forward(bars, load_spec(short, check_config=False), "XNAS", lambda: f"r{next(numbers)}")
+    assert str(refused.value) == f"{short}: walk_forward: the bars have {figures}"
+
+    enough = written(tmp_path, "enough.yaml", text.replace("2004-03-29", "2004-03-30"))
+    done = validate(enough)
+    assert (done.exit_code, done.stderr) == (0, ""), done.output
+    wf = run_walk_forward(bars, load_spec(enough), "XNAS", lambda: f"r{next(numbers)}")
+    assert len(wf.windows) == 1 and wf.windows[0].window.out_start == wf.windows[0].window.out_end  # one session
+    assert wf.result.spec["research"]["warmup_sessions"] == 40
 
 
 @pytest.mark.parametrize(
@@ -228,8 +272,7 @@ def test_the_walk_forward_asset_refuses_a_bad_file_before_running_any_set(orcl_p
 
 def test_the_sweep_asset_logs_the_files_warnings_in_the_run(orcl_pipeline, monkeypatch):
     point_settings_at(monkeypatch, orcl_pipeline.settings.home_dir)
-    text = f"strategy: sma_crossover\n{GRID}walk_forward: {{in_sample: 30, out_of_sample: 30}}\n"
-    result = research_run(orcl_pipeline, SWEEP_JOB, "sweep_results", text)
+    result = research_run(orcl_pipeline, SWEEP_JOB, "sweep_results", WIDE.replace("2004-", "1995-"))
     assert result.success
     log = "\n".join(serialize_value(e) for e in orcl_pipeline.instance.all_logs(result.run_id))
-    assert "ui_file.yaml:4:27: warning: walk_forward.in_sample: 2 of 4 sets warm up" in log
+    assert "ui_file.yaml:3:3: warning: sweep: 2 of 4 sets warm up for at least the" in log

@@ -57,8 +57,12 @@ def test_the_cli_ranks_and_prints_every_set_with_undefined_metrics_as_na_and_nul
     assert "n/a" in table.stdout and "deflated Sharpe ratio of the best set" in table.stdout
     done = ntrader("backtest", "sweep", str(home / "quiet.yaml"), "--symbol", "ORCL", *SPAN, "--format", "json")
     assert done.exit_code == 0, done.output
-    rows = {row["key"]: row for row in json.loads(done.stdout)}
+    document = json.loads(done.stdout)
+    rows = {row["key"]: row for row in document["results"]}
     assert len(rows) == 4
+    assert document["trials"] == 4 and NEVER_TRADES in document["trials_left_out"]
+    said = f"exceeds what the best of {document['trials_used']} trials would give by chance"
+    assert said in " ".join(table.stdout.split())  # the table says what the DSR is
     quiet, winner = rows[NEVER_TRADES], rows[NEVER_LOSES]
     assert quiet["trade_count"] == 0 and quiet["sharpe_ratio"] is None and quiet["win_rate"] is None
     assert winner["trade_count"] > 0 and winner["profit_factor"] is None and winner["win_rate"] == 1.0
@@ -95,6 +99,6 @@ def test_dagster_materializes_the_sweep_with_blank_cells_for_undefined_metrics(h
     assert rows["5", "150"]["sharpe_ratio"] == "" and rows["5", "150"]["trade_count"] == "0"
     assert rows["10", "30"]["profit_factor"] == ""
     document = json.loads((folder / "sweep.json").read_text())
-    quiet = next(s for s in document["sets"] if s["key"] == NEVER_TRADES)
+    quiet = next(s for s in document["results"] if s["key"] == NEVER_TRADES)
     assert quiet["sharpe_ratio"] is None and quiet["trade_count"] == 0
     assert "n/a" in (folder / "sweep.html").read_text()

@@ -221,13 +221,14 @@ def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, f
 
     One Dagster run per symbol (the bars are read once); each set is stored as its own run and
     recorded as its own sweep_backtest partition. Prints the sets best first with the deflated
-    Sharpe ratio and the probability of backtest overfitting; JSON is a list of sets with params,
-    run_id and every headline metric.
+    Sharpe ratio and the probability of backtest overfitting (or why either is undefined). JSON is
+    one object per symbol (a list of them for several symbols): the sweep-level figures, then
+    ``results``, the sets with params, run_id and every headline metric (docs/research.md).
     """
     import json
 
     from ntrader_pipeline.cli.common import showing_progress
-    from ntrader_pipeline.core.reports import machine_values, to_jsonable
+    from ntrader_pipeline.core.research_report import sweep_json
 
     spec = _checked_spec(file, jobs)
     if spec.sweep is None:
@@ -238,17 +239,8 @@ def sweep(file: str, symbols: tuple[str, ...], metric: str | None, start, end, f
         for symbol in symbols:
             documents.append(pipeline.run_sweep(file, symbol, metric, start, end, jobs))
     if fmt == "json":
-        rows = [
-            {
-                **{k: v for k, v in machine_values(row).items() if k != "rank"},
-                "rank": row["rank"],
-                "dsr": doc["overfitting"]["dsr"],
-                "pbo": doc["overfitting"]["pbo"],
-            }
-            for doc in documents
-            for row in doc["sets"]
-        ]
-        click.echo(json.dumps(to_jsonable(rows), indent=2))
+        sweeps = [sweep_json(doc) for doc in documents]
+        click.echo(json.dumps(sweeps[0] if len(sweeps) == 1 else sweeps, indent=2))
         return
     _print_sweeps(pipeline, documents)
 
@@ -258,6 +250,7 @@ def _print_sweeps(pipeline, documents: list[dict]) -> None:
 
     from ntrader_pipeline.cli.outcome import risk_notes, say
     from ntrader_pipeline.core.metric_registry import SUMMARY_METRICS
+    from ntrader_pipeline.core.overfitting import overfitting_lines
 
     for doc in documents:
         metric, summary = doc["metric"], doc["overfitting"]
@@ -282,9 +275,8 @@ def _print_sweeps(pipeline, documents: list[dict]) -> None:
         console.print(table)
         if len(doc["sets"]) > 25:
             console.print(f"(best 25 of {len(doc['sets'])} sets; all are in the sweep report)")
-        dsr = "n/a" if summary["dsr"] is None else f"{summary['dsr']:.1%}"
-        pbo = "n/a" if summary["pbo"] is None else f"{summary['pbo']:.1%}"
-        console.print(f"deflated Sharpe ratio of the best set: {dsr}; probability of backtest overfitting: {pbo}")
+        for line in overfitting_lines(summary):
+            console.print(line, highlight=False)
         best = doc["sets"][0]
         for line in risk_notes(best["run_id"]):
             say(f"best set (run {best['run_id']}): {line}")

@@ -37,6 +37,7 @@ from ntrader_pipeline.core.calendar import EXCHANGE
 from ntrader_pipeline.core.fee_model import PerShareFeeModel
 from ntrader_pipeline.core.fees import CENT
 from ntrader_pipeline.core.instruments import make_equity
+from ntrader_pipeline.core.strategies.base import warmup_of
 from ntrader_pipeline.core.strategy_specs import (
     CHECK_BAR_TYPE,
     CHECK_INSTRUMENT,
@@ -215,7 +216,7 @@ def warmup_bars(spec: StrategySpec, strategy_modules: Sequence[str] = ()) -> int
     config = build_strategy_config(
         config_cls, spec.config, CHECK_INSTRUMENT, CHECK_BAR_TYPE, spec.backtest.risk, spec.source, spec.backtest.fill
     )
-    return int(strategy_cls(config).warmup_bars())
+    return warmup_of(strategy_cls, config)
 
 
 def _joined(first: BarSeries, then: BarSeries) -> BarSeries:

@@ -17,6 +17,16 @@ def exchange_calendar(name: str = EXCHANGE):
     return exchange_calendars.get_calendar(name, start="1990-01-01")
 
 
+def session_count(start, end, name: str = EXCHANGE) -> int | None:
+    """Exchange sessions from ``start`` to ``end`` (dates, both included); None when the span
+    reaches outside the calendar's years, where it cannot say."""
+    calendar = exchange_calendar(name)
+    first, last = pd.Timestamp(start), pd.Timestamp(end)
+    if first < calendar.first_session or last > calendar.last_session:
+        return None
+    return len(calendar.sessions_in_range(first, last))
+
+
 def session_close_ns(dates: pd.Series, timezone: str = "America/New_York") -> np.ndarray:
     """UTC nanoseconds of each date's session close (13:00 on early-close days).
 

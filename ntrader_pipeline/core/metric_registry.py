@@ -253,6 +253,13 @@ _RELATIVE: tuple[MetricSpec, ...] = (
         headline=True,
         better="higher",
     ),
+    _m(
+        "tracking_error",
+        "tracking error",
+        "percent",
+        "std(r − b) × √252: the annualised volatility of the daily active return, the IR's denominator.",
+        headline=True,
+    ),
     _m("correlation", "correlation", "ratio", "Pearson correlation of daily returns with the benchmark.", panel=True),
     _m(
         "up_capture",

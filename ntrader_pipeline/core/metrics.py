@@ -19,7 +19,8 @@ Definitions (also in docs/conventions.md):
 - max drawdown = min(equity / running max − 1) over *bar-level* equity; Calmar = CAGR / |max DD|.
 - against the benchmark (buy and hold of the run's symbol, or the file's ``benchmark:`` symbol),
   on the exchange days both have: beta = cov / var; alpha = (1 + mean(x − β·(b − rf)))^252 − 1;
-  information ratio = mean(r − b) / std(r − b, ddof=1) × √252; correlation (Pearson); up and
+  information ratio = mean(r − b) / std(r − b, ddof=1) × √252; tracking error = std(r − b, ddof=1)
+  × √252 (the IR's denominator, annualised as the IR is); correlation (Pearson); up and
   down capture = annualised return of the strategy on the benchmark's up (down) days / the
   benchmark's annualised return on those days (empyrical's definitions).
   NautilusTrader's ``MaxDrawdown`` compounds daily returns instead; on daily bars the two agree,
@@ -310,12 +311,12 @@ def _annual_return(returns: np.ndarray) -> float:
 
 
 def relative_figures(returns: pd.Series, benchmark_returns: pd.Series, rf: float = 0.0) -> dict[str, float | None]:
-    """Alpha, beta, information ratio, correlation and capture ratios on the days both series have;
-    ``rf`` (daily) enters alpha only."""
+    """Alpha, beta, information ratio, tracking error, correlation and capture ratios on the days
+    both series have; ``rf`` (daily) enters alpha only."""
     both = pd.concat([_by_exchange_day(returns), _by_exchange_day(benchmark_returns)], axis=1, join="inner").dropna()
     r, b = both.iloc[:, 0].to_numpy(dtype=np.float64), both.iloc[:, 1].to_numpy(dtype=np.float64)
     out: dict[str, float | None] = dict.fromkeys(
-        ("alpha", "beta", "information_ratio", "correlation", "up_capture", "down_capture")
+        ("alpha", "beta", "information_ratio", "tracking_error", "correlation", "up_capture", "down_capture")
     )
     if len(r) < 2:
         return out
@@ -328,8 +329,10 @@ def relative_figures(returns: pd.Series, benchmark_returns: pd.Series, rf: float
         if r.std() > 0:
             out["correlation"] = _finite(float(np.corrcoef(r, b)[0, 1]))
     active = r - b
-    if active.std(ddof=1) > 0:
-        out["information_ratio"] = _finite(active.mean() / active.std(ddof=1) * math.sqrt(TRADING_DAYS))
+    tracking = float(active.std(ddof=1))
+    out["tracking_error"] = _finite(tracking * math.sqrt(TRADING_DAYS))  # 0 when it tracks exactly
+    if tracking > 0:
+        out["information_ratio"] = _finite(active.mean() / tracking * math.sqrt(TRADING_DAYS))
     for name, days in (("up_capture", b > 0), ("down_capture", b < 0)):
         bench = _annual_return(b[days])
         if days.any() and bench != 0:

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from itertools import combinations
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -157,3 +158,52 @@ def probability_of_backtest_overfitting(returns: np.ndarray, blocks: int = 16) -
     return BacktestOverfitting(
         pbo=float(np.mean(np.array(logits) <= 0)), logits=tuple(logits), splits=len(logits), blocks=blocks
     )
+
+
+# --- how a sweep states them (JSON, API, CLI, HTML) ---------------------------------------
+
+
+def dsr_meaning(trials_used: int) -> str:
+    """What the deflated Sharpe ratio is, in words: a probability, not a Sharpe ratio, and not the
+    probability that the strategy has skill."""
+    return (
+        f"the probability that the best set's Sharpe ratio exceeds what the best of {trials_used} "
+        "trials would give by chance"
+    )
+
+
+def sweep_figures(summary: dict[str, Any]) -> dict[str, Any]:
+    """The sweep-level figures of an ``overfitting_summary``, as JSON and the API give them: each
+    figure once, and ``undefined`` saying why each null one is null."""
+    undefined = {
+        name: summary[reason]
+        for name, key, reason in (("deflated_sharpe", "dsr", "dsr_reason"), ("pbo", "pbo", "pbo_reason"))
+        if summary[key] is None
+    }
+    return {
+        "trials": summary["trials"],
+        "trials_used": summary["trials_used"],
+        "trials_left_out": summary["trials_left_out"],
+        "deflated_sharpe": summary["dsr"],
+        "sharpe_threshold": summary["sharpe_threshold"],
+        "pbo": summary["pbo"],
+        "pbo_blocks": summary["pbo_blocks"],
+        "pbo_splits": summary["pbo_splits"],
+        "undefined": undefined,
+    }
+
+
+def overfitting_lines(summary: dict[str, Any]) -> list[str]:
+    """The sweep's DSR and PBO as text: what each is, or ``n/a`` and why."""
+    dsr, pbo = summary["dsr"], summary["pbo"]
+    return [
+        "deflated Sharpe ratio of the best set: "
+        + (f"n/a ({summary['dsr_reason']})" if dsr is None else f"{dsr:.1%}, {dsr_meaning(summary['trials_used'])}"),
+        "probability of backtest overfitting: "
+        + (
+            f"n/a ({summary['pbo_reason']})"
+            if pbo is None
+            else f"{pbo:.1%}, the share of {summary['pbo_splits']} in-sample/out-of-sample splits where the "
+            "in-sample best set ranks in the bottom half out of sample"
+        ),
+    ]

@@ -192,6 +192,7 @@ BENCHMARK_FIGURES = (
     "alpha",
     "beta",
     "information_ratio",
+    "tracking_error",
     "correlation",
     "up_capture",
     "down_capture",

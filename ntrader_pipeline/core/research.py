@@ -40,7 +40,7 @@ from ntrader_pipeline.core.overfitting import deflated_sharpe_ratio, probability
 from ntrader_pipeline.core.parallel import WorkerPool, usable_processes
 from ntrader_pipeline.core.progress import progress
 from ntrader_pipeline.core.strategy_specs import StrategySpec
-from ntrader_pipeline.core.sweeps import WalkForwardSpec, Window, windows
+from ntrader_pipeline.core.sweeps import WalkForwardSpec, Window, walk_forward_shortfall, windows
 
 PBO_BLOCKS = 16
 PBO_MIN_BLOCK_SESSIONS = 20  # docs/research.md promises at least this many daily returns per block
@@ -320,12 +320,11 @@ def run_walk_forward(
     sets = spec.sweep.parameter_sets()
     bars = window(series, spec.backtest.start, spec.backtest.end)
     reserve = warmup_sessions(bars, spec, sets, allowlist)
-    spans = windows(exchange_days(bars)[reserve:], wf)
-    if not spans:
-        raise ValueError(
-            f"{spec.source}: walk_forward: the bars are too short for {reserve} warm-up sessions, one "
-            f"in-sample window of {wf.in_sample} sessions and out-of-sample sessions"
-        )
+    days = exchange_days(bars)
+    short = walk_forward_shortfall(len(days), reserve, wf)
+    if short is not None:
+        raise ValueError(f"{spec.source}: walk_forward: the bars have {short}")
+    spans = windows(days[reserve:], wf)
     context = SetContext.of(bars, spec, venue, allowlist, closes)
     trials = [
         SetJob(params, "in-sample", span.in_start, span.in_end, warmup=True, metrics_only=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS, display, label
+from ntrader_pipeline.core.overfitting import dsr_meaning, sweep_figures
 from ntrader_pipeline.core.reports import machine_csv, machine_values, to_jsonable, write_text
 from ntrader_pipeline.core.svg_charts import Line, heatmap, time_chart
 from ntrader_pipeline.core.tearsheet import cards, metric_cards, render_page, table
@@ -99,8 +101,13 @@ def sweep_csv(rows: list[dict[str, Any]]) -> str:
 
 def _overfitting_cards(summary: dict[str, Any]) -> list[tuple[str, str, bool]]:
     dsr, pbo = summary.get("dsr"), summary.get("pbo")
+    trials = summary.get("trials_used", summary["trials"])
     return [
-        ("deflated Sharpe (P[skill])", "n/a" if dsr is None else f"{dsr:.1%}", dsr is not None and dsr < 0.95),
+        (
+            f"deflated Sharpe: chance the best Sharpe beats the best of {trials} trials by luck",
+            "n/a" if dsr is None else f"{dsr:.1%}",
+            dsr is not None and dsr < 0.95,
+        ),
         ("prob. of overfitting", "n/a" if pbo is None else f"{pbo:.1%}", pbo is not None and pbo > 0.5),
         (
             "Sharpe needed by luck",
@@ -146,14 +153,21 @@ def sweep_html(document: dict[str, Any]) -> str:
     body_rows = [
         [display(c, r.get(c)) if c in HEADLINE_METRICS or c == metric else r.get(c) for c in shown] for r in flat
     ]
+    undefined = "".join(
+        f" {name} is n/a: {escape(reason)}."
+        for name, reason in (("The DSR", summary.get("dsr_reason")), ("PBO", summary.get("pbo_reason")))
+        if reason
+    )
     notes = (
-        "<p class=note>Deflated Sharpe ratio (Bailey & López de Prado 2014): the probability that the best "
-        f"set's Sharpe ratio beats the best of {summary.get('trials_used', summary['trials'])} unskilled trials "
-        "(the sets with a defined Sharpe ratio), given the spread of the "
-        "trials' Sharpe ratios and the skew and kurtosis of its daily returns. Probability of backtest "
+        "<p class=note>Deflated Sharpe ratio (Bailey & López de Prado 2014): "
+        f"{dsr_meaning(summary.get('trials_used', summary['trials']))} (the trials are the sets with a defined "
+        "Sharpe ratio), given the spread of the trials' Sharpe ratios and the skew and kurtosis of its daily "
+        "returns; a probability, not a Sharpe ratio, and not the probability that the strategy has skill. "
+        "Probability of backtest "
         "overfitting (Bailey, Borwein, López de Prado & Zhu): the share of "
         f"{summary.get('pbo_splits') or 0} in-sample/out-of-sample splits of {summary.get('pbo_blocks') or 0} "
-        "blocks of days where the in-sample best set ranks in the bottom half out of sample.</p>"
+        "blocks of days where the in-sample best set ranks in the bottom half out of sample."
+        f"{undefined}</p>"
     )
     body = (
         head
@@ -170,12 +184,20 @@ def sweep_html(document: dict[str, Any]) -> str:
     )
 
 
+def sweep_json(document: dict[str, Any]) -> dict[str, Any]:
+    """The sweep as JSON gives it (``sweep.json``, ``backtest sweep --format json``): what ran, the
+    sweep-level figures once (``overfitting.sweep_figures``), then ``results``: one row per set, best
+    first, metrics in their machine form."""
+    head = {k: document[k] for k in ("strategy", "symbol", "metric", "parameters")}
+    results = [machine_values(r) for r in document["sets"]]
+    return to_jsonable({**head, **sweep_figures(document["overfitting"]), "results": results})
+
+
 def write_sweep_reports(directory: Path, document: dict[str, Any], heatmap_png: bytes | None = None) -> dict[str, Path]:
     """``sweep.json`` (the document), ``sweep.csv`` (one row per set) and ``sweep.html``."""
     del heatmap_png  # the HTML draws its own SVG heatmap; the PNG is for the UI
     texts = {
-        "json": json.dumps(to_jsonable({**document, "sets": [machine_values(r) for r in document["sets"]]}), indent=2)
-        + "\n",
+        "json": json.dumps(sweep_json(document), indent=2) + "\n",
         "csv": sweep_csv(document["sets"]),
         "html": sweep_html(document),
     }

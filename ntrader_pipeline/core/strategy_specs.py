@@ -11,8 +11,8 @@ huge structure are refused (``core.spec_yaml``).
 A file is checked as a whole: every problem is reported at once, each as
 ``file:line:column: key: reason``, whatever else is wrong with the file; a check that needs two
 keys runs when both are valid on their own. Research blocks are checked against the strategy they
-sweep (a ranking metric that exists, out-of-sample windows that tile the sessions, in-sample
-windows longer than the indicators' warm-up) so a sweep never runs for minutes and then fails.
+sweep (a ranking metric that exists, out-of-sample windows that tile the sessions, a span that
+holds the walk-forward after the sets' warm-up) so a sweep never runs for minutes and then fails.
 
 Reading a file validates it with pydantic alone; checking its ``config:`` block against the
 strategy's NautilusTrader config class imports the engine (seconds, ~300 MB), so the code location
@@ -49,7 +49,7 @@ from ntrader_pipeline.core.spec_yaml import (
     read_spec_document,
 )
 from ntrader_pipeline.core.strategies import REGISTRY, RISK_FIELDS, RegisteredStrategy
-from ntrader_pipeline.core.sweeps import SweepSpec, WalkForwardSpec, parameter_key
+from ntrader_pipeline.core.sweeps import SweepSpec, WalkForwardSpec, parameter_key, walk_forward_shortfall
 from ntrader_pipeline.core.timeframes import Timeframe
 
 if TYPE_CHECKING:
@@ -423,11 +423,11 @@ def check_spec(spec: StrategySpec, allowlist: Sequence[str] = ()) -> None:
     """Everything short of running: classes resolve, the ``config:`` block and every sweep set fit
     them, and the research blocks suit the strategy's warm-up (what only warns lands in
     ``spec.warnings``)."""
-    _, config_cls = resolve_strategy(spec, allowlist)
+    strategy_cls, config_cls = resolve_strategy(spec, allowlist)
     document = spec._document or SpecDocument(spec.canonical())
     data = document.data if isinstance(document.data, dict) else spec.canonical()  # as written, where known
     found = _strategy_problems(
-        document, config_cls, {**data, "name": spec.name}, spec.backtest, spec.sweep, spec.walk_forward
+        document, (strategy_cls, config_cls), {**data, "name": spec.name}, spec.backtest, spec.sweep, spec.walk_forward
     )
     _raise_or_keep(spec, spec.source, document, found)
 
@@ -456,14 +456,15 @@ def _placed(
 
 def _strategy_problems(
     document: SpecDocument,
-    config_cls,
+    classes: tuple[type, type],
     data: dict[str, Any],
     backtest: BacktestSettings | None,
     sweep: SweepSpec | None,
     walk_forward: WalkForwardSpec | None,
 ) -> list[SpecProblem]:
-    """What needs the strategy's config class: the ``config:`` block, each sweep set, and the
-    research windows against the longest indicator period of each set (its warm-up, in bars)."""
+    """What needs the strategy's classes: the ``config:`` block, each sweep set, and whether the
+    backtest's span can hold the walk-forward after the sets' warm-up."""
+    strategy_cls, config_cls = classes
     config = data.get("config", {})
     if not isinstance(config, dict) or document.is_spoiled(("config",)):
         return []
@@ -495,49 +496,58 @@ def _strategy_problems(
         found.append(document.problem(("sweep",), text))
     if len(failing) > SHOWN_SETS:
         found.append(document.problem(("sweep",), f"... and {len(failing) - SHOWN_SETS} more sets fail the same way"))
-    if walk_forward is not None and backtest is not None and built:
-        found += _warm_up_problems(document, str(data.get("name", "")), built, backtest.timeframe, walk_forward)
+    if backtest is not None and built:
+        found += _span_problems(document, str(data.get("name", "")), strategy_cls, built, backtest, walk_forward)
     return found
 
 
-def warm_up_bars(settings: Any) -> int:
-    """Bars a strategy needs before its first signal: its longest indicator period (``*_period``,
-    ``lookback``), the convention of the shipped strategies and of most indicator libraries."""
-    fields = msgspec.structs.asdict(settings) if isinstance(settings, msgspec.Struct) else dict(settings)
-    periods = [
-        value
-        for name, value in fields.items()
-        if (name.endswith("period") or name == "lookback") and isinstance(value, int) and not isinstance(value, bool)
-    ]
-    return max(periods, default=0)
-
-
-def _warm_up_problems(
-    document: SpecDocument, name: str, built: list, timeframe: Timeframe, walk_forward: WalkForwardSpec
+def _span_problems(
+    document: SpecDocument,
+    name: str,
+    strategy_cls: type,
+    built: list,
+    backtest: BacktestSettings,
+    walk_forward: WalkForwardSpec | None,
 ) -> list[SpecProblem]:
-    """An in-sample window no longer than a set's warm-up leaves that set no bar to trade: its
-    metrics are undefined and it cannot be picked. All sets so: refused (every pick would be
-    arbitrary); some: a warning, since a wide grid may mean it."""
-    bars = walk_forward.in_sample * BARS_PER_SESSION[timeframe]
-    cold = [(params, warm_up_bars(settings)) for params, settings in built if warm_up_bars(settings) >= bars]
-    if not cold:
+    """The sets' warm-ups (each strategy's own ``warmup_bars()``, the walk-forward's rule) against
+    the exchange sessions of the file's ``start``..``end``. A walk-forward that cannot fit its
+    warm-up, an in-sample window and an out-of-sample session is refused with the walk-forward's
+    own words (``walk_forward_shortfall``); sweep sets (which start cold) that would warm up for
+    the whole span are a warning. Without both dates the bars decide, when the runs start."""
+    if backtest.start is None or backtest.end is None:
         return []
-    path = ("walk_forward", "in_sample")
-    unit = "sessions" if timeframe is Timeframe.DAILY else f"sessions (at most {bars} {timeframe.value} bars)"
-    if len(cold) == len(built):
-        shortest = min(warm for _, warm in cold)
-        reason = (
-            f"{walk_forward.in_sample} {unit} is not longer than the shortest warm-up of the sweep's sets "
-            f"({shortest} bars): no set could trade in sample, so every pick would be arbitrary"
+    from ntrader_pipeline.core.calendar import session_count
+    from ntrader_pipeline.core.strategies.base import warmup_of
+
+    sessions = session_count(backtest.start, backtest.end)
+    if sessions is None:  # outside the exchange calendar's years
+        return []
+    try:
+        warms = [(params, warmup_of(strategy_cls, settings)) for params, settings in built]
+    except Exception as exc:  # a user's strategy that cannot be built without bars: the run will say
+        return [document.problem(("sweep",), f"cannot ask the strategy its warm-up: {exc!r}", warning=True)]
+    span, per_session = f"{backtest.start}..{backtest.end}", BARS_PER_SESSION[backtest.timeframe]
+    found = []
+    cold = [(p, warm) for p, warm in warms if warm >= sessions * per_session]
+    if cold:
+        params, warm = max(cold, key=lambda c: c[1])
+        bars = "sessions" if per_session == 1 else f"sessions (at most {sessions * per_session} bars)"
+        found.append(
+            document.problem(
+                ("sweep",),
+                f"{len(cold)} of {len(warms)} sets warm up for at least the {sessions} {bars} of {span} (e.g. "
+                f"{excerpt(parameter_key(name, params), 64)}: {warm} bars): they cannot trade in the sweep",
+                warning=True,
+            )
         )
-        return [document.problem(path, reason)]
-    params, warm = max(cold, key=lambda c: c[1])
-    reason = (
-        f"{len(cold)} of {len(built)} sets warm up for at least the {walk_forward.in_sample} in-sample {unit} "
-        f"(e.g. {excerpt(parameter_key(name, params), 64)}: {warm} bars): they cannot trade in sample "
-        "and are never picked"
-    )
-    return [document.problem(path, reason, warning=True)]
+    if walk_forward is not None:
+        params, warm = max(warms, key=lambda c: c[1])
+        short = walk_forward_shortfall(sessions, -(-warm // per_session), walk_forward)
+        if short is not None:
+            slowest = excerpt(parameter_key(name, params), 64)
+            reason = f"{span} has {short} (the longest warm-up: {slowest}, {warm} bars)"
+            found.append(document.problem(("walk_forward", "in_sample"), reason))
+    return found
 
 
 def parse_spec(
@@ -571,12 +581,19 @@ def parse_spec(
     strategy = fields.get("strategy")
     if check_config and isinstance(strategy, str) and strategy in REGISTRY and not document.is_spoiled(("strategy",)):
         backtest, sweep, walk_forward = (  # what the research checks need, whatever else is wrong
-            _valid(BacktestSettings, _only(fields.get("backtest", {}), "timeframe")),
+            _valid(BacktestSettings, _only(fields.get("backtest", {}), "timeframe", "start", "end"))
+            or _valid(BacktestSettings, _only(fields.get("backtest", {}), "timeframe")),
             _valid(SweepSpec, _without(fields.get("sweep"), "metric")),
             _valid(WalkForwardSpec, _only(fields.get("walk_forward"), "in_sample", "out_of_sample")),
         )
+        registered = REGISTRY[strategy]
         found += _strategy_problems(
-            document, REGISTRY[strategy].config_cls, {**fields, "name": name}, backtest, sweep, walk_forward
+            document,
+            (registered.strategy_cls, registered.config_cls),
+            {**fields, "name": name},
+            backtest,
+            sweep,
+            walk_forward,
         )
     if any(not p.warning for p in found) or spec is None:
         raise StrategySpecError(source, _ordered(found))

@@ -255,6 +255,19 @@ class Window:
     out_end: date
 
 
+def walk_forward_shortfall(sessions: int, warmup_sessions: int, spec: WalkForwardSpec) -> str | None:
+    """Why ``sessions`` exchange sessions cannot hold a walk-forward, or None when they can: the
+    sets' warm-up, one in-sample window and at least one out-of-sample session (what ``windows``
+    needs after the warm-up). ``strategy validate`` and the walk-forward both ask this."""
+    needed = warmup_sessions + spec.in_sample + 1
+    if sessions >= needed:
+        return None
+    return (
+        f"{sessions} sessions, fewer than the {needed} the walk-forward needs: {warmup_sessions} to warm the "
+        f"sets up, {spec.in_sample} in sample and 1 out of sample"
+    )
+
+
 def windows(days: list[date], spec: WalkForwardSpec) -> list[Window]:
     """Walk-forward windows over the sorted exchange ``days`` of the bars; out-of-sample never overlaps
     its in-sample, and the last window ends where the days do."""

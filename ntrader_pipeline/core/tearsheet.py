@@ -401,6 +401,7 @@ CARDS = (
     "alpha",
     "beta",
     "information_ratio",
+    "tracking_error",
     "win_rate",
     "trade_count",
 )

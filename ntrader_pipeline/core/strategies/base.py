@@ -294,3 +294,9 @@ class SignalStrategy(Strategy):
             time_in_force=TimeInForce.GTC,
         )
         self.submit_order(order)
+
+
+def warmup_of(strategy_cls: type[SignalStrategy], config: SignalStrategyConfig) -> int:
+    """The bars a strategy built from ``config`` needs before its first signal: its own
+    ``warmup_bars()``, the one rule that validation and the walk-forward's warm-up both use."""
+    return int(strategy_cls(config).warmup_bars())

@@ -191,6 +191,11 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
             "report": MetadataValue.path(reports.url(f"{prefix}/{paths['html'].name}")),
             "sweep": metric_table(SWEEP_TABLE_COLUMNS, rows),
         }
+        from ntrader_pipeline.core.overfitting import sweep_figures
+
+        undefined = sweep_figures(summary)["undefined"]
+        if undefined:  # why the DSR or PBO above is null
+            metadata["undefined"] = MetadataValue.json(undefined)
         if heatmap is not None:
             metadata["heatmap"] = MetadataValue.md(tearsheet.png_markdown(heatmap, f"{metric} by parameters"))
         return Output(document, metadata=metadata)

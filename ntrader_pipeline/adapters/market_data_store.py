@@ -34,7 +34,7 @@ from ntrader_pipeline.adapters.catalog import BarCatalog, StagedSeries
 from ntrader_pipeline.adapters.catalog_manifest import ManifestPublish
 from ntrader_pipeline.adapters.catalog_publish import Publish
 from ntrader_pipeline.adapters.faults import kill_point
-from ntrader_pipeline.adapters.locks import file_lock, warehouse_lock
+from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 from ntrader_pipeline.adapters.warehouse.retry import with_retries
 from ntrader_pipeline.core.bars import BarSeries
@@ -245,13 +245,13 @@ def series_lock(
     """Hold an exclusive lock on one series while the block runs (released on exit or crash).
 
     A local catalog keeps its locks beside it (its writers share its machine). A catalog on object
-    storage is shared by machines, so its lock lives in the warehouse they share (``warehouse_lock``).
+    storage is shared by machines, so its lock lives in the warehouse they share (``Warehouse.lock``).
     With ``wait=False`` the block gets False instead of waiting when another process holds it.
     """
     if catalog.remote:
         if warehouse is None:
             raise ValueError("a catalog on object storage is locked through the warehouse: pass it")
-        with warehouse_lock(warehouse, f"series:{catalog.path}:{bar_type}", wait) as held:
+        with warehouse.lock(f"series:{catalog.path}:{bar_type}", wait) as held:
             yield held
         return
     with file_lock(confined(Path(catalog.path) / ".locks", f"{bar_type}.lock"), wait) as held:

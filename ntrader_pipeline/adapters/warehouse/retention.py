@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, func, select
 
-from ntrader_pipeline.adapters.warehouse import Warehouse, _as_utc
+from ntrader_pipeline.adapters.warehouse.store import Warehouse, _as_utc
 from ntrader_pipeline.adapters.warehouse.tables import backtest_runs, equity_curve
 
 CHUNK = 500  # run ids per DELETE statement

@@ -437,9 +437,7 @@ class Pipeline:
 
     def stored_metrics(self, result: Any) -> dict[str, Metrics]:
         """The metrics of every backtest partition a run materialized, as the warehouse holds them."""
-        from ntrader_pipeline.adapters.warehouse import Warehouse
-
-        warehouse = Warehouse.open(self.settings.resolved_warehouse_url)
+        warehouse = self.stores.warehouse()
         records = self.instance.get_records_for_run(
             result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
         ).records  # from the instance: a failed batch's successes are logged events, not step outputs

@@ -19,6 +19,7 @@ from ntrader_pipeline.core.quoting import excerpt
 from ntrader_pipeline.core.symbols import SymbolError, parse_symbol, parse_symbols
 
 if TYPE_CHECKING:
+    from ntrader_pipeline.adapters.stores import Stores
     from ntrader_pipeline.adapters.warehouse import Warehouse
 
 PIPED_WIDTH = 160
@@ -52,11 +53,15 @@ def open_pipeline():
     return Pipeline.open()
 
 
-def open_warehouse() -> Warehouse:
-    from ntrader_pipeline.adapters.warehouse import Warehouse
+def open_stores() -> Stores:
+    """The stores the current settings name (each opened when first used)."""
     from ntrader_pipeline.settings import get_settings
 
-    return Warehouse.open(get_settings().resolved_warehouse_url)
+    return get_settings().stores()
+
+
+def open_warehouse() -> Warehouse:
+    return open_stores().warehouse()
 
 
 def symbol_param(_ctx, param, value):

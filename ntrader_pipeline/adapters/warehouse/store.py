@@ -20,10 +20,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, func, i
 from sqlalchemy import text as sql_text
 
 from ntrader_pipeline.adapters.locks import file_lock
-from ntrader_pipeline.adapters.warehouse.retry import (
-    is_database_error,
-    with_retries,
-)
+from ntrader_pipeline.adapters.warehouse.retry import DEFAULT_RETRIES, Retries, is_database_error, with_retries
 from ntrader_pipeline.adapters.warehouse.tables import (
     SCHEMA_REVISION,
     VERSION_TABLE,
@@ -53,14 +50,15 @@ MIGRATION_LOCK_KEY = 0x6E74_7261_6465_72  # "ntrader": the advisory lock every m
 class Warehouse:
     @classmethod
     @lru_cache(maxsize=16)
-    def open(cls, url: str) -> Warehouse:
+    def open(cls, url: str, retries: Retries = DEFAULT_RETRIES) -> Warehouse:
         """One migrated warehouse per URL per process (migrating costs a round of queries)."""
-        warehouse = cls(url)
+        warehouse = cls(url, retries)
         warehouse.migrate()
         return warehouse
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, retries: Retries = DEFAULT_RETRIES):
         self.url = url
+        self.retries = retries
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # pre-ping: a pooled connection a server restart or pg_terminate_backend killed is replaced
@@ -163,7 +161,7 @@ class Warehouse:
                     raise
                 return result
 
-        return with_retries(self.url, operation, attempt)
+        return self.retrying(operation, attempt)
 
     def read(self, operation: str, work: Callable[[Connection], T]) -> T:
         """``work`` (reads only) on a connection of its own, run again whole after a transient
@@ -173,7 +171,11 @@ class Warehouse:
             with self.engine.connect() as connection:
                 return work(connection)
 
-        return with_retries(self.url, operation, attempt)
+        return self.retrying(operation, attempt)
+
+    def retrying(self, operation: str, work: Callable[[], T]) -> T:
+        """``work`` (one whole transaction or read), again after a transient failure (see ``retry``)."""
+        return with_retries(self.url, operation, work, self.retries)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -221,7 +223,7 @@ class Warehouse:
                 transaction.rollback()
                 return inserted is None  # the key was taken: by the committed transaction
 
-        return with_retries(self.url, f"checking the unfinished publish of {bar_type}", probe)
+        return self.retrying(f"checking the unfinished publish of {bar_type}", probe)
 
     def bar_inventory(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """One row per stored series: symbol, bar type, source, bar count, first and last time."""

@@ -62,7 +62,6 @@ from ntrader_pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from ntrader_pipeline.adapters.catalog import BarCatalog
-    from ntrader_pipeline.adapters.object_store import S3Options
 
 # Evaluating on_new_bars in our code server (it has a condition of our own) is a Dagster beta
 # parameter; it is the documented way to run custom conditions, so don't warn on every load.
@@ -76,7 +75,6 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
     inbox = settings.resolved_inbox_dir
     pattern = settings.inbox_symbol_pattern
     interval = settings.inbox_sensor_interval
-    catalog_path, venue, s3 = settings.catalog_location, settings.venue, settings.s3_options()
     max_bytes = settings.max_csv_bytes
 
     @sensor(
@@ -97,7 +95,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves a successfully imported inbox file to the archive folder.",
     )
     def inbox_archive_sensor(context: RunStatusSensorContext) -> None:
-        _file_and_log(context, _catalog(catalog_path, venue, s3), max_bytes)
+        _file_and_log(context, settings.stores().catalog(), max_bytes)
 
     @run_failure_sensor(
         name="inbox_quarantine_sensor",
@@ -106,7 +104,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves an inbox file whose import failed to quarantine (or leaves it when the fault is elsewhere).",
     )
     def inbox_quarantine_sensor(context: RunFailureSensorContext) -> None:
-        _file_and_log(context, _catalog(catalog_path, venue, s3), max_bytes)
+        _file_and_log(context, settings.stores().catalog(), max_bytes)
 
     return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
 
@@ -123,12 +121,6 @@ def backtests_refresh_sensor(
         description="Re-runs a symbol's backtests after its bars were re-imported and passed their checks.",
         use_user_code_server=True,  # on_new_bars has a condition of our own, evaluated in our code
     )
-
-
-def _catalog(path: str, venue: str, s3: S3Options) -> BarCatalog:
-    from ntrader_pipeline.adapters.catalog import BarCatalog  # NautilusTrader: only when a run is filed
-
-    return BarCatalog(path, venue, s3)
 
 
 def _file_and_log(context: RunStatusSensorContext, catalog: BarCatalog, max_bytes: int) -> None:

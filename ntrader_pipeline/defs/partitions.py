@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dagster import (
-    BetaWarning,
     DagsterInstance,
     DagsterRunStatus,
     DynamicPartitionsDefinition,
@@ -134,8 +132,3 @@ def split_backtest_key(key: str) -> tuple[str, str]:
     """``(strategy, symbol)`` of a backtest partition key (``backtest_key`` reversed)."""
     strategy, symbol = str(key).split("|", 1)
     return strategy, symbol
-
-
-# MultiToSingleDimensionPartitionMapping (backtest ← bars of its symbol) is marked beta; it is
-# the documented way to map a multi-partition onto one of its dimensions, so don't nag users.
-warnings.filterwarnings("ignore", category=BetaWarning, message=".*MultiToSingleDimensionPartitionMapping.*")

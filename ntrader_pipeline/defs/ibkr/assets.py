@@ -18,21 +18,18 @@ from dagster import (
     Backoff,
     Config,
     ConfigurableResource,
-    DefaultScheduleStatus,
-    Definitions,
     Failure,
     Jitter,
     MaterializeResult,
     MetadataValue,
     RetryPolicy,
-    ScheduleDefinition,
     asset,
     define_asset_job,
     multi_asset_check,
 )
 from pydantic import Field
 
-from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings, get_ibkr_settings
+from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.core.symbols import SymbolError, parse_listings
 from ntrader_pipeline.core.timeframes import Timeframe, bar_type_name
 from ntrader_pipeline.defs.partitions import symbol_partitions
@@ -273,27 +270,3 @@ def ibkr_bars_checks(
 
 
 ibkr_job = define_asset_job(IBKR_JOB, selection=[ibkr_bars])
-
-
-def ibkr_daily_schedule(ibkr_settings: IbkrSettings) -> ScheduleDefinition:
-    """Weekdays at 17:30 New York, after the close; switched on only when a universe is configured."""
-    return ScheduleDefinition(
-        name="ibkr_daily_schedule",
-        job=ibkr_job,
-        cron_schedule="30 17 * * 1-5",
-        execution_timezone="America/New_York",
-        default_status=DefaultScheduleStatus.RUNNING if ibkr_settings.symbols else DefaultScheduleStatus.STOPPED,
-        description="Fetch the IBKR universe's missing bars after the US close.",
-    )
-
-
-def build_ibkr_definitions(ibkr_settings: IbkrSettings | None = None) -> Definitions:
-    """IBKR asset, check, job and schedule; ``definitions.py`` merges them into the code location."""
-    ibkr_settings = ibkr_settings or get_ibkr_settings()
-    return Definitions(
-        assets=[ibkr_bars],
-        asset_checks=[ibkr_bars_checks],
-        jobs=[ibkr_job],
-        schedules=[ibkr_daily_schedule(ibkr_settings)],
-        resources={"ibkr": IbkrGateway.from_settings(ibkr_settings)},
-    )

@@ -14,24 +14,16 @@ down, disk full) leaves the file in the inbox to be re-executed instead of misfi
 - the file cannot be read as bars → ``quarantine/`` with ``<name>.errors.txt`` (every problem,
   one per line, found by reading the file again exactly as the run did);
 - anything else → left in place, with the reason in the sensor log.
-
-``backtests_refresh_sensor`` evaluates the backtests' automation condition (``on_new_bars``:
-eager, gated on the bars' blocking checks), so new bars of a symbol re-run that symbol's
-backtests. It starts running, as the inbox sensor does; both can be stopped in the UI.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dagster import (
-    AssetsDefinition,
-    AutomationConditionSensorDefinition,
-    BetaWarning,
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
@@ -62,10 +54,6 @@ from ntrader_pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from ntrader_pipeline.adapters.catalog import BarCatalog
-
-# Evaluating on_new_bars in our code server (it has a condition of our own) is a Dagster beta
-# parameter; it is the documented way to run custom conditions, so don't warn on every load.
-warnings.filterwarnings("ignore", category=BetaWarning, message=".*use_user_code_server.*")
 
 INBOX_KEY_TAG = "ntrader/inbox_key"
 
@@ -107,20 +95,6 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         _file_and_log(context, settings.stores().catalog(), max_bytes)
 
     return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
-
-
-def backtests_refresh_sensor(
-    backtest_assets: list[AssetsDefinition], interval: int = 30
-) -> AutomationConditionSensorDefinition:
-    """Requests the backtests whose automation condition says their bars changed (every ``interval`` s)."""
-    return AutomationConditionSensorDefinition(
-        "backtests_refresh_sensor",
-        target=backtest_assets,
-        minimum_interval_seconds=interval,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="Re-runs a symbol's backtests after its bars were re-imported and passed their checks.",
-        use_user_code_server=True,  # on_new_bars has a condition of our own, evaluated in our code
-    )
 
 
 def _file_and_log(context: RunStatusSensorContext, catalog: BarCatalog, max_bytes: int) -> None:

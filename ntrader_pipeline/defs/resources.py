@@ -108,8 +108,11 @@ class PipelineStores(ConfigurableResource):
         return self._stores
 
     def _open(self) -> Stores:
+        url = resolved(self.warehouse_url)
+        if url is None:
+            raise ValueError(f"{WAREHOUSE_URL_VAR} is not set in the environment of this process")
         return Stores(
-            resolved(self.warehouse_url),
+            url,
             self.catalog_path,
             self.reports_dir,
             self.venue,

@@ -106,7 +106,7 @@ def stored_market(record: RunRecord, metrics: Metrics, curve: pd.DataFrame, cata
     if not len(traded):
         return Market(None, None, "the run has no stored equity curve")
     first, last = int(traded[0]), int(traded[-1])
-    other = metrics.get("benchmark") or (record.config or {}).get("benchmark") or symbol
+    other = str(metrics.get("benchmark") or (record.config or {}).get("benchmark") or symbol)
     read = catalog.closes_reader(timeframe)
     try:
         own = read(symbol)

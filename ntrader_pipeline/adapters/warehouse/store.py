@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, insert, select
 from sqlalchemy import text as sql_text
 
 from ntrader_pipeline.adapters.locks import file_lock
@@ -351,12 +351,11 @@ class Warehouse:
             latest.setdefault((result.record.strategy, result.record.symbol), result)
         return [latest[key] for key in sorted(latest)]
 
-    def _insert(self, table):
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        return dialect_insert(table)
+    def _insert(self, table: Table) -> Any:
+        """The dialect's own INSERT (it has ``on_conflict_do_nothing``)."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
 
 
 def lock_key(name: str) -> int:

@@ -32,7 +32,7 @@ from pydantic import Field
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.core.symbols import SymbolError, parse_listings
 from ntrader_pipeline.core.timeframes import Timeframe, bar_type_name
-from ntrader_pipeline.defs.partitions import symbol_partitions
+from ntrader_pipeline.defs.partitions import SYMBOLS
 from ntrader_pipeline.defs.resources import PipelineStores
 
 IBKR_JOB = "ibkr_ingest_job"
@@ -149,9 +149,9 @@ def ibkr_bars(
         raise Exception(str(exc)) from None
     stored = [r.symbol for r in results if r.bars_stored]
     status = {True: "up to date", False: "fetched"}
-    known = set(context.instance.get_dynamic_partitions(symbol_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(SYMBOLS))
     if new := [s for s in stored if s not in known]:
-        context.instance.add_dynamic_partitions(symbol_partitions.name, new)
+        context.instance.add_dynamic_partitions(SYMBOLS, new)
     summary = [
         {
             "symbol": r.symbol,
@@ -233,7 +233,7 @@ def ibkr_bars_checks(
         else Timeframe.parse(ibkr.timeframe)
     )
     symbols = [row["symbol"] for row in metadata["symbols"].value] if "symbols" in metadata else []
-    table_rows = {}
+    table_rows: dict[tuple[str, str], int] = {}
     for row in stores.warehouse().bar_inventory():
         key = (row["symbol"], row["bar_type"])
         table_rows[key] = table_rows.get(key, 0) + int(row["bars"])

@@ -8,7 +8,7 @@ through the backtests' automation condition in later ones).
 """
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -168,7 +168,7 @@ def _result(
     finding: "quality.Finding",
     severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
 ) -> AssetCheckResult:
-    metadata = {"summary": MetadataValue.text(finding.summary)}
+    metadata: dict[str, Any] = {"summary": MetadataValue.text(finding.summary)}
     for key, value in finding.details.items():
         metadata[key] = MetadataValue.json(value) if isinstance(value, list) else value
     return AssetCheckResult(

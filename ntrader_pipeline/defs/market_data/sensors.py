@@ -46,6 +46,7 @@ from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
 from ntrader_pipeline.defs.partitions import (
     INBOX_FILE_TAG,
     PARTITION_TAG,
+    SYMBOLS,
     UNFINISHED,
     drop_symbol_without_bars,
     symbol_partitions,
@@ -115,7 +116,7 @@ def inbox_run_requests(
     requested_before = set(json.loads(context.cursor)) if context.cursor else set()
     present = {f.key for f in scan.ready}
     busy = _symbols_importing(context.instance, ingest_job)
-    known = set(context.instance.get_dynamic_partitions(symbol_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(SYMBOLS))
     requests, new_symbols, waiting_files = [], [], []
     for file in scan.ready:
         if file.key in requested_before:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,7 +85,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves a successfully imported inbox file to the archive folder.",
     )
     def inbox_archive_sensor(context: RunStatusSensorContext) -> None:
-        _file_and_log(context, settings.stores().catalog(), max_bytes)
+        _file_and_log(context, lambda: settings.stores().catalog(), max_bytes)
 
     @run_failure_sensor(
         name="inbox_quarantine_sensor",
@@ -93,12 +94,12 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves an inbox file whose import failed to quarantine (or leaves it when the fault is elsewhere).",
     )
     def inbox_quarantine_sensor(context: RunFailureSensorContext) -> None:
-        _file_and_log(context, settings.stores().catalog(), max_bytes)
+        _file_and_log(context, lambda: settings.stores().catalog(), max_bytes)
 
     return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
 
 
-def _file_and_log(context: RunStatusSensorContext, catalog: BarCatalog, max_bytes: int) -> None:
+def _file_and_log(context: RunStatusSensorContext, catalog: Callable[[], BarCatalog], max_bytes: int) -> None:
     """File the inbox CSV of the run that just ended (archive or quarantine) and log where it went."""
     outcome = file_inbox_run(context.instance, context.dagster_run, catalog, max_bytes)
     if outcome:
@@ -164,13 +165,13 @@ def _symbols_importing(instance: DagsterInstance, ingest_job: str) -> dict[str, 
 def file_inbox_run(
     instance: DagsterInstance,
     run: DagsterRun,
-    catalog: BarCatalog | None = None,
+    catalog: Callable[[], BarCatalog] | None = None,
     max_bytes: int = DEFAULT_MAX_CSV_BYTES,
 ) -> str | None:
     """Archive, quarantine or leave the inbox file of a finished run; returns what was done.
 
-    With ``catalog``, a quarantined file's symbol loses its partition when it has no bars at all
-    (``partitions.drop_symbol_without_bars``).
+    With ``catalog`` (opened only then: filing a file needs neither store), a quarantined file's
+    symbol loses its partition when it has no bars at all (``partitions.drop_symbol_without_bars``).
     """
     if INBOX_FILE_TAG not in run.tags:
         return None
@@ -183,7 +184,7 @@ def file_inbox_run(
     problems = rejection(path, symbol, max_bytes)
     if problems:
         target = quarantine(path, problems)
-        dropped = catalog is not None and drop_symbol_without_bars(instance, catalog, symbol)
+        dropped = catalog is not None and drop_symbol_without_bars(instance, catalog(), symbol)
         note = f"; {symbol} has no bars, so its partition was removed" if dropped else ""
         return f"{path.name} rejected ({len(problems)} problems); quarantined as {target}{note}"
     return f"{path.name} is readable, so run {run.run_id} failed elsewhere; left in the inbox to re-execute"

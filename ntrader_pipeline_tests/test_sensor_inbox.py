@@ -19,6 +19,7 @@ from dagster import (
     build_run_status_sensor_context,
     build_sensor_context,
 )
+from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.core.inbox import SETTLE_SECONDS, file_key, symbol_from_name
@@ -170,6 +171,36 @@ def test_files_still_being_written_and_second_files_of_a_symbol_wait(settings, i
     second = tick(defs, instance, first.cursor)
     assert [r.run_key for r in second.run_requests] == [file_key(newer)]
     assert "1 still being written" in tick(defs, instance, second.cursor).skip_reason.skip_message
+
+
+def test_a_failed_import_about_to_be_retried_still_holds_its_symbol(settings, instance) -> None:
+    """Between a run's failure and the launch of its retry, the next file of the symbol waits: its
+    import would otherwise race the retry on the catalog (seen after a daemon restart)."""
+    defs = build_definitions(settings)
+    older = drop(settings, AAPL_MINUTE, "AAPL_day1.csv", age_seconds=120)
+    newer = drop(settings, AAPL_MINUTE, "AAPL_day2.csv", age_seconds=60)
+    first = tick(defs, instance)
+    tags = {INBOX_FILE_TAG: str(older), INBOX_KEY_TAG: file_key(older), "dagster/partition": "AAPL"}
+    failed = DagsterRun(job_name=INGEST_JOB, status=DagsterRunStatus.STARTED, tags=tags)
+    instance.add_run(failed)
+    instance.report_run_failed(failed)
+    # What an instance with run_retries enabled records with the failure (Dagster's own tag).
+    instance.add_run_tags(failed.run_id, {WILL_RETRY_TAG: "true"})
+
+    waiting = tick(defs, instance, first.cursor)
+    assert not waiting.run_requests
+    assert f"AAPL_day2.csv waits: import run {failed.run_id} of AAPL failed and is about to be retried" in (
+        waiting.skip_reason.skip_message
+    )
+
+    retry = DagsterRun(job_name=INGEST_JOB, status=DagsterRunStatus.STARTED, tags=tags)
+    instance.add_run(retry)
+    instance.add_run_tags(failed.run_id, {AUTO_RETRY_RUN_ID_TAG: retry.run_id})
+    assert f"import run {retry.run_id} of AAPL is still STARTED" in (
+        tick(defs, instance, first.cursor).skip_reason.skip_message
+    )
+    instance.report_run_failed(retry)  # the retry's own failure is final (no will_retry tag)
+    assert [r.run_key for r in tick(defs, instance, first.cursor).run_requests] == [file_key(newer)]
 
 
 def test_a_good_file_is_imported_then_archived(settings, instance) -> None:

@@ -33,7 +33,7 @@ from ntrader_pipeline.settings import Settings
 from ntrader_pipeline_tests.support import ORCL_DAILY, REPO_ROOT
 
 from .soak import patched_environ
-from .stack import DagsterStack, instance_environment, wait_for
+from .stack import DagsterStack, StackError, instance_environment, wait_for
 
 TIMEOUT = 900  # a hang-catcher: each wait ends as soon as what it waits for has happened
 
@@ -85,6 +85,16 @@ def stack_settings(request, tmp_path):
     return env, settings
 
 
+def inbox_state(instance: DagsterInstance, inbox: Path) -> str:
+    """The inbox's files and every import run with its status and tags: what a hang leaves to read."""
+    files = sorted(str(p.relative_to(inbox)) for p in inbox.rglob("*") if p.is_file())
+    runs = [
+        f"{r.dagster_run.run_id} {r.dagster_run.status.value} {dict(r.dagster_run.tags)}"
+        for r in instance.get_run_records(RunsFilter(job_name=INGEST_JOB))
+    ]
+    return "inbox files: " + ", ".join(files) + "\nimport runs:\n" + "\n".join(runs)
+
+
 def failure_message(instance: DagsterInstance, run_id: str) -> str:
     events = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
     return events[-1].message if events else ""
@@ -133,7 +143,10 @@ def test_a_run_killed_with_the_daemon_is_failed_retried_and_frees_its_slot(tmp_p
                 stack.check_alive()
                 return all((inbox / ARCHIVE / name).exists() for name in ("ORCL_history.csv", "ORCL_2014.csv"))
 
-            wait_for("both files to be imported and archived", filed, TIMEOUT)
+            try:
+                wait_for("both files to be imported and archived", filed, TIMEOUT)
+            except StackError as error:  # say where each file and each import run ended up
+                raise StackError(f"{error}\n{inbox_state(instance, inbox)}") from error
             print(f"the killed run was failed {detected:.0f} s after the restarted stack loaded its code")
         [retry] = instance.get_run_records(RunsFilter(tags={PARENT_RUN_ID_TAG: run_id}))
         assert retry.dagster_run.status == DagsterRunStatus.SUCCESS  # run_retries ran the killed import again

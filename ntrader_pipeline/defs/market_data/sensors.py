@@ -41,6 +41,7 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
+from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from ntrader_pipeline.core.inbox import archive, file_key, quarantine, scan_inbox
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
@@ -151,14 +152,28 @@ def inbox_run_requests(
 
 
 def _symbols_importing(instance: DagsterInstance, ingest_job: str) -> dict[str, str]:
-    """Symbols with an inbox import queued or running, each with which run and its status."""
+    """Symbols with an inbox import queued, running or failed and about to be retried, each with
+    which run and its status.
+
+    A failed run whose retry the daemon has yet to launch still holds its symbol: between the
+    failure and the retry's creation there is a window in which the next file of the symbol would
+    otherwise start, and its import would race the retry on the catalog.
+    """
     records = instance.get_run_records(RunsFilter(job_name=ingest_job, statuses=UNFINISHED))
+    failed = instance.get_run_records(
+        RunsFilter(job_name=ingest_job, statuses=[DagsterRunStatus.FAILURE], tags={WILL_RETRY_TAG: "true"})
+    )
     busy: dict[str, str] = {}
-    for record in reversed(records):  # oldest first: the run the file waits behind
+    for record in reversed([*records, *failed]):  # oldest first: the run the file waits behind
         run = record.dagster_run
-        if INBOX_FILE_TAG in run.tags and PARTITION_TAG in run.tags:
-            symbol = run.tags[PARTITION_TAG]
-            busy.setdefault(symbol, f"import run {run.run_id} of {symbol} is still {run.status.value}")
+        if INBOX_FILE_TAG not in run.tags or PARTITION_TAG not in run.tags:
+            continue
+        symbol = run.tags[PARTITION_TAG]
+        if run.status == DagsterRunStatus.FAILURE:
+            if run.is_complete_and_waiting_to_retry:
+                busy.setdefault(symbol, f"import run {run.run_id} of {symbol} failed and is about to be retried")
+            continue
+        busy.setdefault(symbol, f"import run {run.run_id} of {symbol} is still {run.status.value}")
     return busy
 
 

@@ -87,6 +87,7 @@ class Home:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.stores = settings.stores()  # each store opened when first used, then kept
         self._pipeline: Pipeline | None = None
 
     @property
@@ -99,9 +100,7 @@ class Home:
 
     def warehouse(self) -> Warehouse:
         """The warehouse (SQLite under the folder, or ``NTRADER_WAREHOUSE_URL``)."""
-        from ntrader_pipeline.adapters.warehouse import Warehouse
-
-        return Warehouse.open(self.settings.resolved_warehouse_url)
+        return self.stores.warehouse()
 
     def pipeline(self) -> Pipeline:
         """The Dagster jobs on this folder's instance, opened once (imports Dagster)."""
@@ -359,11 +358,10 @@ class Run:
         match (bars re-imported or deleted since) the column is NaN and a ``BenchmarkWarning``
         says why. Reading the catalog imports NautilusTrader.
         """
-        from ntrader_pipeline.adapters.warehouse.results import open_catalog, stored_market
+        from ntrader_pipeline.adapters.warehouse.results import stored_market, symbol_and_venue
         from ntrader_pipeline.core.reports import returns_table
 
-        settings, warehouse = self.home.settings, self.home.warehouse()
-        catalog = open_catalog(self.record, settings.catalog_location, settings.s3_options(), warehouse)
+        catalog = self.home.stores.catalog(symbol_and_venue(self.record)[1])
         market = stored_market(self.record, self.metrics, self._curve, catalog)
         if market.problem is not None:
             warnings.warn(f"run {self.run_id}: no benchmark returns: {market.problem}", BenchmarkWarning, stacklevel=2)

@@ -15,7 +15,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance, Definitions
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    DagsterEventType,
+    DagsterInstance,
+    Definitions,
+    MetadataValue,
+    MultiPartitionsDefinition,
+)
 from dagster._core.errors import DagsterAssetCheckFailedError
 
 from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
@@ -38,10 +46,10 @@ from ntrader_pipeline.definitions import (
 from ntrader_pipeline.defs.ibkr.assets import IBKR_JOB, NO_RETRY_TAG, IbkrGateway
 from ntrader_pipeline.defs.partitions import (
     FILE_STRATEGY_KEY,
+    SYMBOLS,
     backtest_key,
     drop_orphan_symbols,
     drop_symbol_without_bars,
-    symbol_partitions,
 )
 from ntrader_pipeline.defs.resources import PipelineStores
 from ntrader_pipeline.settings import Settings, get_settings
@@ -225,7 +233,10 @@ class Pipeline:
         ).records
         failed: dict[str, list[str]] = {}
         for record in records:
-            evaluation = record.event_log_entry.dagster_event.event_specific_data
+            event = record.event_log_entry.dagster_event
+            evaluation = event.event_specific_data if event else None
+            if not isinstance(evaluation, AssetCheckEvaluation):
+                continue
             if not evaluation.passed and evaluation.blocking and evaluation.severity == AssetCheckSeverity.ERROR:
                 failed.setdefault(evaluation.asset_key.to_user_string(), []).append(evaluation.check_name)
         return "; ".join(f"{asset}: {','.join(names)}" for asset, names in failed.items())
@@ -233,11 +244,13 @@ class Pipeline:
     def strategy_names(self) -> list[str]:
         """The strategy partition keys that name a file in strategy_configs (not ``_file``)."""
         partitions = self.defs.resolve_job_def(BACKTEST_JOB).partitions_def
+        if not isinstance(partitions, MultiPartitionsDefinition):
+            raise TypeError(f"{BACKTEST_JOB} is not partitioned by strategy and symbol")
         keys = partitions.get_partitions_def_for_dimension("strategy").get_partition_keys()
         return [key for key in keys if key != FILE_STRATEGY_KEY]
 
     def symbols(self) -> list[str]:
-        return sorted(self.instance.get_dynamic_partitions(symbol_partitions.name))
+        return sorted(self.instance.get_dynamic_partitions(SYMBOLS))
 
     @property
     def stores(self) -> PipelineStores:
@@ -246,10 +259,10 @@ class Pipeline:
     def add_symbols(self, symbols: list[str]) -> list[str]:
         """Add the symbols that are not partitions yet (all checked against the symbol grammar first); returns those."""
         symbols = parse_symbols(symbols)
-        existing = set(self.instance.get_dynamic_partitions(symbol_partitions.name))
+        existing = set(self.instance.get_dynamic_partitions(SYMBOLS))
         new = [s for s in symbols if s not in existing]
         if new:
-            self.instance.add_dynamic_partitions(symbol_partitions.name, new)
+            self.instance.add_dynamic_partitions(SYMBOLS, new)
         return new
 
     def import_csv(
@@ -304,7 +317,7 @@ class Pipeline:
         )
         summary: list[dict[str, Any]] = []
         for materialization in result.asset_materializations_for_node("ibkr_bars"):
-            summary = materialization.metadata["symbols"].value
+            summary = _symbol_rows(materialization.metadata.get("symbols"))
         failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
         if not failures:
             return summary
@@ -312,7 +325,10 @@ class Pipeline:
         data = event.step_failure_data
         if event.step_key == "ibkr_bars" and data.user_failure_data is not None:
             symbols_meta = data.user_failure_data.metadata.get("symbols")
-            raise IbkrRunFailed(data.user_failure_data.description, symbols_meta.value if symbols_meta else summary)
+            raise IbkrRunFailed(
+                data.user_failure_data.description or "the IB fetch failed",
+                _symbol_rows(symbols_meta) if symbols_meta else summary,
+            )
         message = clipped(" ".join(data.error.message.split())) if data.error else "the run failed"
         if event.step_key != "ibkr_bars":  # the bars were stored; a blocking check then failed
             raise IbkrRunFailed(
@@ -340,7 +356,7 @@ class Pipeline:
             strategy = FILE_STRATEGY_KEY
         elif strategy not in strategies:
             raise PipelineError(f"unknown strategy '{excerpt(strategy)}'; strategy files: {', '.join(strategies)}")
-        if symbol not in self.instance.get_dynamic_partitions(symbol_partitions.name):
+        if symbol not in self.instance.get_dynamic_partitions(SYMBOLS):
             raise PipelineError(f"no bars imported for {symbol}; run `ntrader data import-csv` first")
         self._refuse_what_cannot_run(strategy, symbol, start, end, timeframe, spec_path)
         config = {
@@ -384,7 +400,7 @@ class Pipeline:
         """Strategy × symbol work cut into pieces for ``shares`` processes: each strategy's symbols in
         partition order, cut into about ``shares`` runs of consecutive partitions, so each piece
         still makes ``run_backtests``' batches."""
-        known = {s: i for i, s in enumerate(self.instance.get_dynamic_partitions(symbol_partitions.name))}
+        known = {s: i for i, s in enumerate(self.instance.get_dynamic_partitions(SYMBOLS))}
         ordered = sorted(symbols, key=lambda s: (known.get(s, len(known)), s))
         size = max(1, min(-(-len(ordered) // shares), self.settings.backtests_per_run))
         return [(strategy, ordered[i : i + size]) for strategy in strategies for i in range(0, len(ordered), size)]
@@ -400,7 +416,7 @@ class Pipeline:
         if strategy not in self.strategy_names():
             reason = f"unknown strategy '{excerpt(strategy)}'; strategy files: {', '.join(self.strategy_names())}"
             return {symbol: Failed(reason) for symbol in symbols}
-        known = list(self.instance.get_dynamic_partitions(symbol_partitions.name))  # the partitions' order
+        known = list(self.instance.get_dynamic_partitions(SYMBOLS))  # the partitions' order
         outcome: dict[str, PartitionOutcome] = {
             s: Failed(f"no bars imported for {s}; run `ntrader data import-csv` first")
             for s in symbols
@@ -437,17 +453,15 @@ class Pipeline:
 
     def stored_metrics(self, result: Any) -> dict[str, Metrics]:
         """The metrics of every backtest partition a run materialized, as the warehouse holds them."""
-        from ntrader_pipeline.adapters.warehouse import Warehouse
-
-        warehouse = Warehouse.open(self.settings.resolved_warehouse_url)
+        warehouse = self.stores.warehouse()
         records = self.instance.get_records_for_run(
             result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=100_000
         ).records  # from the instance: a failed batch's successes are logged events, not step outputs
-        materializations = [r.event_log_entry.asset_materialization for r in records]
+        materializations = [m for r in records if (m := r.event_log_entry.asset_materialization) is not None]
         return {
-            m.partition: warehouse.get_metrics(m.metadata["run_id"].value)
+            m.partition: warehouse.get_metrics(str(m.metadata["run_id"].value))
             for m in materializations
-            if m.asset_key.to_user_string() == "backtest_metrics"
+            if m.asset_key.to_user_string() == "backtest_metrics" and m.partition is not None
         }
 
     def _file_partition(self, spec_path: str | Path) -> tuple[str, dict[str, str] | None]:
@@ -461,7 +475,7 @@ class Pipeline:
 
     def _research(self, job: str, asset: str, spec_path: str | Path, symbol: str, config: dict) -> dict[str, Any]:
         symbol = parse_symbol(symbol)
-        if symbol not in self.instance.get_dynamic_partitions(symbol_partitions.name):
+        if symbol not in self.instance.get_dynamic_partitions(SYMBOLS):
             raise PipelineError(f"no bars imported for {symbol}; run `ntrader data import-csv` first")
         strategy, spec_file = self._file_partition(spec_path)
         run_config = {"ops": {asset: {"config": {**config, "spec_file": spec_file}}}}
@@ -502,3 +516,9 @@ class Pipeline:
     def run_walk_forward(self, spec_path: str | Path, symbol: str, processes: int | None = None) -> dict[str, Any]:
         """The file's ``walk_forward:`` on ``symbol``; returns the windows and the stitched result."""
         return self._research(WALK_FORWARD_JOB, "walk_forward", spec_path, symbol, {"processes": processes})
+
+
+def _symbol_rows(value: MetadataValue | None) -> list[dict[str, Any]]:
+    """The per-symbol summary ``ibkr_bars`` records (JSON metadata: one object per symbol)."""
+    rows = value.value if value is not None else None
+    return [dict(row) for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []

@@ -20,9 +20,8 @@ from typing import Any
 import pandas as pd
 
 from ntrader_pipeline.adapters.catalog import BarCatalog
-from ntrader_pipeline.adapters.market_data_store import MarketDataStore
-from ntrader_pipeline.adapters.warehouse import Warehouse
-from ntrader_pipeline.adapters.warehouse.results import load_run
+from ntrader_pipeline.adapters.stores import Stores
+from ntrader_pipeline.adapters.warehouse.results import load_run, symbol_and_venue
 from ntrader_pipeline.core.backtest import run_backtest, run_versions, window
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.ledger import trade_ledger
@@ -85,20 +84,18 @@ def _exchange_date(stamp) -> date:
 
 
 def reproduce_run(
-    warehouse: Warehouse, run_id: str, catalog: BarCatalog | None = None, processes: int | None = None
+    stores: Stores, run_id: str, catalog: BarCatalog | None = None, processes: int | None = None
 ) -> Reproduction:
     """Run ``run_id`` again from what was stored and compare; a walk-forward's sets go to ``processes``
     workers (default: the setting, else one per core)."""
     from ntrader_pipeline.core.research import run_walk_forward, walk_forward_entry
 
     settings = get_settings()
-    stored = load_run(warehouse, run_id)
+    stored = load_run(stores.warehouse(), run_id)
     record = stored.record
-    symbol, venue = record.bar_type.split("-", 1)[0].rsplit(".", 1)
-    if catalog is None:  # opened through the store, so a publish a killed import left is settled first
-        catalog = MarketDataStore(
-            BarCatalog(settings.catalog_location, venue, settings.s3_options()), warehouse
-        ).catalog
+    symbol, venue = symbol_and_venue(record)
+    if catalog is None:  # opened through the stores, so a publish a killed import left is settled first
+        catalog = stores.catalog(venue)
     timeframe = _timeframe(record.bar_type)
     outcome = Reproduction(run_id, record.data_hash, None)
     series = catalog.read(symbol, timeframe)

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ntrader_pipeline.adapters.object_store import S3Options, is_remote, local_path
+from ntrader_pipeline.adapters.stores import Stores
 from ntrader_pipeline.core.inbox import DEFAULT_SYMBOL_PATTERN
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
 
@@ -81,6 +82,13 @@ class Settings(BaseSettings):
     max_csv_bytes: int = Field(
         DEFAULT_MAX_CSV_BYTES, gt=0, description="Larger CSV files are refused before they are read."
     )
+    db_retries: int = Field(
+        5,
+        ge=0,
+        description="Retries of a database transaction after a transient failure "
+        "(dropped connection, restart, serialization failure).",
+    )
+    db_retry_backoff: float = Field(0.5, ge=0, description="Seconds before the first retry, doubled each time.")
     strategy_module_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Module prefixes (comma-separated) a YAML's strategy_path/config_path may import from.",
@@ -123,6 +131,18 @@ class Settings(BaseSettings):
 
     def s3_options(self) -> S3Options:
         return S3Options(self.s3_endpoint_url, self.s3_region, self.s3_access_key_id, self.s3_secret_access_key)
+
+    def stores(self) -> Stores:
+        """The catalog, warehouse and reports these settings name (opened when first used)."""
+        return Stores(
+            self.resolved_warehouse_url,
+            self.catalog_location,
+            self.reports_location,
+            self.venue,
+            self.s3_options(),
+            self.db_retries,
+            self.db_retry_backoff,
+        )
 
     @property
     def resolved_dagster_home(self) -> Path:

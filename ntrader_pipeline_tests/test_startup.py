@@ -81,7 +81,7 @@ def test_the_schema_revision_the_warehouse_checks_is_alembics_head():
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from ntrader_pipeline.adapters.warehouse import MIGRATIONS
+    from ntrader_pipeline.adapters.warehouse.store import MIGRATIONS
     from ntrader_pipeline.adapters.warehouse.tables import SCHEMA_REVISION
 
     config = Config()

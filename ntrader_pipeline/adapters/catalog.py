@@ -35,7 +35,7 @@ from ntrader_pipeline.adapters import catalog_manifest, catalog_publish
 from ntrader_pipeline.adapters.catalog_manifest import ManifestPublish, read_manifest
 from ntrader_pipeline.adapters.catalog_publish import Publish
 from ntrader_pipeline.adapters.faults import kill_point
-from ntrader_pipeline.adapters.object_store import S3Options, is_remote, open_store
+from ntrader_pipeline.adapters.object_store import ObjectStore, S3Options, is_remote, open_store
 from ntrader_pipeline.core.bars import (
     PRICE_COLUMNS,
     SIZE_PRECISION,
@@ -194,6 +194,18 @@ class BarCatalog:
         self.venue = venue
         self.objects = open_store(self.path, s3) if self.remote else None
 
+    def _store(self) -> ObjectStore:
+        """The bucket of a catalog on object storage."""
+        if self.objects is None:
+            raise TypeError(f"{self.path} is a local catalog, not one on object storage")
+        return self.objects
+
+    def _folder(self) -> Path:
+        """The folder of a local catalog."""
+        if not isinstance(self.path, Path):
+            raise TypeError(f"{self.path} is on object storage, not a local folder")
+        return self.path
+
     @property
     def _catalog(self) -> ParquetDataCatalog:
         return ParquetDataCatalog(str(self.path))
@@ -201,15 +213,15 @@ class BarCatalog:
     def bar_files(self, symbol: str, timeframe: Timeframe) -> list[Path] | list[str]:
         bar_type = str(bar_type_for(symbol, self.venue, timeframe))
         if self.remote:
-            manifest = read_manifest(self.objects, bar_type)
+            manifest = read_manifest(self._store(), bar_type)
             prefix = catalog_manifest.version_prefix(bar_type, manifest["version"]) if manifest else ""
             return (
-                [self.objects.url(f"{prefix}/{f}") for f in manifest["files"] if f.startswith("data/bar/")]
+                [self._store().url(f"{prefix}/{f}") for f in manifest["files"] if f.startswith("data/bar/")]
                 if manifest
                 else []
             )
-        folder = confined(self.path / "data" / "bar", bar_type)
-        with catalog_publish.reading(self.path, bar_type, folder):
+        folder = confined(self._folder() / "data" / "bar", bar_type)
+        with catalog_publish.reading(self._folder(), bar_type, folder):
             return sorted(folder.glob("*.parquet")) if folder.exists() else []
 
     def read_bars(self, symbol: str, timeframe: Timeframe) -> list[Bar]:
@@ -250,9 +262,9 @@ class BarCatalog:
         a later swap moves or deletes it), so a reader never holds up a writer for longer than
         the opens take.
         """
-        folder = confined(self.path / "data" / "bar", bar_type)
+        folder = confined(self._folder() / "data" / "bar", bar_type)
         with ExitStack() as opened:
-            with catalog_publish.reading(self.path, bar_type, folder):
+            with catalog_publish.reading(self._folder(), bar_type, folder):
                 files = sorted(folder.glob("*.parquet")) if folder.exists() else []
                 handles = [opened.enter_context(open(f, "rb")) for f in files]
             return [pq.read_table(handle) for handle in handles]
@@ -265,13 +277,13 @@ class BarCatalog:
         manifest just before can find its files gone: it then resolves the manifest again.
         """
         for _ in range(READ_ATTEMPTS):
-            manifest = read_manifest(self.objects, bar_type)
+            manifest = read_manifest(self._store(), bar_type)
             if manifest is None:
                 return []
             prefix = catalog_manifest.version_prefix(bar_type, manifest["version"])
             try:
                 return [
-                    pq.read_table(io.BytesIO(self.objects.get(f"{prefix}/{f}")))
+                    pq.read_table(io.BytesIO(self._store().get(f"{prefix}/{f}")))
                     for f in manifest["files"]
                     if f.startswith("data/bar/")
                 ]
@@ -295,7 +307,7 @@ class BarCatalog:
         if self.remote:
             return StagedSeries(merged, self._stage_version(merged, bar_type))
         bars, instrument = series_folders(merged.symbol, self.venue, bar_type)
-        publish = Publish.create(self.path, bar_type, [bars], instrument)
+        publish = Publish.create(self._folder(), bar_type, [bars], instrument)
         try:
             write_series_folders(publish.new, merged, self.venue)
             kill_point("staging")  # staged files written, no journal yet: garbage to whoever opens next
@@ -306,7 +318,7 @@ class BarCatalog:
         return StagedSeries(merged, publish)
 
     def _stage_version(self, merged: BarSeries, bar_type: str) -> ManifestPublish:
-        publish = ManifestPublish.begin(self.objects, bar_type)
+        publish = ManifestPublish.begin(self._store(), bar_type)
         try:
             with tempfile.TemporaryDirectory(prefix="ntrader-stage-") as folder:
                 write_series_folders(Path(folder), merged, self.venue)
@@ -314,7 +326,7 @@ class BarCatalog:
             kill_point("staging")  # the version uploaded, its journal still empty: garbage
             publish.seal()
         except BaseException:
-            catalog_manifest.remove_garbage(self.objects, bar_type, [publish.publish_id])
+            catalog_manifest.remove_garbage(self._store(), bar_type, [publish.publish_id])
             raise
         return publish
 
@@ -330,17 +342,17 @@ class BarCatalog:
     def unsettled_series(self) -> list[str]:
         """Bar types with a publish left open: unsettled, or garbage from a killed writer."""
         if self.remote:
-            return catalog_manifest.staged_series(self.objects)
-        return catalog_publish.staged_series(self.path)
+            return catalog_manifest.staged_series(self._store())
+        return catalog_publish.staged_series(self._folder())
 
     def pending(self, bar_type: str) -> tuple[list[Publish] | list[ManifestPublish], list]:
         """The journaled publishes of a series and its unfinished staging (only under its lock)."""
         if self.remote:
-            return catalog_manifest.pending(self.objects, bar_type)
-        return catalog_publish.pending(self.path, bar_type)
+            return catalog_manifest.pending(self._store(), bar_type)
+        return catalog_publish.pending(self._folder(), bar_type)
 
     def remove_garbage(self, bar_type: str, garbage: list) -> None:
         if self.remote:
-            catalog_manifest.remove_garbage(self.objects, bar_type, garbage)  # versions: settling collects
+            catalog_manifest.remove_garbage(self._store(), bar_type, garbage)  # versions: settling collects
         else:
             catalog_publish.remove_garbage(garbage)

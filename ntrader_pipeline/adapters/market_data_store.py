@@ -34,9 +34,8 @@ from ntrader_pipeline.adapters.catalog import BarCatalog, StagedSeries
 from ntrader_pipeline.adapters.catalog_manifest import ManifestPublish
 from ntrader_pipeline.adapters.catalog_publish import Publish
 from ntrader_pipeline.adapters.faults import kill_point
-from ntrader_pipeline.adapters.locks import file_lock, warehouse_lock
+from ntrader_pipeline.adapters.locks import file_lock
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
-from ntrader_pipeline.adapters.warehouse.retry import with_retries
 from ntrader_pipeline.core.bars import BarSeries
 from ntrader_pipeline.core.paths import confined
 
@@ -67,6 +66,7 @@ class MarketDataStore:
 
         A series another live process is writing (its lock is held) is left to that process.
         """
+        log.debug("looking for unsettled publishes in %s", self.catalog.path)  # a listing: once per opening
         settled = []
         for bar_type in self.catalog.unsettled_series():
             with series_lock(self.catalog, bar_type, wait=False, warehouse=self.warehouse) as held:
@@ -98,8 +98,7 @@ class MarketDataStore:
         bar_type = str(series.bar_type(self.catalog.venue))
         with series_lock(self.catalog, bar_type, warehouse=self.warehouse):
             self._recover_locked(bar_type)  # a writer killed since this store was opened
-            with_retries(
-                self.warehouse.url,
+            self.warehouse.retrying(
                 f"checking the sources of {bar_type}",
                 lambda: refuse_mixed_adjustment(self.warehouse, series, bar_type),
             )
@@ -116,7 +115,7 @@ class MarketDataStore:
                 raise
         attempt = _PublishAttempt(self.warehouse, staged, series, bar_type)
         try:
-            with_retries(self.warehouse.url, f"storing {bar_type} bars", attempt)
+            self.warehouse.retrying(f"storing {bar_type} bars", attempt)
         except BaseException:
             attempt.settle()
             raise
@@ -245,13 +244,13 @@ def series_lock(
     """Hold an exclusive lock on one series while the block runs (released on exit or crash).
 
     A local catalog keeps its locks beside it (its writers share its machine). A catalog on object
-    storage is shared by machines, so its lock lives in the warehouse they share (``warehouse_lock``).
+    storage is shared by machines, so its lock lives in the warehouse they share (``Warehouse.lock``).
     With ``wait=False`` the block gets False instead of waiting when another process holds it.
     """
     if catalog.remote:
         if warehouse is None:
             raise ValueError("a catalog on object storage is locked through the warehouse: pass it")
-        with warehouse_lock(warehouse, f"series:{catalog.path}:{bar_type}", wait) as held:
+        with warehouse.lock(f"series:{catalog.path}:{bar_type}", wait) as held:
             yield held
         return
     with file_lock(confined(Path(catalog.path) / ".locks", f"{bar_type}.lock"), wait) as held:

@@ -10,6 +10,7 @@ s3fs (and the botocore it brings) is imported only when an ``s3://`` root is ope
 
 from __future__ import annotations
 
+import builtins
 import os
 import posixpath
 import tempfile
@@ -152,7 +153,7 @@ class ObjectStore:
         start = len(self.root) + 1
         return sorted(p[start:] for p in found)
 
-    def children(self, prefix: str) -> list[str]:
+    def children(self, prefix: str) -> builtins.list[str]:
         """The names one level below ``prefix`` (objects and "folders"), sorted."""
         try:
             entries = self.fs.ls(self.path(prefix), detail=False)
@@ -160,7 +161,7 @@ class ObjectStore:
             return []
         return sorted(posixpath.basename(str(p).rstrip("/")) for p in entries)
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: builtins.list[str]) -> None:
         """Delete these objects (missing ones are fine)."""
         paths = [self.path(k) for k in keys]
         if not paths:

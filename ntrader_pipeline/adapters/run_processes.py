@@ -103,10 +103,11 @@ def run_process(instance: DagsterInstance, record: RunRecord) -> tuple[str, int,
         record.dagster_run.run_id, of_type=DagsterEventType.ENGINE_EVENT, limit=20, ascending=True
     ).records
     for event in events:
-        data = event.event_log_entry.dagster_event.engine_event_data
+        dagster_event = event.event_log_entry.dagster_event
+        data = dagster_event.engine_event_data if dagster_event else None
         pid = data.metadata.get("pid") if data else None
         if pid is not None:
-            return host, int(pid.value), event.event_log_entry.timestamp, False
+            return host, int(str(pid.value)), event.event_log_entry.timestamp, False
     return None
 
 
@@ -149,11 +150,11 @@ class ProcessCheckedRunLauncher(DefaultRunLauncher):
         run = context.dagster_run
         # The code server starts the run's process on its own host: this one, when it is local.
         # (A re-execution copies its parent's tags: a CLI parent's pid is not this run's.)
-        location = context.workspace.get_code_location(
-            run.remote_job_origin.repository_origin.code_location_origin.location_name
-        )
-        if _is_local(location.origin):
-            self._instance.add_run_tags(run.run_id, {HOST_TAG: this_host(), PID_TAG: ""})
+        workspace, origin = context.workspace, run.remote_job_origin
+        if workspace is not None and origin is not None:  # both are set for every run a launcher gets
+            location = workspace.get_code_location(origin.repository_origin.code_location_origin.location_name)
+            if _is_local(location.origin):
+                self._instance.add_run_tags(run.run_id, {HOST_TAG: this_host(), PID_TAG: ""})
         super().launch_run(context)
 
     @property

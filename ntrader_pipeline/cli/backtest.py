@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ntrader_pipeline.cli.common import console, open_pipeline, parse_date, symbol_param
 from ntrader_pipeline.core.metric_registry import RANKABLE_METRICS, display, label
 from ntrader_pipeline.core.records import Failed, PartitionOutcome
+
+if TYPE_CHECKING:
+    from ntrader_pipeline.pipeline import Pipeline
 
 
 @click.group()
@@ -95,7 +99,7 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end, 
     ]
     console.print(summary_table(f"{len(ordered)} partitions", ("strategy", "symbol"), rows))
     failed = sum(isinstance(done, Failed) for _, _, done in ordered)
-    ran = [(s, y, done.metrics["run_id"]) for s, y, done in ordered if not isinstance(done, Failed)]
+    ran = [(s, y, str(done.metrics["run_id"])) for s, y, done in ordered if not isinstance(done, Failed)]
     for strategy, symbol, run_id in ran:
         for line in risk_notes(run_id):
             say(f"{strategy}|{symbol} (run {run_id}): {line}")
@@ -140,7 +144,7 @@ def _backfill_shares(pipeline, shares: list[tuple[str, list[str]]], start, end, 
                     yield strategy, {symbol: Failed(f"the backfill process failed: {exc!r}") for symbol in symbols}
 
 
-_share_pipeline = None  # one per pool process, opened once by ``_open_share_pipeline``
+_share_pipeline: Pipeline | None = None  # one per pool process, opened once by ``_open_share_pipeline``
 
 
 def _open_share_pipeline() -> None:
@@ -149,6 +153,8 @@ def _open_share_pipeline() -> None:
 
 
 def _run_share(strategy: str, symbols: list[str], start, end) -> dict[str, PartitionOutcome]:
+    if _share_pipeline is None:
+        raise RuntimeError("the pool process was not initialized with _open_share_pipeline")
     return _share_pipeline.run_backtests(strategy, symbols, start, end)
 
 

@@ -19,6 +19,9 @@ from ntrader_pipeline.core.quoting import excerpt
 from ntrader_pipeline.core.symbols import SymbolError, parse_symbol, parse_symbols
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from ntrader_pipeline.adapters.stores import Stores
     from ntrader_pipeline.adapters.warehouse import Warehouse
 
 PIPED_WIDTH = 160
@@ -39,11 +42,11 @@ class _Console(Console):
 
     @size.setter
     def size(self, new_size: tuple[int, int]) -> None:
-        Console.size.fset(self, new_size)
+        self._width, self._height = new_size  # what Console's own setter does
 
 
 console = _Console()
-console.width = None  # Rich fixes COLUMNS at construction; read it as each command prints instead
+console._width = None  # Rich fixes COLUMNS at construction; read it as each command prints instead
 
 
 def open_pipeline():
@@ -52,11 +55,15 @@ def open_pipeline():
     return Pipeline.open()
 
 
-def open_warehouse() -> Warehouse:
-    from ntrader_pipeline.adapters.warehouse import Warehouse
+def open_stores() -> Stores:
+    """The stores the current settings name (each opened when first used)."""
     from ntrader_pipeline.settings import get_settings
 
-    return Warehouse.open(get_settings().resolved_warehouse_url)
+    return get_settings().stores()
+
+
+def open_warehouse() -> Warehouse:
+    return open_stores().warehouse()
 
 
 def symbol_param(_ctx, param, value):
@@ -96,8 +103,8 @@ class ProgressDisplay:
 
     def __init__(self) -> None:
         self.err = Console(stderr=True)
-        self._bar = None
-        self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
         self._plain: tuple[str, int, int] | None = None
 
     def start(self, total: int, description: str) -> None:
@@ -120,7 +127,7 @@ class ProgressDisplay:
             print(f"{description}: 0/{total}", file=sys.stderr, flush=True)
 
     def advance(self, label: str) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, advance=1, label=label)
         elif self._plain is not None:
             description, total, done = self._plain
@@ -131,7 +138,7 @@ class ProgressDisplay:
     def stop(self) -> None:
         if self._bar is not None:
             self._bar.stop()
-        self._bar = self._task = self._plain = None
+        self._bar, self._task, self._plain = None, None, None
 
 
 def showing_progress():

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ntrader_pipeline.cli.common import open_warehouse
+from ntrader_pipeline.cli.common import open_stores, open_warehouse
 
 if TYPE_CHECKING:
     from ntrader_pipeline.adapters.warehouse.results import Market, StoredRun
@@ -35,11 +35,9 @@ def _needs_curve(stored: StoredRun, run_id: str) -> None:
 def _market(stored: StoredRun) -> Market:
     """The run's closes and its benchmark from the catalog, for the tearsheet's price and benchmark
     charts and the benchmark column of returns.csv (see ``results.stored_market``)."""
-    from ntrader_pipeline.adapters.warehouse.results import open_catalog, stored_market
-    from ntrader_pipeline.settings import get_settings
+    from ntrader_pipeline.adapters.warehouse.results import stored_market, symbol_and_venue
 
-    settings = get_settings()
-    catalog = open_catalog(stored.record, settings.catalog_location, settings.s3_options(), open_warehouse())
+    catalog = open_stores().catalog(symbol_and_venue(stored.record)[1])
     return stored_market(stored.record, stored.metrics, stored.curve, catalog)
 
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from ntrader_pipeline.cli.common import console, open_warehouse
+from ntrader_pipeline.cli.common import console, open_stores, open_warehouse
 
 # core.metric_display.SORT_KEYS, spelled out so that `--help` imports nothing more; a test keeps them equal.
 SORT_CHOICES = ["sharpe", "return", "drawdown"]
@@ -107,7 +107,7 @@ def reproduce(run_id: str) -> None:
     """
     from ntrader_pipeline.reproduction import reproduce_run  # imports NautilusTrader: only when needed
 
-    outcome = reproduce_run(open_warehouse(), run_id)
+    outcome = reproduce_run(open_stores(), run_id)
     for line in outcome.explanation():
         click.echo(line)
     if not outcome.identical:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from importlib.metadata import version
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -353,7 +354,7 @@ def mark_to_market(
     ``fills_at_open`` every fill is at some bar's open, which for contiguous intraday bars is the
     previous bar's close time: a fill counts from the first bar closing after it.
     """
-    side = "left" if fills_at_open else "right"
+    side: Literal["left", "right"] = "left" if fills_at_open else "right"
     ts = bars["ts_event"].to_numpy(dtype=np.int64)
     close = bars["close"].to_numpy(dtype=np.float64)
     signed_qty = fills["side"].to_numpy(dtype=np.float64) * fills["quantity"].to_numpy(dtype=np.float64)

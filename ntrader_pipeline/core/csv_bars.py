@@ -255,11 +255,13 @@ def read_bar_csv(
     ts_event = _stamp(written, utc_ns, timeframe)
     frame = pd.DataFrame({"ts_event": ts_event, **{c: numbers[c] for c in PRICE_COLUMNS + ["volume"]}})
     keep_idx = np.flatnonzero(parsed)
-    shown = {c: _LineCells(lines, rows[keep_idx], columns.index[c], delimiter) for c in PRICE_COLUMNS + ["volume"]}
+    shown: dict[str, _Cells | _LineCells] = {
+        c: _LineCells(lines, rows[keep_idx], columns.index[c], delimiter) for c in PRICE_COLUMNS + ["volume"]
+    }
     shown["ts_event"] = _Cells(time_text, keep_idx)
     source_names = {c: columns.name(c) for c in PRICE_COLUMNS + ["volume"]}
     problems += [
-        replace(p, column=source_names.get(p.column, p.column))
+        replace(p, column=source_names.get(p.column or "", p.column))
         for p in validate_bars(
             frame.iloc[keep_idx].reset_index(drop=True),
             file_lines[keep_idx],
@@ -389,7 +391,7 @@ class _LineIndex:
 
     def data_rows(self) -> np.ndarray:
         rows = np.flatnonzero(~self.blank)
-        return rows[rows > self.header]
+        return rows if self.header is None else rows[rows > self.header]
 
     def field_counts(self, delimiter: str) -> np.ndarray:
         """Fields per line, counting delimiters (quotes are not interpreted here)."""
@@ -434,7 +436,8 @@ def _quote_problems(lines: _LineIndex, data_rows: np.ndarray, shape_problems: li
 
     Only the (few) lines holding a quote are looked at, each with the standard ``csv`` module.
     """
-    delimiter = max(DELIMITERS, key=lines.text(lines.header).count)
+    header = lines.header or 0  # a file without a header line never gets this far
+    delimiter = max(DELIMITERS, key=lines.text(header).count)
     quoted = data_rows[lines.byte_counts('"')[data_rows] > 0]
     naive = lines.field_counts(delimiter)
     problems = []
@@ -453,7 +456,7 @@ def _quote_problems(lines: _LineIndex, data_rows: np.ndarray, shape_problems: li
                     "quoted field containing the delimiter (not supported: remove the quotes or the delimiter)",
                 )
             )
-    fallback = [BarProblem(lines.header + 1, None, None, "rows cannot be split into fields consistently")]
+    fallback = [BarProblem(header + 1, None, None, "rows cannot be split into fields consistently")]
     return problems or shape_problems or fallback
 
 

@@ -62,9 +62,13 @@ class InboxScan:
 
 def scan_inbox(inbox: Path, now: float, pattern: str = DEFAULT_SYMBOL_PATTERN) -> InboxScan:
     """The CSV files directly inside ``inbox`` (archive and quarantine are not looked into)."""
-    ready, settling, unmatched, refused = [], [], [], []
+    ready: list[InboxFile] = []
+    settling: list[str] = []
+    unmatched: list[str] = []
+    refused: list[tuple[Path, str]] = []
     for path in sorted(p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() == ".csv"):
         stat = path.stat()
+        symbol: str | SymbolError | None
         try:
             symbol = symbol_from_name(path.name, pattern)
         except SymbolError as error:

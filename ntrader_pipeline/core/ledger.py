@@ -34,7 +34,7 @@ def _ts(ns: int) -> pd.Timestamp:
 def trade_ledger(fills: pd.DataFrame) -> pd.DataFrame:
     trips: list[dict] = []
     position = Decimal(0)
-    trip: dict | None = None
+    trip: dict = {}  # the round trip being built; a new one starts whenever the position is flat
     for fill in fills.itertuples(index=False):  # one row per fill, not per bar
         remaining = fill.quantity
         while remaining > 0:

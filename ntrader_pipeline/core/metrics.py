@@ -84,6 +84,11 @@ def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+def _unsigned_zero(value: float | None) -> float | None:
+    """``-0.0`` as ``0.0`` (a drawdown of nothing prints as 0)."""
+    return None if value is None else value + 0.0
+
+
 def nautilus_returns(returns: pd.Series) -> dict[int, float]:
     """The ``{ts_ns: r}`` mapping NautilusTrader's statistics take."""
     return {int(ts.value): float(r) for ts, r in returns.items()}
@@ -370,7 +375,7 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Ben
         "final_equity": float(equity[-1]),
         "risk_free_rate": annual_rf,
         **return_figures(curve, returns, rf),
-        "max_drawdown_daily": _finite(MaxDrawdown().calculate_from_returns(nautilus_returns(returns)) + 0.0)
+        "max_drawdown_daily": _finite(_unsigned_zero(MaxDrawdown().calculate_from_returns(nautilus_returns(returns))))
         if len(returns)
         else None,
         **trade_stats(ledger),

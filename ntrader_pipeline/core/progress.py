@@ -38,8 +38,13 @@ def progress(total: int, description: str) -> Iterator[Callable[[str], None]]:
     sinks = list(_sinks)
     for sink in sinks:
         sink.start(total, description)
+
+    def advance(label: str = "") -> None:
+        for sink in sinks:
+            sink.advance(label)
+
     try:
-        yield lambda label="": [sink.advance(label) for sink in sinks] and None
+        yield advance
     finally:
         for sink in sinks:
             sink.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ntrader_pipeline.core.metric_registry import Metrics
 
@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from ntrader_pipeline.core.backtest import BacktestResult
 
 
+@overload
+def utc(value: datetime | str) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
 def utc(value: datetime | str | None) -> datetime | None:
     """An aware UTC datetime: SQLite hands timestamps back naive (they were stored as UTC)."""
     if value is None:
@@ -80,7 +84,7 @@ class RunRecord:
         )
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
         """A ``backtest_runs`` row as the database hands it back."""
         return cls(
             run_id=row["run_id"],

@@ -27,7 +27,7 @@ import pandas as pd
 from ntrader_pipeline.core.backtest import BacktestResult, run_backtest, warmup_bars, window
 from ntrader_pipeline.core.bars import BarSeries
 from ntrader_pipeline.core.ledger import trade_ledger
-from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS
+from ntrader_pipeline.core.metric_registry import HEADLINE_METRICS, Metrics
 from ntrader_pipeline.core.metrics import (
     EXCHANGE_TZ,
     Benchmark,
@@ -55,7 +55,7 @@ class SetRun:
     params: dict[str, Any]
     result: BacktestResult
     ledger: pd.DataFrame
-    metrics: dict[str, Any]
+    metrics: Metrics
     returns: pd.Series
 
 
@@ -95,8 +95,9 @@ class SetContext:
         cls, series: BarSeries, spec: StrategySpec, venue: str, allowlist: Sequence[str], closes: ClosesReader | None
     ) -> SetContext:
         symbol = spec.benchmark
-        wanted = symbol is not None and symbol != series.symbol and closes is not None
-        return cls(series, spec, venue, tuple(allowlist), {symbol: closes(symbol)} if wanted else {})
+        if symbol is not None and symbol != series.symbol and closes is not None:
+            return cls(series, spec, venue, tuple(allowlist), {symbol: closes(symbol)})
+        return cls(series, spec, venue, tuple(allowlist), {})
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,7 @@ def rank_key(metric: str) -> Callable[[dict[str, Any]], tuple]:
 
     def key(metrics: dict[str, Any]) -> tuple:
         value = metrics.get(metric)
-        defined = value is not None and math.isfinite(value)
-        return (0, -value) if defined else (1, 0.0)
+        return (0, -value) if value is not None and math.isfinite(value) else (1, 0.0)
 
     return key
 
@@ -287,7 +287,7 @@ class WalkForward:
     windows: list[WalkForwardWindow]
     result: BacktestResult  # the stitched out-of-sample run
     ledger: pd.DataFrame
-    metrics: dict[str, Any]
+    metrics: Metrics
     benchmark: Benchmark | None = field(default=None)
 
 
@@ -345,6 +345,7 @@ def run_walk_forward(
                 advance(f"{span.in_start}..{span.in_end}")
             best = sorted(ranked, key=lambda t: rank_key(metric)(t.metrics))[0]
             out = run_job(context, SetJob(best.params, new_run_id(), span.out_start, span.out_end, True, balance))
+            assert isinstance(out, SetRun)  # not metrics_only: the whole run
             advance(f"{span.out_start}..{span.out_end}")
             balance = Decimal(repr(float(out.result.equity["equity"].iloc[-1]))).quantize(
                 Decimal("0.01"), rounding=ROUND_HALF_UP

@@ -29,7 +29,7 @@ def headline_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         if name == "benchmark_return":
             continue
         twin = BENCHMARK_OF.get(name)
-        bench = display(twin, metrics[twin]) if twin in metrics else ""
+        bench = display(twin, metrics[twin]) if twin is not None and twin in metrics else ""
         rows.append((label(name), display(name, metrics.get(name)), bench))
     return rows
 

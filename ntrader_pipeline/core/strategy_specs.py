@@ -195,6 +195,8 @@ class StrategySpec(BaseModel):
 
     @property
     def registered(self) -> RegisteredStrategy:
+        if self.strategy is None:
+            raise ValueError(f"{self.name} names its own classes (strategy_path), not a registered strategy")
         return REGISTRY[self.strategy]
 
     @property
@@ -383,7 +385,7 @@ def resolve_strategy(
 
     if not spec.is_custom:
         return spec.registered.strategy_cls, spec.registered.config_cls
-    paths = {"strategy_path": spec.strategy_path, "config_path": spec.config_path}
+    paths = {"strategy_path": spec.strategy_path or "", "config_path": spec.config_path or ""}  # both, when custom
 
     def refuse(key: str, reason: str) -> StrategySpecError:
         return StrategySpecError(spec.source, [_placed(spec._document, (key,), reason)])
@@ -401,12 +403,12 @@ def resolve_strategy(
     for key, path in paths.items():
         module_name, attribute = path.split(":", 1)
         try:
-            module = importlib.import_module(module_name)
+            imported = importlib.import_module(module_name)
         except ImportError as exc:
             raise refuse(key, f"cannot import '{module_name}' ({clipped(exc)})") from None
-        if not hasattr(module, attribute):
+        if not hasattr(imported, attribute):
             raise refuse(key, f"module '{module_name}' has no '{attribute}'")
-        loaded[key] = getattr(module, attribute)
+        loaded[key] = getattr(imported, attribute)
     strategy_cls, config_cls = loaded["strategy_path"], loaded["config_path"]
     if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, SignalStrategy)):
         raise refuse(
@@ -625,7 +627,7 @@ def _valid(model: type[BaseModel], value: Any) -> Any:
 def _presence_problems(document: SpecDocument, fields: dict[str, Any]) -> list[SpecProblem]:
     """Which strategy the file names, and blocks that need another: checked on the keys present,
     so a value refused for its own reason does not also count as missing."""
-    found = []
+    found: list[SpecProblem] = []
     if any(document.is_spoiled((key,)) for key in ("strategy", "strategy_path", "config_path")):
         return found  # said where the value is
     named = "strategy" in fields and fields["strategy"] is not None
@@ -683,7 +685,7 @@ def _pydantic_problems(
 
 def _unknown_key(block: KeyPath) -> str:
     """What a block takes, for a key it does not (most often a typo)."""
-    models = {
+    models: dict[tuple, type[BaseModel]] = {
         (): StrategySpec,
         ("backtest",): BacktestSettings,
         ("backtest", "fees"): FeeSettings,

@@ -107,13 +107,7 @@ def time_chart(
     if not finite.any():
         return _empty(chart_id, title, width, height)
     transform = np.log10 if log else (lambda v: v)
-    y_low, y_high = float(np.min(transform(ys[finite]))), float(np.max(transform(ys[finite])))
-    if zero_line or any(ln.area for ln in lines):
-        y_low, y_high = min(y_low, 0.0), max(y_high, 0.0)
-    if y_high == y_low:
-        y_low, y_high = y_low - 1, y_high + 1
-    pad = (y_high - y_low) * 0.04
-    y_low, y_high = y_low - pad, y_high + pad
+    y_low, y_high = _y_range(transform(ys[finite]), zero_line or any(ln.area for ln in lines))
     x_low, x_high = float(xs.min()), float(xs.max())
     if x_high == x_low:
         x_high = x_low + 1
@@ -126,12 +120,7 @@ def time_chart(
         return bottom - (transform(np.asarray(y, dtype=np.float64)) - y_low) / (y_high - y_low) * (bottom - top)
 
     parts = [_frame_open(chart_id, title, width, height)]
-    if log:
-        ticks = [10**e for e in range(math.floor(y_low), math.ceil(y_high) + 1)]
-        ticks = [t for t in ticks if y_low <= math.log10(t) <= y_high] or [10**y_low]
-    else:
-        ticks = nice_ticks(y_low, y_high)
-    for t in ticks:
+    for t in _y_ticks(y_low, y_high, log):
         y = float(py(t))
         parts.append(
             f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>'
@@ -148,15 +137,15 @@ def time_chart(
         parts.append(f'<line class="zero" x1="{left}" x2="{right}" y1="{float(py(0)):.1f}" y2="{float(py(0)):.1f}"/>')
     for ln in lines:
         keep = np.isfinite(ln.y) & ((ln.y > 0) if log else True)
-        x, y = reduce_points(np.asarray(ln.x)[keep], np.asarray(ln.y, dtype=np.float64)[keep])
-        if not len(x):
+        line_x, line_y = reduce_points(np.asarray(ln.x)[keep], np.asarray(ln.y, dtype=np.float64)[keep])
+        if not len(line_x):
             continue
-        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px(x), py(y)))
+        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px(line_x), py(line_y)))
         if ln.area:
             base = float(py(0))
             parts.append(
                 f'<polygon fill="{ln.color}" fill-opacity="0.35" stroke="none" '
-                f'points="{float(px(x[0])):.1f},{base:.1f} {points} {float(px(x[-1])):.1f},{base:.1f}"/>'
+                f'points="{float(px(line_x[0])):.1f},{base:.1f} {points} {float(px(line_x[-1])):.1f},{base:.1f}"/>'
             )
         dash = ' stroke-dasharray="5,3"' if ln.dash else ""
         parts.append(
@@ -164,18 +153,44 @@ def time_chart(
             f"<title>{_esc(ln.name)}</title></polyline>"
         )
     for m in markers:
-        for a, b in zip(px(m.x), py(m.y)):
-            if not (math.isfinite(a) and math.isfinite(b)):
-                continue
-            tip = (
-                f"{a:.1f},{b - 4:.1f} {a - 4:.1f},{b + 4:.1f} {a + 4:.1f},{b + 4:.1f}"
-                if m.shape == "up"
-                else f"{a:.1f},{b + 4:.1f} {a - 4:.1f},{b - 4:.1f} {a + 4:.1f},{b - 4:.1f}"
-            )
-            parts.append(f'<polygon fill="{m.color}" points="{tip}"/>')
+        parts += _marker_polygons(m, px(m.x), py(m.y))
     parts.append(_legend([(ln.name, ln.color) for ln in lines] + [(m.name, m.color) for m in markers], left, width))
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _y_range(values: np.ndarray, include_zero: bool) -> tuple[float, float]:
+    """The y axis' range over ``values`` (already on the axis' scale), padded 4 % each side."""
+    y_low, y_high = float(np.min(values)), float(np.max(values))
+    if include_zero:
+        y_low, y_high = min(y_low, 0.0), max(y_high, 0.0)
+    if y_high == y_low:
+        y_low, y_high = y_low - 1, y_high + 1
+    pad = (y_high - y_low) * 0.04
+    return y_low - pad, y_high + pad
+
+
+def _y_ticks(y_low: float, y_high: float, log: bool) -> list[float]:
+    """Round values on the y axis: powers of ten on a log scale."""
+    if not log:
+        return nice_ticks(y_low, y_high)
+    ticks = [10**e for e in range(math.floor(y_low), math.ceil(y_high) + 1)]
+    return [t for t in ticks if y_low <= math.log10(t) <= y_high] or [10**y_low]
+
+
+def _marker_polygons(markers: Markers, xs: np.ndarray, ys: np.ndarray) -> list[str]:
+    """A small triangle at each (x, y) in pixels, pointing up or down."""
+    parts = []
+    for a, b in zip(xs, ys):
+        if not (math.isfinite(a) and math.isfinite(b)):
+            continue
+        tip = (
+            f"{a:.1f},{b - 4:.1f} {a - 4:.1f},{b + 4:.1f} {a + 4:.1f},{b + 4:.1f}"
+            if markers.shape == "up"
+            else f"{a:.1f},{b + 4:.1f} {a - 4:.1f},{b - 4:.1f} {a + 4:.1f},{b - 4:.1f}"
+        )
+        parts.append(f'<polygon fill="{markers.color}" points="{tip}"/>')
+    return parts
 
 
 def bar_chart(

@@ -90,7 +90,7 @@ def validate_bars(
         ("volume", v < 0, "volume must not be negative"),
     ]
     problems = [
-        BarProblem(int(lines[i]), column, _cell(frame, raw, column, i), rule)
+        BarProblem(int(lines[i]), column, _cell(frame, raw, column, int(i)), rule)
         for column, mask, rule in checks
         for i in np.flatnonzero(mask)
     ]
@@ -119,7 +119,7 @@ def _order_problems(ts, lines, frame, raw, time_column) -> list[BarProblem]:
             if ts[i] == before_max[i - 1]
             else f"timestamp out of order (earlier than line {other})"
         )
-        problems.append(BarProblem(int(lines[i]), time_column, _cell(frame, raw, "ts_event", i), rule))
+        problems.append(BarProblem(int(lines[i]), time_column, _cell(frame, raw, "ts_event", int(i)), rule))
     return problems
 
 

@@ -27,7 +27,7 @@ def metric_metadata(metrics: Mapping[str, Any]) -> dict[str, MetadataValue]:
     """The headline and panel metrics as numbers the UI plots across materializations, in the
     registry's units: percents as percent to 2 decimals under a ``<name> %`` label (383.95, not
     3.8395000000000001), ratios to 4 decimals, counts as integers; undefined is null."""
-    out = {}
+    out: dict[str, MetadataValue] = {}
     for name in PANEL_METRICS:
         number = panel_number(name, metrics.get(name))
         out[panel_label(name)] = (

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dagster import (
-    BetaWarning,
     DagsterInstance,
     DagsterRunStatus,
     DynamicPartitionsDefinition,
@@ -23,7 +21,8 @@ from ntrader_pipeline.core.timeframes import Timeframe
 if TYPE_CHECKING:
     from ntrader_pipeline.adapters.catalog import BarCatalog
 
-symbol_partitions = DynamicPartitionsDefinition(name="symbol")
+SYMBOLS = "symbol"  # the dynamic partitions of symbols (a name: Dagster types the definition's as optional)
+symbol_partitions = DynamicPartitionsDefinition(name=SYMBOLS)
 # The strategy key of backtests run from a YAML file outside strategy_configs (`backtest run-config`).
 FILE_STRATEGY_KEY = "_file"
 
@@ -73,14 +72,14 @@ def drop_symbol_without_bars(instance: DagsterInstance, catalog: BarCatalog, sym
     symbol with bars at any interval (from an earlier file or from IB), or with another import
     still queued or running, keeps its partition. Returns whether it was removed.
     """
-    if symbol not in instance.get_dynamic_partitions(symbol_partitions.name):
+    if symbol not in instance.get_dynamic_partitions(SYMBOLS):
         return False
     if any(catalog.bar_files(symbol, timeframe) for timeframe in Timeframe):
         return False
     busy = instance.get_run_records(RunsFilter(statuses=UNFINISHED, tags={PARTITION_TAG: symbol}), limit=1)
     if busy:
         return False
-    instance.delete_dynamic_partition(symbol_partitions.name, symbol)
+    instance.delete_dynamic_partition(SYMBOLS, symbol)
     return True
 
 
@@ -99,7 +98,7 @@ def drop_orphan_symbols(instance: DagsterInstance, catalog: Callable[[], BarCata
 
     from ntrader_pipeline.adapters.run_processes import GONE_TAG
 
-    known = set(instance.get_dynamic_partitions(symbol_partitions.name))
+    known = set(instance.get_dynamic_partitions(SYMBOLS))
     failed = RunsFilter(statuses=[DagsterRunStatus.FAILURE], tags={GONE_TAG: "true"})
     dropped, opened = [], None
     for record in instance.get_run_records(failed, limit=100):
@@ -134,8 +133,3 @@ def split_backtest_key(key: str) -> tuple[str, str]:
     """``(strategy, symbol)`` of a backtest partition key (``backtest_key`` reversed)."""
     strategy, symbol = str(key).split("|", 1)
     return strategy, symbol
-
-
-# MultiToSingleDimensionPartitionMapping (backtest ← bars of its symbol) is marked beta; it is
-# the documented way to map a multi-partition onto one of its dimensions, so don't nag users.
-warnings.filterwarnings("ignore", category=BetaWarning, message=".*MultiToSingleDimensionPartitionMapping.*")

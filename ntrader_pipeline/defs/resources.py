@@ -1,5 +1,9 @@
 """The one resource every asset uses: the stores, resolved from ntrader settings.
 
+It wraps one ``adapters.stores.Stores`` per run (``setup_for_execution``), so a run opens the
+warehouse and the catalog once, and settles a killed writer's publish once, however many symbols
+or steps it has.
+
 Secrets reach Dagster by name only. Dagster keeps a resource's configured values in the code
 location's snapshot (which the UI shows) and in every run's job snapshot; an ``EnvVar`` is kept
 there as the variable's name and read from the environment when a run starts.
@@ -12,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit  # not SQLAlchemy's make_url: the code location loads without SQLAlchemy
 
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import PrivateAttr
 
-from ntrader_pipeline.adapters.object_store import ObjectStore, S3Options, open_store
+from ntrader_pipeline.adapters.object_store import ObjectStore, S3Options
+from ntrader_pipeline.adapters.stores import Stores
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, confined
 from ntrader_pipeline.settings import Settings
 
@@ -66,6 +72,9 @@ class PipelineStores(ConfigurableResource):
     s3_access_key_id: str | None = None  # EnvVar(S3_ACCESS_KEY_ID_VAR) when set
     s3_secret_access_key: str | None = None  # EnvVar(S3_SECRET_ACCESS_KEY_VAR) when set
     research_processes: int | None = None  # a sweep's or walk-forward's workers; None: one per core
+    db_retries: int = 5
+    db_retry_backoff: float = 0.5
+    _stores: Stores | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineStores:
@@ -85,6 +94,31 @@ class PipelineStores(ConfigurableResource):
             s3_access_key_id=secret_by_name(S3_ACCESS_KEY_ID_VAR, settings.s3_access_key_id),
             s3_secret_access_key=secret_by_name(S3_SECRET_ACCESS_KEY_VAR, settings.s3_secret_access_key),
             research_processes=settings.research_processes,
+            db_retries=settings.db_retries,
+            db_retry_backoff=settings.db_retry_backoff,
+        )
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._stores = self._open()  # one per run: a fresh run settles publishes a crash left since
+
+    def stores(self) -> Stores:
+        """This run's stores (outside a run, built on first use and kept by this object)."""
+        if self._stores is None:
+            self._stores = self._open()
+        return self._stores
+
+    def _open(self) -> Stores:
+        url = resolved(self.warehouse_url)
+        if url is None:
+            raise ValueError(f"{WAREHOUSE_URL_VAR} is not set in the environment of this process")
+        return Stores(
+            url,
+            self.catalog_path,
+            self.reports_dir,
+            self.venue,
+            self.s3(),
+            self.db_retries,
+            self.db_retry_backoff,
         )
 
     def s3(self) -> S3Options:
@@ -95,22 +129,17 @@ class PipelineStores(ConfigurableResource):
 
     def catalog(self) -> BarCatalog:
         """The catalog, once any publish a killed writer left is settled (see ``market_data_store``)."""
-        return self.market_data().catalog
+        return self.stores().catalog()
 
     def warehouse(self) -> Warehouse:
-        from ntrader_pipeline.adapters.warehouse import Warehouse
-
-        return Warehouse.open(resolved(self.warehouse_url))
+        return self.stores().warehouse()
 
     def market_data(self) -> MarketDataStore:
-        from ntrader_pipeline.adapters.catalog import BarCatalog
-        from ntrader_pipeline.adapters.market_data_store import MarketDataStore
-
-        return MarketDataStore(BarCatalog(self.catalog_path, self.venue, self.s3()), self.warehouse())
+        return self.stores().market_data()
 
     def reports(self) -> ObjectStore:
         """The reports destination (a folder or an ``s3://`` prefix)."""
-        return open_store(self.reports_dir, self.s3())
+        return self.stores().reports()
 
     def reports_dir_for(self, run_id: str) -> str:
         """Where one run's reports go: a folder, or an ``s3://`` URL (what the UI shows)."""

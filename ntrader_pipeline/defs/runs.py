@@ -144,7 +144,7 @@ def report_metadata(stores: PipelineStores, recorded: RecordedRun) -> dict[str, 
         "report_dir": MetadataValue.path(reports.url(run_id)),
         "tearsheet": MetadataValue.path(reports.url(f"{run_id}/{REPORT_FILES['html']}")),
         "equity_and_drawdown": MetadataValue.md(
-            f"{png_markdown(recorded.chart, 'equity and drawdown')}\n\n{chart_caption(recorded.curve)}"
+            f"{png_markdown(recorded.chart or b'', 'equity and drawdown')}\n\n{chart_caption(recorded.curve)}"
         ),
         "report": MetadataValue.md(f"```\n{recorded.report_text}\n```"),
     }

@@ -22,8 +22,8 @@ from ntrader_pipeline.defs.ibkr.assets import (
     IbkrGateway,
     ibkr_bars,
     ibkr_bars_checks,
-    ibkr_daily_schedule,
 )
+from ntrader_pipeline.defs.ibkr.definitions import ibkr_daily_schedule
 from ntrader_pipeline.defs.partitions import symbol_partitions
 from ntrader_pipeline.defs.resources import PipelineStores
 

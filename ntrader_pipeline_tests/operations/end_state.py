@@ -77,18 +77,7 @@ def runs(record: SoakRecord, instance: DagsterInstance) -> list[str]:
     problems = []
     records = instance.get_run_records()
     by_id = {r.dagster_run.run_id: r.dagster_run for r in records}
-    expected_imports = Counter()
-    expected_backtests = Counter()
-    for day in record.days:
-        for symbol in day.imported:
-            expected_imports[symbol] += 1
-            for strategy in record.plan.strategies:
-                expected_backtests[f"{strategy}|{symbol}"] += 1
-    for strategy in record.plan.strategies:  # the IB day's bar re-runs its symbol's backtests too
-        expected_backtests[f"{strategy}|{IB_SYMBOL}"] += 1
-    for strategy in record.plan.strategies:  # the backfill
-        for symbol in SYMBOLS:
-            expected_backtests[f"{strategy}|{symbol}"] += 1
+    expected_imports, expected_backtests = _expected_runs(record)
     imports, failed_imports, backtests, other = Counter(), Counter(), Counter(), []
     for run in by_id.values():
         partition = run.tags.get(PARTITION, "")
@@ -123,6 +112,23 @@ def runs(record: SoakRecord, instance: DagsterInstance) -> list[str]:
     if other:
         problems.append(f"unexpected runs: {other}")
     return problems + _leaderboard_runs(record, by_id, instance)
+
+
+def _expected_runs(record: SoakRecord) -> tuple[Counter, Counter]:
+    """Import runs per symbol and backtest runs per partition that the soak's days call for."""
+    expected_imports: Counter = Counter()
+    expected_backtests: Counter = Counter()
+    for day in record.days:
+        for symbol in day.imported:
+            expected_imports[symbol] += 1
+            for strategy in record.plan.strategies:
+                expected_backtests[f"{strategy}|{symbol}"] += 1
+    for strategy in record.plan.strategies:  # the IB day's bar re-runs its symbol's backtests too
+        expected_backtests[f"{strategy}|{IB_SYMBOL}"] += 1
+    for strategy in record.plan.strategies:  # the backfill
+        for symbol in SYMBOLS:
+            expected_backtests[f"{strategy}|{symbol}"] += 1
+    return expected_imports, expected_backtests
 
 
 def backtest_partitions(instance: DagsterInstance, run) -> list[str]:

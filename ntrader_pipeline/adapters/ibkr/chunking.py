@@ -41,7 +41,7 @@ class Chunk:
     @property
     def days(self) -> int:
         """Calendar days the request reaches back."""
-        last = self.now if self.to_now else self.sessions[-1]
+        last = self.now if self.to_now and self.now is not None else self.sessions[-1]
         return (last - self.sessions[0]).days + 1
 
     @property

@@ -72,10 +72,7 @@ class IbkrRequestError(IbkrError):
         self.code = code
         self.message = message
         super().__init__(f"IB error {code}: {message}")
-
-    @property
-    def transient(self) -> bool:
-        return self.code in TRANSIENT_CODES and not self.no_data
+        self.transient = code in TRANSIENT_CODES and not self.no_data
 
     @property
     def no_data(self) -> bool:
@@ -133,6 +130,16 @@ class _FailFastClient(InteractiveBrokersClient):
 
         self.submit_to_msg_handler_queue(finish)
 
+    def _session(self) -> _FailFastClient:
+        if self._client is None:
+            raise IbkrConnectionError(f"not connected to {self.address}")
+        return self._client
+
+    def _instrument_provider(self) -> InteractiveBrokersInstrumentProvider:
+        if self._provider is None:
+            raise IbkrConnectionError(f"not connected to {self.address}")
+        return self._provider
+
     async def answers(self, timeout: float) -> bool:
         """Whether the gateway answers ``reqCurrentTime`` within ``timeout`` seconds."""
         future = asyncio.get_running_loop().create_future()
@@ -158,6 +165,8 @@ class _FailFastClient(InteractiveBrokersClient):
         request = self._requests.add(
             req_id=req_id, name=name, handle=functools.partial(send, req_id), cancel=functools.partial(cancel, req_id)
         )
+        if request is None:  # NautilusTrader's registry hands back None only when nothing was stored
+            raise IbkrError(f"request {name} could not be registered with id {req_id}")
         request.handle()
         return await self._await_request(request, timeout)
 
@@ -286,7 +295,7 @@ class IbkrSession:
             ),
             connection_timeout=max(1, int(timeout)),
         )
-        self._client.start()
+        self._session().start()
         try:
             # What HistoricInteractiveBrokersClient.connect() awaits: handshake, market data type.
             await asyncio.wait_for(self._data_client._connect(), timeout)
@@ -302,7 +311,7 @@ class IbkrSession:
         return self.info()
 
     def info(self) -> GatewayInfo:
-        eclient = self._client._eclient
+        eclient = self._session()._eclient
         connection_time = eclient.connTime
         if isinstance(connection_time, bytes):
             connection_time = connection_time.decode(errors="replace")
@@ -312,7 +321,7 @@ class IbkrSession:
             client_id=self.settings.client_id,
             server_version=int(eclient.serverVersion()),
             connection_time=str(connection_time),
-            accounts=sorted(self._client.accounts()),
+            accounts=sorted(self._session().accounts()),
         )
 
     async def close(self) -> None:
@@ -324,6 +333,16 @@ class IbkrSession:
     async def reconnect(self) -> None:
         await self.close()
         await self.connect()
+
+    def _session(self) -> _FailFastClient:
+        if self._client is None:
+            raise IbkrConnectionError(f"not connected to {self.address}")
+        return self._client
+
+    def _instrument_provider(self) -> InteractiveBrokersInstrumentProvider:
+        if self._provider is None:
+            raise IbkrConnectionError(f"not connected to {self.address}")
+        return self._provider
 
     async def answers(self, timeout: float) -> bool:
         """Whether the gateway is still answering: its time within ``timeout`` seconds."""
@@ -340,8 +359,8 @@ class IbkrSession:
         contract = IBContract(secType="STK", symbol=symbol, exchange="SMART", primaryExchange=exchange, currency="USD")
         # NautilusTrader's provider finds nothing when SMART answers with several listings; ask
         # for the details first so the error can name them.
-        details = await self._client.get_contract_details(contract) or []
-        listed = sorted({d.contract.primaryExchange for d in details})
+        details = await self._session().get_contract_details(contract) or []
+        listed = sorted({d.contract.primaryExchange for d in details if d.contract is not None})
         if len(listed) > 1:
             raise IbkrRequestError(
                 200, f"{symbol} is listed on {', '.join(listed)}: name one, e.g. {symbol}:{listed[0]}"
@@ -350,11 +369,11 @@ class IbkrSession:
             contract = IBContract(
                 secType="STK", symbol=symbol, exchange="SMART", primaryExchange=listed[0], currency="USD"
             )
-        loaded = await self._provider.load_with_return_async(contract)
+        loaded = await self._instrument_provider().load_with_return_async(contract)
         if not loaded:
             raise IbkrRequestError(200, f"no US stock found for {symbol!r}" + (f" on {exchange}" if exchange else ""))
         instrument_id = loaded[0]
-        found = (self._provider.find(instrument_id), self._provider.contract[instrument_id])
+        found = (self._instrument_provider().find(instrument_id), self._instrument_provider().contract[instrument_id])
         self._instruments[(symbol, exchange)] = found
         return found
 
@@ -365,8 +384,8 @@ class IbkrSession:
         known to leave this request unanswered for some contracts).
         """
         _, contract = await self.instrument(symbol, exchange)
-        eclient = self._client._eclient
-        answer = await self._client.request(
+        eclient = self._session()._eclient
+        answer = await self._session().request(
             ("head", symbol, exchange, what_to_show),
             lambda req_id: eclient.reqHeadTimeStamp(req_id, contract, what_to_show, int(self.settings.use_rth), 2),
             eclient.cancelHeadTimeStamp,
@@ -393,10 +412,10 @@ class IbkrSession:
         instrument, contract = await self.instrument(symbol, exchange)
         bar_type = BarType(instrument.id, BarSpecification.from_str(f"{spec}-LAST"), AggregationSource.EXTERNAL)
         end_text = "" if end is None else pd.Timestamp(end).tz_convert("UTC").strftime("%Y%m%d %H:%M:%S UTC")
-        self._client.rejected_bars = []
-        eclient = self._client._eclient
+        self._session().rejected_bars = []
+        eclient = self._session()._eclient
         # The name's first item is what NautilusTrader parses each answered bar as.
-        bars = await self._client.request(
+        bars = await self._session().request(
             (str(bar_type), end_text or f"now-{duration}", what_to_show),
             lambda req_id: eclient.reqHistoricalData(
                 reqId=req_id,
@@ -413,7 +432,7 @@ class IbkrSession:
             eclient.cancelHistoricalData,
             self.settings.request_timeout,
         )
-        rejected = [r for r in self._client.rejected_bars if r.bar_type == str(bar_type)]
+        rejected = [r for r in self._session().rejected_bars if r.bar_type == str(bar_type)]
         return sorted(bars, key=lambda b: b.ts_init), rejected
 
 

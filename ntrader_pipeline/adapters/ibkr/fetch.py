@@ -175,7 +175,9 @@ class IbkrFetcher:
                         runs = await self._clip_to_listing(session, listing, start, end, timeframe, result)
                         total -= result.planned_requests - sum(len(run) for run in runs)
                         result.planned_requests = sum(len(run) for run in runs)
-                        self.progress(done, total, f"{symbol} listed {result.listed}" if result.listed else result.note)
+                        self.progress(
+                            done, total, f"{symbol} listed {result.listed}" if result.listed else result.note or ""
+                        )
                     for run in runs:
                         frames = []
                         for chunk in run:

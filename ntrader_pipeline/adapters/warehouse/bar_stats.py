@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from sqlalchemy import Float, and_, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, Float, and_, case, cast, func, or_, select
 
 from ntrader_pipeline.adapters.warehouse import Warehouse, market_data
 
@@ -28,7 +28,7 @@ class TableBarStats:
 def table_bar_stats(warehouse: Warehouse, symbol: str, bar_type: str, first_ns: int, last_ns: int) -> TableBarStats:
     # Postgres compares its NUMERIC columns natively (4x faster than casting a million rows to
     # float); SQLite holds the exact decimals as text, so there they must be compared as numbers.
-    columns = [market_data.c[name] for name in ("open", "high", "low", "close", "volume")]
+    columns: list[ColumnElement] = [market_data.c[name] for name in ("open", "high", "low", "close", "volume")]
     if warehouse.dialect == "sqlite":
         columns = [cast(column, Float) for column in columns]
     o, h, low, c, v = columns

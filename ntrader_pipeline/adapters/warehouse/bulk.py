@@ -10,6 +10,7 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -103,7 +104,7 @@ def bar_copy_payload(series: BarSeries, bar_type: str, ingested_at: datetime) ->
 def copy_bars(connection: Connection, series: BarSeries, bar_type: str) -> int:
     """COPY the rows in: directly when the range holds none of them, else via a temp table."""
     columns = ", ".join(f'"{c}"' for c in BAR_COLUMNS_SQL)
-    cursor = connection.connection.dbapi_connection.cursor()
+    cursor = _dbapi_cursor(connection)
     try:
         cursor.execute("SET LOCAL TIME ZONE 'UTC'")
         taken = cursor.execute(
@@ -140,7 +141,7 @@ def insert_bars_sqlite(connection: Connection, series: BarSeries, bar_type: str)
         f"INSERT INTO market_data ({columns}) VALUES ({', '.join('?' * len(order))}) "
         f'ON CONFLICT (symbol, bar_type, "timestamp") DO UPDATE SET {updates}'
     )
-    cursor = connection.connection.dbapi_connection.cursor()
+    cursor = _dbapi_cursor(connection)
     try:
         for times, text in bar_text_batches(series):
             values = [text[c].to_pylist() for c in PRICE_COLUMNS + ["volume"]]
@@ -160,7 +161,7 @@ def insert_curve(connection: Connection, run_id: str, curve: pd.DataFrame) -> No
     stamps = pc.cast(pa.array(utc), pa.string()).to_pylist()
     equity = curve["equity"].to_numpy(dtype=np.float64).tolist()
     drawdown = curve["drawdown"].to_numpy(dtype=np.float64).tolist()
-    cursor = connection.connection.dbapi_connection.cursor()
+    cursor = _dbapi_cursor(connection)
     try:
         if connection.dialect.name == "postgresql":
             with cursor.copy('COPY equity_curve (run_id, "timestamp", equity, drawdown) FROM STDIN') as copy:
@@ -173,3 +174,12 @@ def insert_curve(connection: Connection, run_id: str, curve: pd.DataFrame) -> No
             )
     finally:
         cursor.close()
+
+
+def _dbapi_cursor(connection: Connection) -> Any:
+    """The driver's own cursor in ``connection``'s transaction: psycopg's ``copy`` and sqlite3's
+    ``executemany`` over an iterator are what make these writes fast, beyond the DBAPI's types."""
+    dbapi = connection.connection.dbapi_connection
+    if dbapi is None:
+        raise RuntimeError("the warehouse connection is closed")
+    return dbapi.cursor()

@@ -21,7 +21,6 @@ from ntrader_pipeline.core.records import RunRecord
 
 if TYPE_CHECKING:  # the catalog imports NautilusTrader: only where bars are read
     from ntrader_pipeline.adapters.catalog import BarCatalog
-    from ntrader_pipeline.adapters.object_store import S3Options
     from ntrader_pipeline.core.metrics import Benchmark
 
 
@@ -87,15 +86,6 @@ def symbol_and_venue(record: RunRecord) -> tuple[str, str]:
     return symbol, venue
 
 
-def open_catalog(record: RunRecord, location: str, s3: S3Options, warehouse: Warehouse) -> BarCatalog:
-    """The catalog at ``location`` for the run's venue, once any publish a killed import left is
-    settled (as every other reader opens it)."""
-    from ntrader_pipeline.adapters.catalog import BarCatalog
-    from ntrader_pipeline.adapters.market_data_store import MarketDataStore
-
-    return MarketDataStore(BarCatalog(location, symbol_and_venue(record)[1], s3), warehouse).catalog
-
-
 def stored_market(record: RunRecord, metrics: Metrics, curve: pd.DataFrame, catalog: BarCatalog) -> Market:
     """The run's closes and its benchmark, read back as ``core.metrics`` took them.
 
@@ -116,7 +106,7 @@ def stored_market(record: RunRecord, metrics: Metrics, curve: pd.DataFrame, cata
     if not len(traded):
         return Market(None, None, "the run has no stored equity curve")
     first, last = int(traded[0]), int(traded[-1])
-    other = metrics.get("benchmark") or (record.config or {}).get("benchmark") or symbol
+    other = str(metrics.get("benchmark") or (record.config or {}).get("benchmark") or symbol)
     read = catalog.closes_reader(timeframe)
     try:
         own = read(symbol)

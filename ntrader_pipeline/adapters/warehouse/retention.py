@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, Select, delete, func, select
 
-from ntrader_pipeline.adapters.warehouse import Warehouse, _as_utc
+from ntrader_pipeline.adapters.warehouse.store import Warehouse, _as_utc
 from ntrader_pipeline.adapters.warehouse.tables import backtest_runs, equity_curve
 
 CHUNK = 500  # run ids per DELETE statement
@@ -55,7 +56,7 @@ def curve_rows(warehouse: Warehouse, run_ids: Collection[str]) -> dict[str, int]
             .where(equity_curve.c.run_id.in_(ids[start : start + CHUNK]))
             .group_by(equity_curve.c.run_id)
         )
-        rows = warehouse.read("counting equity-curve rows", lambda connection, q=query: connection.execute(q).all())
+        rows = warehouse.read("counting equity-curve rows", partial(_all_rows, query))
         counts.update({run_id: int(n) for run_id, n in rows})
     return counts
 
@@ -72,3 +73,7 @@ def delete_curves(warehouse: Warehouse, run_ids: Collection[str]) -> int:
         return deleted
 
     return warehouse.run(f"deleting the equity curves of {len(ids)} runs", work) if ids else 0
+
+
+def _all_rows(query: Select, connection: Connection) -> list:
+    return list(connection.execute(query).all())

@@ -11,10 +11,10 @@ never the password and never the SQL.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy.engine import make_url
@@ -43,9 +43,19 @@ class WarehouseError(RuntimeError):
     """A database operation failed: which database, which operation, and the server's reason."""
 
 
-def retry_settings() -> tuple[int, float]:
-    """Attempts and first backoff (seconds, doubled each retry): NTRADER_DB_RETRIES and _RETRY_BACKOFF."""
-    return 1 + int(os.environ.get("NTRADER_DB_RETRIES", "5")), float(os.environ.get("NTRADER_DB_RETRY_BACKOFF", "0.5"))
+@dataclass(frozen=True)
+class Retries:
+    """How often a transient failure is retried, and the first wait (seconds, doubled each retry).
+
+    Set by ``NTRADER_DB_RETRIES`` and ``NTRADER_DB_RETRY_BACKOFF`` (``Settings``); the defaults wait
+    about 15 s in all, long enough for a database server to restart.
+    """
+
+    count: int = 5
+    backoff: float = 0.5
+
+
+DEFAULT_RETRIES = Retries()
 
 
 def is_database_error(exc: BaseException) -> bool:
@@ -82,13 +92,13 @@ def reason(exc: BaseException) -> str:
     return lines[0] if lines else type(original).__name__
 
 
-def with_retries(url: str, operation: str, work: Callable[[], T]) -> T:
+def with_retries(url: str, operation: str, work: Callable[[], T], retries: Retries = DEFAULT_RETRIES) -> T:
     """Run ``work`` (one whole transaction), again after a transient failure, with backoff.
 
     Any database error that is not retried, or still fails after the last attempt, becomes a
     ``WarehouseError`` naming the database and the operation; other exceptions pass unchanged.
     """
-    attempts, backoff = retry_settings()
+    attempts, backoff = 1 + retries.count, retries.backoff
     for attempt in range(1, attempts + 1):
         try:
             return work()

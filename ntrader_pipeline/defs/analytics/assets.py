@@ -6,13 +6,21 @@ never materialized is simply absent instead of failing the load, and it costs on
 one unpickling per partition. The ``AllPartitionMapping`` dependency still draws the lineage.
 """
 
-from dagster import AllPartitionMapping, AssetDep, MetadataValue, Output, asset
+from dagster import AllPartitionMapping, AssetDep, AutomationCondition, MetadataValue, Output, asset
 
-from ntrader_pipeline.defs.backtests.automation import AFTER_BACKTESTS
 from ntrader_pipeline.defs.metadata import metric_table
 from ntrader_pipeline.defs.resources import PipelineStores
 
 LEADERBOARD_FILE = "leaderboard.csv"
+
+
+AFTER_BACKTESTS = (
+    AutomationCondition.any_deps_updated().since_last_handled() & ~AutomationCondition.any_deps_in_progress()
+)
+"""For the leaderboard: some backtest finished since it was last built, and none is running now.
+
+Not ``eager()``: over all backtest partitions some are always missing (the ``_file`` ones, or
+strategies never run on a symbol), and eager waits for none to be missing."""
 
 
 @asset(

@@ -132,12 +132,3 @@ WITH_BACKTEST = AutomationCondition.any_deps_match(AutomationCondition.will_be_r
 their own. Were they ``eager()``, a sensor tick in the middle of a CLI (or UI) run that had just
 written ``backtest`` saw a dependency updated and its own partition not yet written, and requested
 the rest of that partition again: extra runs of a partition that had just been run."""
-
-
-AFTER_BACKTESTS = (
-    AutomationCondition.any_deps_updated().since_last_handled() & ~AutomationCondition.any_deps_in_progress()
-)
-"""For the leaderboard: some backtest finished since it was last built, and none is running now.
-
-Not ``eager()``: over all backtest partitions some are always missing (the ``_file`` ones, or
-strategies never run on a symbol), and eager waits for none to be missing."""

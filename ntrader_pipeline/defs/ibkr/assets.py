@@ -18,24 +18,21 @@ from dagster import (
     Backoff,
     Config,
     ConfigurableResource,
-    DefaultScheduleStatus,
-    Definitions,
     Failure,
     Jitter,
     MaterializeResult,
     MetadataValue,
     RetryPolicy,
-    ScheduleDefinition,
     asset,
     define_asset_job,
     multi_asset_check,
 )
 from pydantic import Field
 
-from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings, get_ibkr_settings
+from ntrader_pipeline.adapters.ibkr.settings import IbkrSettings
 from ntrader_pipeline.core.symbols import SymbolError, parse_listings
 from ntrader_pipeline.core.timeframes import Timeframe, bar_type_name
-from ntrader_pipeline.defs.partitions import symbol_partitions
+from ntrader_pipeline.defs.partitions import SYMBOLS
 from ntrader_pipeline.defs.resources import PipelineStores
 
 IBKR_JOB = "ibkr_ingest_job"
@@ -152,9 +149,9 @@ def ibkr_bars(
         raise Exception(str(exc)) from None
     stored = [r.symbol for r in results if r.bars_stored]
     status = {True: "up to date", False: "fetched"}
-    known = set(context.instance.get_dynamic_partitions(symbol_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(SYMBOLS))
     if new := [s for s in stored if s not in known]:
-        context.instance.add_dynamic_partitions(symbol_partitions.name, new)
+        context.instance.add_dynamic_partitions(SYMBOLS, new)
     summary = [
         {
             "symbol": r.symbol,
@@ -236,7 +233,7 @@ def ibkr_bars_checks(
         else Timeframe.parse(ibkr.timeframe)
     )
     symbols = [row["symbol"] for row in metadata["symbols"].value] if "symbols" in metadata else []
-    table_rows = {}
+    table_rows: dict[tuple[str, str], int] = {}
     for row in stores.warehouse().bar_inventory():
         key = (row["symbol"], row["bar_type"])
         table_rows[key] = table_rows.get(key, 0) + int(row["bars"])
@@ -273,27 +270,3 @@ def ibkr_bars_checks(
 
 
 ibkr_job = define_asset_job(IBKR_JOB, selection=[ibkr_bars])
-
-
-def ibkr_daily_schedule(ibkr_settings: IbkrSettings) -> ScheduleDefinition:
-    """Weekdays at 17:30 New York, after the close; switched on only when a universe is configured."""
-    return ScheduleDefinition(
-        name="ibkr_daily_schedule",
-        job=ibkr_job,
-        cron_schedule="30 17 * * 1-5",
-        execution_timezone="America/New_York",
-        default_status=DefaultScheduleStatus.RUNNING if ibkr_settings.symbols else DefaultScheduleStatus.STOPPED,
-        description="Fetch the IBKR universe's missing bars after the US close.",
-    )
-
-
-def build_ibkr_definitions(ibkr_settings: IbkrSettings | None = None) -> Definitions:
-    """IBKR asset, check, job and schedule; ``definitions.py`` merges them into the code location."""
-    ibkr_settings = ibkr_settings or get_ibkr_settings()
-    return Definitions(
-        assets=[ibkr_bars],
-        asset_checks=[ibkr_bars_checks],
-        jobs=[ibkr_job],
-        schedules=[ibkr_daily_schedule(ibkr_settings)],
-        resources={"ibkr": IbkrGateway.from_settings(ibkr_settings)},
-    )

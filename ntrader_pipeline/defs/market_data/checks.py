@@ -7,9 +7,8 @@ a failure stops the backtests of that symbol from running on the bad data (in th
 through the backtests' automation condition in later ones).
 """
 
-import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -19,7 +18,6 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     MetadataValue,
-    PreviewWarning,
     multi_asset_check,
 )
 
@@ -29,10 +27,6 @@ from ntrader_pipeline.defs.resources import PipelineStores
 
 if TYPE_CHECKING:
     from ntrader_pipeline.core import quality
-
-# Partitioned asset checks are a Dagster preview feature; they are what makes a failed check
-# block only the backtests of *that* symbol, so use them without the warning on every load.
-warnings.filterwarnings("ignore", category=PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
 BAR_CATALOG = AssetKey("bar_catalog")
 MARKET_DATA = AssetKey("market_data")
@@ -174,7 +168,7 @@ def _result(
     finding: "quality.Finding",
     severity: AssetCheckSeverity = AssetCheckSeverity.ERROR,
 ) -> AssetCheckResult:
-    metadata = {"summary": MetadataValue.text(finding.summary)}
+    metadata: dict[str, Any] = {"summary": MetadataValue.text(finding.summary)}
     for key, value in finding.details.items():
         metadata[key] = MetadataValue.json(value) if isinstance(value, list) else value
     return AssetCheckResult(

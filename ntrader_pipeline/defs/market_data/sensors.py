@@ -14,24 +14,17 @@ down, disk full) leaves the file in the inbox to be re-executed instead of misfi
 - the file cannot be read as bars → ``quarantine/`` with ``<name>.errors.txt`` (every problem,
   one per line, found by reading the file again exactly as the run did);
 - anything else → left in place, with the reason in the sensor log.
-
-``backtests_refresh_sensor`` evaluates the backtests' automation condition (``on_new_bars``:
-eager, gated on the bars' blocking checks), so new bars of a symbol re-run that symbol's
-backtests. It starts running, as the inbox sensor does; both can be stopped in the UI.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dagster import (
-    AssetsDefinition,
-    AutomationConditionSensorDefinition,
-    BetaWarning,
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
@@ -55,6 +48,7 @@ from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES
 from ntrader_pipeline.defs.partitions import (
     INBOX_FILE_TAG,
     PARTITION_TAG,
+    SYMBOLS,
     UNFINISHED,
     drop_symbol_without_bars,
     symbol_partitions,
@@ -63,11 +57,6 @@ from ntrader_pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from ntrader_pipeline.adapters.catalog import BarCatalog
-    from ntrader_pipeline.adapters.object_store import S3Options
-
-# Evaluating on_new_bars in our code server (it has a condition of our own) is a Dagster beta
-# parameter; it is the documented way to run custom conditions, so don't warn on every load.
-warnings.filterwarnings("ignore", category=BetaWarning, message=".*use_user_code_server.*")
 
 INBOX_KEY_TAG = "ntrader/inbox_key"
 
@@ -77,7 +66,6 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
     inbox = settings.resolved_inbox_dir
     pattern = settings.inbox_symbol_pattern
     interval = settings.inbox_sensor_interval
-    catalog_path, venue, s3 = settings.catalog_location, settings.venue, settings.s3_options()
     max_bytes = settings.max_csv_bytes
 
     @sensor(
@@ -98,7 +86,7 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves a successfully imported inbox file to the archive folder.",
     )
     def inbox_archive_sensor(context: RunStatusSensorContext) -> None:
-        _file_and_log(context, _catalog(catalog_path, venue, s3), max_bytes)
+        _file_and_log(context, lambda: settings.stores().catalog(), max_bytes)
 
     @run_failure_sensor(
         name="inbox_quarantine_sensor",
@@ -107,32 +95,12 @@ def build_inbox_sensors(settings: Settings, ingest_job: str) -> list[SensorDefin
         description="Moves an inbox file whose import failed to quarantine (or leaves it when the fault is elsewhere).",
     )
     def inbox_quarantine_sensor(context: RunFailureSensorContext) -> None:
-        _file_and_log(context, _catalog(catalog_path, venue, s3), max_bytes)
+        _file_and_log(context, lambda: settings.stores().catalog(), max_bytes)
 
     return [inbox_csv_sensor, inbox_archive_sensor, inbox_quarantine_sensor]
 
 
-def backtests_refresh_sensor(
-    backtest_assets: list[AssetsDefinition], interval: int = 30
-) -> AutomationConditionSensorDefinition:
-    """Requests the backtests whose automation condition says their bars changed (every ``interval`` s)."""
-    return AutomationConditionSensorDefinition(
-        "backtests_refresh_sensor",
-        target=backtest_assets,
-        minimum_interval_seconds=interval,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="Re-runs a symbol's backtests after its bars were re-imported and passed their checks.",
-        use_user_code_server=True,  # on_new_bars has a condition of our own, evaluated in our code
-    )
-
-
-def _catalog(path: str, venue: str, s3: S3Options) -> BarCatalog:
-    from ntrader_pipeline.adapters.catalog import BarCatalog  # NautilusTrader: only when a run is filed
-
-    return BarCatalog(path, venue, s3)
-
-
-def _file_and_log(context: RunStatusSensorContext, catalog: BarCatalog, max_bytes: int) -> None:
+def _file_and_log(context: RunStatusSensorContext, catalog: Callable[[], BarCatalog], max_bytes: int) -> None:
     """File the inbox CSV of the run that just ended (archive or quarantine) and log where it went."""
     outcome = file_inbox_run(context.instance, context.dagster_run, catalog, max_bytes)
     if outcome:
@@ -150,7 +118,7 @@ def inbox_run_requests(
     requested_before = set(json.loads(context.cursor)) if context.cursor else set()
     present = {f.key for f in scan.ready}
     busy = _symbols_importing(context.instance, ingest_job)
-    known = set(context.instance.get_dynamic_partitions(symbol_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(SYMBOLS))
     requests, new_symbols, waiting_files = [], [], []
     for file in scan.ready:
         if file.key in requested_before:
@@ -212,13 +180,13 @@ def _symbols_importing(instance: DagsterInstance, ingest_job: str) -> dict[str, 
 def file_inbox_run(
     instance: DagsterInstance,
     run: DagsterRun,
-    catalog: BarCatalog | None = None,
+    catalog: Callable[[], BarCatalog] | None = None,
     max_bytes: int = DEFAULT_MAX_CSV_BYTES,
 ) -> str | None:
     """Archive, quarantine or leave the inbox file of a finished run; returns what was done.
 
-    With ``catalog``, a quarantined file's symbol loses its partition when it has no bars at all
-    (``partitions.drop_symbol_without_bars``).
+    With ``catalog`` (opened only then: filing a file needs neither store), a quarantined file's
+    symbol loses its partition when it has no bars at all (``partitions.drop_symbol_without_bars``).
     """
     if INBOX_FILE_TAG not in run.tags:
         return None
@@ -231,7 +199,7 @@ def file_inbox_run(
     problems = rejection(path, symbol, max_bytes)
     if problems:
         target = quarantine(path, problems)
-        dropped = catalog is not None and drop_symbol_without_bars(instance, catalog, symbol)
+        dropped = catalog is not None and drop_symbol_without_bars(instance, catalog(), symbol)
         note = f"; {symbol} has no bars, so its partition was removed" if dropped else ""
         return f"{path.name} rejected ({len(problems)} problems); quarantined as {target}{note}"
     return f"{path.name} is readable, so run {run.run_id} failed elsewhere; left in the inbox to re-execute"

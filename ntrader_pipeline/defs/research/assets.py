@@ -11,6 +11,7 @@ without it.
 """
 
 import re
+from typing import Any
 
 from dagster import (
     AllPartitionMapping,
@@ -172,7 +173,7 @@ def build_research_assets(partitions_def: MultiPartitionsDefinition) -> list[Ass
         reports, prefix = stores.reports(), sweep_report_prefix(spec.name, symbol)
         with written_folder(reports, prefix) as folder:
             paths = research_report.write_sweep_reports(folder, document, heatmap)
-        metadata = {}
+        metadata: dict[str, Any] = {}
         grid = research_report.sweep_grid_markdown(rows, spec.sweep.parameters, metric)
         if grid is not None and len(grid) < tearsheet.INLINE_MARKDOWN_LIMIT:  # first, and shown without a click
             metadata[f"{metric} by parameters"] = MetadataValue.md(grid)

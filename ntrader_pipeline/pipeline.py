@@ -177,6 +177,15 @@ def _failure_reasons(result: Any) -> tuple[dict[str, str], str]:
     return {}, message.splitlines()[0] if message else "the run failed"
 
 
+def _check_detail(metadata: dict[str, Any]) -> str:
+    """A failed check's summary and the examples its metadata lists (``missing_examples``...)."""
+    text = str(metadata["summary"].value) if "summary" in metadata else "failed"
+    for key, value in metadata.items():
+        if key.endswith("examples") and value.value:
+            text += f"; {key.replace('_', ' ')}: {', '.join(str(v) for v in value.value)}"
+    return text
+
+
 @dataclass
 class Pipeline:
     settings: Settings
@@ -213,22 +222,27 @@ class Pipeline:
                 tags=cli_run_tags(),
             )
         except DagsterAssetCheckFailedError as exc:  # the write happened; a blocking check then failed
+            names, details = self._failed_checks(run_id)
             raise PipelineError(
-                f"{partition_key}: stored, but blocking data checks failed ({self._failed_checks(run_id)}); "
-                "its backtests will not run until this is fixed (details: the checks in the UI)"
+                f"{partition_key}: stored, but blocking data checks failed ({names}); "
+                "its backtests will not run until this is fixed" + "".join(f"\n  {line}" for line in details)
             ) from exc
 
-    def _failed_checks(self, run_id: str) -> str:
-        """``asset: check,check`` of the blocking checks that failed in a run, read from its events."""
+    def _failed_checks(self, run_id: str) -> tuple[str, list[str]]:
+        """``asset: check,check`` of the blocking checks that failed in a run, read from its events,
+        and one line per failed check: its summary and examples (what the UI shows of it)."""
         records = self.instance.get_records_for_run(
             run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000
         ).records
         failed: dict[str, list[str]] = {}
+        details = []
         for record in records:
             evaluation = record.event_log_entry.dagster_event.event_specific_data
             if not evaluation.passed and evaluation.blocking and evaluation.severity == AssetCheckSeverity.ERROR:
-                failed.setdefault(evaluation.asset_key.to_user_string(), []).append(evaluation.check_name)
-        return "; ".join(f"{asset}: {','.join(names)}" for asset, names in failed.items())
+                asset = evaluation.asset_key.to_user_string()
+                failed.setdefault(asset, []).append(evaluation.check_name)
+                details.append(f"{asset} {evaluation.check_name}: {_check_detail(evaluation.metadata)}")
+        return "; ".join(f"{asset}: {','.join(names)}" for asset, names in failed.items()), details
 
     def strategy_names(self) -> list[str]:
         """The strategy partition keys that name a file in strategy_configs (not ``_file``)."""
@@ -257,12 +271,16 @@ class Pipeline:
         file: str | Path,
         symbol: str,
         timeframe: str | None = None,
-        timezone: str = "America/New_York",
+        timezone: str | None = None,
         *,
         on_invalid: str = "reject",
         adjusted: bool = False,
+        calendar: str | None = None,
     ) -> dict[str, Any]:
         """Import a CSV for ``symbol`` (a new symbol becomes a partition); returns what was stored.
+
+        ``calendar``: the series' exchange calendar (default: the symbol's stored one, else XNYS);
+        ``timezone`` of naive timestamps: default the calendar's.
 
         A new symbol whose file is rejected loses its partition again (nothing was stored).
         """
@@ -274,6 +292,7 @@ class Pipeline:
             "timezone": timezone,
             "on_invalid": on_invalid,
             "adjusted": adjusted,
+            "calendar": calendar,
         }
         try:
             result = self._execute(INGEST_JOB, symbol, {"ops": {"csv_bars": {"config": config}}})

@@ -25,7 +25,7 @@ from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.metric_registry import Metrics
 from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, read_regular_file
 from ntrader_pipeline.core.quoting import clipped, excerpt
-from ntrader_pipeline.core.records import Backtested, Failed, PartitionOutcome
+from ntrader_pipeline.core.records import Backtested, Failed, NotApplicable, PartitionOutcome
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.symbols import parse_symbol, parse_symbols
 from ntrader_pipeline.definitions import (
@@ -184,6 +184,17 @@ def _check_detail(metadata: dict[str, Any]) -> str:
         if key.endswith("examples") and value.value:
             text += f"; {key.replace('_', ' ')}: {', '.join(str(v) for v in value.value)}"
     return text
+
+
+def _not_applicable_in(result: Any) -> dict[str, str]:
+    """Partition key → reason, for the backtest partitions a run observed as not applicable."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_OBSERVATION:
+            observation = event.event_specific_data.asset_observation
+            if "not_applicable" in observation.metadata:
+                found[observation.partition] = str(observation.metadata["not_applicable"].value)
+    return found
 
 
 @dataclass
@@ -413,7 +424,8 @@ class Pipeline:
     ) -> dict[str, PartitionOutcome]:
         """Materialize ``strategy`` on many symbols, in the runs a UI backfill would make: ranges of
         consecutive symbol partitions, at most ``backtests_per_run`` (setting) each, so a run's fixed
-        cost is paid once per batch. Returns each symbol's metrics, or why it failed."""
+        cost is paid once per batch. Returns each symbol's metrics, or why it failed; a symbol without
+        bars at the strategy's interval is not applicable and not requested."""
         from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
         if strategy not in self.strategy_names():
@@ -425,7 +437,8 @@ class Pipeline:
             for s in symbols
             if s not in known
         }
-        wanted = sorted({known.index(s) for s in symbols if s in known})
+        outcome.update(self._not_applicable(strategy, [s for s in symbols if s in known]))
+        wanted = sorted({known.index(s) for s in symbols if s in known and s not in outcome})
         batches: list[list[int]] = []
         for index in wanted:
             if batches and batches[-1][-1] == index - 1 and len(batches[-1]) < self.settings.backtests_per_run:
@@ -447,12 +460,26 @@ class Pipeline:
             )
             stored = self.stored_metrics(result)
             reasons, reason = _failure_reasons(result)
+            skipped = _not_applicable_in(result)
             for key, index in zip(keys, batch, strict=True):
                 done = stored.get(key)
-                outcome[known[index]] = (
-                    Backtested(done) if done is not None else Failed(clipped(reasons.get(key, reason)))
-                )
+                if done is not None:
+                    outcome[known[index]] = Backtested(done)
+                elif key in skipped:
+                    outcome[known[index]] = NotApplicable(skipped[key])
+                else:
+                    outcome[known[index]] = Failed(clipped(reasons.get(key, reason)))
         return {symbol: outcome[symbol] for symbol in symbols}
+
+    def _not_applicable(self, strategy: str, symbols: list[str]) -> dict[str, NotApplicable]:
+        """The symbols with bars, but none at ``strategy``'s interval: partitions that could only fail."""
+        interval = load_spec(self.stores.strategy_file(strategy)).backtest.timeframe
+        catalog = self.stores.catalog()
+        return {
+            s: NotApplicable(f"not applicable: {s} has no {interval.value} bars")
+            for s in symbols
+            if not catalog.bar_files(s, interval) and any(catalog.bar_files(s, tf) for tf in Timeframe)
+        }
 
     def stored_metrics(self, result: Any) -> dict[str, Metrics]:
         """The metrics of every backtest partition a run materialized, as the warehouse holds them."""

@@ -16,6 +16,9 @@ from ntrader_pipeline.adapters.catalog import BarCatalog
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.calendar import calendar_timezone
+from ntrader_pipeline.core.fills import open_times_ns
+from ntrader_pipeline.core.metrics import daily_returns, period_returns
 from ntrader_pipeline.definitions import INGEST_JOB
 from ntrader_pipeline_tests.support import ORCL_DAILY
 
@@ -67,6 +70,8 @@ def test_a_london_series_imports_on_xlon_passes_its_checks_and_backtests_on_lond
     assert series.calendar == "XLON"
     first_close = pd.Timestamp(int(series.frame["ts_event"].iloc[0]), tz="UTC").tz_convert("Europe/London")
     assert first_close.isoformat() == "2012-01-03T16:30:00+00:00"  # the London close, not New York's
+    first_open = pd.Timestamp(int(open_times_ns(series)[0]), tz="UTC").tz_convert("Europe/London")
+    assert first_open.isoformat() == "2012-01-03T08:00:00+00:00"  # where a next_open order fills
 
     backtest = run("backtest", "run", "--strategy", "sma_crossover", "--symbol", "VOD")
 
@@ -114,3 +119,17 @@ def test_a_symbol_keeps_its_calendar_an_append_on_another_is_refused(run, tmp_pa
     assert "on XLON" in again.stdout
     series = BarCatalog(ntrader_home.catalog_location, ntrader_home.venue).read("VOD", Timeframe.DAILY)
     assert (series.calendar, len(series)) == ("XLON", SESSIONS)
+
+
+def test_days_and_months_of_the_metrics_are_the_series_exchange_time():
+    """Wellington closes at 16:45 local, 03:45 UTC: the evening before in New York. Its sessions of
+    31 January and 1 February fall in two months in New Zealand, in one in New York."""
+    closes = pd.to_datetime(["2024-01-30T03:45Z", "2024-01-31T03:45Z", "2024-02-01T03:45Z"], utc=True)
+    curve = pd.DataFrame({"timestamp": closes, "equity": [100.0, 110.0, 132.0]})
+    zone = calendar_timezone("XNZE")
+
+    returns = daily_returns(curve, zone)
+
+    assert [d.isoformat() for d in returns.index.tz_convert(zone).date] == ["2024-01-31", "2024-02-01"]
+    assert period_returns(returns, "month", zone).round(12).tolist() == [0.1, 0.2]
+    assert period_returns(returns, "month").round(12).tolist() == [0.32]  # New York time: all January

@@ -49,6 +49,14 @@ TRADING_DAYS = 252
 EXCHANGE_TZ = "America/New_York"
 
 
+def exchange_zone(versions: Mapping[str, Any] | None) -> str:
+    """The time zone a run's days and months are counted in: its calendar's (stored in its versions;
+    runs from before calendars were per series are XNYS, New York)."""
+    from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR, calendar_timezone
+
+    return calendar_timezone((versions or {}).get("calendar", DEFAULT_CALENDAR))
+
+
 def iso(ns: int | None) -> str | None:
     return None if ns is None else pd.Timestamp(int(ns), tz="UTC").isoformat()
 
@@ -349,9 +357,7 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Ben
     """
     from nautilus_trader.analysis import MaxDrawdown
 
-    from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR, calendar_timezone
-
-    zone = calendar_timezone(result.versions.get("calendar", DEFAULT_CALENDAR))  # days and months in exchange time
+    zone = exchange_zone(result.versions)  # days and months in exchange time
     benchmark = benchmark or own_benchmark(result)
     bench_curve = benchmark_curve(benchmark)
     curve = equity_curve(result)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 from dagster import AssetKey, DagsterInstance
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.definitions import BACKTEST_JOB, build_definitions
+from ntrader_pipeline.defs.backtests.assets import BACKTEST_ASSET_KEYS
 from ntrader_pipeline.settings import get_settings
 from ntrader_pipeline_tests.support import AAPL_MINUTE, ORCL_DAILY
 
@@ -45,3 +47,22 @@ def test_a_daily_strategy_on_a_minute_only_symbol_is_not_applicable_not_failed(r
         [observation] = [r.asset_observation for r in observed]
         assert observation.partition == "sma_crossover|AAPL"
         assert observation.metadata["not_applicable"].value == "not applicable: AAPL has no DAILY bars"
+
+        # A batch over both symbols (a UI backfill's run of a partition range): ORCL is backtested,
+        # AAPL is not applicable, and the run succeeds.
+        batch = (
+            build_definitions(get_settings())
+            .resolve_job_def(BACKTEST_JOB)
+            .execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                tags={
+                    ASSET_PARTITION_RANGE_START_TAG: "sma_crossover|ORCL",
+                    ASSET_PARTITION_RANGE_END_TAG: "sma_crossover|AAPL",
+                },
+                run_config={"ops": {"backtest": {"config": {"start": "2010-01-01"}}}},
+            )
+        )
+        assert batch.success
+        materialized = {(e.asset_key.to_user_string(), e.partition) for e in batch.get_asset_materialization_events()}
+        assert materialized == {(asset, "sma_crossover|ORCL") for asset in BACKTEST_ASSET_KEYS}

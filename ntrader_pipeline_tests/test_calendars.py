@@ -12,11 +12,13 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
-from ntrader_pipeline.adapters.catalog import BarCatalog
+from ntrader_pipeline.adapters.catalog import BarCatalog, CalendarMismatchError
+from ntrader_pipeline.adapters.market_data_store import MarketDataStore
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.calendar import calendar_timezone
+from ntrader_pipeline.core.csv_bars import read_bar_csv
 from ntrader_pipeline.core.fills import open_times_ns
 from ntrader_pipeline.core.metrics import daily_returns, period_returns
 from ntrader_pipeline.definitions import INGEST_JOB
@@ -133,3 +135,18 @@ def test_days_and_months_of_the_metrics_are_the_series_exchange_time():
     assert [d.isoformat() for d in returns.index.tz_convert(zone).date] == ["2024-01-31", "2024-02-01"]
     assert period_returns(returns, "month", zone).round(12).tolist() == [0.1, 0.2]
     assert period_returns(returns, "month").round(12).tolist() == [0.32]  # New York time: all January
+
+
+def test_bars_on_another_calendar_never_merge_into_a_stored_series(tmp_path, sqlite_url):
+    """What an IB fetch (always XNYS) into a London series meets: refused, both stores untouched."""
+    warehouse = Warehouse.open(sqlite_url)
+    store = MarketDataStore(BarCatalog(tmp_path / "catalog", "XNAS"), warehouse)
+    london = read_bar_csv(london_file(tmp_path), "VOD", calendar="XLON")
+    store.replace(london)
+
+    with pytest.raises(CalendarMismatchError, match="stored on the XLON calendar; these bars are on XNYS"):
+        store.replace(read_bar_csv(london_file(tmp_path), "VOD"))
+
+    kept = store.catalog.read("VOD", Timeframe.DAILY)
+    assert kept.calendar == "XLON" and kept.frame.equals(london.frame)
+    assert warehouse.count_bars("VOD", "VOD.XNAS-1-DAY-LAST-EXTERNAL") == SESSIONS

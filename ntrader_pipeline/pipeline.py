@@ -402,8 +402,15 @@ class Pipeline:
         stores = self.stores
         spec = load_spec(spec_path if spec_path is not None else stores.strategy_file(strategy))
         interval = Timeframe.parse(timeframe) if timeframe else spec.backtest.timeframe
-        series = stores.catalog().read(symbol, interval)
+        catalog = stores.catalog()
+        series = catalog.read(symbol, interval)
         if series is None:
+            held = [tf.value for tf in Timeframe if catalog.bar_files(symbol, tf)]
+            if held:  # the partition is not applicable: say what would run
+                raise PipelineError(
+                    f"not applicable: {symbol} has no {interval.value} bars, only {', '.join(held)}; "
+                    f"import {interval.value} bars or run with --timeframe {held[0]}"
+                )
             raise PipelineError(f"the catalog has no {interval.value} bars for {symbol}; import them first")
         try:
             bars_to_trade(series, spec, start, end)

@@ -32,6 +32,11 @@ def test_a_daily_strategy_on_a_minute_only_symbol_is_not_applicable_not_failed(r
     assert backfill.exit_code == 0, backfill.output
     assert "sma_crossover|AAPL: not applicable: AAPL has no DAILY bars (not run)" in backfill.stdout
     assert "1 partitions" in backfill.stdout and "failed" not in backfill.output
+    one = run("backtest", "run", "--strategy", "sma_crossover", "--symbol", "AAPL")  # asked for by name
+    assert one.exit_code == 1
+    assert one.stderr == (
+        "error: not applicable: AAPL has no DAILY bars, only 1MIN; import DAILY bars or run with --timeframe 1MIN\n"
+    )
 
     # A run over that partition anyway (a backfill of every partition from the UI) succeeds, leaves
     # it unmaterialized and says why on it.

@@ -15,7 +15,6 @@ if TYPE_CHECKING:  # imported where sessions are computed: `data list` reads the
     import pandas as pd
 
 DEFAULT_CALENDAR = "XNYS"  # NYSE and Nasdaq share sessions and early closes.
-EXCHANGE = DEFAULT_CALENDAR  # the calendar of series stored before calendars were per series
 FIRST_SESSION = "1990-01-01"
 
 

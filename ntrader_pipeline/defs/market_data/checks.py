@@ -152,7 +152,7 @@ def historical_freshness(symbol: str, last_import: dict) -> "quality.Finding":
         True,
         f"not applicable: {symbol}'s bars come from a historical {source} import, not a schedule "
         "(freshness is checked for IB-fed series)",
-        {"source": source, "last_bar": str(last_import.get("last", ""))},
+        {"source": source, "import_last_bar": str(last_import.get("last", ""))},
     )
 
 

@@ -4,7 +4,6 @@ the CLI; a symbol keeps its calendar; ``fresh`` does not fail historical imports
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import exchange_calendars
@@ -15,7 +14,6 @@ from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
 from ntrader_pipeline.adapters.catalog import BarCatalog, CalendarMismatchError
 from ntrader_pipeline.adapters.market_data_store import MarketDataStore
-from ntrader_pipeline.adapters.series_calendars import stored_calendars
 from ntrader_pipeline.adapters.warehouse import Warehouse
 from ntrader_pipeline.cli.main import cli
 from ntrader_pipeline.core.bars import Timeframe
@@ -25,8 +23,6 @@ from ntrader_pipeline.core.fills import open_times_ns
 from ntrader_pipeline.core.metrics import daily_returns, period_returns
 from ntrader_pipeline.definitions import INGEST_JOB
 from ntrader_pipeline_tests.support import ORCL_DAILY
-from ntrader_pipeline_tests.test_object_storage import open_store as s3_store
-from ntrader_pipeline_tests.test_object_storage import s3_options
 
 SESSIONS = 400  # enough for the SMA crossover (30 bars) to trade
 
@@ -78,8 +74,6 @@ def test_a_london_series_imports_on_xlon_passes_its_checks_and_backtests_on_lond
     assert first_close.isoformat() == "2012-01-03T16:30:00+00:00"  # the London close, not New York's
     first_open = pd.Timestamp(int(open_times_ns(series)[0]), tz="UTC").tz_convert("Europe/London")
     assert first_open.isoformat() == "2012-01-03T08:00:00+00:00"  # where a next_open order fills
-    listed = run("data", "list", "--format", "json")
-    assert [(row["symbol"], row["calendar"]) for row in json.loads(listed.stdout)] == [("VOD", "XLON")]
 
     backtest = run("backtest", "run", "--strategy", "sma_crossover", "--symbol", "VOD")
 
@@ -156,18 +150,3 @@ def test_bars_on_another_calendar_never_merge_into_a_stored_series(tmp_path, sql
     kept = store.catalog.read("VOD", Timeframe.DAILY)
     assert kept.calendar == "XLON" and kept.frame.equals(london.frame)
     assert warehouse.count_bars("VOD", "VOD.XNAS-1-DAY-LAST-EXTERNAL") == SESSIONS
-
-
-def test_a_series_keeps_its_calendar_on_object_storage(s3_bucket, sqlite_url, tmp_path):
-    """The calendar is in the bar files themselves, so an S3 catalog keeps it: the store reads it
-    back with the bars, and ``data list``'s reader from the version's footer alone."""
-    url = f"s3://{s3_bucket['bucket']}/catalog"
-    store = s3_store(url, s3_bucket, sqlite_url)
-    store.replace(read_bar_csv(london_file(tmp_path), "VOD", calendar="XLON"))
-
-    assert store.catalog.read("VOD", Timeframe.DAILY).calendar == "XLON"
-    assert store.catalog.calendar_of("VOD") == "XLON"
-    bar_type = "VOD.XNAS-1-DAY-LAST-EXTERNAL"
-    assert stored_calendars(url, [bar_type, "NONE.XNAS-1-DAY-LAST-EXTERNAL"], s3_options(s3_bucket)) == {
-        bar_type: "XLON"
-    }

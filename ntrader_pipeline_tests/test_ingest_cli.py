@@ -54,7 +54,6 @@ def test_aapl_skip_imports_the_other_50_bars_and_lists_the_skipped_one(run):
         {
             "symbol": "AAPL",
             "bar_type": "AAPL.XNAS-1-MINUTE-LAST-EXTERNAL",
-            "calendar": "XNYS",
             "source": "csv",
             "bars": 50,
             "first": "2024-01-02T14:31:00+00:00",  # 09:30 New York open + 1 minute, in UTC
@@ -72,7 +71,6 @@ def test_yahoo_files_import_plain_and_adjusted(run, ntrader_home):
     assert listed["NVDA"] == {
         "symbol": "NVDA",
         "bar_type": "NVDA.XNAS-1-DAY-LAST-EXTERNAL",
-        "calendar": "XNYS",
         "source": "csv",
         "bars": 4012,
         "first": "1999-01-22T21:00:00+00:00",

@@ -36,7 +36,6 @@ from ntrader_pipeline.adapters.catalog_manifest import ManifestPublish, read_man
 from ntrader_pipeline.adapters.catalog_publish import Publish
 from ntrader_pipeline.adapters.faults import kill_point
 from ntrader_pipeline.adapters.object_store import S3Options, is_remote, open_store
-from ntrader_pipeline.adapters.series_calendars import schema_calendar, with_calendar
 from ntrader_pipeline.core.bars import (
     PRICE_COLUMNS,
     SIZE_PRECISION,
@@ -45,6 +44,7 @@ from ntrader_pipeline.core.bars import (
     bar_type_for,
     to_nautilus_bars,
 )
+from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR
 from ntrader_pipeline.core.instruments import make_equity
 from ntrader_pipeline.core.paths import confined
 
@@ -142,6 +142,16 @@ def frame_from_bars_table(table: pa.Table, price_precision: int) -> pd.DataFrame
     return frame.sort_values("ts_event", kind="stable", ignore_index=True)
 
 
+CALENDAR_KEY = b"ntrader_calendar"  # our own key in the bar file's schema metadata, beside NautilusTrader's
+
+
+def _stored_calendar(table: pa.Table | pa.Schema) -> str:
+    """The exchange calendar a bar file was written with; files from before calendars were kept
+    per series carry none and are XNYS, the only calendar there was."""
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    return (schema.metadata or {}).get(CALENDAR_KEY, DEFAULT_CALENDAR.encode()).decode()
+
+
 def _stored_precision(table: pa.Table) -> int:
     """The price precision NautilusTrader wrote into the file's schema metadata: the series' own.
 
@@ -184,7 +194,8 @@ def write_series_folders(root: Path, series: BarSeries, venue: str) -> None:
     staging.write_data([make_equity(series.symbol, venue, series.price_precision)])
     folder = root / "data" / "bar" / bar_type
     folder.mkdir(parents=True)
-    table = with_calendar(bars_table(series, venue), series.calendar)
+    table = bars_table(series, venue)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), CALENDAR_KEY: series.calendar.encode()})
     pq.write_table(
         table,
         folder / _timestamps_to_filename(series.first_ns, series.last_ns),
@@ -244,9 +255,9 @@ class BarCatalog:
             if self.remote:  # a version's files are only reached through its manifest
                 tables = self._read_version(str(bar_type_for(symbol, self.venue, timeframe)))
                 if tables:
-                    return schema_calendar(tables[0].schema)
+                    return _stored_calendar(tables[0])
             elif files := self.bar_files(symbol, timeframe):
-                return schema_calendar(pq.read_schema(files[0]))
+                return _stored_calendar(pq.read_schema(files[0]))
         return None
 
     def instrument(self, symbol: str) -> Equity | None:
@@ -269,7 +280,7 @@ class BarCatalog:
             return None
         precision = max(_stored_precision(t) for t in tables)
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        calendar = schema_calendar(tables[-1].schema)
+        calendar = _stored_calendar(tables[-1])
         frame = frame_from_bars_table(table, precision)
         return BarSeries(symbol, timeframe, frame, precision, source="catalog", calendar=calendar)
 

@@ -97,27 +97,17 @@ def import_csv(
 @click.option("--symbol", default=None, help="Only this symbol.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def list_data(symbol: str | None, fmt: str) -> None:
-    """Stored bar series: symbol, bar type, exchange calendar, source, count, first and last bar (UTC)."""
-    from ntrader_pipeline.adapters.series_calendars import stored_calendars
-    from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR
-    from ntrader_pipeline.settings import get_settings
-
-    inventory = open_warehouse().bar_inventory(symbol)
-    settings = get_settings()
-    calendars = stored_calendars(
-        settings.catalog_location, sorted({row["bar_type"] for row in inventory}), settings.s3_options()
-    )
+    """Stored bar series: symbol, bar type, source, count, first and last bar (UTC)."""
     rows = [
         {
             "symbol": row["symbol"],
             "bar_type": row["bar_type"],
-            "calendar": calendars.get(row["bar_type"], DEFAULT_CALENDAR),
             "source": row["source"],
             "bars": row["bars"],
             "first": row["first"].isoformat(),
             "last": row["last"].isoformat(),
         }
-        for row in inventory
+        for row in open_warehouse().bar_inventory(symbol)
     ]
     if fmt == "json":
         click.echo(json.dumps(rows))
@@ -125,8 +115,8 @@ def list_data(symbol: str | None, fmt: str) -> None:
     if not rows:
         click.echo("No market data stored" + (f" for {symbol.upper()}." if symbol else "."))
         return
-    table = Table("symbol", "bar type", "calendar", "source", "bars", "first (UTC)", "last (UTC)")
+    table = Table("symbol", "bar type", "source", "bars", "first (UTC)", "last (UTC)")
     for row in rows:
         first, last = (row[k].removesuffix("+00:00").replace("T", " ") for k in ("first", "last"))
-        table.add_row(row["symbol"], row["bar_type"], row["calendar"], row["source"], f"{row['bars']:,}", first, last)
+        table.add_row(row["symbol"], row["bar_type"], row["source"], f"{row['bars']:,}", first, last)
     console.print(table)

@@ -8,11 +8,9 @@ session's close and its date is the session's date in the calendar's own time zo
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported where sessions are computed: `data list` reads the default without them
-    import numpy as np
-    import pandas as pd
+import numpy as np
+import pandas as pd
 
 DEFAULT_CALENDAR = "XNYS"  # NYSE and Nasdaq share sessions and early closes.
 FIRST_SESSION = "1990-01-01"
@@ -59,17 +57,11 @@ def calendar_timezone(name: str = DEFAULT_CALENDAR) -> str:
 
 def session_dates(ts_ns, name: str = DEFAULT_CALENDAR) -> pd.DatetimeIndex:
     """The local date (in the calendar's time zone, naive) of each UTC nanosecond time: a daily bar's session."""
-    import numpy as np
-    import pandas as pd
-
     stamps = pd.to_datetime(np.asarray(ts_ns, dtype=np.int64), utc=True).tz_convert(calendar_timezone(name))
     return pd.DatetimeIndex(stamps.tz_localize(None).normalize())
 
 
 def _session_edge_ns(dates: pd.Series, name: str, column: str, fallback: pd.Timedelta) -> np.ndarray:
-    import numpy as np
-    import pandas as pd
-
     days = pd.to_datetime(dates).dt.normalize().dt.tz_localize(None)
     edges = exchange_calendar(name).schedule[column].reindex(pd.DatetimeIndex(days.to_numpy()))
     local = (days + fallback).dt.tz_localize(calendar_timezone(name), nonexistent="shift_forward", ambiguous=False)
@@ -84,15 +76,9 @@ def session_close_ns(dates: pd.Series, name: str = DEFAULT_CALENDAR) -> np.ndarr
     Dates the calendar has no session for (weekends, holidays) fall back to 16:00 local so that
     the caller's validation, not this lookup, decides whether such a bar is acceptable.
     """
-    return _session_edge_ns(dates, name, "close", _hours(16))
+    return _session_edge_ns(dates, name, "close", pd.Timedelta(hours=16))
 
 
 def session_open_ns(dates: pd.Series, name: str = DEFAULT_CALENDAR) -> np.ndarray:
     """UTC nanoseconds of each date's session open (09:30 local where the calendar has no session)."""
-    return _session_edge_ns(dates, name, "open", _hours(9.5))
-
-
-def _hours(hours: float) -> pd.Timedelta:
-    import pandas as pd
-
-    return pd.Timedelta(hours=hours)
+    return _session_edge_ns(dates, name, "open", pd.Timedelta(hours=9, minutes=30))

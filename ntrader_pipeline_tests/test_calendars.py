@@ -23,6 +23,7 @@ from ntrader_pipeline.core.fills import open_times_ns
 from ntrader_pipeline.core.metrics import daily_returns, period_returns
 from ntrader_pipeline.definitions import INGEST_JOB
 from ntrader_pipeline_tests.support import ORCL_DAILY
+from ntrader_pipeline_tests.test_object_storage import open_store as s3_store
 
 SESSIONS = 400  # enough for the SMA crossover (30 bars) to trade
 
@@ -150,3 +151,13 @@ def test_bars_on_another_calendar_never_merge_into_a_stored_series(tmp_path, sql
     kept = store.catalog.read("VOD", Timeframe.DAILY)
     assert kept.calendar == "XLON" and kept.frame.equals(london.frame)
     assert warehouse.count_bars("VOD", "VOD.XNAS-1-DAY-LAST-EXTERNAL") == SESSIONS
+
+
+def test_a_series_keeps_its_calendar_on_object_storage(s3_bucket, sqlite_url, tmp_path):
+    """The calendar is in the bar files themselves, so an S3 catalog keeps it."""
+    store = s3_store(f"s3://{s3_bucket['bucket']}/catalog", s3_bucket, sqlite_url)
+    store.replace(read_bar_csv(london_file(tmp_path), "VOD", calendar="XLON"))
+
+    assert store.catalog.read("VOD", Timeframe.DAILY).calendar == "XLON"
+    assert store.catalog.calendar_of("VOD") == "XLON"
+    assert store.catalog.calendar_of("NONE") is None

@@ -359,13 +359,14 @@ class Run:
         says why. Reading the catalog imports NautilusTrader.
         """
         from ntrader_pipeline.adapters.warehouse.results import stored_market, symbol_and_venue
+        from ntrader_pipeline.core.metrics import exchange_zone
         from ntrader_pipeline.core.reports import returns_table
 
         catalog = self.home.stores.catalog(symbol_and_venue(self.record)[1])
         market = stored_market(self.record, self.metrics, self._curve, catalog)
         if market.problem is not None:
             warnings.warn(f"run {self.run_id}: no benchmark returns: {market.problem}", BenchmarkWarning, stacklevel=2)
-        return returns_table(self._curve, market.benchmark)
+        return returns_table(self._curve, market.benchmark, exchange_zone(self.record.versions))
 
     @cached_property
     def trades(self) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -33,7 +34,7 @@ from ntrader_pipeline.core.bars import Timeframe
 from ntrader_pipeline.core.metric_registry import Metrics
 from ntrader_pipeline.core.paths import MAX_SPEC_BYTES, read_regular_file
 from ntrader_pipeline.core.quoting import clipped, excerpt
-from ntrader_pipeline.core.records import Backtested, Failed, PartitionOutcome
+from ntrader_pipeline.core.records import Backtested, Failed, NotApplicable, PartitionOutcome
 from ntrader_pipeline.core.strategy_specs import load_spec
 from ntrader_pipeline.core.symbols import parse_symbol, parse_symbols
 from ntrader_pipeline.definitions import (
@@ -185,6 +186,26 @@ def _failure_reasons(result: Any) -> tuple[dict[str, str], str]:
     return {}, message.splitlines()[0] if message else "the run failed"
 
 
+def _check_detail(metadata: Mapping[str, Any]) -> str:
+    """A failed check's summary and the examples its metadata lists (``missing_examples``...)."""
+    text = str(metadata["summary"].value) if "summary" in metadata else "failed"
+    for key, value in metadata.items():
+        if key.endswith("examples") and value.value:
+            text += f"; {key.replace('_', ' ')}: {', '.join(str(v) for v in value.value)}"
+    return text
+
+
+def _not_applicable_in(result: Any) -> dict[str, str]:
+    """Partition key → reason, for the backtest partitions a run observed as not applicable."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_OBSERVATION:
+            observation = event.event_specific_data.asset_observation
+            if "not_applicable" in observation.metadata:
+                found[observation.partition] = str(observation.metadata["not_applicable"].value)
+    return found
+
+
 @dataclass
 class Pipeline:
     settings: Settings
@@ -221,25 +242,30 @@ class Pipeline:
                 tags=cli_run_tags(),
             )
         except DagsterAssetCheckFailedError as exc:  # the write happened; a blocking check then failed
+            names, details = self._failed_checks(run_id)
             raise PipelineError(
-                f"{partition_key}: stored, but blocking data checks failed ({self._failed_checks(run_id)}); "
-                "its backtests will not run until this is fixed (details: the checks in the UI)"
+                f"{partition_key}: stored, but blocking data checks failed ({names}); "
+                "its backtests will not run until this is fixed" + "".join(f"\n  {line}" for line in details)
             ) from exc
 
-    def _failed_checks(self, run_id: str) -> str:
-        """``asset: check,check`` of the blocking checks that failed in a run, read from its events."""
+    def _failed_checks(self, run_id: str) -> tuple[str, list[str]]:
+        """``asset: check,check`` of the blocking checks that failed in a run, read from its events,
+        and one line per failed check: its summary and examples (what the UI shows of it)."""
         records = self.instance.get_records_for_run(
             run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000
         ).records
         failed: dict[str, list[str]] = {}
+        details = []
         for record in records:
             event = record.event_log_entry.dagster_event
             evaluation = event.event_specific_data if event else None
             if not isinstance(evaluation, AssetCheckEvaluation):
                 continue
             if not evaluation.passed and evaluation.blocking and evaluation.severity == AssetCheckSeverity.ERROR:
-                failed.setdefault(evaluation.asset_key.to_user_string(), []).append(evaluation.check_name)
-        return "; ".join(f"{asset}: {','.join(names)}" for asset, names in failed.items())
+                asset = evaluation.asset_key.to_user_string()
+                failed.setdefault(asset, []).append(evaluation.check_name)
+                details.append(f"{asset} {evaluation.check_name}: {_check_detail(evaluation.metadata)}")
+        return "; ".join(f"{asset}: {','.join(names)}" for asset, names in failed.items()), details
 
     def strategy_names(self) -> list[str]:
         """The strategy partition keys that name a file in strategy_configs (not ``_file``)."""
@@ -270,12 +296,16 @@ class Pipeline:
         file: str | Path,
         symbol: str,
         timeframe: str | None = None,
-        timezone: str = "America/New_York",
+        timezone: str | None = None,
         *,
         on_invalid: str = "reject",
         adjusted: bool = False,
+        calendar: str | None = None,
     ) -> dict[str, Any]:
         """Import a CSV for ``symbol`` (a new symbol becomes a partition); returns what was stored.
+
+        ``calendar``: the series' exchange calendar (default: the symbol's stored one, else XNYS);
+        ``timezone`` of naive timestamps: default the calendar's.
 
         A new symbol whose file is rejected loses its partition again (nothing was stored).
         """
@@ -287,6 +317,7 @@ class Pipeline:
             "timezone": timezone,
             "on_invalid": on_invalid,
             "adjusted": adjusted,
+            "calendar": calendar,
         }
         try:
             result = self._execute(INGEST_JOB, symbol, {"ops": {"csv_bars": {"config": config}}})
@@ -388,8 +419,15 @@ class Pipeline:
         stores = self.stores
         spec = load_spec(spec_path if spec_path is not None else stores.strategy_file(strategy))
         interval = Timeframe.parse(timeframe) if timeframe else spec.backtest.timeframe
-        series = stores.catalog().read(symbol, interval)
+        catalog = stores.catalog()
+        series = catalog.read(symbol, interval)
         if series is None:
+            held = [tf.value for tf in Timeframe if catalog.bar_files(symbol, tf)]
+            if held:  # the partition is not applicable: say what would run
+                raise PipelineError(
+                    f"not applicable: {symbol} has no {interval.value} bars, only {', '.join(held)}; "
+                    f"import {interval.value} bars or run with --timeframe {held[0]}"
+                )
             raise PipelineError(f"the catalog has no {interval.value} bars for {symbol}; import them first")
         try:
             bars_to_trade(series, spec, start, end)
@@ -410,7 +448,8 @@ class Pipeline:
     ) -> dict[str, PartitionOutcome]:
         """Materialize ``strategy`` on many symbols, in the runs a UI backfill would make: ranges of
         consecutive symbol partitions, at most ``backtests_per_run`` (setting) each, so a run's fixed
-        cost is paid once per batch. Returns each symbol's metrics, or why it failed."""
+        cost is paid once per batch. Returns each symbol's metrics, or why it failed; a symbol without
+        bars at the strategy's interval is not applicable and not requested."""
         from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
         if strategy not in self.strategy_names():
@@ -422,7 +461,8 @@ class Pipeline:
             for s in symbols
             if s not in known
         }
-        wanted = sorted({known.index(s) for s in symbols if s in known})
+        outcome.update(self._not_applicable(strategy, [s for s in symbols if s in known]))
+        wanted = sorted({known.index(s) for s in symbols if s in known and s not in outcome})
         batches: list[list[int]] = []
         for index in wanted:
             if batches and batches[-1][-1] == index - 1 and len(batches[-1]) < self.settings.backtests_per_run:
@@ -444,12 +484,26 @@ class Pipeline:
             )
             stored = self.stored_metrics(result)
             reasons, reason = _failure_reasons(result)
+            skipped = _not_applicable_in(result)
             for key, index in zip(keys, batch, strict=True):
                 done = stored.get(key)
-                outcome[known[index]] = (
-                    Backtested(done) if done is not None else Failed(clipped(reasons.get(key, reason)))
-                )
+                if done is not None:
+                    outcome[known[index]] = Backtested(done)
+                elif key in skipped:
+                    outcome[known[index]] = NotApplicable(skipped[key])
+                else:
+                    outcome[known[index]] = Failed(clipped(reasons.get(key, reason)))
         return {symbol: outcome[symbol] for symbol in symbols}
+
+    def _not_applicable(self, strategy: str, symbols: list[str]) -> dict[str, NotApplicable]:
+        """The symbols with bars, but none at ``strategy``'s interval: partitions that could only fail."""
+        interval = load_spec(self.stores.strategy_file(strategy)).backtest.timeframe
+        catalog = self.stores.catalog()
+        return {
+            s: NotApplicable(f"not applicable: {s} has no {interval.value} bars")
+            for s in symbols
+            if not catalog.bar_files(s, interval) and any(catalog.bar_files(s, tf) for tf in Timeframe)
+        }
 
     def stored_metrics(self, result: Any) -> dict[str, Metrics]:
         """The metrics of every backtest partition a run materialized, as the warehouse holds them."""

@@ -24,8 +24,9 @@ from ntrader_pipeline.adapters.stores import Stores
 from ntrader_pipeline.adapters.warehouse.results import load_run, symbol_and_venue
 from ntrader_pipeline.core.backtest import run_backtest, run_versions, window
 from ntrader_pipeline.core.bars import Timeframe
+from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR, calendar_timezone
 from ntrader_pipeline.core.ledger import trade_ledger
-from ntrader_pipeline.core.metrics import EXCHANGE_TZ, benchmark_for, compute_metrics, metric_differences
+from ntrader_pipeline.core.metrics import benchmark_for, compute_metrics, metric_differences
 from ntrader_pipeline.core.strategy_specs import StrategySpec
 from ntrader_pipeline.settings import get_settings
 
@@ -77,10 +78,10 @@ def _timeframe(bar_type: str) -> Timeframe:
     return Timeframe.of_bar_type(bar_type)
 
 
-def _exchange_date(stamp) -> date:
+def _exchange_date(stamp, calendar: str) -> date:
     stamp = pd.Timestamp(stamp)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp  # SQLite gives naive UTC
-    return stamp.tz_convert(EXCHANGE_TZ).date()
+    return stamp.tz_convert(calendar_timezone(calendar)).date()
 
 
 def reproduce_run(
@@ -107,7 +108,8 @@ def reproduce_run(
     if research is not None and research.get("kind") == "walk_forward":
         first, last = (date.fromisoformat(day) for day in research["bars"])
     else:
-        first, last = _exchange_date(record.start), _exchange_date(record.end)
+        calendar = record.versions.get("calendar", DEFAULT_CALENDAR)  # the calendar the run was made on
+        first, last = _exchange_date(record.start, calendar), _exchange_date(record.end, calendar)
     bars = window(series, first, last)
     if len(bars) == 0:
         outcome.problem = f"the catalog has no {symbol} bars between {first} and {last} any more"
@@ -125,7 +127,7 @@ def reproduce_run(
         result = run_backtest(series, spec, venue, run_id, first, last, allowlist)
         fresh = compute_metrics(result, trade_ledger(result.fills), benchmark_for(result, closes))
     outcome.fresh_hash = result.data_hash
-    now = run_versions(spec.backtest.fill)
+    now = run_versions(spec.backtest.fill, series.calendar)
     outcome.version_changes = {
         name: (old, now[name]) for name, old in record.versions.items() if name in now and now[name] != old
     }

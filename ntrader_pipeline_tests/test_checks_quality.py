@@ -222,7 +222,7 @@ def test_checks_catch_stores_that_drift_apart(tmp_path: Path, warehouse_url: str
     assert found[("bar_catalog", "ohlc_consistent")].passed  # the catalog still holds the good bars
 
 
-def test_import_csv_says_in_one_line_that_bars_were_stored_but_checks_block_them(tmp_path, ntrader_home, monkeypatch):
+def test_import_csv_says_that_bars_were_stored_but_checks_block_them_and_why(tmp_path, ntrader_home, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(ntrader_home.resolved_dagster_home))  # restored after the test
     gappy = tmp_path / "ORCL.csv"
     gappy.write_text(head(ORCL_DAILY, 120, drop_row=50))
@@ -232,7 +232,9 @@ def test_import_csv_says_in_one_line_that_bars_were_stored_but_checks_block_them
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
         "error: ORCL: stored, but blocking data checks failed (bar_catalog: calendar_gaps); "
-        "its backtests will not run until this is fixed (details: the checks in the UI)"
+        "its backtests will not run until this is fixed",
+        "error:   bar_catalog calendar_gaps: against the XNYS calendar: 1 sessions without a bar, "
+        "0 bars on non-session days; missing examples: 1995-03-14",
     ]
     assert [row["bars"] for row in Warehouse.open(ntrader_home.resolved_warehouse_url).bar_inventory("ORCL")] == [119]
 

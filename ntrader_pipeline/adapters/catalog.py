@@ -44,14 +44,29 @@ from ntrader_pipeline.core.bars import (
     bar_type_for,
     to_nautilus_bars,
 )
+from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR
 from ntrader_pipeline.core.instruments import make_equity
 from ntrader_pipeline.core.paths import confined
+
+
+class CalendarMismatchError(ValueError):
+    """Bars on one exchange calendar sent to a series stored on another."""
+
+
+def refuse_other_calendar(existing: BarSeries | None, incoming: BarSeries, bar_type: str) -> None:
+    """A series keeps the calendar it was first stored with: its sessions decide its stamps and checks."""
+    if existing is not None and len(existing) and existing.calendar != incoming.calendar:
+        raise CalendarMismatchError(
+            f"{bar_type} is stored on the {existing.calendar} calendar; these bars are on {incoming.calendar}. "
+            f"Import them with --calendar {existing.calendar}, or under another symbol"
+        )
 
 
 def merge_series(existing: BarSeries | None, incoming: BarSeries) -> BarSeries:
     """Incoming bars replace stored bars inside their time range; stored bars outside it stay."""
     if existing is None or len(existing) == 0:
         return incoming
+    refuse_other_calendar(existing, incoming, f"{incoming.symbol} {incoming.timeframe.value}")
     old = existing.frame
     keep = old[(old["ts_event"] < incoming.first_ns) | (old["ts_event"] > incoming.last_ns)]
     frame = pd.concat([keep, incoming.frame], ignore_index=True).sort_values("ts_event", kind="stable")
@@ -62,6 +77,7 @@ def merge_series(existing: BarSeries | None, incoming: BarSeries) -> BarSeries:
         price_precision=max(existing.price_precision, incoming.price_precision),
         source=incoming.source,
         notes=incoming.notes,
+        calendar=incoming.calendar,
     )
 
 
@@ -126,6 +142,16 @@ def frame_from_bars_table(table: pa.Table, price_precision: int) -> pd.DataFrame
     return frame.sort_values("ts_event", kind="stable", ignore_index=True)
 
 
+CALENDAR_KEY = b"ntrader_calendar"  # our own key in the bar file's schema metadata, beside NautilusTrader's
+
+
+def _stored_calendar(table: pa.Table | pa.Schema) -> str:
+    """The exchange calendar a bar file was written with; files from before calendars were kept
+    per series carry none and are XNYS, the only calendar there was."""
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    return (schema.metadata or {}).get(CALENDAR_KEY, DEFAULT_CALENDAR.encode()).decode()
+
+
 def _stored_precision(table: pa.Table) -> int:
     """The price precision NautilusTrader wrote into the file's schema metadata: the series' own.
 
@@ -168,8 +194,10 @@ def write_series_folders(root: Path, series: BarSeries, venue: str) -> None:
     staging.write_data([make_equity(series.symbol, venue, series.price_precision)])
     folder = root / "data" / "bar" / bar_type
     folder.mkdir(parents=True)
+    table = bars_table(series, venue)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), CALENDAR_KEY: series.calendar.encode()})
     pq.write_table(
-        bars_table(series, venue),
+        table,
         folder / _timestamps_to_filename(series.first_ns, series.last_ns),
         row_group_size=staging.max_rows_per_group,
     )
@@ -232,6 +260,18 @@ class BarCatalog:
             return []
         return self._catalog.bars([str(bar_type_for(symbol, self.venue, timeframe))])
 
+    def calendar_of(self, symbol: str) -> str | None:
+        """The exchange calendar ``symbol``'s stored series follow (its first series' file says),
+        or None when none is stored. Reads one file's schema, never the bars."""
+        for timeframe in Timeframe:
+            if self.remote:  # a version's files are only reached through its manifest
+                tables = self._read_version(str(bar_type_for(symbol, self.venue, timeframe)))
+                if tables:
+                    return _stored_calendar(tables[0])
+            elif files := self.bar_files(symbol, timeframe):
+                return _stored_calendar(pq.read_schema(files[0]))
+        return None
+
     def instrument(self, symbol: str) -> Equity | None:
         """The symbol's instrument at the catalog's root (its latest publish's), as NautilusTrader reads it."""
         found = self._catalog.instruments(instrument_ids=[f"{symbol}.{self.venue}"])
@@ -252,7 +292,9 @@ class BarCatalog:
             return None
         precision = max(_stored_precision(t) for t in tables)
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        return BarSeries(symbol, timeframe, frame_from_bars_table(table, precision), precision, source="catalog")
+        calendar = _stored_calendar(tables[-1])
+        frame = frame_from_bars_table(table, precision)
+        return BarSeries(symbol, timeframe, frame, precision, source="catalog", calendar=calendar)
 
     def _read_files(self, bar_type: str) -> list[pa.Table]:
         """The live bar files of a local series, listed and opened under its shared swap lock.

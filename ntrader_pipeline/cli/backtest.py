@@ -10,7 +10,7 @@ import click
 
 from ntrader_pipeline.cli.common import console, open_pipeline, parse_date, symbol_param
 from ntrader_pipeline.core.metric_registry import RANKABLE_METRICS, display, label
-from ntrader_pipeline.core.records import Failed, PartitionOutcome
+from ntrader_pipeline.core.records import Failed, NotApplicable, PartitionOutcome
 
 if TYPE_CHECKING:
     from ntrader_pipeline.pipeline import Pipeline
@@ -90,14 +90,19 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end, 
                 advance(f"{strategy}|{symbol}" + (" failed" if isinstance(done, Failed) else ""))
     from ntrader_pipeline.cli.outcome import risk_notes, say, summary_table
 
-    ordered = [(strategy, symbol, results[strategy, symbol]) for strategy in strategies for symbol in symbols]
+    everything = [(strategy, symbol, results[strategy, symbol]) for strategy in strategies for symbol in symbols]
+    ordered = [(s, y, done) for s, y, done in everything if not isinstance(done, NotApplicable)]
     rows = [
         ((strategy, symbol), None, done.reason.splitlines()[0])
         if isinstance(done, Failed)
         else ((strategy, symbol), done.metrics, "")
         for strategy, symbol, done in ordered
     ]
-    console.print(summary_table(f"{len(ordered)} partitions", ("strategy", "symbol"), rows))
+    if ordered:
+        console.print(summary_table(f"{len(ordered)} partitions", ("strategy", "symbol"), rows))
+    for strategy, symbol, done in everything:
+        if isinstance(done, NotApplicable):  # no run was made: nothing failed, nothing to fix
+            say(f"{strategy}|{symbol}: {done.reason} (not run)")
     failed = sum(isinstance(done, Failed) for _, _, done in ordered)
     ran = [(s, y, str(done.metrics["run_id"])) for s, y, done in ordered if not isinstance(done, Failed)]
     for strategy, symbol, run_id in ran:
@@ -106,7 +111,7 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end, 
     if ran:
         say(f"tearsheet of each run: {pipeline.tearsheet_url('<run id>')} (e.g. {pipeline.tearsheet_url(ran[0][2])})")
     if failed:
-        raise click.ClickException(f"{failed} of {len(strategies) * len(symbols)} partitions failed")
+        raise click.ClickException(f"{failed} of {len(ordered)} partitions failed")
 
 
 def _backfill_shares(pipeline, shares: list[tuple[str, list[str]]], start, end, jobs: int):

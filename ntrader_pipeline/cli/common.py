@@ -88,6 +88,18 @@ def timezone_param(_ctx, param, value: str | None) -> str | None:
         raise click.BadParameter(str(exc), param=param) from None
 
 
+def calendar_param(_ctx, param, value: str | None) -> str | None:
+    """Click callback: an exchange calendar exchange-calendars knows (``XNYS``, ``XLON``), as its code."""
+    if value is None:
+        return None
+    from ntrader_pipeline.core.calendar import CalendarError, check_calendar
+
+    try:
+        return check_calendar(value)
+    except CalendarError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
 def parse_date(_ctx, param, value: str | None) -> date | None:
     if value is None:
         return None

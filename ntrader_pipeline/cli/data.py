@@ -8,7 +8,14 @@ import sys
 import click
 from rich.table import Table
 
-from ntrader_pipeline.cli.common import console, open_pipeline, open_warehouse, symbol_param, timezone_param
+from ntrader_pipeline.cli.common import (
+    calendar_param,
+    console,
+    open_pipeline,
+    open_warehouse,
+    symbol_param,
+    timezone_param,
+)
 
 
 @click.group()
@@ -24,11 +31,17 @@ SHOWN_SKIPPED = 20  # skipped rows printed by import-csv; the run's metadata lis
 @click.option("--symbol", required=True, callback=symbol_param, help="Ticker the bars belong to, e.g. AAPL, BRK.B.")
 @click.option("--timeframe", default=None, help="1MIN, 5MIN, 1HOUR or DAILY (inferred when omitted).")
 @click.option(
+    "--calendar",
+    default=None,
+    callback=calendar_param,
+    help="Exchange calendar of the series: XNYS, XLON, XTKS... (exchange-calendars codes; "
+    "default: the symbol's stored calendar, else XNYS).",
+)
+@click.option(
     "--timezone",
-    default="America/New_York",
-    show_default=True,
+    default=None,
     callback=timezone_param,
-    help="Timezone of naive timestamps.",
+    help="Timezone of naive timestamps (default: the calendar's, America/New_York for XNYS).",
 )
 @click.option(
     "--on-invalid",
@@ -38,7 +51,15 @@ SHOWN_SKIPPED = 20  # skipped rows printed by import-csv; the run's metadata lis
     help="reject: import nothing if any row is bad; skip: drop bad rows and list them.",
 )
 @click.option("--adjusted", is_flag=True, help="Scale OHLC by Adj Close / Close (Yahoo exports).")
-def import_csv(file: str, symbol: str, timeframe: str | None, timezone: str, on_invalid: str, adjusted: bool) -> None:
+def import_csv(
+    file: str,
+    symbol: str,
+    timeframe: str | None,
+    calendar: str | None,
+    timezone: str | None,
+    on_invalid: str,
+    adjusted: bool,
+) -> None:
     """Import a CSV into the catalog and the market_data table (replacing overlapping bars)."""
     from ntrader_pipeline.core.bars import Timeframe
     from ntrader_pipeline.core.validation import BarFileError, describe_problems
@@ -49,7 +70,9 @@ def import_csv(file: str, symbol: str, timeframe: str | None, timezone: str, on_
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--timeframe") from None
     try:
-        stored = open_pipeline().import_csv(file, symbol, timeframe, timezone, on_invalid=on_invalid, adjusted=adjusted)
+        stored = open_pipeline().import_csv(
+            file, symbol, timeframe, timezone, on_invalid=on_invalid, adjusted=adjusted, calendar=calendar
+        )
     except BarFileError as problem:  # the asset's own error: execute_in_process re-raises it as is
         for line in describe_problems(problem.file, problem.problems):
             click.echo(line, err=True)
@@ -57,7 +80,7 @@ def import_csv(file: str, symbol: str, timeframe: str | None, timezone: str, on_
         sys.exit(1)
     adjusted_note = " (OHLC adjusted by Adj Close / Close)" if stored["adjusted"] else ""
     click.echo(
-        f"Imported {stored['bars_written']} bars of {stored['bar_type']}{adjusted_note} "
+        f"Imported {stored['bars_written']} bars of {stored['bar_type']} on {stored['calendar']}{adjusted_note} "
         f"({stored['first']} -> {stored['last']}); {stored['bars_stored']} stored in all."
     )
     skipped = stored["bars_skipped"]

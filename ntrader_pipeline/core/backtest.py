@@ -17,7 +17,7 @@ warm-up included, since those decide its trades.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from importlib.metadata import version
@@ -34,7 +34,7 @@ from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.model.objects import Money
 
 from ntrader_pipeline.core.bars import BarSeries, to_nautilus_bars
-from ntrader_pipeline.core.calendar import EXCHANGE
+from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR, calendar_timezone
 from ntrader_pipeline.core.fee_model import PerShareFeeModel
 from ntrader_pipeline.core.fees import CENT
 from ntrader_pipeline.core.instruments import make_equity
@@ -88,21 +88,15 @@ def window(series: BarSeries, start: date | None, end: date | None) -> BarSeries
     frame = series.frame
     if start is None and end is None:
         return series
-    local = pd.to_datetime(frame["ts_event"], utc=True).dt.tz_convert("America/New_York").dt.tz_localize(None)
+    zone = calendar_timezone(series.calendar)
+    local = pd.to_datetime(frame["ts_event"], utc=True).dt.tz_convert(zone).dt.tz_localize(None)
     local_day = local.to_numpy(dtype="datetime64[D]")  # not a date object per bar
     mask = np.ones(len(frame), dtype=bool)
     if start is not None:
         mask &= local_day >= np.datetime64(start, "D")
     if end is not None:
         mask &= local_day <= np.datetime64(end, "D")
-    return BarSeries(
-        series.symbol,
-        series.timeframe,
-        frame[mask].reset_index(drop=True),
-        series.price_precision,
-        series.source,
-        series.notes,
-    )
+    return replace(series, frame=frame[mask].reset_index(drop=True), recheck=None)
 
 
 def bars_to_trade(series: BarSeries, spec: StrategySpec, start: date | None, end: date | None) -> BarSeries:
@@ -122,16 +116,17 @@ def bars_before(series: BarSeries, ts_ns: int) -> BarSeries:
     """The bars of ``series`` that close before ``ts_ns``: what warms up a run starting there."""
     frame = series.frame
     before = frame[frame["ts_event"].to_numpy(dtype=np.int64) < ts_ns].reset_index(drop=True)
-    return BarSeries(series.symbol, series.timeframe, before, series.price_precision, series.source, series.notes)
+    return replace(series, frame=before, recheck=None)
 
 
 def versions() -> dict[str, str]:
     return {pkg: version(pkg) for pkg in ("nautilus_trader", "ntrader-pipeline", "pandas")}
 
 
-def run_versions(fill: str) -> dict[str, str]:
-    """What a run's numbers depend on besides its inputs: packages, calendar and fill convention."""
-    return {**versions(), "calendar": EXCHANGE, "fills": FILL_CONVENTIONS[fill]}
+def run_versions(fill: str, calendar: str = DEFAULT_CALENDAR) -> dict[str, str]:
+    """What a run's numbers depend on besides its inputs: packages, the series' exchange calendar
+    (its sessions, next-open fills) and fill convention."""
+    return {**versions(), "calendar": calendar, "fills": FILL_CONVENTIONS[fill]}
 
 
 def run_backtest(
@@ -205,7 +200,7 @@ def run_backtest(
         price_precision=traded.price_precision,
         equity=equity,
         fills=fills,
-        versions={**run_versions(fill), "account": engine_account["type"]},
+        versions={**run_versions(fill, traded.calendar), "account": engine_account["type"]},
         risk_events=risk_events,
         engine_account=engine_account,
     )
@@ -222,7 +217,7 @@ def warmup_bars(spec: StrategySpec, strategy_modules: Sequence[str] = ()) -> int
 
 def _joined(first: BarSeries, then: BarSeries) -> BarSeries:
     frame = pd.concat([first.frame, then.frame], ignore_index=True)
-    return BarSeries(then.symbol, then.timeframe, frame, then.price_precision, then.source, then.notes)
+    return replace(then, frame=frame, recheck=None)
 
 
 def engine_config() -> BacktestEngineConfig:

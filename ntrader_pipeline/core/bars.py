@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR
 from ntrader_pipeline.core.timeframes import Timeframe, bar_type_name  # noqa: F401  (bars and their interval go together)
 
 if TYPE_CHECKING:  # NautilusTrader is imported where bars meet the engine: loading it costs seconds
@@ -44,6 +45,9 @@ class BarSeries:
     # Raises when the source changed since it was read in a way that spoils these bars (a file
     # still being written); the store calls it under the series' lock, just before publishing.
     recheck: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    # The exchange calendar its sessions follow (exchange-calendars code): daily bars are stamped at
+    # its session closes, and its checks, fills and run provenance use it.
+    calendar: str = DEFAULT_CALENDAR
 
     def __len__(self) -> int:
         return len(self.frame)

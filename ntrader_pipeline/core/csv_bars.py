@@ -5,9 +5,10 @@ Understood dialects: Yahoo exports (``Date,Open,High,Low,Close,Adj Close,Volume`
 case and spacing, ``,`` ``;`` or tab delimiters, a UTF-8 BOM (or UTF-16 with BOM), ISO timestamps
 with or without offsets, ``YYYYMMDD`` dates, epoch seconds or milliseconds.
 
-Naive timestamps are read in the exchange's timezone and stored in UTC. Intraday timestamps are
+Naive timestamps are read in the given timezone and stored in UTC. Intraday timestamps are
 taken as bar *open* times and stored as close times (open + interval); a daily bar is stamped at
-the close of its session, the date as the file writes it (never converted to New York first).
+the close of its session on the series' exchange calendar (``calendar``, XNYS by default), the
+date as the file writes it (never converted to the exchange's time zone first).
 Line numbers are physical lines of the file (header = 1; blank lines count).
 
 The whole file is parsed by pyarrow as text and converted with vectorised casts; only when a cast
@@ -39,7 +40,7 @@ import pyarrow.csv as pacsv
 from nautilus_trader.model.objects import PRICE_MAX, QUANTITY_MAX
 
 from ntrader_pipeline.core.bars import PRICE_COLUMNS, BarSeries, Timeframe
-from ntrader_pipeline.core.calendar import session_close_ns
+from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR, CalendarError, check_calendar, session_close_ns
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, FileSnapshot, InputFileError, read_snapshot
 from ntrader_pipeline.core.quoting import clipped, excerpt, shown_path
 from ntrader_pipeline.core.validation import BarFileError, BarProblem, validate_bars
@@ -169,6 +170,17 @@ def _messages_quote_no_input(read):
     return guarded
 
 
+def _checked_options(on_invalid: str, timezone: str, calendar: str) -> str:
+    """Refuse options no file could satisfy (an ``OptionError``); the calendar's canonical code."""
+    if on_invalid not in ("reject", "skip"):
+        raise OptionError(f"on_invalid must be 'reject' or 'skip', not {on_invalid!r}")
+    check_timezone(timezone)
+    try:
+        return check_calendar(calendar)
+    except CalendarError as exc:
+        raise OptionError(str(exc)) from None
+
+
 @_messages_quote_no_input
 def read_bar_csv(
     path: str | Path,
@@ -179,17 +191,16 @@ def read_bar_csv(
     on_invalid: OnInvalid = "reject",
     adjusted: bool = False,
     max_bytes: int = DEFAULT_MAX_CSV_BYTES,
+    calendar: str = DEFAULT_CALENDAR,
 ) -> BarSeries:
     """Bars of ``path``; raise ``BarFileError`` listing every problem, or with ``on_invalid="skip"``
     drop the rows that have one and list them in ``series.notes["skipped"]``.
 
     ``adjusted`` scales open, high, low and close by ``Adj Close / Close`` (Yahoo exports), rounded
     to the file's price precision; volume is left as it is. A file larger than ``max_bytes`` is
-    refused unread.
+    refused unread. ``calendar``: the exchange calendar whose sessions the bars follow.
     """
-    if on_invalid not in ("reject", "skip"):
-        raise OptionError(f"on_invalid must be 'reject' or 'skip', not {on_invalid!r}")
-    check_timezone(timezone)
+    calendar = _checked_options(on_invalid, timezone, calendar)
     path = Path(path)
     text, snapshot = _decoded_bytes(path, max_bytes)
     lines = _LineIndex(text)
@@ -252,7 +263,7 @@ def read_bar_csv(
     problems += grid_problems
     parsed &= ~grid_bad
 
-    ts_event = _stamp(written, utc_ns, timeframe)
+    ts_event = _stamp(written, utc_ns, timeframe, calendar)
     frame = pd.DataFrame({"ts_event": ts_event, **{c: numbers[c] for c in PRICE_COLUMNS + ["volume"]}})
     keep_idx = np.flatnonzero(parsed)
     shown: dict[str, _Cells | _LineCells] = {
@@ -301,6 +312,7 @@ def read_bar_csv(
         source="csv-adjusted" if adjusted else "csv",
         notes=notes,
         recheck=recheck,
+        calendar=calendar,
     )
 
 
@@ -874,13 +886,13 @@ def _off_grid(wall, parsed, timeframe: Timeframe, lines, name, cells):
     return bad, [BarProblem(int(lines[i]), name, str(cells[i]), rule) for i in np.flatnonzero(bad)]
 
 
-def _stamp(written: np.ndarray, utc_ns: np.ndarray, timeframe: Timeframe) -> np.ndarray:
+def _stamp(written: np.ndarray, utc_ns: np.ndarray, timeframe: Timeframe, calendar: str) -> np.ndarray:
     """Bar close times in UTC ns: open + interval for intraday bars; for a daily bar the close of its
     session, the date as the file writes it (``2014-10-21T00:00:00Z`` is the 21st's bar, though it
     is the 20th in New York; epoch stamps count from UTC midnight, so their UTC date)."""
     if timeframe is Timeframe.DAILY:
         days = pd.Series(pd.DatetimeIndex(written.astype("datetime64[ns]")).normalize())
-        return session_close_ns(days)
+        return session_close_ns(days, calendar)
     return utc_ns + timeframe.nanos
 
 

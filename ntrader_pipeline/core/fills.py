@@ -34,7 +34,7 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.objects import Quantity
 
 from ntrader_pipeline.core.bars import SIZE_PRECISION, BarSeries
-from ntrader_pipeline.core.calendar import session_open_ns
+from ntrader_pipeline.core.calendar import session_dates, session_open_ns
 from ntrader_pipeline.core.timeframes import Timeframe
 
 UNLIMITED_SHARES = 1_000_000_000
@@ -59,13 +59,13 @@ class KnownVolumeFillModel(FillModel):
 
 
 def open_times_ns(series: BarSeries) -> np.ndarray:
-    """When each bar opens: a daily bar at its session's open (XNYS), an intraday bar one interval
+    """When each bar opens: a daily bar at its session's open (the series' calendar), an intraday bar one interval
     before its close (the previous bar's close when bars are contiguous; that bar comes first)."""
     ts = series.frame["ts_event"].to_numpy(dtype=np.int64)
     if series.timeframe is not Timeframe.DAILY:
         return ts - series.timeframe.nanos
-    local = pd.to_datetime(series.frame["ts_event"], utc=True).dt.tz_convert("America/New_York")
-    return session_open_ns(local.dt.tz_localize(None).dt.normalize())
+    days = session_dates(series.frame["ts_event"].to_numpy(dtype=np.int64), series.calendar)
+    return session_open_ns(pd.Series(days), series.calendar)
 
 
 def open_ticks(series: BarSeries, instrument_id: InstrumentId) -> list[TradeTick]:

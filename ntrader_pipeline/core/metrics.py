@@ -50,6 +50,14 @@ TRADING_DAYS = 252
 EXCHANGE_TZ = "America/New_York"
 
 
+def exchange_zone(versions: Mapping[str, Any] | None) -> str:
+    """The time zone a run's days and months are counted in: its calendar's (stored in its versions;
+    runs from before calendars were per series are XNYS, New York)."""
+    from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR, calendar_timezone
+
+    return calendar_timezone((versions or {}).get("calendar", DEFAULT_CALENDAR))
+
+
 def iso(ns: int | None) -> str | None:
     return None if ns is None else pd.Timestamp(int(ns), tz="UTC").isoformat()
 
@@ -71,10 +79,11 @@ def equity_curve(result: BacktestResult) -> pd.DataFrame:
     )
 
 
-def daily_returns(curve: pd.DataFrame) -> pd.Series:
-    """Percent change of each trading day's last equity, indexed by that day's last bar time."""
+def daily_returns(curve: pd.DataFrame, zone: str = EXCHANGE_TZ) -> pd.Series:
+    """Percent change of each trading day's last equity, indexed by that day's last bar time;
+    days are dates in ``zone``, the series' exchange time (``core.calendar.calendar_timezone``)."""
     # The local day as datetime64[D], not as a date object per bar: minute curves have 100ks of bars.
-    day = curve["timestamp"].dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None).to_numpy(dtype="datetime64[D]")
+    day = curve["timestamp"].dt.tz_convert(zone).dt.tz_localize(None).to_numpy(dtype="datetime64[D]")
     last = curve.groupby(day, sort=True).tail(1)
     index = pd.DatetimeIndex(last["timestamp"])
     return pd.Series(last["equity"].to_numpy(), index=index).pct_change().iloc[1:]
@@ -157,9 +166,9 @@ def kelly_criterion(r: np.ndarray) -> float | None:
     return _finite((b * p - (1.0 - p)) / b)
 
 
-def period_returns(returns: pd.Series, period: str) -> pd.Series:
-    """Compounded returns per calendar ``"month"`` or ``"year"`` in exchange time, in time order."""
-    local = pd.DatetimeIndex(returns.index).tz_convert(EXCHANGE_TZ)
+def period_returns(returns: pd.Series, period: str, zone: str = EXCHANGE_TZ) -> pd.Series:
+    """Compounded returns per calendar ``"month"`` or ``"year"`` in exchange time (``zone``), in time order."""
+    local = pd.DatetimeIndex(returns.index).tz_convert(zone)
     keys = [local.year] if period == "year" else [local.year, local.month]
     grown = pd.Series(1.0 + returns.to_numpy(dtype=np.float64), index=returns.index)
     return grown.groupby(keys).prod() - 1.0
@@ -178,7 +187,7 @@ def probabilistic_sharpe(returns: pd.Series, rf: float = 0.0) -> float | None:
     return _finite(probabilistic_sharpe_ratio(sharpe, 0.0, len(excess), skew, kurtosis + 3.0))
 
 
-def return_figures(curve: pd.DataFrame, returns: pd.Series, rf: float = 0.0) -> dict[str, Any]:
+def return_figures(curve: pd.DataFrame, returns: pd.Series, rf: float = 0.0, zone: str = EXCHANGE_TZ) -> dict[str, Any]:
     """The figures of one equity curve and its daily returns that a benchmark has too (the
     registry's ``BENCHMARKED``, besides the drawdown's times): ``rf`` is the daily risk-free rate."""
     equity = curve["equity"].to_numpy(dtype=np.float64)
@@ -187,7 +196,7 @@ def return_figures(curve: pd.DataFrame, returns: pd.Series, rf: float = 0.0) -> 
     cagr = _finite((1.0 + total) ** (TRADING_DAYS / len(r)) - 1.0) if len(r) else None
     drawdowns = drawdown_stats(curve)
     mdd = drawdowns["max_drawdown"]
-    months, years = period_returns(returns, "month"), period_returns(returns, "year")
+    months, years = period_returns(returns, "month", zone), period_returns(returns, "year", zone)
     return {
         "total_return": total,
         "cagr": cagr,
@@ -307,18 +316,21 @@ def benchmark_curve(benchmark: Benchmark) -> pd.DataFrame:
     )
 
 
-def _by_exchange_day(returns: pd.Series) -> pd.Series:
-    return pd.Series(returns.to_numpy(), index=returns.index.tz_convert(EXCHANGE_TZ).date)
+def _by_exchange_day(returns: pd.Series, zone: str = EXCHANGE_TZ) -> pd.Series:
+    return pd.Series(returns.to_numpy(), index=returns.index.tz_convert(zone).date)
 
 
 def _annual_return(returns: np.ndarray) -> float:
     return float(np.prod(1.0 + returns) ** (TRADING_DAYS / len(returns)) - 1.0) if len(returns) else math.nan
 
 
-def relative_figures(returns: pd.Series, benchmark_returns: pd.Series, rf: float = 0.0) -> dict[str, float | None]:
-    """Alpha, beta, information ratio, tracking error, correlation and capture ratios on the days
-    both series have; ``rf`` (daily) enters alpha only."""
-    both = pd.concat([_by_exchange_day(returns), _by_exchange_day(benchmark_returns)], axis=1, join="inner").dropna()
+def relative_figures(
+    returns: pd.Series, benchmark_returns: pd.Series, rf: float = 0.0, zone: str = EXCHANGE_TZ
+) -> dict[str, float | None]:
+    """Alpha, beta, information ratio, tracking error, correlation and capture ratios on the days (in ``zone``) both
+    series have; ``rf`` (daily) enters alpha only."""
+    days = [_by_exchange_day(returns, zone), _by_exchange_day(benchmark_returns, zone)]
+    both = pd.concat(days, axis=1, join="inner").dropna()
     r, b = both.iloc[:, 0].to_numpy(dtype=np.float64), both.iloc[:, 1].to_numpy(dtype=np.float64)
     out: dict[str, float | None] = dict.fromkeys(
         ("alpha", "beta", "information_ratio", "tracking_error", "correlation", "up_capture", "down_capture")
@@ -353,15 +365,16 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Ben
     """
     from nautilus_trader.analysis import MaxDrawdown
 
+    zone = exchange_zone(result.versions)  # days and months in exchange time
     benchmark = benchmark or own_benchmark(result)
     bench_curve = benchmark_curve(benchmark)
     curve = equity_curve(result)
     equity = curve["equity"].to_numpy()
-    returns = daily_returns(curve)
-    bench_returns = daily_returns(bench_curve)
+    returns = daily_returns(curve, zone)
+    bench_returns = daily_returns(bench_curve, zone)
     annual_rf = risk_free_rate(result.spec)
     rf = daily_rate(annual_rf)
-    bench_figures = return_figures(bench_curve, bench_returns, rf)
+    bench_figures = return_figures(bench_curve, bench_returns, rf, zone)
     commissions = sum(result.fills["commission"], Decimal(0))
     values = {
         "run_id": result.run_id,
@@ -374,7 +387,7 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Ben
         "starting_equity": float(equity[0]),
         "final_equity": float(equity[-1]),
         "risk_free_rate": annual_rf,
-        **return_figures(curve, returns, rf),
+        **return_figures(curve, returns, rf, zone),
         "max_drawdown_daily": _finite(_unsigned_zero(MaxDrawdown().calculate_from_returns(nautilus_returns(returns))))
         if len(returns)
         else None,
@@ -384,7 +397,7 @@ def compute_metrics(result: BacktestResult, ledger: pd.DataFrame, benchmark: Ben
         "risk_controls_triggered": len(result.risk_events),
         "benchmark": benchmark.symbol,
         **{BENCHMARK_OF[name]: bench_figures[name] for name in BENCHMARK_OF},
-        **relative_figures(returns, bench_returns, rf),
+        **relative_figures(returns, bench_returns, rf, zone),
     }
     return Metrics.of(values)
 

@@ -47,13 +47,13 @@ def drawdown_periods(curve: pd.DataFrame, top: int = 5) -> list[dict[str, Any]]:
     return sorted(periods, key=lambda p: p["depth"])[:top]
 
 
-def _by_day(returns: pd.Series) -> pd.Series:
-    return pd.Series(returns.to_numpy(), index=pd.DatetimeIndex(returns.index).tz_convert(EXCHANGE_TZ))
+def _by_day(returns: pd.Series, zone: str = EXCHANGE_TZ) -> pd.Series:
+    return pd.Series(returns.to_numpy(), index=pd.DatetimeIndex(returns.index).tz_convert(zone))
 
 
-def monthly_returns(returns: pd.Series) -> pd.DataFrame:
-    """Compounded returns per calendar month (exchange time): rows are years, columns 1..12."""
-    local = _by_day(returns)
+def monthly_returns(returns: pd.Series, zone: str = EXCHANGE_TZ) -> pd.DataFrame:
+    """Compounded returns per calendar month (exchange time, ``zone``): rows are years, columns 1..12."""
+    local = _by_day(returns, zone)
     if not len(local):
         return pd.DataFrame(columns=range(1, 13))
     grouped = (1 + local).groupby([local.index.year, local.index.month]).prod() - 1
@@ -61,9 +61,9 @@ def monthly_returns(returns: pd.Series) -> pd.DataFrame:
     return table.reindex(columns=range(1, 13))
 
 
-def annual_returns(returns: pd.Series) -> pd.Series:
-    """Compounded return per calendar year (exchange time), indexed by the year."""
-    years = period_returns(returns, "year")
+def annual_returns(returns: pd.Series, zone: str = EXCHANGE_TZ) -> pd.Series:
+    """Compounded return per calendar year (exchange time, ``zone``), indexed by the year."""
+    years = period_returns(returns, "year", zone)
     return pd.Series(years.to_numpy(), index=[int(y) for y in years.index], dtype=np.float64)
 
 
@@ -76,11 +76,13 @@ def rolling_sharpe_volatility(returns: pd.Series, days: int = ROLLING_DAYS, rf: 
     return pd.DataFrame({"sharpe": sharpe, "volatility": std * math.sqrt(TRADING_DAYS)}).dropna(how="all")
 
 
-def rolling_beta(returns: pd.Series, benchmark_returns: pd.Series, days: int = ROLLING_DAYS) -> pd.Series:
+def rolling_beta(
+    returns: pd.Series, benchmark_returns: pd.Series, days: int = ROLLING_DAYS, zone: str = EXCHANGE_TZ
+) -> pd.Series:
     """cov(r, b) / var(b) over the trailing ``days`` sessions both series have, indexed by the
     strategy's timestamps; undefined (dropped) until a full window, and where the benchmark is flat."""
-    days_r = _by_day(returns).index.normalize()
-    bench = pd.Series(benchmark_returns.to_numpy(), index=_by_day(benchmark_returns).index.normalize())
+    days_r = _by_day(returns, zone).index.normalize()
+    bench = pd.Series(benchmark_returns.to_numpy(), index=_by_day(benchmark_returns, zone).index.normalize())
     both = pd.DataFrame({"r": returns.to_numpy(), "at": np.arange(len(returns))}, index=days_r)
     both = both.join(bench.rename("b"), how="inner").dropna()
     window = both[["r", "b"]].rolling(days, min_periods=days)

@@ -2,9 +2,9 @@
 
 Each rule looks at one stored series and returns a ``Finding``: passed or not, one line a person
 can act on, and the numbers behind it (counts and a few examples, never the whole series). The
-calendar is XNYS from exchange-calendars (see ``core.calendar``); intraday slots are aligned to
-the session open, so a 1MIN series expects bars opening 09:30, 09:31, ... 15:59 New York time
-(12:59 on early-close days).
+calendar is the series' own from exchange-calendars (``XNYS`` unless imported with another, see
+``core.calendar``); intraday slots are aligned to the session open, so a 1MIN XNYS series expects
+bars opening 09:30, 09:31, ... 15:59 New York time (12:59 on early-close days).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ntrader_pipeline.core.bars import BAR_COLUMNS, PRICE_COLUMNS, SIZE_PRECISION, Timeframe, frame_hash
-from ntrader_pipeline.core.calendar import exchange_calendar
+from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR, exchange_calendar, session_dates
 from ntrader_pipeline.core.validation import validate_bars
 
-EXCHANGE_TZ = "America/New_York"
 EXAMPLES = 10  # examples listed per finding; the counts are always complete
 CONTENT_COLUMNS = BAR_COLUMNS  # the columns of ``bar_ticks``
 
@@ -70,8 +69,8 @@ def duplicate_bars(ts_event: np.ndarray) -> Finding:
     )
 
 
-def calendar_gaps(ts_event: np.ndarray, timeframe: Timeframe) -> Finding:
-    """Bars missing between the first and last stored bar, against the exchange calendar.
+def calendar_gaps(ts_event: np.ndarray, timeframe: Timeframe, calendar: str = DEFAULT_CALENDAR) -> Finding:
+    """Bars missing between the first and last stored bar, against the series' exchange calendar.
 
     Daily: sessions without a bar, and bars on days that are not sessions. Intraday: slots inside
     regular sessions without a bar. Bars outside regular hours (pre- and post-market, fetched with
@@ -81,17 +80,17 @@ def calendar_gaps(ts_event: np.ndarray, timeframe: Timeframe) -> Finding:
     if len(ts) == 0:
         return Finding(False, "no bars stored", {"bars": 0})
     if timeframe is Timeframe.DAILY:
-        return _daily_gaps(ts)
-    return _intraday_gaps(ts, timeframe)
+        return _daily_gaps(ts, calendar)
+    return _intraday_gaps(ts, timeframe, calendar)
 
 
-def _daily_gaps(ts: np.ndarray) -> Finding:
-    calendar = exchange_calendar()
-    dates = pd.DatetimeIndex(pd.to_datetime(ts, utc=True).tz_convert(EXCHANGE_TZ).date)
-    sessions = calendar.sessions_in_range(dates.min(), dates.max())
+def _daily_gaps(ts: np.ndarray, name: str) -> Finding:
+    dates = session_dates(ts, name)
+    sessions = exchange_calendar(name).sessions_in_range(dates.min(), dates.max())
     missing = sessions.difference(dates)
     off_session = dates.difference(sessions)
     details = {
+        "calendar": name,
         "sessions_expected": len(sessions),
         "missing_sessions": len(missing),
         "bars_on_non_session_days": len(off_session),
@@ -99,17 +98,18 @@ def _daily_gaps(ts: np.ndarray) -> Finding:
         "non_session_examples": [d.date().isoformat() for d in off_session[:EXAMPLES]],
     }
     if len(missing) == 0 and len(off_session) == 0:
-        return Finding(True, f"a bar for each of {len(sessions)} sessions", details)
+        return Finding(True, f"a bar for each of {len(sessions)} {name} sessions", details)
     return Finding(
         False,
-        f"{len(missing)} sessions without a bar, {len(off_session)} bars on non-session days",
+        f"against the {name} calendar: {len(missing)} sessions without a bar, "
+        f"{len(off_session)} bars on non-session days",
         details,
     )
 
 
-def session_slots(first_ns: int, last_ns: int, step_ns: int) -> np.ndarray:
+def session_slots(first_ns: int, last_ns: int, step_ns: int, name: str = DEFAULT_CALENDAR) -> np.ndarray:
     """Opening times (UTC ns) of every ``step``-long slot of the regular sessions in a range."""
-    calendar = exchange_calendar()
+    calendar = exchange_calendar(name)
     opens = calendar.opens_nanos
     closes = calendar.closes_nanos
     wanted = (closes > first_ns) & (opens <= last_ns)
@@ -121,13 +121,13 @@ def session_slots(first_ns: int, last_ns: int, step_ns: int) -> np.ndarray:
     return slots[(slots >= first_ns) & (slots <= last_ns)]
 
 
-def outside_regular_hours(ts_event: np.ndarray, timeframe: Timeframe) -> np.ndarray:
+def outside_regular_hours(ts_event: np.ndarray, timeframe: Timeframe, name: str = DEFAULT_CALENDAR) -> np.ndarray:
     """Which intraday bars (stamped at their close) open outside a regular session: pre- and
     post-market bars, which IB serves with ``useRTH=0``. Daily bars are never outside."""
     ts = np.asarray(ts_event, dtype=np.int64)
     if timeframe is Timeframe.DAILY or len(ts) == 0:
         return np.zeros(len(ts), dtype=bool)
-    calendar = exchange_calendar()
+    calendar = exchange_calendar(name)
     opens, closes = calendar.opens_nanos, calendar.closes_nanos
     bar_opens = ts - timeframe.nanos
     session = np.searchsorted(opens, bar_opens, side="right") - 1
@@ -143,13 +143,14 @@ def _isin_sorted(values: np.ndarray, sorted_pool: np.ndarray) -> np.ndarray:
     return sorted_pool[at] == values
 
 
-def _intraday_gaps(ts: np.ndarray, timeframe: Timeframe) -> Finding:
+def _intraday_gaps(ts: np.ndarray, timeframe: Timeframe, name: str) -> Finding:
     bar_opens = np.sort(ts - timeframe.nanos)  # not np.unique: its hashing is 10x slower here
     bar_opens = bar_opens[np.r_[True, bar_opens[1:] != bar_opens[:-1]]]
-    slots = session_slots(int(bar_opens[0]), int(bar_opens[-1]), timeframe.nanos)
+    slots = session_slots(int(bar_opens[0]), int(bar_opens[-1]), timeframe.nanos, name)
     missing = slots[~_isin_sorted(slots, bar_opens)]
     outside = bar_opens[~_isin_sorted(bar_opens, slots)]
     details = {
+        "calendar": name,
         "slots_expected": len(slots),
         "missing_bars": len(missing),
         "bars_outside_regular_hours": len(outside),
@@ -160,9 +161,9 @@ def _intraday_gaps(ts: np.ndarray, timeframe: Timeframe) -> Finding:
     return Finding(False, f"{len(missing)} of {len(slots)} {timeframe.value} slots in session have no bar", details)
 
 
-def staleness(last_ns: int, now: pd.Timestamp) -> Finding:
+def staleness(last_ns: int, now: pd.Timestamp, name: str = DEFAULT_CALENDAR) -> Finding:
     """The last bar reaches the close of the latest completed session (as of ``now``)."""
-    calendar = exchange_calendar()
+    calendar = exchange_calendar(name)
     now_ns = pd.Timestamp(now).tz_convert("UTC").value
     closes = calendar.closes_nanos
     completed = closes[closes <= now_ns]

@@ -130,4 +130,12 @@ class Failed:
     reason: str
 
 
-PartitionOutcome = Backtested | Failed
+@dataclass(frozen=True)
+class NotApplicable:
+    """A partition that cannot run and is not a failure: its symbol has no bars at the strategy's
+    interval (a daily strategy on a symbol with only minute bars). Never requested, never failed."""
+
+    reason: str
+
+
+PartitionOutcome = Backtested | Failed | NotApplicable

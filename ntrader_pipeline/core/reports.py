@@ -26,7 +26,7 @@ from rich.table import Table
 
 from ntrader_pipeline.core.metric_display import decimal_text, plain_jsonable
 from ntrader_pipeline.core.metric_registry import BY_NAME, MACHINE_DECIMALS, display, machine, money_text
-from ntrader_pipeline.core.metrics import EXCHANGE_TZ, Benchmark, daily_returns, relative_figures
+from ntrader_pipeline.core.metrics import EXCHANGE_TZ, Benchmark, daily_returns, exchange_zone, relative_figures
 from ntrader_pipeline.core.records import RunRecord
 from ntrader_pipeline.core.tearsheet import tearsheet_html
 
@@ -134,23 +134,23 @@ def equity_csv(curve: pd.DataFrame) -> str:
     return out.to_csv(index=False)
 
 
-def benchmark_returns(benchmark: Benchmark) -> pd.Series:
+def benchmark_returns(benchmark: Benchmark, zone: str = EXCHANGE_TZ) -> pd.Series:
     """The benchmark's daily returns as ``compute_metrics`` measures them: its closes taken as an
     equity curve, by exchange day."""
     closes = benchmark.closes
     curve = pd.DataFrame(
         {"timestamp": pd.to_datetime(closes["ts_event"], utc=True), "equity": closes["close"].to_numpy(np.float64)}
     )
-    return daily_returns(curve)
+    return daily_returns(curve, zone)
 
 
-def by_session(returns: pd.Series) -> pd.Series:
+def by_session(returns: pd.Series, zone: str = EXCHANGE_TZ) -> pd.Series:
     """Daily returns indexed by their exchange session date (midnight, no time zone)."""
-    days = returns.index.tz_convert(EXCHANGE_TZ).tz_localize(None).normalize()
+    days = returns.index.tz_convert(zone).tz_localize(None).normalize()
     return pd.Series(returns.to_numpy(dtype=np.float64), index=days)
 
 
-def returns_table(curve: pd.DataFrame, benchmark: Benchmark | None) -> pd.DataFrame:
+def returns_table(curve: pd.DataFrame, benchmark: Benchmark | None, zone: str = EXCHANGE_TZ) -> pd.DataFrame:
     """Daily returns of the strategy and of its benchmark, one row per exchange session: a ``date``
     index and the columns ``strategy`` and ``benchmark``, the shape quantstats, pyfolio and
     empyrical take.
@@ -159,8 +159,10 @@ def returns_table(curve: pd.DataFrame, benchmark: Benchmark | None) -> pd.DataFr
     of the benchmark's last close); a session one series has and the other lacks is NaN in the
     other, and without a benchmark its column is all NaN.
     """
-    strategy = by_session(daily_returns(curve))
-    bench = by_session(benchmark_returns(benchmark)) if benchmark is not None else pd.Series(dtype=np.float64)
+    strategy = by_session(daily_returns(curve, zone), zone)
+    bench = (
+        by_session(benchmark_returns(benchmark, zone), zone) if benchmark is not None else pd.Series(dtype=np.float64)
+    )
     table = pd.concat({"strategy": strategy, "benchmark": bench}, axis=1).sort_index().astype(np.float64)
     table.index = pd.DatetimeIndex(table.index, name="date")
     return table
@@ -199,7 +201,9 @@ BENCHMARK_FIGURES = (
 )
 
 
-def benchmark_mismatch(metrics: Mapping[str, Any], curve: pd.DataFrame, benchmark: Benchmark) -> str | None:
+def benchmark_mismatch(
+    metrics: Mapping[str, Any], curve: pd.DataFrame, benchmark: Benchmark, zone: str = EXCHANGE_TZ
+) -> str | None:
     """Why ``benchmark`` is not what ``metrics`` were measured against, or None when it is: its
     symbol, and the benchmark return and relative figures recomputed from it and ``curve``, must
     equal the stored ones (to float noise)."""
@@ -209,7 +213,7 @@ def benchmark_mismatch(metrics: Mapping[str, Any], curve: pd.DataFrame, benchmar
     closes = benchmark.closes["close"].to_numpy(dtype=np.float64)
     fresh = {
         "benchmark_return": float(closes[-1] / closes[0] - 1.0),
-        **relative_figures(daily_returns(curve), benchmark_returns(benchmark)),
+        **relative_figures(daily_returns(curve, zone), benchmark_returns(benchmark, zone), zone=zone),
     }
     for name in BENCHMARK_FIGURES:
         if name not in metrics:
@@ -296,7 +300,7 @@ def render(
     if kind == "equity":
         return equity_csv(curve)
     if kind == "returns":
-        return returns_csv(returns_table(curve, benchmark))
+        return returns_csv(returns_table(curve, benchmark, exchange_zone(record.versions)))
     if kind == "json":
         return json.dumps(metrics_document(record, metrics), indent=2) + "\n"
     if kind == "html":

@@ -22,7 +22,14 @@ import pandas as pd
 
 from ntrader_pipeline.core.chart import chart_caption, equity_drawdown_png
 from ntrader_pipeline.core.metric_registry import BENCHMARK_OF, display, label, spec
-from ntrader_pipeline.core.metrics import Benchmark, benchmark_curve, daily_rate, daily_returns
+from ntrader_pipeline.core.metrics import (
+    EXCHANGE_TZ,
+    Benchmark,
+    benchmark_curve,
+    daily_rate,
+    daily_returns,
+    exchange_zone,
+)
 from ntrader_pipeline.core.performance import (
     ROLLING_DAYS,
     annual_returns,
@@ -221,12 +228,14 @@ def _percent(value: float | None) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:.2%}"
 
 
-def returns_section(returns: pd.Series, bench_returns: pd.Series | None, bench_name: str, rf: float = 0.0) -> str:
+def returns_section(
+    returns: pd.Series, bench_returns: pd.Series | None, bench_name: str, rf: float = 0.0, zone: str = EXCHANGE_TZ
+) -> str:
     """Monthly and annual returns beside the benchmark's, rolling Sharpe, volatility and beta, and
     the histogram of daily returns. ``rf``: the daily risk-free rate the rolling Sharpe subtracts."""
-    monthly = monthly_returns(returns)
-    annual = annual_returns(returns)
-    bench_annual = annual_returns(bench_returns) if bench_returns is not None else None
+    monthly = monthly_returns(returns, zone)
+    annual = annual_returns(returns, zone)
+    bench_annual = annual_returns(bench_returns, zone) if bench_returns is not None else None
     years = [int(y) for y in monthly.index]
     columns = [*MONTHS, "Year"]
     grid = np.column_stack([monthly.to_numpy(dtype=np.float64), annual.reindex(years).to_numpy(dtype=np.float64)])
@@ -275,17 +284,16 @@ def returns_section(returns: pd.Series, bench_returns: pd.Series | None, bench_n
         y_format="{:.0%}".format,
     )
     hist = histogram("returns-histogram", "Daily returns", returns.to_numpy(dtype=np.float64))
-    return (
-        f"<h2>Returns</h2>{heat}{bars}{annual_table}{sharpe}{vol}{beta_chart(returns, bench_returns, bench_name)}{hist}"
-    )
+    beta = beta_chart(returns, bench_returns, bench_name, zone)
+    return f"<h2>Returns</h2>{heat}{bars}{annual_table}{sharpe}{vol}{beta}{hist}"
 
 
-def beta_chart(returns: pd.Series, bench_returns: pd.Series | None, bench_name: str) -> str:
+def beta_chart(returns: pd.Series, bench_returns: pd.Series | None, bench_name: str, zone: str = EXCHANGE_TZ) -> str:
     """Beta to the benchmark over the trailing ``ROLLING_DAYS`` sessions."""
     title = f"Rolling 6-month beta to {bench_name} ({ROLLING_DAYS} sessions)"
     if bench_returns is None:
         return f"<h3>{html.escape(title)}</h3><p class=note>The benchmark's bars are not at hand for this report.</p>"
-    beta = rolling_beta(returns, bench_returns)
+    beta = rolling_beta(returns, bench_returns, zone=zone)
     x = pd.DatetimeIndex(beta.index).as_unit("ns").asi8
     return time_chart(
         "rolling-beta",
@@ -427,8 +435,9 @@ def tearsheet_html(
     del chart
     if benchmark is None and prices is not None:
         benchmark = Benchmark(record.symbol, prices)
-    returns = daily_returns(curve)
-    bench_returns = daily_returns(benchmark_curve(benchmark)) if benchmark is not None else None
+    zone = exchange_zone(record.versions)  # days and months in the series' exchange time
+    returns = daily_returns(curve, zone)
+    bench_returns = daily_returns(benchmark_curve(benchmark), zone) if benchmark is not None else None
     bench_name = metrics.get("benchmark") or (benchmark.symbol if benchmark is not None else record.symbol)
     annual_rf = metrics.get("risk_free_rate") or 0.0
     headline = cards(metric_cards(CARDS, metrics))
@@ -442,7 +451,7 @@ def tearsheet_html(
             headline,
             equity_section(curve, metrics, benchmark),
             drawdown_section(curve),
-            returns_section(returns, bench_returns, bench_name, daily_rate(annual_rf)),
+            returns_section(returns, bench_returns, bench_name, daily_rate(annual_rf), zone),
             price_section(prices, ledger, record.symbol),
             metrics_section(metrics, bench_name),
             trades_section(ledger),

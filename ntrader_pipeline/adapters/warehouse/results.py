@@ -95,7 +95,7 @@ def stored_market(record: RunRecord, metrics: Metrics, curve: pd.DataFrame, cata
     and relative figures: bars re-imported since would otherwise pass for what the run was
     measured against.
     """
-    from ntrader_pipeline.core.metrics import Benchmark
+    from ntrader_pipeline.core.metrics import Benchmark, exchange_zone
     from ntrader_pipeline.core.reports import benchmark_mismatch
     from ntrader_pipeline.core.timeframes import Timeframe
 
@@ -126,7 +126,7 @@ def stored_market(record: RunRecord, metrics: Metrics, curve: pd.DataFrame, cata
         if closes is None or len(closes) < 2:
             return Market(prices, None, f"the catalog has no {other} bars between the run's first and last bar")
     benchmark = Benchmark(other, closes[["ts_event", "close"]].reset_index(drop=True))
-    problem = benchmark_mismatch(metrics, curve, benchmark)
+    problem = benchmark_mismatch(metrics, curve, benchmark, exchange_zone(record.versions))
     if problem is not None:
         return Market(prices, None, f"the catalog's {other} bars are not those the run was measured against: {problem}")
     return Market(prices, benchmark)

@@ -11,6 +11,12 @@ Every partition still gets its own materialization of each asset, with its own m
 run record and reports. When some partitions of a batch fail, the others are recorded as
 materialized and the step fails with a ``Failure`` whose ``failed`` metadata maps each failed
 partition to its reason.
+
+Strategy × symbol is a full product (Dagster's multi-partitions have no holes), so a daily strategy
+× a symbol with only minute bars exists as a partition. It is *not applicable*, not failed: the
+automation condition and ``ntrader backtest backfill`` never request it, and a run that does (a
+backfill from the UI over every partition) leaves it unmaterialized with an observation
+``not_applicable: ORCL has no DAILY bars`` and succeeds.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -20,6 +26,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
+    AssetObservation,
     AssetsDefinition,
     AssetSpec,
     AutomationCondition,
@@ -60,6 +67,11 @@ class BacktestRunConfig(Config):
     )
 
 
+class NotApplicableError(Exception):
+    """The partition's symbol has bars, but none at the strategy's interval: nothing to run, nothing
+    failed. (A symbol with no bars at all is a failed import's leftover: that fails, "import them first".)"""
+
+
 class RunGivenUpError(RuntimeError):
     """Run monitoring marked this run failed while it was still executing (its retry takes over)."""
 
@@ -98,7 +110,13 @@ def build_backtest_assets(
     def spec(key: str, description: str, deps: list, **kwargs: Any) -> AssetSpec:
         condition = automation_condition if key == "backtest" else follows
         return AssetSpec(
-            key, deps=deps, description=description, group_name="backtests", automation_condition=condition, **kwargs
+            key,
+            deps=deps,
+            description=description,
+            group_name="backtests",
+            automation_condition=condition,
+            skippable=True,  # a partition that is not applicable materializes nothing (see above)
+            **kwargs,
         )
 
     @multi_asset(
@@ -129,27 +147,19 @@ def build_backtest_assets(
     )
     def backtests(context: AssetExecutionContext, config: BacktestRunConfig, stores: PipelineStores):
         keys = context.partition_keys
-        warehouse = stores.warehouse()
-        done: dict[str, dict[str, dict]] = {}
-        failed: dict[str, str] = {}
-        for key in keys:
-            if given_up(context):
-                raise RunGivenUpError(
-                    f"run {context.run.run_id} was marked failed while it ran (its worker looked "
-                    f"dead); its retry runs the batch, so this one stops before {key}"
-                )
-            try:
-                done[key] = backtest_partition(key, config, stores, warehouse, context.run)
-            except Exception as exc:
-                if len(keys) == 1:
-                    raise
-                context.log.error(f"{key}: {exc}")
-                failed[key] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if failed:
-            for key, metadata in done.items():  # the step fails: record what did succeed
+        done, failed, skipped = run_partitions(context, keys, config, stores)
+        for key, reason in skipped.items():  # shown on the partition in the UI, beside its (missing) materializations
+            context.log_event(
+                AssetObservation("backtest", partition=key, metadata={"not_applicable": MetadataValue.text(reason)})
+            )
+        if failed or skipped:
+            # Outputs would mark every partition of the run materialized: record each one that ran.
+            for key, metadata in done.items():
                 for asset, values in metadata.items():
                     context.log_event(AssetMaterialization(asset, partition=key, metadata=values))
-            raise failed_partitions(keys, failed)
+            if failed:
+                raise failed_partitions(keys, failed)
+            return
         for key, metadata in done.items():
             for asset, values in metadata.items():
                 add_partition_metadata(context, asset, key if len(keys) > 1 else None, values)
@@ -157,6 +167,34 @@ def build_backtest_assets(
             yield MaterializeResult(asset_key=asset)
 
     return [backtests]
+
+
+def run_partitions(
+    context: AssetExecutionContext, keys: list[str], config: BacktestRunConfig, stores: PipelineStores
+) -> tuple[dict[str, dict[str, dict]], dict[str, str], dict[str, str]]:
+    """Each partition's backtest in turn: (metadata of those done, reasons of those failed, reasons
+    of those not applicable). One partition alone raises its own error."""
+    warehouse = stores.warehouse()
+    done: dict[str, dict[str, dict]] = {}
+    failed: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for key in keys:
+        if given_up(context):
+            raise RunGivenUpError(
+                f"run {context.run.run_id} was marked failed while it ran (its worker looked "
+                f"dead); its retry runs the batch, so this one stops before {key}"
+            )
+        try:
+            done[key] = backtest_partition(key, config, stores, warehouse, context.run)
+        except NotApplicableError as exc:
+            context.log.info(f"{key}: {exc}")
+            skipped[key] = str(exc)
+        except Exception as exc:
+            if len(keys) == 1:
+                raise
+            context.log.error(f"{key}: {exc}")
+            failed[key] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return done, failed, skipped
 
 
 def backtest_partition(
@@ -172,7 +210,10 @@ def backtest_partition(
     spec = load_strategy(strategy, config.spec_file, stores)
     timeframe = Timeframe.parse(config.timeframe) if config.timeframe else spec.backtest.timeframe
     catalog = stores.catalog()
-    series = runs.read_series(catalog, symbol, timeframe)
+    series = catalog.read(symbol, timeframe)
+    if series is None and any(catalog.bar_files(symbol, other) for other in Timeframe):
+        raise NotApplicableError(f"not applicable: {symbol} has no {timeframe.value} bars")
+    series = series or runs.read_series(catalog, symbol, timeframe)  # no bars at all: import them first
     start, end = runs.date_of(config.start), runs.date_of(config.end)
     run = runs.backtest(catalog, series, spec, stores, runs.run_ids(dagster_run, key)(), start, end)
     recorded = runs.record_run(

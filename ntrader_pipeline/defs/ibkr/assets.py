@@ -209,10 +209,14 @@ IBKR_CHECKS = [
         "calendar_gaps",
         asset=ibkr_bars,
         blocking=True,
-        description="Against the XNYS calendar: daily series miss no session (ERROR); intraday "
-        "series miss no slot inside sessions (WARN).",
+        description="Against the series' exchange calendar (IB series are stored on XNYS): daily series "
+        "miss no session (ERROR); intraday series miss no slot inside sessions (WARN).",
     ),
-    AssetCheckSpec("fresh", asset=ibkr_bars, description="The last bar reaches the latest completed session (WARN)."),
+    AssetCheckSpec(
+        "fresh",
+        asset=ibkr_bars,
+        description="A schedule feeds these series: the last bar reaches the latest completed session (WARN).",
+    ),
 ]
 
 
@@ -251,8 +255,8 @@ def ibkr_bars_checks(
             continue
         findings["ohlc_consistent"][symbol] = quality.ohlc_consistency(frame)
         findings["no_duplicate_bars"][symbol] = quality.duplicate_bars(ts)
-        findings["calendar_gaps"][symbol] = quality.calendar_gaps(ts, timeframe)
-        findings["fresh"][symbol] = quality.staleness(int(ts.max()), now)
+        findings["calendar_gaps"][symbol] = quality.calendar_gaps(ts, timeframe, series.calendar)
+        findings["fresh"][symbol] = quality.staleness(int(ts.max()), now, series.calendar)
     gaps_severity = AssetCheckSeverity.ERROR if timeframe is Timeframe.DAILY else AssetCheckSeverity.WARN
     severities = {"calendar_gaps": gaps_severity, "fresh": AssetCheckSeverity.WARN}
     for spec in IBKR_CHECKS:

@@ -99,9 +99,11 @@ code_servers:
 run_queue:
   max_user_code_failure_retries: 3
   user_code_failure_retry_delay: 30
+# One SQLite file for every run's events, each batch of asset events written in one transaction
+# (a backfill run writes 8 per backtest partition): ntrader_pipeline/adapters/event_log.py.
 event_log_storage:
-  module: dagster.core.storage.event_log
-  class: ConsolidatedSqliteEventLogStorage
+  module: ntrader_pipeline.adapters.event_log
+  class: BatchedSqliteEventLogStorage
   config:
     base_dir:
       env: DAGSTER_HOME

@@ -317,7 +317,16 @@ class Run:
 
     @property
     def report_dir(self) -> str | None:
-        """Where the run's reports were written (a folder or an ``s3://`` URL); sweep sets have none."""
+        """Where the run's reports were written (a folder or an ``s3://`` URL); sweep sets have none.
+        A backfill writes the folder when it is first asked for: here."""
+        if self.record.report_dir is not None:
+            from ntrader_pipeline.adapters.object_store import open_store
+            from ntrader_pipeline.adapters.warehouse.results import write_stored_reports
+
+            settings = self.home.settings
+            reports = open_store(settings.reports_location, settings.s3_options())
+            s3 = settings.s3_options()
+            write_stored_reports(self.home.warehouse(), reports, settings.catalog_location, s3, self.run_id)
         return self.record.report_dir
 
     @cached_property

@@ -61,3 +61,11 @@ def test_a_batch_run_through_the_shipped_instance_stores_what_one_by_one_would(n
                 batched.store_event(entry)
     assert _stored(batched, run_id) == _stored(one_by_one, run_id)
     assert _stored(batched, run_id)["assets"]["backtest"][0] == {"sma_crossover|NVDA", "sma_crossover|ORCL"}
+
+
+def test_the_event_log_waits_for_one_disk_flush_per_checkpoint_not_per_commit(tmp_path):
+    """WAL with ``synchronous=NORMAL`` (1); SQLite's default is FULL (2), a flush per commit."""
+    storage = BatchedSqliteEventLogStorage(str(tmp_path))
+    with storage.index_connection() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1

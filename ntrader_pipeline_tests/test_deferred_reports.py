@@ -54,3 +54,27 @@ def test_a_batch_defers_report_folders_until_one_is_asked_for(ntrader_home):
 
 def batch_dagster_run(pipeline, run_id: str) -> str:
     return pipeline.stores.warehouse().get_run(run_id).dagster_run_id
+
+
+def test_prune_writes_a_deferred_folder_before_it_deletes_the_curve(ntrader_home):
+    from ntrader_pipeline.adapters.warehouse import Warehouse
+    from ntrader_pipeline.pipeline import Pipeline
+    from ntrader_pipeline.retention import apply_prune, parse_age, plan_prune
+
+    pipeline = Pipeline.open(ntrader_home)
+    for symbol, path in (("ORCL", ORCL_DAILY), ("NVDA", NVDA_DAILY)):
+        pipeline.import_csv(path, symbol)
+    end = date(1999, 12, 31)
+    superseded = pipeline.run_backtests("sma_crossover", ["ORCL", "NVDA"], end=end)["ORCL"].metrics["run_id"]
+    pipeline.run_backtests("sma_crossover", ["ORCL", "NVDA"], end=end)
+    reports = Path(ntrader_home.reports_location)
+    assert not (reports / superseded).exists()
+    warehouse = Warehouse.open(ntrader_home.resolved_warehouse_url)
+    check_keys = pipeline.defs.get_repository_def().asset_graph.asset_check_keys
+    plan = plan_prune(pipeline.instance, warehouse, check_keys, parse_age("0d"))
+    assert superseded in plan.curves
+
+    apply_prune(pipeline.instance, warehouse, plan, pipeline.write_reports)
+
+    assert len(warehouse.get_equity_curve(superseded)) == 0
+    assert sorted(p.name for p in (reports / superseded).iterdir()) == sorted(REPORT_FILES.values())

@@ -137,6 +137,7 @@ def main() -> None:
             pipeline.run_backtest("sma_crossover", symbol)
 
     commits: list[int] = []
+    batch_runs: list[str] = []
 
     def batch() -> None:
         from sqlalchemy import event
@@ -154,6 +155,7 @@ def main() -> None:
             event.remove(Engine, "commit", count)
         assert all(isinstance(m, Backtested) for m in outcome.values()), outcome
         commits.append(counted[0])
+        batch_runs.append(pipeline.instance.get_runs(limit=1)[0].run_id)
 
     def fresh_process() -> None:
         subprocess.run(
@@ -199,8 +201,7 @@ def main() -> None:
     )
     print(f"whole graph, {n} partitions in one run: {batch_s / n:7.3f} s/partition")
     print(f"whole graph in a fresh process:        {process_s:7.3f} s  (one partition, imports included)")
-    last_run = pipeline.instance.get_runs(limit=1)[0].run_id
-    events = len(pipeline.instance.get_records_for_run(last_run, limit=1_000_000).records)
+    events = len(pipeline.instance.get_records_for_run(batch_runs[-1], limit=1_000_000).records)
     print(
         f"a batch of {n} writes {events} Dagster events in {commits[-1]} database commits "
         f"(event log and warehouse; DAGSTER_EVENT_BATCH_SIZE={os.environ.get('DAGSTER_EVENT_BATCH_SIZE', 'unset')})"

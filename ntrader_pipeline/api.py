@@ -316,7 +316,12 @@ class Run:
 
     @property
     def report_dir(self) -> str | None:
-        """Where the run's reports were written (a folder or an ``s3://`` URL); sweep sets have none."""
+        """Where the run's reports were written (a folder or an ``s3://`` URL); sweep sets have none.
+        A backfill writes the folder when it is first asked for: here."""
+        if self.record.report_dir is not None:
+            from ntrader_pipeline.adapters.warehouse.results import write_stored_reports
+
+            write_stored_reports(self.home.stores, self.run_id)
         return self.record.report_dir
 
     @cached_property

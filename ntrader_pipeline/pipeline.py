@@ -108,9 +108,11 @@ code_servers:
 run_queue:
   max_user_code_failure_retries: 3
   user_code_failure_retry_delay: 30
+# One SQLite file for every run's events, each batch of asset events written in one transaction
+# (a backfill run writes 8 per backtest partition): ntrader_pipeline/adapters/event_log.py.
 event_log_storage:
-  module: dagster.core.storage.event_log
-  class: ConsolidatedSqliteEventLogStorage
+  module: ntrader_pipeline.adapters.event_log
+  class: BatchedSqliteEventLogStorage
   config:
     base_dir:
       env: DAGSTER_HOME
@@ -555,11 +557,20 @@ class Pipeline:
         }
         return self._research(SWEEP_JOB, "sweep_results", spec_path, symbol, config)
 
-    def tearsheet_url(self, run_id: str) -> str:
-        """The HTML page of a run a user opens: a local path, or an ``s3://`` URL."""
+    def tearsheet_url(self, run_id: str, write: bool = True) -> str:
+        """The HTML page of a run a user opens: a local path, or an ``s3://`` URL. With ``write``
+        the run's report folder is written first if its backfill deferred it."""
         from ntrader_pipeline.core.reports import REPORT_FILES
 
+        if write:
+            self.write_reports(run_id)
         return self.stores.reports().url(f"{run_id}/{REPORT_FILES['html']}")
+
+    def write_reports(self, run_id: str) -> bool:
+        """Write a stored run's report folder if it has none yet (see ``results.write_stored_reports``)."""
+        from ntrader_pipeline.adapters.warehouse.results import write_stored_reports
+
+        return write_stored_reports(self.stores.stores(), run_id)
 
     def research_report_url(self, strategy: str, symbol: str, name: str) -> str:
         """Where a strategy's sweep or walk-forward page (``name``) on ``symbol`` was written."""

@@ -22,7 +22,7 @@ Older results lose only their equity curve (their record, metrics and trades sta
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -104,8 +104,19 @@ def plan_prune(
     return plan
 
 
-def apply_prune(instance: DagsterInstance, warehouse: Warehouse, plan: PrunePlan) -> None:
-    """Delete what ``plan`` lists: the curves first (one transaction), then each Dagster run."""
+def apply_prune(
+    instance: DagsterInstance,
+    warehouse: Warehouse,
+    plan: PrunePlan,
+    write_reports: Callable[[str], object] | None = None,
+) -> None:
+    """Delete what ``plan`` lists: the curves first (one transaction), then each Dagster run.
+
+    ``write_reports(run_id)`` first writes the report folder a backfill deferred (the tearsheet
+    needs the curve), so every result keeps a folder."""
+    if write_reports is not None:
+        for run_id in plan.curves:
+            write_reports(run_id)
     delete_curves(warehouse, list(plan.curves))
     for run_id in plan.runs:
         instance.delete_run(run_id)

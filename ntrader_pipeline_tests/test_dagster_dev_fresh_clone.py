@@ -74,7 +74,7 @@ def test_dagster_dev_serves_after_copying_env_example_on_a_fresh_clone(tmp_path:
         loaded = [entry["locationOrLoadError"] for entry in entries]
         assert [location["__typename"] for location in loaded] == ["RepositoryLocation"], loaded
         info = graphql(port, "{ instance { info } }")["instance"]["info"]
-        assert "ConsolidatedSqliteEventLogStorage" in info  # the shipped settings, not Dagster's defaults
+        assert "BatchedSqliteEventLogStorage" in info  # the shipped settings, not Dagster's defaults
         assert (clone / ".ntrader" / "dagster" / "event_log.db").exists()
     finally:
         stop(dev)

@@ -6,6 +6,8 @@ The daemon's queued runs go to the broker as whole-run tasks; each worker execut
 
 - one set of Celery settings shared by the launcher and the workers (``CELERY_SETTINGS``);
 - the worker's name on each run it executes (tag ``ntrader/worker``), so the UI shows where it ran;
+- asset events written in batches (``event_log.enable_event_batches``): Postgres writes a backfill
+  run's materializations of one asset in one statement;
 - a health check that notices a dead worker. dagster-celery reads the task's state from the result
   backend, which says STARTED forever after its worker was killed; run monitoring would never fail
   the run and ``run_retries`` would never relaunch it. Here a STARTED task's worker must also
@@ -30,6 +32,10 @@ from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from dagster_celery.tasks import create_resume_job_task
+
+from ntrader_pipeline.adapters.event_log import enable_event_batches
+
+enable_event_batches()  # every process that opens the scale instance loads this launcher
 
 QUEUE = "dagster"  # dagster-celery routes every run task to this queue
 WORKER_TAG = "ntrader/worker"

@@ -109,7 +109,8 @@ def backfill(strategies: tuple[str, ...], symbols: tuple[str, ...], start, end, 
         for line in risk_notes(run_id):
             say(f"{strategy}|{symbol} (run {run_id}): {line}")
     if ran:
-        say(f"tearsheet of each run: {pipeline.tearsheet_url('<run id>')} (e.g. {pipeline.tearsheet_url(ran[0][2])})")
+        template = pipeline.tearsheet_url("<run id>", write=False)
+        say(f"tearsheet of each run: {template} (e.g. {pipeline.tearsheet_url(ran[0][2])})")
     if failed:
         raise click.ClickException(f"{failed} of {len(ordered)} partitions failed")
 

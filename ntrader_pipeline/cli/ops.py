@@ -31,7 +31,7 @@ def prune(older_than: str, dry_run: bool) -> None:
     check_keys = pipeline.defs.get_repository_def().asset_graph.asset_check_keys
     plan = plan_prune(pipeline.instance, warehouse, check_keys, age)
     if not dry_run:
-        apply_prune(pipeline.instance, warehouse, plan)
+        apply_prune(pipeline.instance, warehouse, plan, pipeline.write_reports)
     for line in plan.describe(done=not dry_run):
         console.print(line)
 

@@ -5,6 +5,11 @@ metrics, trades and equity curve go to the warehouse in one transaction, then (e
 sets) the reports are written with the same inputs (the chart, the bars' closes and the
 benchmark). ``report_metadata`` is what the UI shows of those reports.
 
+A backfill batch defers the report folder (``folder=False``): its partitions get the UI's chart and
+text report at once, and the folder (tearsheet, CSVs, JSON) is written from the warehouse the first
+time something asks for it (``results.write_stored_reports``: ``ntrader``'s tearsheet links, the Python
+API's ``report_dir``). Rendering it cost about a fifth of a partition beside the engine.
+
 The engine, pandas and the report writers are imported at the top: this module is imported inside
 asset bodies only, so the code location still loads with Dagster alone (``test_startup.py``).
 """
@@ -30,7 +35,7 @@ from ntrader_pipeline.core.ledger import trade_ledger
 from ntrader_pipeline.core.metric_registry import Metrics
 from ntrader_pipeline.core.metrics import Benchmark, benchmark_for, compute_metrics, equity_curve
 from ntrader_pipeline.core.records import RunRecord
-from ntrader_pipeline.core.reports import REPORT_FILES, write_reports
+from ntrader_pipeline.core.reports import REPORT_FILES, render, write_reports
 from ntrader_pipeline.core.strategy_specs import StrategySpec
 from ntrader_pipeline.core.tearsheet import (
     chart_caption,
@@ -117,19 +122,23 @@ def record_run(
     benchmark: Benchmark | None = None,
     warehouse: Warehouse | None = None,
     reports: bool = True,
+    folder: bool = True,
 ) -> RecordedRun:
-    """Store a run (record, metrics, trades, equity curve) and, with ``reports``, write its
-    reports to ``<reports>/<run id>/``: the tearsheet with its price and benchmark charts, and the
-    chart the UI shows. The one way every run is recorded, whatever made it."""
+    """Store a run (record, metrics, trades, equity curve) and, with ``reports``, draw the chart
+    the UI shows and write its reports to ``<reports>/<run id>/``: the tearsheet with its price and
+    benchmark charts. Without ``folder`` only the chart and the text report are made, and the folder
+    waits for ``results.write_stored_reports``. The one way every run is recorded, whatever made it."""
     record = run_record(result, dagster_run_id, stores)
     curve = equity_curve(result)
     (warehouse or stores.warehouse()).save_run(record, metrics, ledger.to_dict("records"), curve)
     if not reports:
         return RecordedRun(record, curve)
     chart = equity_drawdown_png(curve, chart_title(record))  # the UI's chart; the tearsheet draws SVG
+    if not folder:
+        return RecordedRun(record, curve, chart, render("text", record, metrics, ledger, curve))
     prices = result.equity[["ts_event", "close"]]
-    with written_folder(stores.reports(), result.run_id) as folder:
-        paths = write_reports(folder, record, metrics, ledger, curve, chart, prices, benchmark)
+    with written_folder(stores.reports(), result.run_id) as out:
+        paths = write_reports(out, record, metrics, ledger, curve, chart, prices, benchmark)
         text = paths["text"].read_text()  # on object storage the folder is gone after the block
     return RecordedRun(record, curve, chart, text)
 

@@ -16,6 +16,7 @@ from dagster import DagsterRunStatus
 from ntrader_pipeline.adapters.catalog_manifest import manifest_key
 from ntrader_pipeline.adapters.object_store import open_store
 from ntrader_pipeline.adapters.warehouse import Warehouse
+from ntrader_pipeline.adapters.warehouse.results import write_stored_reports
 from ntrader_pipeline.core.records import Backtested
 from ntrader_pipeline.pipeline import Pipeline
 from ntrader_pipeline.settings import Settings
@@ -135,13 +136,15 @@ def test_a_backfill_runs_on_two_workers_and_survives_a_killed_one(tmp_path, post
 
                 distributed = stored_metrics(warehouse_url, {r.run_id for r in runs})
                 assert sorted(distributed) == sorted((s, x) for s in STRATEGIES for x in SYMBOLS)  # one each
-                # The catalog and every run's reports are objects in the bucket.
+                # The catalog and every run's reports are objects in the bucket (a batch's report
+                # folders once asked for, from any host).
                 catalog = open_store(settings.catalog_location, settings.s3_options())
                 for symbol in SYMBOLS:
                     assert catalog.exists(manifest_key(f"{symbol}.{settings.venue}-1-DAY-LAST-EXTERNAL")), symbol
-                reports = open_store(settings.reports_location, settings.s3_options())
+                stores = settings.stores()
                 for stored in distributed.values():
-                    assert reports.exists(f"{stored['run_id']}/tearsheet.html"), stored["run_id"]
+                    write_stored_reports(stores, stored["run_id"])
+                    assert stores.reports().exists(f"{stored['run_id']}/tearsheet.html"), stored["run_id"]
                 # The same partitions in this process, as `ntrader backtest backfill` runs them.
                 local = Settings(
                     **{

@@ -4,7 +4,8 @@ The warehouse holds a run's record, metrics, trades and equity curve; the bars i
 benchmark's closes stay in the catalog. ``stored_market`` reads those back the way
 ``core.metrics`` took them when the run was made, and checks them against the stored metrics, so
 a report rebuilt later (``returns.csv``'s benchmark column, the tearsheet's charts) shows what
-the run was measured against or says why it cannot.
+the run was measured against or says why it cannot. ``write_stored_reports`` writes a run's report
+folder that way when its backfill deferred it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ntrader_pipeline.core.records import RunRecord
 
 if TYPE_CHECKING:  # the catalog imports NautilusTrader: only where bars are read
     from ntrader_pipeline.adapters.catalog import BarCatalog
+    from ntrader_pipeline.adapters.stores import Stores
     from ntrader_pipeline.core.metrics import Benchmark
 
 
@@ -138,3 +140,25 @@ def _between(frame: pd.DataFrame | None, first: int, last: int) -> pd.DataFrame 
     ts = frame["ts_event"].to_numpy()
     cut = frame[(ts >= first) & (ts <= last)].reset_index(drop=True)
     return cut if len(cut) else None
+
+
+def write_stored_reports(stores: Stores, run_id: str) -> bool:
+    """Write the report folder of a stored run, from the warehouse and the catalog of ``stores``,
+    if it has none yet (a backfill batch defers it); whether it wrote it. Runs without a folder of
+    their own (sweep sets) and runs whose equity curve was pruned are left as they are. Raises
+    UnknownRunError when there is no such run."""
+    from ntrader_pipeline.adapters.object_store import written_folder
+    from ntrader_pipeline.core.reports import REPORT_FILES, write_reports
+
+    reports = stores.reports()
+    if reports.exists(f"{run_id}/{REPORT_FILES['html']}"):
+        return False
+    stored = load_run(stores.warehouse(), run_id)
+    if stored.record.report_dir is None or (len(stored.curve) == 0 and stored.record.bar_count):
+        return False
+    catalog = stores.catalog(symbol_and_venue(stored.record)[1])
+    market = stored_market(stored.record, stored.metrics, stored.curve, catalog)
+    record, metrics, ledger, curve = stored.record, stored.metrics, stored.ledger, stored.curve
+    with written_folder(reports, run_id) as folder:
+        write_reports(folder, record, metrics, ledger, curve, None, market.prices, market.benchmark)
+    return True

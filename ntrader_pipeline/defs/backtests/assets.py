@@ -8,9 +8,10 @@ partition's cost beside a sub-second engine run (``bench/backtest_overhead.py``)
 A backfill runs up to ``backtests_per_run`` partitions per run (``BackfillPolicy.multi_run``),
 so a run launched by the daemon pays its process start-up once per batch, not once per partition.
 Every partition still gets its own materialization of each asset, with its own metadata, warehouse
-run record and reports. When some partitions of a batch fail, the others are recorded as
-materialized and the step fails with a ``Failure`` whose ``failed`` metadata maps each failed
-partition to its reason.
+run record, chart and text report; the report folder (tearsheet, CSVs, JSON) of a partition in a
+batch of several is written when first asked for (``results.write_stored_reports``). When some
+partitions of a batch fail, the others are recorded as materialized and the step fails with a
+``Failure`` whose ``failed`` metadata maps each failed partition to its reason.
 
 Strategy × symbol is a full product (Dagster's multi-partitions have no holes), so a daily strategy
 × a symbol with only minute bars exists as a partition. It is *not applicable*, not failed: the
@@ -185,7 +186,7 @@ def run_partitions(
                 f"dead); its retry runs the batch, so this one stops before {key}"
             )
         try:
-            done[key] = backtest_partition(key, config, stores, warehouse, context.run)
+            done[key] = backtest_partition(key, config, stores, warehouse, context.run, folder=len(keys) == 1)
         except NotApplicableError as exc:
             context.log.info(f"{key}: {exc}")
             skipped[key] = str(exc)
@@ -198,9 +199,15 @@ def run_partitions(
 
 
 def backtest_partition(
-    key: str, config: BacktestRunConfig, stores: PipelineStores, warehouse: "Warehouse", dagster_run: DagsterRun
+    key: str,
+    config: BacktestRunConfig,
+    stores: PipelineStores,
+    warehouse: "Warehouse",
+    dagster_run: DagsterRun,
+    folder: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Run one partition's backtest, store it, write its reports; the metadata of each asset."""
+    """Run one partition's backtest, store it, make its reports (the folder too, with ``folder``);
+    the metadata of each asset."""
     from ntrader_pipeline.defs import runs  # NautilusTrader and pandas: in the run only
 
     strategy, key_symbol = split_backtest_key(key)
@@ -217,7 +224,14 @@ def backtest_partition(
     start, end = runs.date_of(config.start), runs.date_of(config.end)
     run = runs.backtest(catalog, series, spec, stores, runs.run_ids(dagster_run, key)(), start, end)
     recorded = runs.record_run(
-        stores, run.result, run.ledger, run.metrics, dagster_run.run_id, benchmark=run.benchmark, warehouse=warehouse
+        stores,
+        run.result,
+        run.ledger,
+        run.metrics,
+        dagster_run.run_id,
+        benchmark=run.benchmark,
+        warehouse=warehouse,
+        folder=folder,
     )
     result = run.result
     return {

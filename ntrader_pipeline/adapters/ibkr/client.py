@@ -130,16 +130,6 @@ class _FailFastClient(InteractiveBrokersClient):
 
         self.submit_to_msg_handler_queue(finish)
 
-    def _session(self) -> _FailFastClient:
-        if self._client is None:
-            raise IbkrConnectionError(f"not connected to {self.address}")
-        return self._client
-
-    def _instrument_provider(self) -> InteractiveBrokersInstrumentProvider:
-        if self._provider is None:
-            raise IbkrConnectionError(f"not connected to {self.address}")
-        return self._provider
-
     async def answers(self, timeout: float) -> bool:
         """Whether the gateway answers ``reqCurrentTime`` within ``timeout`` seconds."""
         future = asyncio.get_running_loop().create_future()

@@ -193,6 +193,28 @@ def _marker_polygons(markers: Markers, xs: np.ndarray, ys: np.ndarray) -> list[s
     return parts
 
 
+def _value_axis(
+    values: np.ndarray, top: float, bottom: float, left: float, right: float, y_format: Callable[[float], str]
+) -> tuple[Callable[[float], float], list[str]]:
+    """A bar chart's vertical axis: zero always in range, 8 % headroom; the value → y mapping and
+    the grid lines with their tick labels."""
+    low, high = min(0.0, float(np.nanmin(values))), max(0.0, float(np.nanmax(values)))
+    if high == low:
+        high = low + 1
+    pad = (high - low) * 0.08
+    low, high = low - (pad if low < 0 else 0), high + pad
+
+    def py(v: float) -> float:
+        return bottom - (v - low) / (high - low) * (bottom - top)
+
+    grid = [
+        f'<line class="grid" x1="{left}" x2="{right}" y1="{py(t):.1f}" y2="{py(t):.1f}"/>'
+        f'<text class="tick" x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{_esc(y_format(t))}</text>'
+        for t in nice_ticks(low, high)
+    ]
+    return py, grid
+
+
 def bar_chart(
     chart_id: str,
     title: str,
@@ -207,23 +229,9 @@ def bar_chart(
     vals = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     if not np.isfinite(vals).any():
         return _empty(chart_id, title, width, height)
-    low, high = min(0.0, float(np.nanmin(vals))), max(0.0, float(np.nanmax(vals)))
-    if high == low:
-        high = low + 1
-    pad = (high - low) * 0.08
-    low, high = low - (pad if low < 0 else 0), high + pad
     left, right, top, bottom = MARGIN["left"], width - MARGIN["right"], MARGIN["top"], height - MARGIN["bottom"]
-
-    def py(v):
-        return bottom - (v - low) / (high - low) * (bottom - top)
-
-    parts = [_frame_open(chart_id, title, width, height)]
-    for t in nice_ticks(low, high):
-        y = py(t)
-        parts.append(
-            f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_esc(y_format(t))}</text>'
-        )
+    py, grid = _value_axis(vals, top, bottom, left, right, y_format)
+    parts = [_frame_open(chart_id, title, width, height), *grid]
     slot = (right - left) / max(len(vals), 1)
     every = max(1, math.ceil(len(vals) / 14))
     for i, (label, v) in enumerate(zip(labels, vals)):
@@ -300,23 +308,9 @@ def grouped_bar_chart(
     every_value = np.concatenate(series) if series else np.array([])
     if not np.isfinite(every_value).any():
         return _empty(chart_id, title, width, height)
-    low, high = min(0.0, float(np.nanmin(every_value))), max(0.0, float(np.nanmax(every_value)))
-    if high == low:
-        high = low + 1
-    pad = (high - low) * 0.08
-    low, high = low - (pad if low < 0 else 0), high + pad
     left, right, top, bottom = MARGIN["left"], width - MARGIN["right"], MARGIN["top"], height - MARGIN["bottom"]
-
-    def py(v):
-        return bottom - (v - low) / (high - low) * (bottom - top)
-
-    parts = [_frame_open(chart_id, title, width, height)]
-    for t in nice_ticks(low, high):
-        y = py(t)
-        parts.append(
-            f'<line class="grid" x1="{left}" x2="{right}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_esc(y_format(t))}</text>'
-        )
+    py, grid = _value_axis(every_value, top, bottom, left, right, y_format)
+    parts = [_frame_open(chart_id, title, width, height), *grid]
     slot = (right - left) / max(len(labels), 1)
     bar = slot * 0.8 / max(len(groups), 1)
     every = max(1, math.ceil(len(labels) / 14))

@@ -69,14 +69,7 @@ def drawdown(equity: np.ndarray) -> np.ndarray:
 
 def equity_curve(result: BacktestResult) -> pd.DataFrame:
     """timestamp (UTC), equity and drawdown (a negative fraction) at every bar."""
-    equity = result.equity["equity"].to_numpy(dtype=np.float64)
-    return pd.DataFrame(
-        {
-            "timestamp": pd.to_datetime(result.equity["ts_event"], utc=True),
-            "equity": equity,
-            "drawdown": drawdown(equity),
-        }
-    )
+    return _curve_frame(result.equity["ts_event"], result.equity["equity"])
 
 
 def daily_returns(curve: pd.DataFrame, zone: str = EXCHANGE_TZ) -> pd.Series:
@@ -306,13 +299,13 @@ def benchmark_for(result: BacktestResult, read_closes: Callable[[str], pd.DataFr
 
 def benchmark_curve(benchmark: Benchmark) -> pd.DataFrame:
     """The benchmark's buy and hold as an equity curve: its closes, with their drawdown."""
-    closes = benchmark.closes["close"].to_numpy(dtype=np.float64)
+    return _curve_frame(benchmark.closes["ts_event"], benchmark.closes["close"])
+
+
+def _curve_frame(ts_event: pd.Series, values: pd.Series) -> pd.DataFrame:
+    equity = values.to_numpy(dtype=np.float64)
     return pd.DataFrame(
-        {
-            "timestamp": pd.to_datetime(benchmark.closes["ts_event"], utc=True),
-            "equity": closes,
-            "drawdown": drawdown(closes),
-        }
+        {"timestamp": pd.to_datetime(ts_event, utc=True), "equity": equity, "drawdown": drawdown(equity)}
     )
 
 

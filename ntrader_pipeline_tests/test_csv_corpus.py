@@ -42,8 +42,8 @@ def test_malformed_file_reports_exact_problems(name: str):
 def test_skip_drops_exactly_the_listed_rows(name: str):
     series = read_bar_csv(CORPUS / name, "TEST", on_invalid="skip")
     bad_lines = sorted({p[0] for p in EXPECTED[name]})
-    assert series.notes["skipped_lines"] == bad_lines
-    assert len(series) == series.notes["source_rows"] - len(bad_lines)
+    assert series.notes.skipped_lines == bad_lines
+    assert len(series) == series.notes.source_rows - len(bad_lines)
 
 
 # Files read while a writer still appends to them: each holds what a reader saw, its last row cut

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR
 from ntrader_pipeline.core.timeframes import Timeframe, bar_type_name  # noqa: F401  (bars and their interval go together)
+from ntrader_pipeline.core.validation import BarProblem
 
 if TYPE_CHECKING:  # NautilusTrader is imported where bars meet the engine: loading it costs seconds
     from nautilus_trader.model.data import Bar, BarType
@@ -33,6 +34,23 @@ def bar_type_for(symbol: str, venue: str, timeframe: Timeframe) -> BarType:
 
 
 @dataclass(frozen=True)
+class ReadNotes:
+    """How a source file was read: what an import reports beside its bars."""
+
+    file: str = ""
+    source_rows: int = 0  # data rows in the file, kept or not
+    skipped: tuple[BarProblem, ...] = ()  # the problems of rows left out (``on_invalid="skip"``)
+    adjusted: bool = False  # prices scaled by Adj Close / Close
+    interval_inferred: bool = False  # the interval came from the timestamps, not the caller
+    delimiter: str = ","
+
+    @property
+    def skipped_lines(self) -> list[int]:
+        """The file lines left out, each once, in order."""
+        return sorted({problem.line for problem in self.skipped})
+
+
+@dataclass(frozen=True)
 class BarSeries:
     """Validated bars of one symbol and interval, ready for the catalog and the warehouse."""
 
@@ -41,7 +59,7 @@ class BarSeries:
     frame: pd.DataFrame  # BAR_COLUMNS, sorted by ts_event, unique timestamps
     price_precision: int
     source: str = "csv"
-    notes: dict = field(default_factory=dict)  # how the source was read (adjusted, skipped rows…)
+    notes: ReadNotes = field(default_factory=ReadNotes)  # how the source was read
     # Raises when the source changed since it was read in a way that spoils these bars (a file
     # still being written); the store calls it under the series' lock, just before publishing.
     recheck: Callable[[], None] | None = field(default=None, compare=False, repr=False)

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from nautilus_trader.model.objects import PRICE_MAX, QUANTITY_MAX
 
-from ntrader_pipeline.core.bars import PRICE_COLUMNS, BarSeries, Timeframe
+from ntrader_pipeline.core.bars import PRICE_COLUMNS, BarSeries, ReadNotes, Timeframe
 from ntrader_pipeline.core.calendar import DEFAULT_CALENDAR, CalendarError, check_calendar, session_close_ns
 from ntrader_pipeline.core.paths import DEFAULT_MAX_CSV_BYTES, FileSnapshot, InputFileError, read_snapshot
 from ntrader_pipeline.core.quoting import clipped, excerpt, shown_path
@@ -194,7 +194,7 @@ def read_bar_csv(
     calendar: str = DEFAULT_CALENDAR,
 ) -> BarSeries:
     """Bars of ``path``; raise ``BarFileError`` listing every problem, or with ``on_invalid="skip"``
-    drop the rows that have one and list them in ``series.notes["skipped"]``.
+    drop the rows that have one and list them in ``series.notes.skipped``.
 
     ``adjusted`` scales open, high, low and close by ``Adj Close / Close`` (Yahoo exports), rounded
     to the file's price precision; volume is left as it is. A file larger than ``max_bytes`` is
@@ -291,15 +291,14 @@ def read_bar_csv(
 
     precision = int(max(decimals[c][keep].max() for c in PRICE_COLUMNS))
     frame = frame[keep].reset_index(drop=True)
-    notes = {
-        "file": str(path),
-        "source_rows": int(len(data_rows)),
-        "skipped": problems,
-        "skipped_lines": sorted({p.line for p in problems}),
-        "adjusted": adjusted,
-        "interval_inferred": not interval_given,
-        "delimiter": delimiter,
-    }
+    notes = ReadNotes(
+        file=str(path),
+        source_rows=int(len(data_rows)),
+        skipped=tuple(problems),
+        adjusted=adjusted,
+        interval_inferred=not interval_given,
+        delimiter=delimiter,
+    )
     if adjusted:
         frame = _adjust(path, frame, numbers["adj close"][keep], precision, file_lines[keep], columns)
     if recheck:

@@ -94,7 +94,7 @@ def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: Pi
         max_bytes=stores.max_csv_bytes,
         calendar=calendar,
     )
-    skipped = series.notes["skipped"]
+    skipped = series.notes.skipped
     stored = stores.market_data().replace(series)
     metadata = {
         "file": str(path),
@@ -107,14 +107,14 @@ def csv_bars(context: AssetExecutionContext, config: CsvImportConfig, stores: Pi
         "last": pd.Timestamp(series.last_ns, tz="UTC").isoformat(),
         "price_precision": series.price_precision,
         "source": MetadataValue.text(series.source),
-        "source_rows": series.notes["source_rows"],
-        "bars_skipped": len(series.notes["skipped_lines"]),
+        "source_rows": series.notes.source_rows,
+        "bars_skipped": len(series.notes.skipped_lines),
         "skipped_report": MetadataValue.text("\n".join(describe_problems(str(path), skipped, SKIP_REPORT_LIMIT))),
-        "adjusted": series.notes["adjusted"],
+        "adjusted": series.notes.adjusted,
         "calendar": series.calendar,
     }
     if skipped:
-        context.log.warning(f"{path}: skipped {len(series.notes['skipped_lines'])} bad rows")
+        context.log.warning(f"{path}: skipped {len(series.notes.skipped_lines)} bad rows")
     yield MaterializeResult(asset_key="bar_catalog", metadata={**metadata, "catalog_files": stored.catalog_files})
     yield MaterializeResult(asset_key="market_data", metadata=metadata)
 
